@@ -1,0 +1,394 @@
+/*
+ * act.h -- the one public header of the actor runtime.
+ *
+ * A small multi-threaded actor library modelled on Erlang/OTP.  Start here:
+ * this file is the whole contract; the .c files beside it are, in reading
+ * order, mailbox.c (the lock-free queue), sched.c (threads, loops, turns),
+ * actor.c (pids, signals, links, monitors, exits), timer.c, registry.c,
+ * call.c (request/reply), supervisor.c.
+ *
+ * Vocabulary is OTP's.  An actor is a gen_server-like behaviour: init(args)
+ * gives its state, handle(state, msg) runs once per message, terminate(state,
+ * reason) runs once at the end.  Actors talk only by messages; a message's
+ * payload is copied into the message at send time and belongs to the receiver.
+ *
+ * Where this runtime differs from the BEAM, it says so here:
+ *
+ *  - Actors are pinned to the scheduler that they were spawned on and never
+ *    migrate.  That is what lets an actor own libuv handles on its scheduler's
+ *    loop (act_loop()).  Placement is decided at spawn (act_spawn_opts_t).
+ *  - Handlers are ordinary C functions: they must not block and must not loop
+ *    forever.  A signal (even `kill`) is acted upon between two handler runs.
+ *  - Crash containment covers act_crash(), a failed ACT_ASSERT, init failure
+ *    and limits (mailbox overflow).  A real memory fault (SIGSEGV, SIGBUS) or
+ *    abort() still ends the whole process: C has no isolation between actors.
+ *  - terminate() is called on every exit, `kill` included, because in C it is
+ *    the only place that can free the state.  On `kill` it must not send
+ *    messages expecting replies; the actor is already gone.
+ *  - init() runs asynchronously on the new actor's scheduler, as the first
+ *    thing the actor does.  act_spawn() returns the pid at once; a failing init
+ *    makes the actor exit with an error reason, which its links and monitors
+ *    see like any other crash (OTP's proc_lib would fail the start instead).
+ *  - Names are registered at spawn time (opts.name), before the pid is
+ *    returned, so that a supervisor's later children can rely on an earlier
+ *    child's name as in OTP's synchronous start.
+ *
+ * Errors are negative ACT_E* codes.  Everything is thread-safe unless noted;
+ * "inside an actor" means from its init/handle/terminate on its scheduler.
+ */
+#ifndef ACT_H
+#define ACT_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---------------------------------------------------------------- basics */
+
+/* A pid: slot index in the low 32 bits, slot generation in the high 32.
+ * 0 is never a live pid.  A message to a dead pid is dropped silently, and a
+ * recycled slot has a new generation, so an old pid never reaches the new
+ * tenant. */
+typedef uint64_t act_pid_t;
+#define ACT_NOPID ((act_pid_t)0)
+
+/* A unique reference (make_ref/0): never 0, never repeats within a run. */
+typedef uint64_t act_ref_t;
+
+enum {
+  ACT_OK = 0,
+  ACT_EINVAL = -1,   /* bad argument */
+  ACT_ENOMEM = -2,   /* out of memory or out of actor slots */
+  ACT_ENOPROC = -3,  /* no such (live) actor */
+  ACT_ETIMEDOUT = -4,/* a call's timeout ran out */
+  ACT_EEXIST = -5,   /* name already registered / child id already present */
+  ACT_ENOTACTOR = -6,/* called outside an actor where only an actor may call */
+  ACT_ESTATE = -7    /* runtime not started, or already stopped */
+};
+const char *act_strerror(int err);
+
+/* --------------------------------------------------------- exit reasons */
+
+/* OTP's reasons.  `normal` and `shutdown` are the quiet ones; `kill` is only
+ * a signal (exit(Pid, kill)) and is seen by others as `killed`; `noproc` is
+ * what a link or monitor to an already-dead pid reports; everything else is a
+ * crash (ACT_ERROR) and carries a text. */
+typedef enum act_reason_kind {
+  ACT_NORMAL = 0,
+  ACT_SHUTDOWN,
+  ACT_KILL,
+  ACT_KILLED,
+  ACT_NOPROC,
+  ACT_ERROR
+} act_reason_kind_t;
+
+#define ACT_REASON_TEXT 96
+typedef struct act_reason {
+  act_reason_kind_t kind;
+  char text[ACT_REASON_TEXT]; /* "normal", "shutdown", or the crash text */
+} act_reason_t;
+
+act_reason_t act_reason(act_reason_kind_t kind);           /* text = its name */
+act_reason_t act_reason_error(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2)));                  /* kind ACT_ERROR */
+
+/* ------------------------------------------------------------- messages */
+
+/* Message types: the application picks non-negative integers; negative ones
+ * are the runtime's. */
+enum {
+  ACT_MSG_EXIT = -1,    /* trapped exit signal: payload act_exit_msg_t */
+  ACT_MSG_DOWN = -2,    /* monitor fired: payload act_down_msg_t */
+  ACT_MSG_TIMEOUT = -3, /* an act_request() got no reply in time; msg->ref */
+  ACT_MSG_SUP_REPLY = -4, /* answer of an async supervisor request */
+  ACT_MSG_SYSTEM_MIN = -100 /* below this: internal, never seen by handlers */
+};
+
+typedef struct act_msg {
+  int type;
+  act_pid_t from;      /* sender, or ACT_NOPID from outside actors */
+  act_ref_t ref;       /* request/reply correlation, 0 if none */
+  size_t size;         /* payload bytes */
+  void *data;          /* payload (points into the message itself) */
+} act_msg_t;
+
+typedef struct act_exit_msg { act_pid_t from; act_reason_t reason; } act_exit_msg_t;
+typedef struct act_down_msg {
+  act_ref_t ref;      /* the monitor reference */
+  act_pid_t pid;      /* who went down */
+  act_reason_t reason;
+} act_down_msg_t;
+
+/* Called on the payload when a message is freed: after the receiver's
+ * handle() returns, or when the message is dropped (dead receiver, receiver
+ * died with it still queued).  Lets a payload hold a reference to shared
+ * memory (a reference-counted frame) without leaking it. */
+typedef void (*act_payload_free_fn)(void *data, size_t size);
+
+/* Send a copy of data[0..size) as a message of `type`.  Legal from anywhere;
+ * to a dead pid it returns ACT_OK and drops the message (as in Erlang).
+ * Returns ACT_ENOMEM only when the message could not be allocated. */
+int act_send(act_pid_t to, int type, const void *data, size_t size);
+/* The same, with a destructor run on the receiver's copy of the payload. */
+int act_send_ex(act_pid_t to, int type, const void *data, size_t size,
+                act_payload_free_fn free_fn);
+
+/* Keep the message currently being handled beyond handle()'s return (for a
+ * deferred queue).  Release it with act_msg_free(). */
+act_msg_t *act_msg_keep(act_msg_t *msg);
+void act_msg_free(act_msg_t *msg);
+
+/* ------------------------------------------------------------ behaviour */
+
+typedef struct act_behaviour {
+  const char *name; /* shown in introspection, e.g. "session" */
+  /* Build the state from args.  Return 0, or a negative code to fail (the
+   * actor then exits with an ACT_ERROR reason "init failed"). */
+  int (*init)(void *args, void **state);
+  /* One message.  msg and its payload are valid until handle() returns. */
+  void (*handle)(void *state, act_msg_t *msg);
+  /* Last call, any reason.  Free the state here.  May be NULL. */
+  void (*terminate)(void *state, act_reason_t reason);
+} act_behaviour_t;
+
+/* Where a new actor runs. */
+#define ACT_SCHED_CALLER (-1) /* the spawner's scheduler (outside actors: next) */
+#define ACT_SCHED_NEXT (-2)   /* round-robin over all schedulers */
+
+typedef struct act_spawn_opts {
+  bool link;               /* link to the spawner (spawn_link) */
+  bool monitor;            /* monitor it; the reference goes to *monitor_ref */
+  act_ref_t *monitor_ref;
+  int scheduler;           /* ACT_SCHED_CALLER (default when opts is NULL), ACT_SCHED_NEXT or an index */
+  const char *name;        /* register under this name before returning */
+  /* Mailbox bound: once more than this many messages are queued, the actor
+   * exits with reason "mailbox_overflow" (OTP's max_heap_size in spirit) and
+   * the message is dropped.  0 = unbounded. */
+  size_t max_mailbox;
+  int budget;              /* messages per turn; 0 = ACT_DEFAULT_BUDGET */
+} act_spawn_opts_t;
+#define ACT_DEFAULT_BUDGET 64
+
+/* Spawn an actor.  Inside an actor, link/monitor are relative to the caller;
+ * outside one, opts->link and opts->monitor are refused (ACT_EINVAL).
+ * Returns the pid, or 0 with *err (if not NULL) set. */
+act_pid_t act_spawn(const act_behaviour_t *b, void *args,
+                    const act_spawn_opts_t *opts, int *err);
+act_pid_t act_spawn_link(const act_behaviour_t *b, void *args);
+act_pid_t act_spawn_monitor(const act_behaviour_t *b, void *args, act_ref_t *mref);
+
+/* The running actor's pid; ACT_NOPID outside actors. */
+act_pid_t act_self(void);
+
+/* ----------------------------------------------------- exits and links */
+
+/* exit/2: send an exit signal to pid.  `kill` cannot be trapped and makes the
+ * target exit with `killed`; `normal` is ignored by others (but ends the
+ * caller if pid is itself); other reasons end a non-trapping target with the
+ * same reason and reach a trapping one as an ACT_MSG_EXIT. */
+int act_exit(act_pid_t pid, act_reason_t reason);
+
+/* exit/1: end the calling actor with reason when the current handler
+ * returns (the rest of the handler still runs). */
+void act_stop(act_reason_t reason);
+
+/* Crash the calling actor now (longjmp out of the handler).  Outside an
+ * actor it aborts the process. */
+_Noreturn void act_crash(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+#define ACT_ASSERT(cond)                                                     \
+  do {                                                                       \
+    if (!(cond))                                                             \
+      act_crash("assertion failed: %s (%s:%d)", #cond, __FILE__, __LINE__);  \
+  } while (0)
+
+/* link/1, unlink/1 (inside actors).  Linking to a dead pid delivers an exit
+ * signal `noproc` to the caller (an ACT_MSG_EXIT if it traps exits). */
+int act_link(act_pid_t pid);
+int act_unlink(act_pid_t pid);
+
+/* process_flag(trap_exit, on); returns the previous value. */
+bool act_trap_exit(bool on);
+
+/* monitor/2 and demonitor/1 (inside actors).  Monitoring a dead pid delivers
+ * ACT_MSG_DOWN with `noproc`.  demonitor with flush: any DOWN for this ref
+ * already queued is dropped.  Returns true if the monitor was active. */
+act_ref_t act_monitor(act_pid_t pid);
+bool act_demonitor(act_ref_t ref);
+
+/* --------------------------------------------------------------- names */
+
+int act_register(const char *name, act_pid_t pid); /* ACT_EEXIST, ACT_ENOPROC */
+int act_unregister(const char *name);
+act_pid_t act_whereis(const char *name);           /* ACT_NOPID if none */
+#define ACT_NAME_MAX 48
+
+/* -------------------------------------------------------------- timers */
+
+/* erlang:send_after/3 (inside actors): the timer belongs to the caller and
+ * is cancelled when the caller exits.  Returns the timer reference. */
+act_ref_t act_send_after(uint64_t ms, act_pid_t to, int type,
+                         const void *data, size_t size);
+/* cancel_timer/1: >= 0 milliseconds that were left, or -1 if the timer
+ * already fired (its message may be queued) or is unknown. */
+int64_t act_cancel_timer(act_ref_t tref);
+
+act_ref_t act_make_ref(void);
+
+/* --------------------------------------------------------- request/reply */
+
+#define ACT_CALL_DEFAULT_TIMEOUT 5000 /* ms, as gen_server:call/2 */
+#define ACT_INFINITY (-1)
+
+/* Inside an actor: send a request carrying a fresh ref.  The reply arrives
+ * as an ordinary message with that ref; if none came within timeout_ms, an
+ * ACT_MSG_TIMEOUT with that ref arrives instead and a later reply is dropped,
+ * never delivered (OTP's alias semantics).  Returns the ref, or 0. */
+act_ref_t act_request(act_pid_t to, int type, const void *data, size_t size,
+                      int timeout_ms);
+/* Answer a request: a message to req->from with req->ref. */
+int act_reply(const act_msg_t *req, int type, const void *data, size_t size);
+
+/* Outside actors only (main, tests): a blocking request.  On success *reply
+ * is the reply message (free it with act_msg_free).  ACT_ETIMEDOUT after
+ * timeout_ms; ACT_ENOPROC if the target is dead or dies before replying. */
+int act_call(act_pid_t to, int type, const void *data, size_t size,
+             act_msg_t **reply, int timeout_ms);
+
+/* Outside actors only: wait until pid exits; its reason goes to *reason.
+ * ACT_ENOPROC if it was already gone (reason `noproc`). */
+int act_await_exit(act_pid_t pid, int timeout_ms, act_reason_t *reason);
+
+/* ---------------------------------------------------- owned resources */
+
+/* Memory owned by the calling actor, freed when it exits if not before. */
+void *act_alloc(size_t size);
+void act_free(void *p);
+
+/* Run fn(arg) when the calling actor exits (after terminate).  Use it to
+ * close libuv handles the actor owns.  Returns an id for act_undefer. */
+typedef void (*act_cleanup_fn)(void *arg);
+uint64_t act_defer(act_cleanup_fn fn, void *arg);
+void act_undefer(uint64_t id); /* forget it without running it */
+
+/* The libuv loop of the calling actor's scheduler.  Handles made on it have
+ * their callbacks run on that scheduler's thread, between actor turns. */
+uv_loop_t *act_loop(void);
+
+/* Run fn(arg) on the actor's behalf from a libuv callback: sets act_self()
+ * to pid during fn, so that sends, timers and act_crash behave as inside the
+ * actor.  If fn crashes, the actor exits with that reason.  pid must be
+ * alive and on this scheduler; returns ACT_ENOPROC otherwise. */
+int act_run_as(act_pid_t pid, void (*fn)(void *arg), void *arg);
+
+/* ---------------------------------------------------------- the system */
+
+typedef struct act_config {
+  int threads;         /* schedulers; 0 = $CHATTER_THREADS or the core count */
+  uint32_t max_actors; /* slot table size; 0 = 1<<21 */
+} act_config_t;
+
+int act_start(const act_config_t *cfg); /* start the schedulers */
+/* Stop: every live actor gets exit(kill), schedulers are joined, memory
+ * freed.  Call act_exit(root, shutdown) and act_await_exit first for an
+ * orderly shutdown. */
+void act_stop_system(void);
+int act_scheduler_count(void);
+int act_scheduler_id(void); /* the caller's scheduler, -1 outside actors */
+
+/* --------------------------------------------------------- supervisors */
+
+typedef enum { ACT_ONE_FOR_ONE, ACT_ONE_FOR_ALL, ACT_REST_FOR_ONE } act_strategy_t;
+typedef enum { ACT_PERMANENT, ACT_TRANSIENT, ACT_TEMPORARY } act_restart_t;
+typedef enum { ACT_WORKER, ACT_SUPERVISOR } act_child_type_t;
+
+#define ACT_BRUTAL_KILL 0            /* shutdown: exit(kill) at once */
+#define ACT_SHUTDOWN_INFINITY (-1)   /* shutdown: wait for ever (supervisors) */
+#define ACT_SHUTDOWN_DEFAULT 5000    /* workers' default, as OTP */
+
+typedef struct act_child_spec {
+  char id[ACT_NAME_MAX];            /* unique among the supervisor's children */
+  const act_behaviour_t *behaviour; /* started as spawn_link(behaviour, args) */
+  void *args;                       /* passed to init on every (re)start */
+  void (*free_args)(void *args);    /* when the child is removed; may be NULL */
+  const char *name;                 /* registered name, or NULL */
+  act_restart_t restart;
+  int shutdown_ms;                  /* ACT_BRUTAL_KILL, ms, ACT_SHUTDOWN_INFINITY */
+  act_child_type_t type;
+  int scheduler;                    /* as act_spawn_opts_t.scheduler */
+  size_t max_mailbox;               /* as act_spawn_opts_t.max_mailbox */
+} act_child_spec_t;
+
+typedef struct act_sup_flags {
+  act_strategy_t strategy;
+  int intensity;  /* restarts allowed ... */
+  int period_ms;  /* ... within this window; OTP's default 1 in 5000 ms */
+} act_sup_flags_t;
+#define ACT_SUP_FLAGS_DEFAULT {ACT_ONE_FOR_ONE, 1, 5000}
+
+typedef struct act_sup_spec {
+  act_sup_flags_t flags;
+  const act_child_spec_t *children; /* started in order, stopped in reverse */
+  size_t nchildren;
+} act_sup_spec_t;
+
+/* The supervisor behaviour: spawn it with args = a const act_sup_spec_t *
+ * that stays valid while it runs, or use it as a child's behaviour with
+ * type ACT_SUPERVISOR.  It traps exits.  When intensity is exceeded it stops
+ * its children and exits with `shutdown` (its own supervisor decides next). */
+const act_behaviour_t *act_supervisor(void);
+
+/* Start a supervisor (outside or inside actors); opts as act_spawn. */
+act_pid_t act_supervisor_start(const act_sup_spec_t *spec,
+                               const act_spawn_opts_t *opts, int *err);
+
+/* Requests to a supervisor.  The _async forms are for actors: they return a
+ * ref; the answer comes as ACT_MSG_SUP_REPLY with that ref and an
+ * act_sup_reply_t payload.  The plain forms block (outside actors only). */
+typedef struct act_sup_reply { int result; act_pid_t pid; } act_sup_reply_t;
+
+act_ref_t act_supervisor_start_child_async(act_pid_t sup, const act_child_spec_t *spec);
+int act_supervisor_start_child(act_pid_t sup, const act_child_spec_t *spec, act_pid_t *pid);
+/* Stop a child (by pid, or by id when pid is ACT_NOPID) and remove its spec. */
+act_ref_t act_supervisor_terminate_child_async(act_pid_t sup, act_pid_t pid, const char *id);
+int act_supervisor_terminate_child(act_pid_t sup, act_pid_t pid, const char *id);
+
+typedef struct act_child_info {
+  char id[ACT_NAME_MAX];
+  act_pid_t pid;        /* ACT_NOPID while not running */
+  act_child_type_t type;
+  act_restart_t restart;
+  uint32_t restarts;
+} act_child_info_t;
+/* which_children: up to max entries, in start order; returns the count or a
+ * negative error.  Blocking, outside actors only. */
+int act_supervisor_which_children(act_pid_t sup, act_child_info_t *out, int max);
+
+/* ------------------------------------------------------- introspection */
+
+typedef struct act_info {
+  act_pid_t pid;
+  char name[ACT_NAME_MAX];  /* registered name, or "" */
+  char behaviour[32];       /* behaviour->name */
+  act_pid_t parent;         /* spawner (the supervisor for supervised actors) */
+  size_t mailbox_len;       /* messages queued now */
+  uint64_t messages;        /* messages handled so far */
+  uint32_t restarts;        /* supervisors: restarts they made; children: times their spec was restarted */
+  int scheduler;
+} act_info_t;
+
+/* A consistent-enough snapshot of live actors, safe while everything runs:
+ * fills up to max entries and returns how many actors were live (which may
+ * exceed max).  act_info_of fills one; ACT_ENOPROC if dead. */
+size_t act_list(act_info_t *out, size_t max);
+int act_info_of(act_pid_t pid, act_info_t *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* ACT_H */
