@@ -143,11 +143,11 @@ test-asan:
 
 test-protocol: $(B)/chatter
 	@export DATABASE_URL="$${DATABASE_URL:-$$(bash sql/devdb.sh url)}"; \
-	 CHATTER_BIN=$(B)/chatter node --test test/protocol/
+	 CHATTER_BIN=$(B)/chatter node --test --test-concurrency=1 test/protocol/
 
 test-browser: $(B)/chatter
 	@export DATABASE_URL="$${DATABASE_URL:-$$(bash sql/devdb.sh url)}"; \
-	 CHATTER_BIN=$(B)/chatter node --test test/browser/
+	 CHATTER_BIN=$(B)/chatter node --test --test-concurrency=1 test/browser/
 
 # ------------------------------------------------------------- benchmarks
 

@@ -1,0 +1,72 @@
+// Starts a real chatter server for a test file and stops it afterwards.
+//
+// The binary comes from $CHATTER_BIN (the Makefile sets it), the database from
+// $DATABASE_URL (the private cluster of sql/devdb.sh by default).  Each server
+// gets a free port on 127.0.0.1; start() resolves once /healthz answers 200.
+import { spawn } from 'node:child_process';
+import net from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+async function healthy(base) {
+  try {
+    const r = await fetch(base + '/healthz');
+    return r.status === 200;
+  } catch {
+    return false;
+  }
+}
+
+// Returns {port, base, wsUrl, proc, logs(), stop()}.  env adds variables
+// (CHATTER_CHAOS, ...).  Waits at most timeoutMs for /healthz.
+export async function startServer({ env = {}, timeoutMs = 20000 } = {}) {
+  const bin = process.env.CHATTER_BIN || path.join(root, '_build/default/chatter');
+  const port = await freePort();
+  let out = '';
+  const proc = spawn(bin, [], {
+    cwd: root,
+    env: { ...process.env, PORT: String(port), LOG_LEVEL: process.env.LOG_LEVEL || 'info', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  proc.stdout.on('data', (d) => { out += d; });
+  proc.stderr.on('data', (d) => { out += d; });
+  let exited = null;
+  proc.on('exit', (code, sig) => { exited = { code, sig }; });
+  const base = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + timeoutMs;
+  while (!(await healthy(base))) {
+    if (exited) throw new Error(`chatter exited early (${JSON.stringify(exited)}):\n${out}`);
+    if (Date.now() > deadline) { proc.kill('SIGKILL'); throw new Error(`chatter not healthy in ${timeoutMs} ms:\n${out}`); }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return {
+    port,
+    base,
+    wsUrl: `ws://127.0.0.1:${port}/ws`,
+    proc,
+    logs: () => out,
+    exited: () => exited,
+    async stop() {
+      if (exited) return exited;
+      const done = new Promise((r) => proc.once('exit', (code, sig) => r({ code, sig })));
+      proc.kill('SIGTERM');
+      const t = setTimeout(() => proc.kill('SIGKILL'), 10000);
+      const res = await done;
+      clearTimeout(t);
+      return res;
+    },
+  };
+}
