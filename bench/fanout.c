@@ -1,0 +1,183 @@
+/*
+ * fanout -- one-to-many delivery with acknowledgement.
+ *
+ * Measures: one publisher sends a message to each of 10,000 subscribers,
+ * each subscriber acks, and the next round starts when all 10,000 acks are
+ * in; 300 rounds (argv[1] = rounds).  rate = deliveries per second
+ * (subscribers x rounds / seconds).  Peer: bench/peers/erlang/fanout.erl.
+ *
+ * Placement: PLACEMENT below.  ACT_SCHED_NEXT deals the subscribers
+ * round-robin over the schedulers so that the other core handles its half of
+ * the deliveries while the publisher is still sending; ACT_SCHED_CALLER puts
+ * everything on the publisher's thread (no cross-thread traffic at all).
+ * $FANOUT_PLACEMENT=caller|next overrides it for experiments.
+ */
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "act.h"
+
+/* ---- shared by the six benchmarks (each file stands alone) ---- */
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static _Noreturn void die(const char *what, int err) {
+  fprintf(stderr, "%s: %s\n", what, err ? act_strerror(err) : "failed");
+  fflush(stderr);
+  _exit(2);
+}
+
+/* Schedulers: $CHATTER_THREADS, else 0 (the runtime's default). */
+static void start_runtime(void) {
+  act_config_t cfg = {0};
+  const char *t = getenv("CHATTER_THREADS");
+  if (t && *t) cfg.threads = atoi(t);
+  int rc = act_start(&cfg);
+  if (rc != ACT_OK) die("act_start", rc);
+}
+
+/* N from argv[1] when given (quick runs), else the default. */
+static uint64_t arg_n(int argc, char **argv, uint64_t dflt) {
+  if (argc > 1) {
+    char *end;
+    unsigned long long v = strtoull(argv[1], &end, 10);
+    if (*end || v == 0) {
+      fprintf(stderr, "usage: %s [N]\n", argv[0]);
+      exit(2);
+    }
+    return (uint64_t)v;
+  }
+  return dflt;
+}
+
+/* Block until the driver actor has exited; `done` tells a normal finish from
+ * a crash (the driver may already be gone when we start waiting: ENOPROC). */
+static void await_driver(act_pid_t pid, atomic_int *done) {
+  act_reason_t why = act_reason(ACT_NORMAL);
+  int rc = act_await_exit(pid, 600000, &why);
+  if (rc == ACT_ETIMEDOUT) die("benchmark timed out after 600 s", rc);
+  if (!atomic_load(done)) {
+    fprintf(stderr, "driver exited without finishing: %s (%s)\n", why.text,
+            act_strerror(rc));
+    _exit(2);
+  }
+}
+
+static act_spawn_opts_t placed(int scheduler) {
+  act_spawn_opts_t o = {0};
+  o.scheduler = scheduler;
+  return o;
+}
+
+#define SUBS 10000
+#ifndef PLACEMENT
+#define PLACEMENT ACT_SCHED_NEXT
+#endif
+
+enum { MSG_GO = 1, MSG_DELIVER, MSG_ACK };
+
+static uint64_t ROUNDS;
+static double t0, t1;
+static atomic_int done;
+static int placement = PLACEMENT;
+
+static int sub_init(void *args, void **state) {
+  (void)args;
+  *state = NULL;
+  return 0;
+}
+
+static void sub_handle(void *state, act_msg_t *msg) {
+  (void)state;
+  if (msg->type == MSG_DELIVER) act_send(msg->from, MSG_ACK, msg->data, msg->size);
+}
+
+static const act_behaviour_t sub_b = {"subscriber", sub_init, sub_handle, NULL};
+
+typedef struct {
+  uint64_t round, acks;
+  act_pid_t subs[SUBS];
+} pub_t;
+
+static void publish(pub_t *s) {
+  for (int i = 0; i < SUBS; i++) act_send(s->subs[i], MSG_DELIVER, &s->round, sizeof s->round);
+}
+
+static int pub_init(void *args, void **state) {
+  (void)args;
+  pub_t *s = malloc(sizeof *s);
+  if (!s) return ACT_ENOMEM;
+  s->round = s->acks = 0;
+  act_spawn_opts_t o = placed(placement);
+  for (int i = 0; i < SUBS; i++) {
+    int err = 0;
+    s->subs[i] = act_spawn(&sub_b, NULL, &o, &err);
+    if (!s->subs[i]) die("spawn subscriber", err);
+  }
+  *state = s;
+  return 0;
+}
+
+static void pub_handle(void *state, act_msg_t *msg) {
+  pub_t *s = state;
+  switch (msg->type) {
+  case MSG_GO:
+    t0 = now_s();
+    publish(s);
+    break;
+  case MSG_ACK: {
+    uint64_t r;
+    memcpy(&r, msg->data, sizeof r);
+    if (r != s->round) act_crash("ack for round %llu in round %llu", (unsigned long long)r,
+                                 (unsigned long long)s->round);
+    if (++s->acks < SUBS) break;
+    s->acks = 0;
+    if (++s->round == ROUNDS) {
+      t1 = now_s();
+      atomic_store(&done, 1);
+      for (int i = 0; i < SUBS; i++) act_exit(s->subs[i], act_reason(ACT_SHUTDOWN));
+      act_stop(act_reason(ACT_NORMAL));
+      break;
+    }
+    publish(s);
+    break;
+  }
+  }
+}
+
+static void pub_terminate(void *state, act_reason_t reason) {
+  (void)reason;
+  free(state);
+}
+
+static const act_behaviour_t pub_b = {"publisher", pub_init, pub_handle, pub_terminate};
+
+int main(int argc, char **argv) {
+  ROUNDS = arg_n(argc, argv, 300);
+  const char *p = getenv("FANOUT_PLACEMENT");
+  if (p && !strcmp(p, "caller")) placement = ACT_SCHED_CALLER;
+  if (p && !strcmp(p, "next")) placement = ACT_SCHED_NEXT;
+  start_runtime();
+  int err = 0;
+  act_pid_t pub = act_spawn(&pub_b, NULL, NULL, &err);
+  if (!pub) die("spawn publisher", err);
+  act_send(pub, MSG_GO, NULL, 0);
+  await_driver(pub, &done);
+  double s = t1 - t0;
+  uint64_t d = ROUNDS * SUBS;
+  printf("name=fanout n=%llu seconds=%.3f rate=%.0f subscribers=%d rounds=%llu placement=%s "
+         "threads=%d\n",
+         (unsigned long long)d, s, (double)d / s, SUBS, (unsigned long long)ROUNDS,
+         placement == ACT_SCHED_NEXT ? "next" : "caller", act_scheduler_count());
+  fflush(stdout);
+  act_stop_system();
+  return 0;
+}
