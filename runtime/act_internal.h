@@ -1,0 +1,198 @@
+/*
+ * act_internal.h -- what the runtime's .c files share and nobody else sees.
+ *
+ * The picture: a fixed table of slots (pid -> process), one scheduler thread
+ * per core each with a libuv loop and a run queue, and per process an inbound
+ * lock-free MPSC queue (mailbox.c) that any thread pushes envelopes into.
+ * Envelopes carry either a user message or a signal (link, monitor, exit...);
+ * the owning scheduler turns signals into state changes or messages in arrival
+ * order, so OTP's per-pair ordering guarantee holds.
+ */
+#ifndef ACT_INTERNAL_H
+#define ACT_INTERNAL_H
+
+#include "act.h"
+
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdatomic.h>
+
+/* ------------------------------------------------------------ mailbox.c */
+
+typedef struct act_node {
+  _Atomic(struct act_node *) next;
+} act_node_t;
+
+/* Dmitry Vyukov's intrusive MPSC queue: push is one exchange; pop is for the
+ * single consumer and may report empty while a push is half done (the
+ * pending counter of the process tells the scheduler to come back). */
+typedef struct act_mpsc {
+  _Atomic(act_node_t *) head; /* last pushed; producers swap it */
+  act_node_t *tail;           /* next to pop; consumer only */
+  act_node_t stub;
+} act_mpsc_t;
+
+void act__mpsc_init(act_mpsc_t *q);
+void act__mpsc_push(act_mpsc_t *q, act_node_t *n);
+act_node_t *act__mpsc_pop(act_mpsc_t *q);
+
+/* --------------------------------------------------------- envelopes */
+
+/* Signal types travel in msg.type below ACT_MSG_SYSTEM_MIN. */
+enum {
+  ACT__SIG_INIT = -101,      /* first envelope of every process: run init */
+  ACT__SIG_EXIT = -102,      /* payload act__exit_sig_t */
+  ACT__SIG_LINK = -103,
+  ACT__SIG_UNLINK = -104,
+  ACT__SIG_MONITOR = -105,   /* msg.ref = monitor ref */
+  ACT__SIG_DEMONITOR = -106, /* msg.ref = monitor ref */
+  ACT__SIG_DOWN = -107,      /* payload act_down_msg_t */
+  ACT__SIG_TIMEOUT = -108    /* a request's timer: msg.ref = request ref */
+};
+
+typedef struct act__exit_sig {
+  act_reason_t reason;
+  bool linked; /* came through a link (ignored if the link is gone) */
+  bool forced; /* untrappable: exit(Pid, kill) or a crash in act_run_as */
+} act__exit_sig_t;
+
+typedef struct act_env {
+  act_node_t node;
+  struct act_env *next_private; /* the owner's private FIFO */
+  act_payload_free_fn free_fn;
+  bool is_reply; /* made by act_reply: dropped if nobody awaits its ref */
+  bool kept;     /* act_msg_keep: the handler owns it now */
+  bool flushed;  /* demonitor(flush) hit it: skip, don't handle */
+  act_msg_t msg;
+  _Alignas(max_align_t) unsigned char payload[];
+} act_env_t;
+
+act_env_t *act__env_new(int type, act_pid_t from, act_ref_t ref,
+                        const void *data, size_t size, act_payload_free_fn fn);
+void act__env_free(act_env_t *e);
+static inline act_env_t *act__env_of(act_msg_t *m) {
+  return (act_env_t *)((char *)m - offsetof(act_env_t, msg));
+}
+
+/* ----------------------------------------------------------- process */
+
+typedef struct act_pidvec { act_pid_t *v; uint32_t n, cap; } act_pidvec_t;
+typedef struct act_monref { act_ref_t ref; act_pid_t pid; } act_monref_t;
+typedef struct act_monvec { act_monref_t *v; uint32_t n, cap; } act_monvec_t;
+
+struct act_sched;
+struct act_timer;
+struct act_owned;
+
+typedef struct act_proc {
+  act_pid_t pid;
+  const act_behaviour_t *b;
+  void *args;
+  void *state;
+  struct act_sched *sched;
+  act_pid_t parent;
+
+  act_mpsc_t inbox;
+  _Atomic size_t pending;      /* envelopes pushed and not yet consumed */
+  act_node_t run_node;         /* link in the scheduler's run queue */
+  act_env_t *priv_head, *priv_tail; /* messages ready for handle() */
+
+  _Atomic uint64_t handled;    /* introspection */
+  _Atomic uint32_t restarts;   /* introspection */
+  _Atomic bool has_name;       /* registry.c keeps the name itself */
+  _Atomic bool overflow;       /* max_mailbox exceeded: dying */
+  size_t max_mailbox;
+  int budget;
+
+  bool trap_exit;
+  bool initialised;
+  bool is_proxy;               /* call.c: a waiting outside thread */
+  act_reason_t *exit_reason;   /* set when the process is to end */
+
+  act_pidvec_t links;
+  act_monvec_t monitors_in;    /* who watches me (ref, watcher) */
+  act_monvec_t monitors_out;   /* whom I watch (ref, target) */
+  act_monvec_t requests;       /* act_request in flight: (ref, timer ref) */
+
+  struct act_timer *timers;    /* timer.c: timers I own */
+  struct act_owned *owned;     /* act_alloc blocks and act_defer cleanups */
+  act_msg_t *current;          /* the message being handled, for crashes */
+
+  /* call.c: a proxy's thread sleeps on this */
+  pthread_mutex_t *proxy_mu;
+  pthread_cond_t *proxy_cv;
+} act_proc_t;
+
+/* ------------------------------------------------------------ slots */
+
+typedef struct act_slot {
+  _Atomic act_pid_t pid;       /* 0 when free or dying */
+  _Atomic(act_proc_t *) proc;
+  _Atomic uint32_t readers;    /* senders looking at proc right now */
+  uint32_t gen;                /* under the free-list lock */
+  uint32_t next_free;
+} act_slot_t;
+
+/* Push an envelope to pid; false (and the envelope untouched) if pid is dead. */
+bool act__deliver(act_pid_t to, act_env_t *e);
+/* Same, but frees the envelope when the target is dead. */
+void act__deliver_or_drop(act_pid_t to, act_env_t *e);
+act_proc_t *act__current(void);
+act_proc_t *act__require_current(const char *what);
+act_pid_t act__spawn(const act_behaviour_t *b, void *args,
+                     const act_spawn_opts_t *opts, uint32_t restarts, int *err);
+/* Borrow a live proc for reading (introspection); release with act__unpin. */
+act_proc_t *act__pin(act_pid_t pid, act_slot_t **slot);
+void act__unpin(act_slot_t *slot);
+uint32_t act__slot_high_water(void);
+act_slot_t *act__slot_at(uint32_t idx);
+void act__push_private(act_proc_t *p, act_env_t *e);
+void act__set_exit(act_proc_t *p, act_reason_t r);
+
+/* proxies (call.c): a slot without a scheduler, for outside threads */
+act_proc_t *act__proxy_new(void);
+void act__proxy_free(act_proc_t *p);
+act_env_t *act__proxy_wait(act_proc_t *p, int timeout_ms);
+
+/* ----------------------------------------------------------- sched.c */
+
+typedef struct act_sched {
+  int id;
+  pthread_t thread;
+  uv_loop_t loop;
+  uv_async_t wakeup;
+  act_mpsc_t runq;
+  _Atomic long runq_len;
+  _Atomic int sleeping;
+  jmp_buf *crash_jb;           /* where act_crash lands during a turn */
+  act_proc_t *current;
+} act_sched_t;
+
+void act__schedule(act_proc_t *p);
+act_sched_t *act__sched_for(int want, act_proc_t *caller);
+act_sched_t *act__sched_self(void);
+void act__turn(act_proc_t *p);   /* actor.c */
+bool act__running(void);
+
+/* ----------------------------------------------------------- timer.c */
+void act__timers_cancel_all(act_proc_t *p);
+
+/* -------------------------------------------------------- registry.c */
+void act__registry_drop_pid(act_pid_t pid);
+void act__registry_name_of(act_pid_t pid, char *out, size_t cap);
+void act__registry_clear(void);
+
+/* -------------------------------------------------------- actor.c */
+void act__owned_release_all(act_proc_t *p);
+void act__kill_all(void);
+void act__slots_init(uint32_t max);
+void act__slots_free(void);
+
+/* vectors */
+bool act__pidvec_add(act_pidvec_t *v, act_pid_t pid);
+bool act__pidvec_del(act_pidvec_t *v, act_pid_t pid);
+bool act__pidvec_has(const act_pidvec_t *v, act_pid_t pid);
+bool act__monvec_add(act_monvec_t *v, act_ref_t ref, act_pid_t pid);
+bool act__monvec_del(act_monvec_t *v, act_ref_t ref, act_pid_t *pid);
+
+#endif

@@ -1,0 +1,942 @@
+/*
+ * actor.c -- processes: pids and slots, spawn, send, the turn, signals
+ * (links, monitors, exits) and death.
+ *
+ * Reading guide.  A pid names a slot and a generation.  A sender "pins" the
+ * slot (readers += 1), checks that the slot still holds that pid, pushes its
+ * envelope into the process's inbox, and unpins.  A dying process unpublishes
+ * its slot and waits for readers to reach zero before draining its inbox, so
+ * no envelope is ever pushed into freed memory and none is lost unnoticed.
+ *
+ * `pending` counts envelopes pushed but not consumed.  The sender that takes
+ * it from 0 to 1 schedules the process; the turn subtracts what it consumed
+ * and reschedules if anything is left.  So a process is in at most one run
+ * queue at a time, and runs on one thread at a time.
+ *
+ * A turn first moves envelopes from the inbox to a private FIFO, acting on
+ * signals as it meets them (OTP's signal order per sender is kept because
+ * trapped exits and DOWNs become messages at that point, behind the
+ * messages that came before them), then runs handle() on up to `budget`
+ * messages.
+ */
+#include "act_internal.h"
+
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MOVE_MAX 1024 /* envelopes moved per turn: bounds a turn's length */
+
+static act_slot_t *g_slots;
+static uint32_t g_max;
+static _Atomic uint32_t g_high;
+static pthread_mutex_t g_free_mu = PTHREAD_MUTEX_INITIALIZER;
+static uint32_t g_free_head = UINT32_MAX;
+static _Atomic uint64_t g_refs = 1;
+static _Atomic long g_live;
+static pthread_mutex_t g_live_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t g_live_cv = PTHREAD_COND_INITIALIZER;
+
+/* ---------------------------------------------------------- reasons */
+
+static const char *const kind_names[] = {"normal", "shutdown", "kill",
+                                         "killed", "noproc",   "error"};
+
+act_reason_t act_reason(act_reason_kind_t kind) {
+  act_reason_t r = {.kind = kind};
+  snprintf(r.text, sizeof r.text, "%s", kind_names[kind]);
+  return r;
+}
+
+act_reason_t act_reason_error(const char *fmt, ...) {
+  act_reason_t r = {.kind = ACT_ERROR};
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(r.text, sizeof r.text, fmt, ap);
+  va_end(ap);
+  return r;
+}
+
+const char *act_strerror(int err) {
+  switch (err) {
+  case ACT_OK: return "ok";
+  case ACT_EINVAL: return "invalid argument";
+  case ACT_ENOMEM: return "out of memory or actor slots";
+  case ACT_ENOPROC: return "no such actor";
+  case ACT_ETIMEDOUT: return "timed out";
+  case ACT_EEXIST: return "already exists";
+  case ACT_ENOTACTOR: return "only an actor may do this";
+  case ACT_ESTATE: return "runtime not running";
+  default: return "unknown error";
+  }
+}
+
+act_ref_t act_make_ref(void) { return atomic_fetch_add(&g_refs, 1); }
+
+/* ---------------------------------------------------------- vectors */
+
+static bool grow(void **v, uint32_t *cap, size_t elem) {
+  uint32_t ncap = *cap ? *cap * 2 : 4;
+  void *nv = realloc(*v, ncap * elem);
+  if (!nv) return false;
+  *v = nv;
+  *cap = ncap;
+  return true;
+}
+
+bool act__pidvec_has(const act_pidvec_t *v, act_pid_t pid) {
+  for (uint32_t i = 0; i < v->n; i++)
+    if (v->v[i] == pid) return true;
+  return false;
+}
+
+bool act__pidvec_add(act_pidvec_t *v, act_pid_t pid) {
+  if (act__pidvec_has(v, pid)) return true;
+  if (v->n == v->cap && !grow((void **)&v->v, &v->cap, sizeof *v->v)) return false;
+  v->v[v->n++] = pid;
+  return true;
+}
+
+bool act__pidvec_del(act_pidvec_t *v, act_pid_t pid) {
+  for (uint32_t i = 0; i < v->n; i++)
+    if (v->v[i] == pid) {
+      v->v[i] = v->v[--v->n];
+      return true;
+    }
+  return false;
+}
+
+bool act__monvec_add(act_monvec_t *v, act_ref_t ref, act_pid_t pid) {
+  if (v->n == v->cap && !grow((void **)&v->v, &v->cap, sizeof *v->v)) return false;
+  v->v[v->n++] = (act_monref_t){ref, pid};
+  return true;
+}
+
+bool act__monvec_del(act_monvec_t *v, act_ref_t ref, act_pid_t *pid) {
+  for (uint32_t i = 0; i < v->n; i++)
+    if (v->v[i].ref == ref) {
+      if (pid) *pid = v->v[i].pid;
+      v->v[i] = v->v[--v->n];
+      return true;
+    }
+  return false;
+}
+
+/* --------------------------------------------------------- envelopes */
+
+act_env_t *act__env_new(int type, act_pid_t from, act_ref_t ref,
+                        const void *data, size_t size, act_payload_free_fn fn) {
+  act_env_t *e = malloc(sizeof *e + size);
+  if (!e) return NULL;
+  e->next_private = NULL;
+  e->free_fn = fn;
+  e->is_reply = false;
+  e->kept = false;
+  e->flushed = false;
+  e->msg.type = type;
+  e->msg.from = from;
+  e->msg.ref = ref;
+  e->msg.size = size;
+  e->msg.data = e->payload;
+  if (size) memcpy(e->payload, data, size);
+  return e;
+}
+
+void act__env_free(act_env_t *e) {
+  if (e->free_fn) e->free_fn(e->payload, e->msg.size);
+  free(e);
+}
+
+act_msg_t *act_msg_keep(act_msg_t *msg) {
+  act__env_of(msg)->kept = true;
+  return msg;
+}
+
+void act_msg_free(act_msg_t *msg) {
+  if (msg) act__env_free(act__env_of(msg));
+}
+
+/* ------------------------------------------------------------- slots */
+
+void act__slots_init(uint32_t max) {
+  g_max = max;
+  g_slots = calloc(max, sizeof *g_slots); /* untouched pages cost no RSS */
+  atomic_store(&g_high, 0);
+  g_free_head = UINT32_MAX;
+  atomic_store(&g_live, 0);
+}
+
+void act__slots_free(void) {
+  free(g_slots);
+  g_slots = NULL;
+  g_max = 0;
+}
+
+uint32_t act__slot_high_water(void) { return atomic_load(&g_high); }
+act_slot_t *act__slot_at(uint32_t idx) { return &g_slots[idx]; }
+
+static act_pid_t slot_alloc(void) {
+  pthread_mutex_lock(&g_free_mu);
+  uint32_t idx;
+  if (g_free_head != UINT32_MAX) {
+    idx = g_free_head;
+    g_free_head = g_slots[idx].next_free;
+  } else if (atomic_load(&g_high) < g_max) {
+    idx = atomic_load(&g_high);
+    atomic_store(&g_high, idx + 1);
+  } else {
+    pthread_mutex_unlock(&g_free_mu);
+    return ACT_NOPID;
+  }
+  uint32_t gen = ++g_slots[idx].gen;
+  if (gen == 0) gen = ++g_slots[idx].gen; /* generation 0 would make pid 0 */
+  pthread_mutex_unlock(&g_free_mu);
+  return ((act_pid_t)gen << 32) | idx;
+}
+
+static void slot_release(uint32_t idx) {
+  pthread_mutex_lock(&g_free_mu);
+  g_slots[idx].next_free = g_free_head;
+  g_free_head = idx;
+  pthread_mutex_unlock(&g_free_mu);
+}
+
+static act_slot_t *slot_of(act_pid_t pid) {
+  uint32_t idx = (uint32_t)pid;
+  if (!g_slots || idx >= atomic_load(&g_high)) return NULL;
+  return &g_slots[idx];
+}
+
+act_proc_t *act__pin(act_pid_t pid, act_slot_t **out) {
+  act_slot_t *s = slot_of(pid);
+  if (!s || pid == ACT_NOPID) return NULL;
+  atomic_fetch_add(&s->readers, 1);
+  act_proc_t *p = atomic_load(&s->proc);
+  if (p && atomic_load(&s->pid) == pid) {
+    *out = s;
+    return p;
+  }
+  atomic_fetch_sub(&s->readers, 1);
+  return NULL;
+}
+
+void act__unpin(act_slot_t *s) { atomic_fetch_sub(&s->readers, 1); }
+
+/* ---------------------------------------------------------- delivery */
+
+static bool is_signal(const act_env_t *e) { return e->msg.type <= ACT_MSG_SYSTEM_MIN; }
+
+/* max_mailbox: the first sender that finds the box full tells the owner to
+ * die; later ones drop their message.  Signals are never refused. */
+static bool admit(act_proc_t *p, act_env_t *e, act_pid_t to) {
+  if (!p->max_mailbox || is_signal(e)) return true;
+  if (atomic_load(&p->overflow)) return false;
+  if (atomic_load(&p->pending) < p->max_mailbox) return true;
+  if (!atomic_exchange(&p->overflow, true)) {
+    act__exit_sig_t sig = {act_reason_error("mailbox_overflow"), false, true};
+    act_env_t *k = act__env_new(ACT__SIG_EXIT, to, 0, &sig, sizeof sig, NULL);
+    if (k) {
+      if (atomic_fetch_add(&p->pending, 1) == 0) act__schedule(p);
+      act__mpsc_push(&p->inbox, &k->node);
+    }
+  }
+  return false;
+}
+
+bool act__deliver(act_pid_t to, act_env_t *e) {
+  act_slot_t *s;
+  act_proc_t *p = act__pin(to, &s);
+  if (!p) return false;
+  if (admit(p, e, to)) {
+    size_t old = atomic_fetch_add(&p->pending, 1);
+    act__mpsc_push(&p->inbox, &e->node);
+    if (old == 0) act__schedule(p);
+  } else {
+    act__env_free(e); /* refused for overflow: dropped like a dead pid's */
+  }
+  act__unpin(s);
+  return true;
+}
+
+void act__deliver_or_drop(act_pid_t to, act_env_t *e) {
+  if (e && !act__deliver(to, e)) act__env_free(e);
+}
+
+int act_send_ex(act_pid_t to, int type, const void *data, size_t size,
+                act_payload_free_fn free_fn) {
+  if (type <= ACT_MSG_SYSTEM_MIN) return ACT_EINVAL;
+  act_env_t *e = act__env_new(type, act_self(), 0, data, size, free_fn);
+  if (!e) return ACT_ENOMEM;
+  act__deliver_or_drop(to, e);
+  return ACT_OK;
+}
+
+int act_send(act_pid_t to, int type, const void *data, size_t size) {
+  return act_send_ex(to, type, data, size, NULL);
+}
+
+static void send_signal(act_pid_t to, int type, act_pid_t from, act_ref_t ref,
+                        const void *data, size_t size) {
+  act__deliver_or_drop(to, act__env_new(type, from, ref, data, size, NULL));
+}
+
+/* A process's own private FIFO, from its own thread.  Counted in pending so
+ * that the turn's accounting stays exact. */
+void act__push_private(act_proc_t *p, act_env_t *e) {
+  e->next_private = NULL;
+  if (p->priv_tail) p->priv_tail->next_private = e;
+  else p->priv_head = e;
+  p->priv_tail = e;
+  if (atomic_fetch_add(&p->pending, 1) == 0) act__schedule(p);
+}
+
+static void append_private(act_proc_t *p, act_env_t *e) {
+  e->next_private = NULL;
+  if (p->priv_tail) p->priv_tail->next_private = e;
+  else p->priv_head = e;
+  p->priv_tail = e;
+}
+
+static act_env_t *pop_private(act_proc_t *p) {
+  act_env_t *e = p->priv_head;
+  if (e) {
+    p->priv_head = e->next_private;
+    if (!p->priv_head) p->priv_tail = NULL;
+  }
+  return e;
+}
+
+/* -------------------------------------------------------------- self */
+
+act_pid_t act_self(void) {
+  act_proc_t *p = act__current();
+  return p ? p->pid : ACT_NOPID;
+}
+
+act_proc_t *act__require_current(const char *what) {
+  act_proc_t *p = act__current();
+  if (!p) {
+    fprintf(stderr, "act: %s called outside an actor\n", what);
+    abort();
+  }
+  return p;
+}
+
+void act__set_exit(act_proc_t *p, act_reason_t r) {
+  if (p->exit_reason) return; /* the first reason wins */
+  p->exit_reason = malloc(sizeof *p->exit_reason);
+  if (!p->exit_reason) abort();
+  *p->exit_reason = r;
+}
+
+void act_stop(act_reason_t reason) {
+  act__set_exit(act__require_current("act_stop"), reason);
+}
+
+_Noreturn void act_crash(const char *fmt, ...) {
+  act_proc_t *p = act__current();
+  act_sched_t *s = act__sched_self();
+  char text[ACT_REASON_TEXT];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(text, sizeof text, fmt, ap);
+  va_end(ap);
+  if (!p || !s || !s->crash_jb) {
+    fprintf(stderr, "act_crash outside an actor: %s\n", text);
+    abort();
+  }
+  act__set_exit(p, act_reason_error("%s", text));
+  longjmp(*s->crash_jb, 1);
+}
+
+/* -------------------------------------------------------------- spawn */
+
+static void live_dec(void) {
+  if (atomic_fetch_sub(&g_live, 1) == 1) {
+    pthread_mutex_lock(&g_live_mu);
+    pthread_cond_broadcast(&g_live_cv);
+    pthread_mutex_unlock(&g_live_mu);
+  }
+}
+
+int act__registry_add(const char *name, act_pid_t pid, act_proc_t *p);
+
+act_pid_t act__spawn(const act_behaviour_t *b, void *args,
+                     const act_spawn_opts_t *opts, uint32_t restarts, int *err) {
+  int dummy;
+  if (!err) err = &dummy;
+  *err = ACT_OK;
+  if (!act__running()) return *err = ACT_ESTATE, ACT_NOPID;
+  if (!b || !b->handle) return *err = ACT_EINVAL, ACT_NOPID;
+  act_proc_t *caller = act__current();
+  if (caller && caller->is_proxy) caller = NULL;
+  bool link = opts && opts->link, monitor = opts && opts->monitor;
+  if (!caller && (link || monitor)) return *err = ACT_EINVAL, ACT_NOPID;
+
+  act_proc_t *p = calloc(1, sizeof *p);
+  act_env_t *init = act__env_new(ACT__SIG_INIT, ACT_NOPID, 0, NULL, 0, NULL);
+  act_pid_t pid = (p && init) ? slot_alloc() : ACT_NOPID;
+  if (!pid) {
+    free(p);
+    free(init);
+    return *err = ACT_ENOMEM, ACT_NOPID;
+  }
+  p->pid = pid;
+  p->b = b;
+  p->args = args;
+  p->sched = act__sched_for(opts ? opts->scheduler : ACT_SCHED_CALLER, caller);
+  p->parent = caller ? caller->pid : ACT_NOPID;
+  p->max_mailbox = opts ? opts->max_mailbox : 0;
+  p->budget = opts && opts->budget > 0 ? opts->budget : ACT_DEFAULT_BUDGET;
+  atomic_store(&p->restarts, restarts);
+  act__mpsc_init(&p->inbox);
+  if (opts && opts->name && act__registry_add(opts->name, pid, p) != ACT_OK) {
+    slot_release((uint32_t)pid);
+    free(p);
+    free(init);
+    return *err = ACT_EEXIST, ACT_NOPID;
+  }
+  if (link) {
+    act__pidvec_add(&p->links, caller->pid);
+    act__pidvec_add(&caller->links, pid);
+  }
+  if (monitor) {
+    act_ref_t ref = act_make_ref();
+    act__monvec_add(&p->monitors_in, ref, caller->pid);
+    act__monvec_add(&caller->monitors_out, ref, pid);
+    if (opts->monitor_ref) *opts->monitor_ref = ref;
+  }
+  atomic_fetch_add(&g_live, 1);
+  act_slot_t *s = slot_of(pid);
+  atomic_store(&s->proc, p);
+  atomic_store(&s->pid, pid);
+  act__deliver(pid, init);
+  return pid;
+}
+
+act_pid_t act_spawn(const act_behaviour_t *b, void *args,
+                    const act_spawn_opts_t *opts, int *err) {
+  return act__spawn(b, args, opts, 0, err);
+}
+
+act_pid_t act_spawn_link(const act_behaviour_t *b, void *args) {
+  act_spawn_opts_t o = {.link = true, .scheduler = ACT_SCHED_CALLER};
+  return act__spawn(b, args, &o, 0, NULL);
+}
+
+act_pid_t act_spawn_monitor(const act_behaviour_t *b, void *args, act_ref_t *mref) {
+  act_spawn_opts_t o = {.monitor = true, .monitor_ref = mref, .scheduler = ACT_SCHED_CALLER};
+  return act__spawn(b, args, &o, 0, NULL);
+}
+
+/* ------------------------------------------------------ links, monitors */
+
+static void local_exit_signal(act_proc_t *p, act_pid_t from, act_reason_t r);
+
+int act_link(act_pid_t pid) {
+  act_proc_t *p = act__require_current("act_link");
+  if (pid == p->pid || act__pidvec_has(&p->links, pid)) return ACT_OK;
+  act_env_t *e = act__env_new(ACT__SIG_LINK, p->pid, 0, NULL, 0, NULL);
+  if (!e) return ACT_ENOMEM;
+  act__pidvec_add(&p->links, pid);
+  if (!act__deliver(pid, e)) {
+    act__env_free(e);
+    act__pidvec_del(&p->links, pid);
+    local_exit_signal(p, pid, act_reason(ACT_NOPROC));
+    return ACT_ENOPROC;
+  }
+  return ACT_OK;
+}
+
+int act_unlink(act_pid_t pid) {
+  act_proc_t *p = act__require_current("act_unlink");
+  if (act__pidvec_del(&p->links, pid)) send_signal(pid, ACT__SIG_UNLINK, p->pid, 0, NULL, 0);
+  return ACT_OK;
+}
+
+bool act_trap_exit(bool on) {
+  act_proc_t *p = act__require_current("act_trap_exit");
+  bool old = p->trap_exit;
+  p->trap_exit = on;
+  return old;
+}
+
+static act_env_t *down_env(act_ref_t ref, act_pid_t pid, act_reason_t r, int type) {
+  act_down_msg_t d = {ref, pid, r};
+  return act__env_new(type, pid, ref, &d, sizeof d, NULL);
+}
+
+act_ref_t act_monitor(act_pid_t pid) {
+  act_proc_t *p = act__require_current("act_monitor");
+  act_ref_t ref = act_make_ref();
+  act_env_t *e = act__env_new(ACT__SIG_MONITOR, p->pid, ref, NULL, 0, NULL);
+  if (!e) return 0;
+  act__monvec_add(&p->monitors_out, ref, pid);
+  if (!act__deliver(pid, e)) {
+    act__env_free(e);
+    act__monvec_del(&p->monitors_out, ref, NULL);
+    act_env_t *d = down_env(ref, pid, act_reason(ACT_NOPROC), ACT_MSG_DOWN);
+    if (d) act__push_private(p, d);
+  }
+  return ref;
+}
+
+bool act_demonitor(act_ref_t ref) {
+  act_proc_t *p = act__require_current("act_demonitor");
+  act_pid_t target;
+  bool active = act__monvec_del(&p->monitors_out, ref, &target);
+  if (active) send_signal(target, ACT__SIG_DEMONITOR, p->pid, ref, NULL, 0);
+  /* flush: a DOWN already turned into a message is skipped, not handled */
+  for (act_env_t *e = p->priv_head; e; e = e->next_private)
+    if (e->msg.type == ACT_MSG_DOWN && e->msg.ref == ref) e->flushed = true;
+  return active;
+}
+
+int act_exit(act_pid_t pid, act_reason_t reason) {
+  act__exit_sig_t sig = {reason, false, reason.kind == ACT_KILL};
+  if (sig.forced) sig.reason = act_reason(ACT_KILLED);
+  act_env_t *e = act__env_new(ACT__SIG_EXIT, act_self(), 0, &sig, sizeof sig, NULL);
+  if (!e) return ACT_ENOMEM;
+  if (!act__deliver(pid, e)) {
+    act__env_free(e);
+    return ACT_ENOPROC;
+  }
+  return ACT_OK;
+}
+
+/* An exit signal from `from` that reached p: OTP's receiving rules. */
+static void local_exit_signal(act_proc_t *p, act_pid_t from, act_reason_t r) {
+  if (p->trap_exit) {
+    act_exit_msg_t m = {from, r};
+    act_env_t *e = act__env_new(ACT_MSG_EXIT, from, 0, &m, sizeof m, NULL);
+    if (e) act__push_private(p, e);
+  } else if (r.kind != ACT_NORMAL || from == p->pid) {
+    act__set_exit(p, r);
+  }
+}
+
+/* ------------------------------------------------------ signals in a turn */
+
+static bool request_done(act_proc_t *p, act_ref_t ref);
+
+/* Returns true if e was consumed (freed or absorbed), false if it became a
+ * message in the private FIFO. */
+static bool accept_envelope(act_proc_t *p, act_env_t *e) {
+  act_msg_t *m = &e->msg;
+  switch (m->type) {
+  case ACT__SIG_INIT:
+    append_private(p, e);
+    return false;
+  case ACT__SIG_EXIT: {
+    act__exit_sig_t *sig = m->data;
+    if (sig->forced) {
+      act__set_exit(p, sig->reason);
+    } else if (!sig->linked || act__pidvec_del(&p->links, m->from)) {
+      if (p->trap_exit) {
+        act_exit_msg_t em = {m->from, sig->reason};
+        act_env_t *x = act__env_new(ACT_MSG_EXIT, m->from, 0, &em, sizeof em, NULL);
+        if (x) {
+          append_private(p, x);
+          act__env_free(e);
+          atomic_fetch_add(&p->pending, 1); /* x replaces e; e counted below */
+          return true;
+        }
+      } else if (sig->reason.kind != ACT_NORMAL || m->from == p->pid) {
+        act__set_exit(p, sig->reason);
+      }
+    }
+    act__env_free(e);
+    return true;
+  }
+  case ACT__SIG_LINK:
+    act__pidvec_add(&p->links, m->from);
+    act__env_free(e);
+    return true;
+  case ACT__SIG_UNLINK:
+    act__pidvec_del(&p->links, m->from);
+    act__env_free(e);
+    return true;
+  case ACT__SIG_MONITOR:
+    act__monvec_add(&p->monitors_in, m->ref, m->from);
+    act__env_free(e);
+    return true;
+  case ACT__SIG_DEMONITOR:
+    act__monvec_del(&p->monitors_in, m->ref, NULL);
+    act__env_free(e);
+    return true;
+  case ACT__SIG_DOWN:
+    if (act__monvec_del(&p->monitors_out, m->ref, NULL)) {
+      m->type = ACT_MSG_DOWN;
+      append_private(p, e);
+      return false;
+    }
+    act__env_free(e);
+    return true;
+  case ACT__SIG_TIMEOUT:
+    if (request_done(p, m->ref)) {
+      m->type = ACT_MSG_TIMEOUT;
+      append_private(p, e);
+      return false;
+    }
+    act__env_free(e);
+    return true;
+  default:
+    if (e->is_reply && m->ref && !request_done(p, m->ref)) {
+      act__env_free(e); /* a reply nobody waits for any more */
+      return true;
+    }
+    append_private(p, e);
+    return false;
+  }
+}
+
+/* --------------------------------------------------------------- death */
+
+static void drain_dead_inbox(act_proc_t *p) {
+  act_env_t *e;
+  while ((e = pop_private(p))) act__env_free(e);
+  act_node_t *n;
+  while ((n = act__mpsc_pop(&p->inbox))) {
+    e = (act_env_t *)((char *)n - offsetof(act_env_t, node));
+    if (e->msg.type == ACT__SIG_LINK) {
+      act__exit_sig_t sig = {act_reason(ACT_NOPROC), true, false};
+      send_signal(e->msg.from, ACT__SIG_EXIT, p->pid, 0, &sig, sizeof sig);
+    } else if (e->msg.type == ACT__SIG_MONITOR) {
+      act__deliver_or_drop(e->msg.from, down_env(e->msg.ref, p->pid,
+                                                 act_reason(ACT_NOPROC), ACT__SIG_DOWN));
+    }
+    act__env_free(e);
+  }
+}
+
+static void notify_links_and_monitors(act_proc_t *p, act_reason_t r) {
+  act__exit_sig_t sig = {r, true, false};
+  for (uint32_t i = 0; i < p->links.n; i++)
+    send_signal(p->links.v[i], ACT__SIG_EXIT, p->pid, 0, &sig, sizeof sig);
+  for (uint32_t i = 0; i < p->monitors_in.n; i++)
+    act__deliver_or_drop(p->monitors_in.v[i].pid,
+                         down_env(p->monitors_in.v[i].ref, p->pid, r, ACT__SIG_DOWN));
+  for (uint32_t i = 0; i < p->monitors_out.n; i++)
+    send_signal(p->monitors_out.v[i].pid, ACT__SIG_DEMONITOR, p->pid,
+                p->monitors_out.v[i].ref, NULL, 0);
+}
+
+static void run_terminate(act_proc_t *p, act_reason_t r) {
+  if (!p->initialised || !p->b->terminate) return;
+  jmp_buf jb;
+  act_sched_t *s = p->sched;
+  jmp_buf *saved = s->crash_jb;
+  s->crash_jb = &jb;
+  if (setjmp(jb) == 0) p->b->terminate(p->state, r);
+  s->crash_jb = saved;
+}
+
+/* The order is OTP's: terminate, release what it owned, free the name,
+ * then EXIT and DOWN (so that a watcher may re-register the name at once). */
+static void die(act_proc_t *p) {
+  act_reason_t r = *p->exit_reason;
+  act_sched_t *s = p->sched;
+  s->current = p;
+  if (p->current) {
+    act_env_t *cur = act__env_of(p->current);
+    p->current = NULL;
+    if (!cur->kept) act__env_free(cur);
+  }
+  run_terminate(p, r);
+  act__timers_cancel_all(p);
+  act__owned_release_all(p);
+  act_slot_t *slot = slot_of(p->pid);
+  atomic_store(&slot->pid, ACT_NOPID);
+  atomic_store(&slot->proc, NULL);
+  while (atomic_load(&slot->readers)) sched_yield();
+  if (atomic_load(&p->has_name)) act__registry_drop_pid(p->pid);
+  notify_links_and_monitors(p, r);
+  drain_dead_inbox(p);
+  s->current = NULL;
+  free(p->links.v);
+  free(p->monitors_in.v);
+  free(p->monitors_out.v);
+  free(p->requests.v);
+  free(p->exit_reason);
+  slot_release((uint32_t)p->pid);
+  free(p);
+  live_dec();
+}
+
+/* ---------------------------------------------------------------- turn */
+
+static void run_init(act_proc_t *p) {
+  int rc = p->b->init ? p->b->init(p->args, &p->state) : 0;
+  if (rc < 0) act__set_exit(p, act_reason_error("init failed (%d)", rc));
+  else p->initialised = true;
+}
+
+static size_t run_handlers(act_proc_t *p) {
+  size_t done = 0;
+  for (int i = 0; i < p->budget && !p->exit_reason; i++) {
+    act_env_t *e = pop_private(p);
+    if (!e) break;
+    done++;
+    if (!e->flushed) {
+      p->current = &e->msg;
+      if (e->msg.type == ACT__SIG_INIT) run_init(p);
+      else p->b->handle(p->state, &e->msg);
+      p->current = NULL;
+      atomic_fetch_add_explicit(&p->handled, 1, memory_order_relaxed);
+    }
+    if (!e->kept) act__env_free(e);
+  }
+  return done;
+}
+
+/* Signals are acted upon as they are moved; returns how many were consumed. */
+static size_t move_inbox(act_proc_t *p) {
+  size_t consumed = 0;
+  for (int i = 0; i < MOVE_MAX && !p->exit_reason; i++) {
+    act_node_t *n = act__mpsc_pop(&p->inbox);
+    if (!n) break;
+    act_env_t *e = (act_env_t *)((char *)n - offsetof(act_env_t, node));
+    if (accept_envelope(p, e)) consumed++;
+  }
+  return consumed;
+}
+
+/* act_crash longjmps here; the process then dies, so what was counted no
+ * longer matters. */
+static size_t guarded_handlers(act_proc_t *p) {
+  jmp_buf jb;
+  act_sched_t *s = p->sched;
+  s->crash_jb = &jb;
+  if (setjmp(jb) != 0) {
+    s->crash_jb = NULL;
+    return 0;
+  }
+  size_t n = p->exit_reason ? 0 : run_handlers(p);
+  s->crash_jb = NULL;
+  return n;
+}
+
+void act__turn(act_proc_t *p) {
+  act_sched_t *s = p->sched;
+  s->current = p;
+  size_t consumed = move_inbox(p);
+  consumed += guarded_handlers(p);
+  if (p->exit_reason) {
+    die(p);
+    return;
+  }
+  s->current = NULL;
+  size_t left = atomic_fetch_sub(&p->pending, consumed) - consumed;
+  if (left > 0) act__schedule(p);
+}
+
+/* ---------------------------------------------------------- run_as */
+
+int act_run_as(act_pid_t pid, void (*fn)(void *arg), void *arg) {
+  act_sched_t *s = act__sched_self();
+  act_slot_t *slot;
+  act_proc_t *p = act__pin(pid, &slot);
+  if (!p) return ACT_ENOPROC;
+  act__unpin(slot); /* it can only die on this very thread */
+  if (!s || p->sched != s) return ACT_EINVAL;
+  act_proc_t *saved = s->current;
+  jmp_buf *saved_jb = s->crash_jb;
+  jmp_buf jb;
+  s->current = p;
+  s->crash_jb = &jb;
+  if (setjmp(jb) == 0) fn(arg);
+  s->crash_jb = saved_jb;
+  s->current = saved;
+  if (p->exit_reason) { /* end it in its own turn, untrappably */
+    act__exit_sig_t sig = {*p->exit_reason, false, true};
+    free(p->exit_reason);
+    p->exit_reason = NULL;
+    send_signal(pid, ACT__SIG_EXIT, pid, 0, &sig, sizeof sig);
+  }
+  return ACT_OK;
+}
+
+/* ----------------------------------------------------- request/reply */
+
+static bool request_done(act_proc_t *p, act_ref_t ref) {
+  act_pid_t tref;
+  if (!act__monvec_del(&p->requests, ref, &tref)) return false;
+  if (tref) act_cancel_timer(tref);
+  return true;
+}
+
+act_ref_t act__timer_signal(act_proc_t *p, uint64_t ms, int type, act_ref_t ref);
+
+act_ref_t act_request(act_pid_t to, int type, const void *data, size_t size,
+                      int timeout_ms) {
+  act_proc_t *p = act__require_current("act_request");
+  act_ref_t ref = act_make_ref();
+  act_env_t *e = act__env_new(type, p->pid, ref, data, size, NULL);
+  if (!e) return 0;
+  act_ref_t tref = 0;
+  if (timeout_ms >= 0) tref = act__timer_signal(p, (uint64_t)timeout_ms, ACT__SIG_TIMEOUT, ref);
+  act__monvec_add(&p->requests, ref, tref);
+  act__deliver_or_drop(to, e);
+  return ref;
+}
+
+int act_reply(const act_msg_t *req, int type, const void *data, size_t size) {
+  act_env_t *e = act__env_new(type, act_self(), req->ref, data, size, NULL);
+  if (!e) return ACT_ENOMEM;
+  e->is_reply = true;
+  act__deliver_or_drop(req->from, e);
+  return ACT_OK;
+}
+
+/* ------------------------------------------------------- introspection */
+
+static void fill_info(act_proc_t *p, act_info_t *o) {
+  memset(o, 0, sizeof *o);
+  o->pid = p->pid;
+  snprintf(o->behaviour, sizeof o->behaviour, "%s", p->b && p->b->name ? p->b->name : "");
+  o->parent = p->parent;
+  o->mailbox_len = atomic_load_explicit(&p->pending, memory_order_relaxed);
+  o->messages = atomic_load_explicit(&p->handled, memory_order_relaxed);
+  o->restarts = atomic_load_explicit(&p->restarts, memory_order_relaxed);
+  o->scheduler = p->sched ? p->sched->id : -1;
+}
+
+int act_info_of(act_pid_t pid, act_info_t *out) {
+  act_slot_t *s;
+  act_proc_t *p = act__pin(pid, &s);
+  if (!p || p->is_proxy) {
+    if (p) act__unpin(s);
+    return ACT_ENOPROC;
+  }
+  fill_info(p, out);
+  act__unpin(s);
+  act__registry_name_of(pid, out->name, sizeof out->name);
+  return ACT_OK;
+}
+
+size_t act_list(act_info_t *out, size_t max) {
+  size_t n = 0;
+  uint32_t high = act__slot_high_water();
+  for (uint32_t i = 0; i < high; i++) {
+    act_pid_t pid = atomic_load(&g_slots[i].pid);
+    if (!pid) continue;
+    act_slot_t *s;
+    act_proc_t *p = act__pin(pid, &s);
+    if (!p) continue;
+    if (!p->is_proxy) {
+      if (n < max) fill_info(p, &out[n]);
+      n++;
+    }
+    act__unpin(s);
+  }
+  for (size_t i = 0; i < n && i < max; i++)
+    act__registry_name_of(out[i].pid, out[i].name, sizeof out[i].name);
+  return n;
+}
+
+/* ----------------------------------------------------- system stop */
+
+void act__kill_all(void) {
+  for (int round = 0; round < 200 && atomic_load(&g_live) > 0; round++) {
+    uint32_t high = act__slot_high_water();
+    for (uint32_t i = 0; i < high; i++) {
+      act_pid_t pid = atomic_load(&g_slots[i].pid);
+      act_slot_t *s;
+      act_proc_t *p = pid ? act__pin(pid, &s) : NULL;
+      if (!p) continue;
+      bool proxy = p->is_proxy;
+      act__unpin(s);
+      if (!proxy) act_exit(pid, act_reason(ACT_KILL));
+    }
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += 50 * 1000 * 1000;
+    if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
+    pthread_mutex_lock(&g_live_mu);
+    if (atomic_load(&g_live) > 0) pthread_cond_timedwait(&g_live_cv, &g_live_mu, &ts);
+    pthread_mutex_unlock(&g_live_mu);
+  }
+}
+
+/* ---------------------------------------------------------- proxies */
+
+act_proc_t *act__proxy_new(void) {
+  act_proc_t *p = calloc(1, sizeof *p);
+  if (!p) return NULL;
+  p->proxy_mu = malloc(sizeof *p->proxy_mu);
+  p->proxy_cv = malloc(sizeof *p->proxy_cv);
+  act_pid_t pid = slot_alloc();
+  if (!pid || !p->proxy_mu || !p->proxy_cv) {
+    free(p->proxy_mu);
+    free(p->proxy_cv);
+    free(p);
+    return NULL;
+  }
+  pthread_mutex_init(p->proxy_mu, NULL);
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_cond_init(p->proxy_cv, &ca);
+  pthread_condattr_destroy(&ca);
+  p->is_proxy = true;
+  p->pid = pid;
+  act__mpsc_init(&p->inbox);
+  act_slot_t *s = slot_of(pid);
+  atomic_store(&s->proc, p);
+  atomic_store(&s->pid, pid);
+  return p;
+}
+
+/* Next envelope for the proxy's thread, or NULL after timeout_ms. */
+act_env_t *act__proxy_wait(act_proc_t *p, int timeout_ms) {
+  struct timespec dl;
+  clock_gettime(CLOCK_MONOTONIC, &dl);
+  if (timeout_ms >= 0) {
+    dl.tv_sec += timeout_ms / 1000;
+    dl.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (dl.tv_nsec >= 1000000000L) dl.tv_sec++, dl.tv_nsec -= 1000000000L;
+  }
+  pthread_mutex_lock(p->proxy_mu);
+  for (;;) {
+    if (atomic_load(&p->pending) > 0) {
+      act_node_t *n = act__mpsc_pop(&p->inbox);
+      if (n) {
+        atomic_fetch_sub(&p->pending, 1);
+        pthread_mutex_unlock(p->proxy_mu);
+        return (act_env_t *)((char *)n - offsetof(act_env_t, node));
+      }
+      /* a push is half done: its sender will signal once it has pushed */
+      pthread_mutex_unlock(p->proxy_mu);
+      sched_yield();
+      pthread_mutex_lock(p->proxy_mu);
+      continue;
+    }
+    int rc = timeout_ms < 0 ? pthread_cond_wait(p->proxy_cv, p->proxy_mu)
+                            : pthread_cond_timedwait(p->proxy_cv, p->proxy_mu, &dl);
+    if (rc != 0 && atomic_load(&p->pending) == 0) {
+      pthread_mutex_unlock(p->proxy_mu);
+      return NULL;
+    }
+  }
+}
+
+void act__proxy_free(act_proc_t *p) {
+  act_slot_t *s = slot_of(p->pid);
+  atomic_store(&s->pid, ACT_NOPID);
+  atomic_store(&s->proc, NULL);
+  while (atomic_load(&s->readers)) sched_yield();
+  for (uint32_t i = 0; i < p->monitors_out.n; i++)
+    send_signal(p->monitors_out.v[i].pid, ACT__SIG_DEMONITOR, p->pid,
+                p->monitors_out.v[i].ref, NULL, 0);
+  act_node_t *n;
+  while ((n = act__mpsc_pop(&p->inbox)))
+    act__env_free((act_env_t *)((char *)n - offsetof(act_env_t, node)));
+  free(p->monitors_out.v);
+  pthread_mutex_destroy(p->proxy_mu);
+  pthread_cond_destroy(p->proxy_cv);
+  free(p->proxy_mu);
+  free(p->proxy_cv);
+  slot_release((uint32_t)p->pid);
+  free(p);
+}

@@ -1,0 +1,109 @@
+/*
+ * call.c -- blocking requests for code outside actors (main, tests).
+ *
+ * An outside thread borrows a slot of its own, a "proxy": a pid with a
+ * mailbox whose wake-up is a condition variable instead of a scheduler.  It
+ * monitors the target, sends the request and sleeps until the reply, the
+ * target's DOWN, or the timeout.  Then the proxy's slot is released, so a
+ * late reply goes to a dead pid and is dropped: it is never delivered to
+ * anyone, as with OTP's aliases.
+ */
+#include "act_internal.h"
+
+#include <stdlib.h>
+#include <time.h>
+
+static int64_t now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static act_ref_t proxy_monitor(act_proc_t *x, act_pid_t pid) {
+  act_ref_t ref = act_make_ref();
+  act_env_t *e = act__env_new(ACT__SIG_MONITOR, x->pid, ref, NULL, 0, NULL);
+  if (!e) return 0;
+  act__monvec_add(&x->monitors_out, ref, pid);
+  if (!act__deliver(pid, e)) {
+    act__env_free(e);
+    act__monvec_del(&x->monitors_out, ref, NULL);
+    return 0;
+  }
+  return ref;
+}
+
+static int outside_only(void) {
+  act_proc_t *p = act__current();
+  if (p) return ACT_ENOTACTOR;
+  return act__running() ? ACT_OK : ACT_ESTATE;
+}
+
+int act_call(act_pid_t to, int type, const void *data, size_t size,
+             act_msg_t **reply, int timeout_ms) {
+  int rc = outside_only();
+  if (rc) return rc;
+  act_proc_t *x = act__proxy_new();
+  if (!x) return ACT_ENOMEM;
+  act_ref_t mref = proxy_monitor(x, to);
+  if (!mref) {
+    act__proxy_free(x);
+    return ACT_ENOPROC;
+  }
+  act_ref_t ref = act_make_ref();
+  act__deliver_or_drop(to, act__env_new(type, x->pid, ref, data, size, NULL));
+  int64_t deadline = now_ms() + timeout_ms;
+  rc = ACT_ETIMEDOUT;
+  for (;;) {
+    int left = timeout_ms < 0 ? -1 : (int)(deadline - now_ms());
+    if (timeout_ms >= 0 && left < 0) left = 0;
+    act_env_t *e = act__proxy_wait(x, left);
+    if (!e) break;
+    if (e->msg.type == ACT__SIG_DOWN && e->msg.ref == mref) {
+      act__monvec_del(&x->monitors_out, mref, NULL);
+      act__env_free(e);
+      rc = ACT_ENOPROC;
+      break;
+    }
+    if (e->msg.type >= ACT_MSG_SYSTEM_MIN && e->msg.ref == ref) {
+      if (reply) *reply = &e->msg;
+      else act__env_free(e);
+      rc = ACT_OK;
+      break;
+    }
+    act__env_free(e);
+  }
+  act__proxy_free(x);
+  return rc;
+}
+
+int act_await_exit(act_pid_t pid, int timeout_ms, act_reason_t *reason) {
+  int rc = outside_only();
+  if (rc) return rc;
+  act_proc_t *x = act__proxy_new();
+  if (!x) return ACT_ENOMEM;
+  act_ref_t mref = proxy_monitor(x, pid);
+  if (!mref) {
+    act__proxy_free(x);
+    if (reason) *reason = act_reason(ACT_NOPROC);
+    return ACT_ENOPROC;
+  }
+  int64_t deadline = now_ms() + timeout_ms;
+  rc = ACT_ETIMEDOUT;
+  for (;;) {
+    int left = timeout_ms < 0 ? -1 : (int)(deadline - now_ms());
+    if (timeout_ms >= 0 && left < 0) left = 0;
+    act_env_t *e = act__proxy_wait(x, left);
+    if (!e) break;
+    if (e->msg.type == ACT__SIG_DOWN && e->msg.ref == mref) {
+      act__monvec_del(&x->monitors_out, mref, NULL);
+      act_down_msg_t *d = e->msg.data;
+      if (reason) *reason = d->reason;
+      rc = d->reason.kind == ACT_NOPROC ? ACT_ENOPROC : ACT_OK;
+      act__env_free(e);
+      break;
+    }
+    act__env_free(e);
+  }
+  act__proxy_free(x);
+  return rc;
+}

@@ -1,0 +1,168 @@
+/*
+ * sched.c -- scheduler threads: one per core, each with a libuv loop and a
+ * run queue of actors that have something to do.
+ *
+ * A scheduler pops an actor, gives it one turn (actor.c: at most its budget
+ * of messages), and pushes it back at the tail if it still has work, so a
+ * busy actor cannot starve the others.  Between turns it polls its loop for
+ * I/O without blocking; with nothing to run it blocks in uv_run until I/O, a
+ * timer or a wake-up arrives.  Wake-ups are uv_async_send, which coalesces:
+ * several sends may produce one wake-up, which is why a turn starts by
+ * draining the mailbox rather than taking one message per wake-up.
+ *
+ * The `sleeping` flag keeps wake-ups off the hot path: a producer only calls
+ * uv_async_send when the target scheduler said it was about to block.  Both
+ * sides use sequentially consistent operations on (run queue length,
+ * sleeping), so at least one of them sees the other (Dekker's argument).
+ */
+#include "act_internal.h"
+
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static act_sched_t *g_scheds;
+static int g_nsched;
+static _Atomic bool g_running;
+static _Atomic bool g_stopping;
+static _Atomic unsigned g_rr;
+static _Thread_local act_sched_t *tls_sched;
+
+#define TURNS_BETWEEN_POLLS 256 /* I/O latency vs. throughput: one epoll_wait per 256 turns */
+#define IDLE_SPINS 200         /* brief spin before blocking: cheap ping-pong */
+
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
+
+bool act__running(void) { return atomic_load(&g_running); }
+act_sched_t *act__sched_self(void) { return tls_sched; }
+int act_scheduler_count(void) { return g_nsched; }
+int act_scheduler_id(void) { return tls_sched && tls_sched->current ? tls_sched->id : -1; }
+
+act_proc_t *act__current(void) { return tls_sched ? tls_sched->current : NULL; }
+
+uv_loop_t *act_loop(void) {
+  act_proc_t *p = act__current();
+  return p ? &p->sched->loop : NULL;
+}
+
+act_sched_t *act__sched_for(int want, act_proc_t *caller) {
+  if (want >= 0) return &g_scheds[want % g_nsched];
+  if (want == ACT_SCHED_CALLER && caller && caller->sched) return caller->sched;
+  unsigned i = atomic_fetch_add_explicit(&g_rr, 1, memory_order_relaxed);
+  return &g_scheds[i % (unsigned)g_nsched];
+}
+
+void act__schedule(act_proc_t *p) {
+  if (p->is_proxy) {
+    pthread_mutex_lock(p->proxy_mu);
+    pthread_cond_signal(p->proxy_cv);
+    pthread_mutex_unlock(p->proxy_mu);
+    return;
+  }
+  act_sched_t *s = p->sched;
+  atomic_fetch_add(&s->runq_len, 1);
+  act__mpsc_push(&s->runq, &p->run_node);
+  if (s != tls_sched && atomic_load(&s->sleeping)) uv_async_send(&s->wakeup);
+}
+
+static act_proc_t *next_runnable(act_sched_t *s) {
+  while (atomic_load(&s->runq_len) > 0) {
+    act_node_t *n = act__mpsc_pop(&s->runq);
+    if (n) {
+      atomic_fetch_sub(&s->runq_len, 1);
+      return (act_proc_t *)((char *)n - offsetof(act_proc_t, run_node));
+    }
+    cpu_relax(); /* a push is half done */
+  }
+  return NULL;
+}
+
+static bool idle_spin(act_sched_t *s) {
+  for (int i = 0; i < IDLE_SPINS; i++) {
+    if (atomic_load_explicit(&s->runq_len, memory_order_relaxed) > 0) return true;
+    cpu_relax();
+  }
+  return false;
+}
+
+static void on_wakeup(uv_async_t *h) { (void)h; }
+
+static void close_walk(uv_handle_t *h, void *arg) {
+  (void)arg;
+  if (!uv_is_closing(h)) uv_close(h, NULL);
+}
+
+static void *sched_main(void *arg) {
+  act_sched_t *s = arg;
+  tls_sched = s;
+  unsigned turns = 0;
+  while (!atomic_load(&g_stopping)) {
+    act_proc_t *p;
+    while ((p = next_runnable(s))) {
+      act__turn(p);
+      if (++turns % TURNS_BETWEEN_POLLS == 0) uv_run(&s->loop, UV_RUN_NOWAIT);
+    }
+    uv_run(&s->loop, UV_RUN_NOWAIT);
+    if (idle_spin(s)) continue;
+    atomic_store(&s->sleeping, 1);
+    if (atomic_load(&s->runq_len) > 0 || atomic_load(&g_stopping)) {
+      atomic_store(&s->sleeping, 0);
+      continue;
+    }
+    uv_run(&s->loop, UV_RUN_ONCE);
+    atomic_store(&s->sleeping, 0);
+  }
+  uv_walk(&s->loop, close_walk, NULL);
+  uv_run(&s->loop, UV_RUN_DEFAULT);
+  uv_loop_close(&s->loop);
+  tls_sched = NULL;
+  return NULL;
+}
+
+static int threads_wanted(const act_config_t *cfg) {
+  if (cfg && cfg->threads > 0) return cfg->threads;
+  const char *env = getenv("CHATTER_THREADS");
+  if (env && atoi(env) > 0) return atoi(env);
+  long n = sysconf(_SC_NPROCESSORS_ONLN);
+  return n > 0 ? (int)n : 1;
+}
+
+int act_start(const act_config_t *cfg) {
+  if (atomic_load(&g_running)) return ACT_ESTATE;
+  g_nsched = threads_wanted(cfg);
+  act__slots_init(cfg && cfg->max_actors ? cfg->max_actors : (1u << 21));
+  g_scheds = calloc((size_t)g_nsched, sizeof *g_scheds);
+  if (!g_scheds) return ACT_ENOMEM;
+  atomic_store(&g_stopping, false);
+  for (int i = 0; i < g_nsched; i++) {
+    act_sched_t *s = &g_scheds[i];
+    s->id = i;
+    act__mpsc_init(&s->runq);
+    uv_loop_init(&s->loop);
+    uv_async_init(&s->loop, &s->wakeup, on_wakeup);
+  }
+  atomic_store(&g_running, true);
+  for (int i = 0; i < g_nsched; i++)
+    pthread_create(&g_scheds[i].thread, NULL, sched_main, &g_scheds[i]);
+  return ACT_OK;
+}
+
+void act_stop_system(void) {
+  if (!atomic_load(&g_running)) return;
+  act__kill_all();
+  atomic_store(&g_stopping, true);
+  for (int i = 0; i < g_nsched; i++) uv_async_send(&g_scheds[i].wakeup);
+  for (int i = 0; i < g_nsched; i++) pthread_join(g_scheds[i].thread, NULL);
+  atomic_store(&g_running, false);
+  act__registry_clear();
+  act__slots_free();
+  free(g_scheds);
+  g_scheds = NULL;
+  g_nsched = 0;
+}
