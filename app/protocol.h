@@ -6,6 +6,9 @@
  * proto_enc_* frames. Broadcasters (pubsub, presence, the welcome snapshot)
  * build their frames here too, once, and share the bytes.
  *
+ * Everything here is reentrant (no shared mutable state): any actor on any
+ * scheduler thread may call it.
+ *
  * Ownership: every proto_str returned is malloc'd, NUL-terminated, owned by the
  * caller (free(s.ptr)); on out-of-memory it is {NULL, 0}. Every input pointer is
  * borrowed for the duration of the call only.
@@ -132,7 +135,9 @@ void proto_request_free(proto_request *req);
 
 /* Trims Unicode White_Space from a join name in place and checks it:
  * 1..32 code points of L*, Nd, '_', '-', '.', and single inner U+0020.
- * Returns PROTO_OK (s now holds the canonical name) or PROTO_NAME_INVALID. */
+ * Returns PROTO_OK (s now holds the canonical name) or PROTO_NAME_INVALID
+ * (s untouched). No normalisation, exactly as PROTOCOL.md says: a decomposed
+ * "e" + U+0301 is refused (Mn is not a letter), precomposed "ë" is accepted. */
 proto_code proto_canon_name(proto_str *s);
 
 /* Trims Unicode White_Space from send content in place and checks it:
@@ -174,6 +179,7 @@ typedef struct {
     size_t online_count;
 } proto_joined;
 
+/* Reply to join: the user's own record, its fresh token and both snapshots. */
 proto_str proto_enc_joined(const proto_joined *j);
 
 /* Reply to send, after the commit; message is the cached fragment. */
@@ -182,6 +188,7 @@ proto_str proto_enc_sent(const char *ref, const proto_str *message);
 /* Reply to history and catch_up (both are "history" on the wire). */
 proto_str proto_enc_history(const char *ref, const proto_str *messages, bool more);
 
+/* Replies that carry nothing but their ref. */
 proto_str proto_enc_left(const char *ref);
 proto_str proto_enc_pong(const char *ref);
 

@@ -169,6 +169,18 @@ START_TEST(decode_not_json)
     expect_bad("{\"type\":\"ping\",\"ref\":\"abc\\", false);
     expect_bad("{\"type\":\"ping\",\"ref\":tru}", false);
     expect_bad("{\"type\":\"ping\" /* c */}", false);
+    expect_bad("{\"type\":\"ping\" \"ref\":1}", false);  /* missing comma */
+    expect_bad("{\"type\" \"ping\"}", false);             /* missing colon */
+    expect_bad("{\"type\":\"ping\",\"ref\":True}", false);
+    expect_bad("{\"type\":\"ping\",\"ref\":nul}", false);
+    expect_bad("{\"type\":\"ping\",\"ref\":[1,]}", false);
+    expect_bad("{\"type\":\"ping\",\"ref\":1true}", false);
+    expect_bad("{\"type\":\"ping\",\"ref\":0x10}", false);
+    expect_bad("{\"type\":\"ping\",\"ref\":NaN}", false);
+    expect_bad("{\"type\":\"ping\",\"ref\":Infinity}", false);
+    expect_bad("{\"type\",\"ping\"}", false);
+    expect_bad("{,}", false);
+    expect_bad("{type:\"ping\"}", false);
     /* Not UTF-8, even though the transport should have caught it. */
     expect_bad("{\"type\":\"ping\",\"ref\":\"\xC0\x80\"}", false);
     /* Trailing JSON white space is fine. */
@@ -376,6 +388,9 @@ START_TEST(ref_echo_forms)
     expect_ref("{\"type\":\"ping\",\"ref\":1.5}", "1.5");
     expect_ref("{\"type\":\"ping\",\"ref\":0.1}", "0.1");
     expect_ref("{\"type\":\"ping\",\"ref\":1e3}", "1000");
+    expect_ref("{\"type\":\"ping\",\"ref\":1E+2}", "100");
+    expect_ref("{\"type\":\"ping\",\"ref\":-0}", "0");
+    expect_ref("{\"type\":\"ping\",\"ref\":25e-1}", "2.5");
     expect_ref("{\"type\":\"ping\",\"ref\":9007199254740993}", "9007199254740992");
     expect_ref("{\"type\":\"ping\",\"ref\":1e999}", "1e999");
     expect_ref("{\"type\":\"ping\",\"ref\":-1e999}", "-1e999");
