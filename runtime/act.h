@@ -157,15 +157,17 @@ typedef struct act_behaviour {
   void (*terminate)(void *state, act_reason_t reason);
 } act_behaviour_t;
 
-/* Where a new actor runs. */
-#define ACT_SCHED_CALLER (-1) /* the spawner's scheduler (outside actors: next) */
-#define ACT_SCHED_NEXT (-2)   /* round-robin over all schedulers */
+/* Where a new actor runs.  Zero, the value of a zero-initialised options
+ * struct, means "the spawner's scheduler". */
+#define ACT_SCHED_CALLER 0    /* the spawner's scheduler (outside actors: next) */
+#define ACT_SCHED_NEXT (-1)   /* round-robin over all schedulers */
+#define ACT_SCHED_ON(i) ((i) + 1) /* scheduler number i, modulo the count */
 
 typedef struct act_spawn_opts {
   bool link;               /* link to the spawner (spawn_link) */
   bool monitor;            /* monitor it; the reference goes to *monitor_ref */
   act_ref_t *monitor_ref;
-  int scheduler;           /* ACT_SCHED_CALLER (default when opts is NULL), ACT_SCHED_NEXT or an index */
+  int scheduler;           /* ACT_SCHED_CALLER (0, default), ACT_SCHED_NEXT, ACT_SCHED_ON(i) */
   const char *name;        /* register under this name before returning */
   /* Mailbox bound: once more than this many messages are queued, the actor
    * exits with reason "mailbox_overflow" (OTP's max_heap_size in spirit) and
@@ -307,7 +309,9 @@ typedef enum { ACT_ONE_FOR_ONE, ACT_ONE_FOR_ALL, ACT_REST_FOR_ONE } act_strategy
 typedef enum { ACT_PERMANENT, ACT_TRANSIENT, ACT_TEMPORARY } act_restart_t;
 typedef enum { ACT_WORKER, ACT_SUPERVISOR } act_child_type_t;
 
-#define ACT_BRUTAL_KILL 0            /* shutdown: exit(kill) at once */
+/* shutdown_ms: 0 (a zero-initialised spec) means OTP's default, 5000 ms
+ * for a worker and infinity for a supervisor. */
+#define ACT_BRUTAL_KILL (-2)         /* shutdown: exit(kill) at once */
 #define ACT_SHUTDOWN_INFINITY (-1)   /* shutdown: wait for ever (supervisors) */
 #define ACT_SHUTDOWN_DEFAULT 5000    /* workers' default, as OTP */
 
@@ -318,7 +322,7 @@ typedef struct act_child_spec {
   void (*free_args)(void *args);    /* when the child is removed; may be NULL */
   const char *name;                 /* registered name, or NULL */
   act_restart_t restart;
-  int shutdown_ms;                  /* ACT_BRUTAL_KILL, ms, ACT_SHUTDOWN_INFINITY */
+  int shutdown_ms;                  /* 0 = default, ms, ACT_BRUTAL_KILL, ACT_SHUTDOWN_INFINITY */
   act_child_type_t type;
   int scheduler;                    /* as act_spawn_opts_t.scheduler */
   size_t max_mailbox;               /* as act_spawn_opts_t.max_mailbox */

@@ -52,7 +52,7 @@ uv_loop_t *act_loop(void) {
 }
 
 act_sched_t *act__sched_for(int want, act_proc_t *caller) {
-  if (want >= 0) return &g_scheds[want % g_nsched];
+  if (want > 0) return &g_scheds[(want - 1) % g_nsched];
   if (want == ACT_SCHED_CALLER && caller && caller->sched) return caller->sched;
   unsigned i = atomic_fetch_add_explicit(&g_rr, 1, memory_order_relaxed);
   return &g_scheds[i % (unsigned)g_nsched];
