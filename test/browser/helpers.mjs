@@ -1,0 +1,116 @@
+// Shared set-up for the browser tests: the real server, Debian's chromium
+// through playwright-core, pages that record errors and dialogs, and small
+// helpers that wait for events (never for fixed times).
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+import { startServer } from '../lib/server.mjs';
+
+export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const screenshotDir = path.join(root, '_build', 'screenshots');
+
+export const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+
+export const DESKTOP = { viewport: { width: 1280, height: 800 } };
+export const PHONE = { viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true };
+
+// A name unique to this run: the database outlives it.
+export function uniqueName(prefix) {
+  return `${prefix}_${Math.random().toString(36).slice(2, 8)}`;
+}
+
+export async function setUp() {
+  const server = await startServer();
+  const browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    args: CHROMIUM_ARGS,
+  });
+  fs.mkdirSync(screenshotDir, { recursive: true });
+  return { server, browser };
+}
+
+export async function tearDown({ server, browser } = {}) {
+  if (browser) await browser.close().catch(() => {});
+  if (server) await server.stop();
+}
+
+// A new browser context and page.  page.problems collects uncaught errors,
+// console errors and dialogs (any dialog is a failure: alert() must never run).
+export async function openPage(browser, base, options = DESKTOP) {
+  const context = await browser.newContext(options);
+  const page = await context.newPage();
+  page.setDefaultTimeout(15000);
+  page.problems = { errors: [], dialogs: [] };
+  page.on('pageerror', (err) => page.problems.errors.push(String(err)));
+  page.on('dialog', (dialog) => {
+    page.problems.dialogs.push(`${dialog.type()}: ${dialog.message()}`);
+    dialog.dismiss().catch(() => {});
+  });
+  page.on('console', (msg) => {
+    if (msg.type() === 'error') page.problems.errors.push(`console: ${msg.text()}`);
+  });
+  page.base = base;
+  return page;
+}
+
+export async function gotoHome(page) {
+  await page.goto(page.base + '/');
+  await page.waitForSelector('#conn-status[data-state="connected"]');
+  await page.waitForSelector('#name-input:visible');
+}
+
+// Joins from the home view and waits for the chat view.
+export async function join(page, name) {
+  await gotoHome(page);
+  await page.fill('#name-input', name);
+  await page.click('#join-button');
+  await page.waitForSelector('#app[data-joined="true"]');
+  await page.waitForSelector('#message-input:visible');
+}
+
+export function userDot(name, state) {
+  return `.user[data-name="${name}"] .dot.${state}`;
+}
+
+// Sends a message through the UI and waits until the server confirmed it
+// (the input is cleared after `sent`) and it is on screen.
+export async function send(page, text) {
+  await page.fill('#message-input', text);
+  await page.click('#send-button');
+  await page.waitForFunction(() => document.querySelector('#message-input').value === '');
+  return waitForMessage(page, text);
+}
+
+// Waits until a message with exactly this text is shown; returns its id.
+export async function waitForMessage(page, text) {
+  const handle = await page.waitForFunction((t) => {
+    for (const node of document.querySelectorAll('#messages .message[data-id]')) {
+      if (node.querySelector('.message-content').textContent === t) return node.dataset.id;
+    }
+    return null;
+  }, text);
+  return handle.jsonValue();
+}
+
+// Ids of every message element, in page order.
+export function messageIds(page) {
+  return page.$$eval('#messages .message[data-id]', (nodes) => nodes.map((n) => n.dataset.id));
+}
+
+export function countMessagesWithText(page, text) {
+  return page.$$eval('#messages .message[data-id] .message-content',
+    (nodes, t) => nodes.filter((n) => n.textContent === t).length, text);
+}
+
+export async function screenshot(page, file) {
+  await page.screenshot({ path: path.join(screenshotDir, file) });
+}
+
+export function assertNoProblems(assert, ...pages) {
+  for (const page of pages) {
+    assert.deepEqual(page.problems.dialogs, [], 'no dialog may open');
+    assert.deepEqual(page.problems.errors, [], 'no page errors');
+  }
+}

@@ -1,0 +1,593 @@
+// Chatter's browser client: the home view (pick a name, see who is around)
+// and the chat view (the lobby), over one WebSocket that reconnects by itself.
+// Wire protocol: PROTOCOL.md.  User text only ever reaches the page through
+// textContent (see util.js's el()).
+
+import { $, codePoints, validName, MAX_CONTENT } from './util.js';
+import { Connection, socketUrl } from './connection.js';
+import { TokenBucket } from './ratelimit.js';
+import { UserList } from './users.js';
+import { MessageList } from './messages.js';
+
+const SESSION_KEY = 'chatter.session';
+const HISTORY_PAGE = 100;
+const NARROW = window.matchMedia('(max-width: 760px)');
+
+// ------------------------------------------------------------------ elements
+
+const app = $('#app');
+const connStatus = $('#conn-status');
+const connLabel = $('#conn-status .conn-label');
+const notice = $('#notice');
+const noticeText = $('#notice-text');
+const homeView = $('#home-view');
+const chatView = $('#chat-view');
+const joinForm = $('#join-form');
+const nameInput = $('#name-input');
+const joinButton = $('#join-button');
+const nameError = $('#name-error');
+const meBox = $('#me');
+const meName = $('#me-name');
+const leaveButton = $('#leave-button');
+const people = $('#people');
+const homePeopleSlot = $('#home-people-slot');
+const chatPeopleSlot = $('#chat-people-slot');
+const peopleToggle = $('#people-toggle');
+const peopleToggleCount = $('#people-toggle-count');
+const composer = $('#composer');
+const messageInput = $('#message-input');
+const sendButton = $('#send-button');
+const composerError = $('#composer-error');
+const counter = $('#char-count');
+
+// ---------------------------------------------------------------------- state
+
+const conn = new Connection(socketUrl());
+const users = new UserList(people);
+const messages = new MessageList({
+  scroller: $('#messages'),
+  list: $('#message-list'),
+  status: $('#history-status'),
+  jump: $('#jump-button'),
+});
+const bucket = new TokenBucket({ capacity: 10, perSecond: 5 });
+
+const state = {
+  view: null,          // 'home' | 'chat'
+  wantChat: false,     // we mean to be joined: rejoin after every reconnect
+  joined: false,       // this socket is joined
+  joining: false,
+  name: null,          // our name while in the chat
+  token: null,
+  cursor: null,        // highest seq received in order (snapshot, catch-up, pushes)
+  gapFrom: null,       // a catch-up from here has not finished yet
+  sending: false,
+  cooldownTimer: null,
+  rejoinTimer: null,
+  rejoinAttempt: 0,
+  olderBlockedUntil: 0,
+  unseenWhileHidden: 0,
+};
+
+function loadSession() {
+  try {
+    const s = JSON.parse(sessionStorage.getItem(SESSION_KEY) || 'null');
+    return s && typeof s.name === 'string' && typeof s.token === 'string' ? s : null;
+  } catch {
+    return null;
+  }
+}
+
+function saveSession(name, token) {
+  try { sessionStorage.setItem(SESSION_KEY, JSON.stringify({ name, token })); } catch { /* private mode */ }
+}
+
+function clearSession() {
+  try { sessionStorage.removeItem(SESSION_KEY); } catch { /* ignore */ }
+}
+
+// ---------------------------------------------------------------------- views
+
+function showView(view) {
+  state.view = view;
+  app.dataset.view = view;
+  homeView.hidden = view !== 'home';
+  chatView.hidden = view !== 'chat';
+  meBox.hidden = view !== 'chat';
+  leaveButton.hidden = view !== 'chat';
+  const slot = view === 'chat' ? chatPeopleSlot : homePeopleSlot;
+  if (people.parentElement !== slot) slot.append(people);
+  document.title = view === 'chat' ? 'Chatter · Lobby' : 'Chatter';
+  updateControls();
+}
+
+function setJoined(joined) {
+  state.joined = joined;
+  app.dataset.joined = String(joined);
+  messages.setWaiting(!joined);
+  updateControls();
+}
+
+function chatUrl(name) {
+  return '/chat?name=' + encodeURIComponent(name);
+}
+
+function showNotice(text, kind = 'info') {
+  noticeText.textContent = text;
+  notice.dataset.kind = kind;
+  notice.hidden = false;
+}
+
+function hideNotice() {
+  notice.hidden = true;
+}
+
+function showNameError(text) {
+  nameError.textContent = text;
+  nameError.hidden = !text;
+  nameInput.setAttribute('aria-invalid', text ? 'true' : 'false');
+}
+
+function showComposerError(text) {
+  composerError.textContent = text;
+  composerError.hidden = !text;
+}
+
+const CONN_LABELS = { connecting: 'Connecting…', connected: 'Connected', reconnecting: 'Reconnecting…' };
+
+function renderConn() {
+  connStatus.dataset.state = conn.state;
+  connLabel.textContent = CONN_LABELS[conn.state] || conn.state;
+  connStatus.title = conn.state === 'connected' ? 'Connected to the server' : 'Trying to reach the server';
+}
+
+function updateControls() {
+  const online = conn.state === 'connected';
+  joinButton.disabled = !online || state.joining;
+  joinButton.textContent = state.joining ? 'Joining…' : 'Join chat';
+  const content = messageInput.value.trim();
+  sendButton.disabled = !state.joined || state.sending || !content || state.cooldownTimer !== null;
+  messageInput.disabled = state.view !== 'chat';
+  const n = codePoints(content);
+  counter.hidden = n < MAX_CONTENT - 200;
+  counter.textContent = `${n} / ${MAX_CONTENT}`;
+  counter.classList.toggle('over', n > MAX_CONTENT);
+}
+
+// ------------------------------------------------------------------ errors
+
+const JOIN_ERRORS = {
+  name_taken: 'That name is in use right now. Pick another one.',
+  name_invalid: 'Use 1 to 32 letters, digits, spaces, _ - or . (no leading, trailing or double spaces).',
+  unavailable: 'The chat is unavailable for a moment. Please try again.',
+  already_joined: 'You are already in the chat.',
+  disconnected: 'Lost the connection. Reconnecting…',
+  timeout: 'The server did not answer. Please try again.',
+};
+
+const SEND_ERRORS = {
+  rate_limited: 'You are sending messages too quickly. Wait a moment.',
+  content_invalid: 'Messages need 1 to 2,000 characters.',
+  unavailable: 'The message was not sent: the chat is unavailable for a moment. Try again.',
+  not_joined: 'You are not in the chat right now. Reconnecting…',
+  disconnected: 'The connection dropped before the message was confirmed. It is still in the box; send it again if it does not appear.',
+  timeout: 'The server did not confirm the message. Send it again if it does not appear.',
+};
+
+function errorText(table, err) {
+  return table[err && err.code] || `Something went wrong (${(err && err.code) || 'unknown'}).`;
+}
+
+// ------------------------------------------------------------------- joining
+
+async function join(name, { rejoin = false } = {}) {
+  if (state.joining) return;
+  const saved = loadSession();
+  const token = rejoin ? state.token : (saved && saved.name === name ? saved.token : null);
+  const held = messages.size > 0 && rejoin;
+  const after = held ? (state.gapFrom ?? state.cursor) : null;
+  state.joining = true;
+  updateControls();
+  try {
+    const fields = token ? { name, token } : { name };
+    const r = await conn.request('join', fields);
+    onJoined(r, { rejoin, held });
+  } catch (err) {
+    state.joining = false;
+    updateControls();
+    onJoinFailed(name, err, { rejoin });
+    return;
+  }
+  state.joining = false;
+  updateControls();
+  // Back after a drop or a reload: fetch whatever came after what we hold.
+  if (after !== null) catchUp(after);
+  else if (rejoin) catchUp(state.cursor);
+}
+
+function onJoined(r, { rejoin, held }) {
+  const name = r.user && typeof r.user.name === 'string' ? r.user.name : null;
+  state.name = name;
+  state.token = r.token;
+  state.wantChat = true;
+  state.rejoinAttempt = 0;
+  saveSession(name, r.token);
+  meName.textContent = name;
+  users.setMe(name);
+  users.reset(r.users, r.total_users, r.online_count);
+  messages.setMe(name);
+  hideNotice();
+  showNameError('');
+
+  const url = chatUrl(name);
+  if (location.pathname + location.search !== url) {
+    if (location.pathname === '/chat') history.replaceState({ view: 'chat' }, '', url);
+    else history.pushState({ view: 'chat' }, '', url);
+  }
+  if (state.view !== 'chat') showView('chat');
+  setJoined(true);
+
+  const batch = Array.isArray(r.messages) ? r.messages : [];
+  if (!held) {
+    // A fresh start: the snapshot is the whole truth.
+    state.cursor = null;
+    state.gapFrom = null;
+    messages.clear();
+    messages.setMore(r.more);
+    messages.add(batch);
+    messages.scrollToBottom();
+  } else {
+    // Back after a drop: keep what we hold, add the snapshot, then catch up.
+    messages.add(batch);
+  }
+  advanceCursor(batch);
+  if (!rejoin || !held) setTimeout(() => messages.maybeLoadOlder(), 0);
+  if (!NARROW.matches || !rejoin) messageInput.focus({ preventScroll: true });
+}
+
+// The highest seq received in order.  `sent` replies are left out: a lower
+// seq from someone else may still be on its way.
+function advanceCursor(batch) {
+  for (const m of batch) {
+    if (m && Number.isFinite(m.seq) && (state.cursor === null || m.seq > state.cursor)) state.cursor = m.seq;
+  }
+}
+
+// catch_up from `after`, repeated while `more`.  A failure other than a lost
+// connection (which leads to a rejoin and a new catch-up) is retried.
+async function catchUp(after, attempt = 0) {
+  if (after === null || after === undefined) return;
+  const epoch = messages.epoch;
+  let from = after;
+  state.gapFrom = from;
+  try {
+    for (;;) {
+      const r = await conn.request('catch_up', { after: from });
+      if (epoch !== messages.epoch || !state.joined) return;
+      const batch = Array.isArray(r.messages) ? r.messages : [];
+      messages.add(batch);
+      advanceCursor(batch);
+      if (!r.more || !batch.length) {
+        state.gapFrom = null;
+        return;
+      }
+      from = batch[batch.length - 1].seq;
+      state.gapFrom = from;
+    }
+  } catch (err) {
+    if (err.code === 'disconnected' || err.code === 'not_joined') return;
+    const delay = Math.min(10000, 500 * 2 ** attempt) * (0.5 + Math.random() / 2);
+    setTimeout(() => {
+      if (epoch === messages.epoch && state.joined) catchUp(from, attempt + 1);
+    }, delay);
+  }
+}
+
+function onJoinFailed(name, err, { rejoin }) {
+  const code = err && err.code;
+  if (code === 'disconnected') return;           // the next welcome retries
+  if (code === 'timeout') { conn.drop(); return; }
+  if (code === 'already_joined') {
+    // The server still has us joined (a reply was lost): leave, then join again.
+    conn.request('leave').catch(() => {}).finally(() => {
+      if (rejoin ? state.wantChat : true) join(name, { rejoin });
+    });
+    return;
+  }
+  if (rejoin && code === 'unavailable') {
+    // Keep the chat on screen and try again with back-off.
+    const delay = Math.min(10000, 500 * 2 ** state.rejoinAttempt++) * (0.5 + Math.random() / 2);
+    clearTimeout(state.rejoinTimer);
+    state.rejoinTimer = setTimeout(() => {
+      if (state.wantChat && !state.joined && conn.isOpen) join(state.name, { rejoin: true });
+    }, delay);
+    showNotice('The chat is unavailable for a moment. Retrying…', 'warn');
+    return;
+  }
+  if (rejoin) {
+    // Our name went to someone else (or the token is no longer valid).
+    backHome({ notice: code === 'name_taken'
+      ? `“${name}” is in use by someone else now. Pick a name to join again.`
+      : errorText(JOIN_ERRORS, err), replace: true });
+    showNameError(errorText(JOIN_ERRORS, err));
+    return;
+  }
+  showNameError(errorText(JOIN_ERRORS, err));
+  nameInput.focus();
+}
+
+function backHome({ notice: text = null, replace = false, prefill = state.name } = {}) {
+  state.wantChat = false;
+  state.token = null;
+  state.cursor = null;
+  state.gapFrom = null;
+  clearTimeout(state.rejoinTimer);
+  clearSession();
+  setJoined(false);
+  messages.clear();
+  users.setMe(null);
+  const url = '/';
+  if (location.pathname !== '/' || location.search) {
+    if (replace) history.replaceState({ view: 'home' }, '', url);
+    else history.pushState({ view: 'home' }, '', url);
+  }
+  showView('home');
+  if (prefill) nameInput.value = prefill;
+  state.name = null;
+  if (text) showNotice(text, 'warn');
+  else hideNotice();
+  showComposerError('');
+}
+
+function leave({ fromHistory = false } = {}) {
+  const wasJoined = state.joined;
+  backHome({ replace: fromHistory });
+  if (fromHistory) history.replaceState({ view: 'home' }, '', '/');
+  if (wasJoined && conn.isOpen) conn.request('leave').catch(() => {});
+  nameInput.focus();
+}
+
+// --------------------------------------------------------------------- sending
+
+async function send() {
+  if (state.sending) return;
+  const raw = messageInput.value;
+  const content = raw.trim();
+  if (!content) return;
+  const n = codePoints(content);
+  if (n > MAX_CONTENT) {
+    showComposerError(`Messages are at most 2,000 characters; this one has ${n.toLocaleString()}.`);
+    return;
+  }
+  if (!state.joined || !conn.isOpen) {
+    showComposerError('Not connected right now. Your message is kept; send it once we are back.');
+    return;
+  }
+  if (!bucket.take()) {
+    startCooldown(bucket.wait());
+    return;
+  }
+  state.sending = true;
+  updateControls();
+  try {
+    const r = await conn.request('send', { content });
+    if (messageInput.value === raw) {
+      messageInput.value = '';
+      autosize();
+    }
+    showComposerError('');
+    if (r.message) messages.add([r.message]);
+    messages.scrollToBottom();
+  } catch (err) {
+    if (err.code === 'rate_limited') {
+      bucket.tokens = 0;
+      startCooldown(bucket.wait());
+    } else {
+      bucket.giveBack();
+      showComposerError(errorText(SEND_ERRORS, err));
+    }
+  } finally {
+    state.sending = false;
+    updateControls();
+    if (state.view === 'chat') messageInput.focus({ preventScroll: true });
+  }
+}
+
+function startCooldown(ms) {
+  const wait = Math.max(ms, 100);
+  showComposerError(`Easy there. You can send again in ${(wait / 1000).toFixed(1)} s.`);
+  clearTimeout(state.cooldownTimer);
+  state.cooldownTimer = setTimeout(() => {
+    state.cooldownTimer = null;
+    showComposerError('');
+    updateControls();
+  }, wait);
+  updateControls();
+}
+
+function autosize() {
+  messageInput.style.height = 'auto';
+  messageInput.style.height = Math.min(messageInput.scrollHeight, 160) + 'px';
+}
+
+// -------------------------------------------------------------------- history
+
+messages.onNeedOlder = async (before) => {
+  if (!state.joined || !conn.isOpen || Date.now() < state.olderBlockedUntil) return;
+  const epoch = messages.epoch;
+  messages.setLoadingOlder(true);
+  let ok = false;
+  try {
+    const r = await conn.request('history', { before, limit: HISTORY_PAGE });
+    if (epoch !== messages.epoch) return;
+    messages.add(Array.isArray(r.messages) ? r.messages : [], { older: true });
+    messages.setMore(r.more);
+    ok = true;
+  } catch {
+    state.olderBlockedUntil = Date.now() + 2000;
+  } finally {
+    if (epoch === messages.epoch) messages.setLoadingOlder(false);
+  }
+  if (ok) setTimeout(() => messages.maybeLoadOlder(), 0);
+};
+
+// ---------------------------------------------------------------------- pushes
+
+conn.addEventListener('push', (ev) => {
+  const msg = ev.detail;
+  switch (msg.type) {
+    case 'welcome':
+      users.reset(msg.users, msg.total_users, msg.online_count);
+      if (state.wantChat && state.name) {
+        join(state.name, { rejoin: true });
+      }
+      updateControls();
+      break;
+    case 'presence_diff':
+      users.applyDiff(msg);
+      break;
+    case 'user_created':
+      users.add(msg.user, msg.total_users);
+      break;
+    case 'message':
+      if (!state.joined || !msg.message) break;
+      messages.add([msg.message]);
+      advanceCursor([msg.message]);
+      if (document.hidden) {
+        state.unseenWhileHidden++;
+        document.title = `(${state.unseenWhileHidden}) Chatter · Lobby`;
+      }
+      break;
+    case 'error':
+      onErrorPush(msg);
+      break;
+    default:
+      break;
+  }
+});
+
+function onErrorPush(msg) {
+  if (msg.code === 'taken_over') {
+    setJoined(false);
+    backHome({
+      notice: 'You joined from another tab or window, so this one left the chat.',
+      replace: true,
+    });
+    return;
+  }
+  console.warn('chatter: server error', msg.code, msg.message);
+}
+
+conn.addEventListener('state', () => {
+  renderConn();
+  updateControls();
+});
+
+conn.addEventListener('down', () => {
+  if (state.joined) setJoined(false);
+  state.joining = false;
+  updateControls();
+});
+
+// ------------------------------------------------------------------- the page
+
+joinForm.addEventListener('submit', (ev) => {
+  ev.preventDefault();
+  const name = nameInput.value.trim();
+  if (!validName(name)) {
+    showNameError(name ? JOIN_ERRORS.name_invalid : 'Enter a name to join.');
+    nameInput.focus();
+    return;
+  }
+  if (!conn.isOpen) {
+    showNameError('Not connected yet. Retrying…');
+    return;
+  }
+  showNameError('');
+  join(name);
+});
+
+nameInput.addEventListener('input', () => {
+  if (!nameError.hidden) showNameError('');
+});
+
+composer.addEventListener('submit', (ev) => {
+  ev.preventDefault();
+  send();
+});
+
+messageInput.addEventListener('keydown', (ev) => {
+  if (ev.key === 'Enter' && !ev.shiftKey && !ev.isComposing) {
+    ev.preventDefault();
+    send();
+  }
+});
+
+messageInput.addEventListener('input', () => {
+  autosize();
+  if (!composerError.hidden && state.cooldownTimer === null) showComposerError('');
+  updateControls();
+});
+
+leaveButton.addEventListener('click', () => leave());
+
+$('#notice-close').addEventListener('click', hideNotice);
+
+peopleToggle.addEventListener('click', () => {
+  const open = chatView.classList.toggle('people-open');
+  peopleToggle.setAttribute('aria-expanded', String(open));
+});
+
+users.onChange(() => {
+  peopleToggleCount.textContent = String(users.online);
+});
+
+window.addEventListener('popstate', () => {
+  if (location.pathname === '/chat') {
+    if (!state.wantChat) history.replaceState({ view: 'home' }, '', '/');
+  } else if (state.wantChat) {
+    leave({ fromHistory: true });
+  }
+});
+
+window.addEventListener('online', () => conn.kick());
+document.addEventListener('visibilitychange', () => {
+  if (!document.hidden) {
+    state.unseenWhileHidden = 0;
+    document.title = state.view === 'chat' ? 'Chatter · Lobby' : 'Chatter';
+    conn.kick();
+  }
+});
+
+// Start: /chat with a saved session rejoins; anything else is the home view,
+// with ?name= (or the saved name) pre-filled.
+function start() {
+  const params = new URLSearchParams(location.search);
+  const wanted = (params.get('name') || '').trim();
+  const saved = loadSession();
+  if (location.pathname === '/chat' && saved && (!wanted || wanted === saved.name)) {
+    state.wantChat = true;
+    state.name = saved.name;
+    state.token = saved.token;
+    meName.textContent = saved.name;
+    users.setMe(saved.name);
+    messages.setMe(saved.name);
+    setJoined(false);
+    showView('chat');
+  } else {
+    if (location.pathname !== '/') {
+      history.replaceState({ view: 'home' }, '', wanted ? '/?name=' + encodeURIComponent(wanted) : '/');
+    }
+    setJoined(false);
+    showView('home');
+    nameInput.value = wanted || (saved ? saved.name : '');
+    nameInput.focus();
+  }
+  renderConn();
+  conn.start();
+}
+
+start();
+
+// For tests and debugging in the console.
+window.chatter = { conn, state, users, messages };

@@ -1,0 +1,88 @@
+// Small helpers shared by the client's modules.  Nothing here touches
+// innerHTML: every piece of text reaches the page through textContent.
+
+// el('div', {class: 'x', dataset: {id: '1'}}, child, 'text', ...)
+export function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (value === undefined || value === null || value === false) continue;
+    if (key === 'class') node.className = value;
+    else if (key === 'text') node.textContent = value;
+    else if (key === 'dataset') Object.assign(node.dataset, value);
+    else if (key.startsWith('on') && typeof value === 'function') node.addEventListener(key.slice(2), value);
+    else node.setAttribute(key, value === true ? '' : String(value));
+  }
+  for (const child of children) {
+    if (child === undefined || child === null || child === false) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
+
+export function $(selector, root = document) {
+  return root.querySelector(selector);
+}
+
+// Length in Unicode code points, as the server counts characters.
+export function codePoints(s) {
+  let n = 0;
+  for (const _ of s) n++;
+  return n;
+}
+
+// The protocol's name rule: 1 to 32 characters, letters, digits, '_', '-', '.'
+// and inner single spaces (after trimming).
+const NAME_RE = /^[\p{L}\p{Nd}_.\-]+(?: [\p{L}\p{Nd}_.\-]+)*$/u;
+export function validName(raw) {
+  const name = raw.trim();
+  const n = codePoints(name);
+  return n >= 1 && n <= 32 && NAME_RE.test(name);
+}
+
+export const MAX_CONTENT = 2000;
+
+// inserted_at carries microseconds; keep milliseconds so every engine parses it.
+export function parseTime(iso) {
+  if (typeof iso !== 'string') return new Date(NaN);
+  const trimmed = iso.replace(/(\.\d{3})\d+/, '$1');
+  return new Date(trimmed);
+}
+
+const timeFmt = new Intl.DateTimeFormat(undefined, { hour: 'numeric', minute: '2-digit' });
+const dayFmt = new Intl.DateTimeFormat(undefined, { month: 'short', day: 'numeric' });
+const yearFmt = new Intl.DateTimeFormat(undefined, { year: 'numeric', month: 'short', day: 'numeric' });
+const fullFmt = new Intl.DateTimeFormat(undefined, { dateStyle: 'full', timeStyle: 'medium' });
+
+// "14:05" today, "Nov 23, 14:05" this year, "Nov 23, 2025, 14:05" before.
+export function shortTime(date, now = new Date()) {
+  if (Number.isNaN(date.getTime())) return '';
+  const time = timeFmt.format(date);
+  if (date.toDateString() === now.toDateString()) return time;
+  if (date.getFullYear() === now.getFullYear()) return `${dayFmt.format(date)}, ${time}`;
+  return `${yearFmt.format(date)}, ${time}`;
+}
+
+export function fullTime(date) {
+  return Number.isNaN(date.getTime()) ? '' : fullFmt.format(date);
+}
+
+// A stable hue per name, for avatars.
+export function hueOf(name) {
+  let h = 2166136261;
+  for (const ch of name) {
+    h ^= ch.codePointAt(0);
+    h = Math.imul(h, 16777619);
+  }
+  return Math.abs(h) % 360;
+}
+
+export function initialOf(name) {
+  const first = [...name.trim()][0] || '?';
+  return first.toLocaleUpperCase();
+}
+
+export function avatar(name) {
+  const node = el('span', { class: 'avatar', 'aria-hidden': 'true', text: initialOf(name) });
+  node.style.setProperty('--hue', String(hueOf(name)));
+  return node;
+}
