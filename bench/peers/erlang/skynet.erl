@@ -1,7 +1,8 @@
 %% skynet: a 10-ary tree of 1,111,111 processes down to 1,000,000 leaves
 %% that sum their ids; each process spawns 10 children and sums their
 %% replies.  rate = processes per second; the sum must be 499999500000.
-%% Peer of bench/skynet.c.
+%% Peer of bench/skynet.c.  Needs a process limit above 1,111,111:
+%%   erl -noshell +S 2 +P 2000000 -pa _build/bench/erlang -run skynet main
 -module(skynet).
 -export([main/0, main/1]).
 
@@ -9,6 +10,13 @@ main() -> main([]).
 main(Args) ->
     Leaves = case Args of [A | _] -> list_to_integer(A); [] -> 1000000 end,
     Actors = actors(Leaves),
+    case erlang:system_info(process_limit) of
+        Lim when Lim < Actors + 100 ->
+            io:format(standard_error, "skynet: process limit ~b is too low for ~b processes;"
+                      " run erl with +P 2000000~n", [Lim, Actors]),
+            halt(2);
+        _ -> ok
+    end,
     Self = self(),
     T0 = erlang:monotonic_time(),
     spawn(fun() -> skynet(Self, 0, Leaves) end),
