@@ -92,7 +92,7 @@ static inline void ev_log(const ev_t *e) {
 
 /* A user fact, from anywhere. */
 static inline void log_user(int tag, int64_t val) {
-  ev_t e;
+  ev_t e = {0};
   memset(&e, 0, sizeof e);
   e.kind = EV_USER;
   e.tag = tag;
@@ -210,7 +210,7 @@ static inline bool log_wait1(evq_t q, ev_t *out) { return log_wait(q, 1, TMO, ou
 
 /* The position (seq) of the first matching event, or -1. */
 static inline int64_t log_first_seq(evq_t q) {
-  ev_t e;
+  ev_t e = {0};
   return log_nth(q, 1, &e) ? (int64_t)e.seq : -1;
 }
 
@@ -262,7 +262,7 @@ static inline int ag_init(void *args, void **state) {
   if (a) ag->a = *a;
   ag->self = act_self();
   if (ag->a.inits) atomic_fetch_add(ag->a.inits, 1);
-  ev_t e;
+  ev_t e = {0};
   memset(&e, 0, sizeof e);
   e.kind = EV_INIT;
   e.tag = ag->a.tag;
@@ -284,7 +284,7 @@ static inline void ag_handle(void *state, act_msg_t *m) {
     ag_cmd_t c;
     memcpy(&c, m->data, sizeof c);
     c.fn(c.arg);
-    ev_t e;
+    ev_t e = {0};
     memset(&e, 0, sizeof e);
     e.kind = EV_DONE;
     e.tag = ag->a.tag;
@@ -293,7 +293,7 @@ static inline void ag_handle(void *state, act_msg_t *m) {
     ev_log(&e);
     return;
   }
-  ev_t e;
+  ev_t e = {0};
   memset(&e, 0, sizeof e);
   e.kind = EV_MSG;
   e.tag = ag->a.tag;
@@ -330,7 +330,7 @@ static inline void ag_handle(void *state, act_msg_t *m) {
 
 static inline void ag_terminate(void *state, act_reason_t reason) {
   agent_t *ag = state;
-  ev_t e;
+  ev_t e = {0};
   memset(&e, 0, sizeof e);
   e.kind = EV_TERM;
   e.tag = ag->a.tag;
@@ -451,14 +451,14 @@ static inline void send_stop(act_pid_t p, act_reason_t r) {
 
 /* Wait for the DOWN the watcher gets about pid; returns its reason. */
 static inline act_reason_t wait_down(act_pid_t watcher, act_pid_t pid) {
-  ev_t e;
+  ev_t e = {0};
   ck_assert_msg(log_wait1(q_down(watcher, pid), &e), "no DOWN for pid %llx",
                 (unsigned long long)pid);
   return e.reason;
 }
 /* Wait for the pid's own terminate; returns the reason it saw. */
 static inline act_reason_t wait_term(act_pid_t pid) {
-  ev_t e;
+  ev_t e = {0};
   ck_assert_msg(log_wait1(q_term(pid), &e), "pid %llx never terminated",
                 (unsigned long long)pid);
   return e.reason;
@@ -478,7 +478,7 @@ static inline bool ag_alive(act_pid_t ag) {
 /* The newest pid that logged init with this tag. */
 static inline act_pid_t pid_of_tag(int tag) {
   int n = log_count(q_init_tag(tag));
-  ev_t e;
+  ev_t e = {0};
   if (n == 0 || !log_nth(q_init_tag(tag), n, &e)) return ACT_NOPID;
   return e.self;
 }

@@ -78,7 +78,7 @@ START_TEST(trapping_gets_exit_message) {
   ck_assert_int_eq(ag_link(a, b), ACT_OK);
   ck_assert_int_eq(ag_link(a, c), ACT_OK);
   send_crash(b);
-  ev_t e;
+  ev_t e = {0};
   ck_assert(log_wait1(q_exit(a, b), &e));
   ck_assert_int_eq(e.reason.kind, ACT_ERROR);
   ck_assert_str_eq(e.reason.text, "crash 2");
@@ -116,7 +116,7 @@ START_TEST(exit_kill_is_untrappable_and_seen_as_killed) {
   ck_assert_int_eq(ag_exit(W, a, act_reason(ACT_KILL)), ACT_OK);
   ck_assert_int_eq(wait_down(W, a).kind, ACT_KILLED);
   ck_assert_int_eq(log_count(q_exit(a, 0)), 0); /* never saw it as a message */
-  ev_t e;
+  ev_t e = {0};
   ck_assert(log_wait1(q_exit(t, a), &e));
   ck_assert_int_eq(e.reason.kind, ACT_KILLED);
   ck_assert_int_eq(wait_down(W, n).kind, ACT_KILLED);
@@ -137,7 +137,7 @@ START_TEST(kill_reason_through_link_is_trappable) {
   ck_assert_int_eq(ag_link(n, b), ACT_OK);
   send_stop(b, act_reason(ACT_KILL));
   ck_assert_int_eq(wait_down(W, b).kind, ACT_KILL);
-  ev_t e;
+  ev_t e = {0};
   ck_assert(log_wait1(q_exit(t, b), &e));
   ck_assert_int_eq(e.reason.kind, ACT_KILL);
   ck_assert(ag_alive(t));
@@ -157,7 +157,7 @@ START_TEST(exit2_other_reasons) {
   ck_assert(ag_alive(n));
   /* normal to a trapping one: an EXIT message from the sender */
   ck_assert_int_eq(ag_exit(W, t, act_reason(ACT_NORMAL)), ACT_OK);
-  ev_t e;
+  ev_t e = {0};
   ck_assert(log_wait1(q_exit(t, W), &e));
   ck_assert_int_eq(e.reason.kind, ACT_NORMAL);
   /* an error to a trapping one: EXIT message */
@@ -191,7 +191,7 @@ START_TEST(link_to_dead_pid_noproc) {
   watch(n);
   int rc = ag_link(t, d);
   ck_assert(rc == ACT_OK || rc == ACT_ENOPROC);
-  ev_t e;
+  ev_t e = {0};
   ck_assert(log_wait1(q_exit(t, d), &e));
   ck_assert_int_eq(e.reason.kind, ACT_NOPROC);
   ck_assert(ag_alive(t));
@@ -237,7 +237,7 @@ START_TEST(message_before_exit_signal) {
   ck_assert_int_eq(ag_link(t, b), ACT_OK);
   g_to = t;
   agent_post(b, fn_send_then_crash, NULL);
-  ev_t e;
+  ev_t e = {0};
   ck_assert(log_wait1(q_exit(t, b), &e));
   ck_assert_str_eq(e.reason.text, "after send");
   evq_t qp = q_msg(t, AG_PING);
@@ -288,7 +288,7 @@ START_TEST(spawn_link_and_monitor_inside) {
   ck_assert(m.pid != ACT_NOPID && m.ref != 0);
   ck_assert(log_wait1(q_init_tag(3), NULL));
   send_stop(m.pid, act_reason_error("m"));
-  ev_t e;
+  ev_t e = {0};
   ck_assert(log_wait1(q_down(W, m.pid), &e));
   ck_assert(e.mref == m.ref);
   ck_assert_str_eq(e.reason.text, "m");
@@ -319,13 +319,13 @@ START_TEST(monitor_down_with_reason) {
   act_ref_t r1 = ag_monitor(W, x), r2 = ag_monitor(W, x), r3 = ag_monitor(w2, x);
   ck_assert(r1 != r2 && r1 != r3 && r2 != r3);
   send_stop(x, act_reason_error("why %d", 7));
-  ev_t e;
+  ev_t e = {0};
   ck_assert(log_wait(q_down(W, x), 2, TMO, &e));
   ck_assert(log_wait1(q_down(w2, x), &e));
   ck_assert(e.mref == r3);
   ck_assert_int_eq(e.reason.kind, ACT_ERROR);
   ck_assert_str_eq(e.reason.text, "why 7");
-  ev_t d1, d2;
+  ev_t d1 = {0}, d2 = {0};
   log_nth(q_down(W, x), 1, &d1);
   log_nth(q_down(W, x), 2, &d2);
   ck_assert((d1.mref == r1 && d2.mref == r2) || (d1.mref == r2 && d2.mref == r1));
@@ -344,7 +344,7 @@ START_TEST(monitor_dead_pid_noproc) {
   act_exit(x, act_reason(ACT_KILL));
   await_exit(x);
   act_ref_t r = ag_monitor(W, x);
-  ev_t e;
+  ev_t e = {0};
   ck_assert(log_wait1(q_down(W, x), &e));
   ck_assert(e.mref == r);
   ck_assert_int_eq(e.reason.kind, ACT_NOPROC);
@@ -421,7 +421,7 @@ START_TEST(exit_down_after_name_released) {
   ag_monitor(w, v);
   ck_assert_int_eq(ag_link(l, v), ACT_OK);
   send_crash(v);
-  ev_t e;
+  ev_t e = {0};
   ck_assert(log_wait1(q_user(62 - 1), &e)); /* linked: tag 6 -> 61 */
   ck_assert_msg(e.val == 0 || e.val == (int64_t)w,
                 "EXIT handler still sees the dead actor under its name");
