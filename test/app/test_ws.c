@@ -1,0 +1,643 @@
+/* test_ws.c: check suite for app/ws.c, WebSocket connections over wslay.
+ *
+ * Plays the client by hand: builds masked frames (text, fragments, binary,
+ * ping, pong, close, bad UTF-8, oversized), feeds them to a ws_conn_t, and
+ * parses the server's output bytes back into frames to check messages,
+ * pongs and close codes; checks the 256 KiB outbound bound (1008) and that a
+ * shared frame's reference count reaches zero exactly once.
+ */
+#include <check.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ws.h"
+
+/* ------------------------------------------------------------ client side */
+
+/* Appends one masked client frame to a growing buffer. */
+typedef struct bytes {
+    uint8_t *data;
+    size_t len, cap;
+} bytes_t;
+
+static void bytes_put(bytes_t *b, const void *p, size_t n)
+{
+    if (b->cap - b->len < n) {
+        b->cap = (b->len + n) * 2 + 64;
+        b->data = realloc(b->data, b->cap);
+        ck_assert_ptr_nonnull(b->data);
+    }
+    memcpy(b->data + b->len, p, n);
+    b->len += n;
+}
+
+static void frame_masked(bytes_t *b, int fin, int opcode, const void *payload, size_t len,
+                         int masked)
+{
+    uint8_t h[14];
+    size_t hn = 0;
+    h[hn++] = (uint8_t)((fin ? 0x80 : 0) | opcode);
+    uint8_t m = masked ? 0x80 : 0;
+    if (len < 126) {
+        h[hn++] = (uint8_t)(m | len);
+    } else if (len <= 0xFFFF) {
+        h[hn++] = m | 126;
+        h[hn++] = (uint8_t)(len >> 8);
+        h[hn++] = (uint8_t)len;
+    } else {
+        h[hn++] = m | 127;
+        for (int i = 7; i >= 0; i--)
+            h[hn++] = (uint8_t)((uint64_t)len >> (8 * i));
+    }
+    static const uint8_t key[4] = {0x37, 0xfa, 0x21, 0x3d};
+    if (masked)
+        for (int i = 0; i < 4; i++)
+            h[hn++] = key[i];
+    bytes_put(b, h, hn);
+    uint8_t *p = malloc(len + 1);
+    for (size_t i = 0; i < len; i++)
+        p[i] = ((const uint8_t *)payload)[i] ^ (masked ? key[i % 4] : 0);
+    bytes_put(b, p, len);
+    free(p);
+}
+
+static void frame(bytes_t *b, int fin, int opcode, const void *payload, size_t len)
+{
+    frame_masked(b, fin, opcode, payload, len, 1);
+}
+
+static void frame_close(bytes_t *b, uint16_t code)
+{
+    uint8_t p[2] = {(uint8_t)(code >> 8), (uint8_t)code};
+    frame(b, 1, 0x8, p, 2);
+}
+
+/* ------------------------------------------------------------ server side */
+
+/* What the on_text callback saw. */
+typedef struct seen {
+    int count;
+    char last[70000];
+    size_t last_len;
+    ws_conn_t *echo_to; /* non-NULL: reply from inside the callback */
+} seen_t;
+
+static void on_text(void *user, const char *msg, size_t len)
+{
+    seen_t *s = user;
+    s->count++;
+    ck_assert_uint_le(len, sizeof s->last);
+    memcpy(s->last, msg, len);
+    s->last_len = len;
+    if (s->echo_to)
+        ck_assert_int_eq(ws_conn_send_text(s->echo_to, msg, len), WS_OK);
+}
+
+/* Collects everything the connection wants written, as the endpoint would
+ * (output, "uv_write", output_done), into out. */
+static void drain(ws_conn_t *c, bytes_t *out)
+{
+    struct iovec iov[8];
+    size_t n;
+    while ((n = ws_conn_output(c, iov, 8)) > 0) {
+        ck_assert_uint_eq(ws_conn_output(c, iov, 8), 0); /* one write in flight */
+        for (size_t i = 0; i < n; i++)
+            bytes_put(out, iov[i].iov_base, iov[i].iov_len);
+        ws_conn_output_done(c);
+    }
+}
+
+typedef struct sframe {
+    int fin, opcode;
+    const uint8_t *payload;
+    size_t len;
+} sframe_t;
+
+/* Parses server frames out of b (unmasked, as RFC 6455 requires); returns
+ * how many were found, into f[max]. The whole buffer must be whole frames. */
+static size_t parse_frames(const bytes_t *b, sframe_t *f, size_t max)
+{
+    size_t off = 0, n = 0;
+    while (off < b->len) {
+        ck_assert_uint_ge(b->len - off, 2);
+        const uint8_t *h = b->data + off;
+        ck_assert_msg((h[1] & 0x80) == 0, "server frames are never masked");
+        uint64_t len = h[1] & 0x7f;
+        size_t hn = 2;
+        if (len == 126) {
+            len = (uint64_t)h[2] << 8 | h[3];
+            hn = 4;
+        } else if (len == 127) {
+            len = 0;
+            for (int i = 0; i < 8; i++)
+                len = len << 8 | h[2 + i];
+            hn = 10;
+        }
+        ck_assert_uint_ge(b->len - off - hn, len);
+        ck_assert_uint_lt(n, max);
+        f[n].fin = h[0] >> 7;
+        f[n].opcode = h[0] & 0x0f;
+        f[n].payload = h + hn;
+        f[n].len = (size_t)len;
+        n++;
+        off += hn + (size_t)len;
+    }
+    return n;
+}
+
+static uint16_t close_code_of(const sframe_t *f)
+{
+    ck_assert_int_eq(f->opcode, 0x8);
+    ck_assert_uint_ge(f->len, 2);
+    return (uint16_t)(f->payload[0] << 8 | f->payload[1]);
+}
+
+/* A fresh connection with its own observer. */
+typedef struct fixture {
+    ws_conn_t *c;
+    seen_t *seen;
+    bytes_t in, out;
+} fixture_t;
+
+static fixture_t fx_new(void)
+{
+    fixture_t fx = {0};
+    fx.seen = calloc(1, sizeof *fx.seen);
+    fx.c = ws_conn_new(on_text, fx.seen, 1000);
+    ck_assert_ptr_nonnull(fx.c);
+    return fx;
+}
+
+static void fx_free(fixture_t *fx)
+{
+    ws_conn_free(fx->c);
+    free(fx->seen);
+    free(fx->in.data);
+    free(fx->out.data);
+}
+
+/* Feeds fx->in in one go and drains the output; returns feed's status. */
+static ws_status_t fx_feed(fixture_t *fx)
+{
+    ws_status_t st = ws_conn_feed(fx->c, fx->in.data, fx->in.len, 2000);
+    fx->in.len = 0;
+    drain(fx->c, &fx->out);
+    return st;
+}
+
+/* Expects the output to be exactly one close frame with code. */
+static void expect_only_close(fixture_t *fx, uint16_t code)
+{
+    sframe_t f[4];
+    ck_assert_uint_eq(parse_frames(&fx->out, f, 4), 1);
+    ck_assert_uint_eq(close_code_of(&f[0]), code);
+    ck_assert_uint_eq(ws_conn_close_code(fx->c), code);
+    ck_assert(ws_conn_closing(fx->c));
+}
+
+/* ------------------------------------------------------------ receiving */
+
+START_TEST(masked_text)
+{
+    fixture_t fx = fx_new();
+    frame(&fx.in, 1, 0x1, "hello", 5);
+    frame(&fx.in, 1, 0x1, "", 0);
+    ck_assert_int_eq(fx_feed(&fx), WS_OK);
+    ck_assert_int_eq(fx.seen->count, 2);
+    ck_assert_uint_eq(fx.seen->last_len, 0);
+    ck_assert_uint_eq(fx.out.len, 0);
+    ck_assert(!ws_conn_closing(fx.c));
+    ck_assert(!ws_conn_finished(fx.c));
+    fx_free(&fx);
+}
+END_TEST
+
+START_TEST(fragmented_text_byte_by_byte)
+{
+    fixture_t fx = fx_new();
+    frame(&fx.in, 0, 0x1, "hel", 3);
+    frame(&fx.in, 1, 0x9, "p!", 2); /* a ping between fragments */
+    frame(&fx.in, 0, 0x0, "lo \xe2\x82", 5); /* "€" split across fragments */
+    frame(&fx.in, 1, 0x0, "\xac", 1);
+    for (size_t i = 0; i < fx.in.len; i++) {
+        ck_assert_int_eq(fx.seen->count, 0);
+        ck_assert_int_eq(ws_conn_feed(fx.c, fx.in.data + i, 1, 2000), WS_OK);
+    }
+    ck_assert_int_eq(fx.seen->count, 1);
+    ck_assert_uint_eq(fx.seen->last_len, 9);
+    ck_assert(memcmp(fx.seen->last, "hello \xe2\x82\xac", 9) == 0);
+    drain(fx.c, &fx.out);
+    sframe_t f[4];
+    ck_assert_uint_eq(parse_frames(&fx.out, f, 4), 1);
+    ck_assert_int_eq(f[0].opcode, 0xA);
+    ck_assert_uint_eq(f[0].len, 2);
+    ck_assert(memcmp(f[0].payload, "p!", 2) == 0);
+    fx_free(&fx);
+}
+END_TEST
+
+START_TEST(binary_closes_1003)
+{
+    fixture_t fx = fx_new();
+    uint8_t bin[3] = {1, 2, 3};
+    frame(&fx.in, 1, 0x2, bin, 3);
+    frame(&fx.in, 1, 0x1, "after", 5);
+    ck_assert_int_eq(fx_feed(&fx), WS_CLOSING);
+    ck_assert_int_eq(fx.seen->count, 0);
+    expect_only_close(&fx, 1003);
+    ck_assert(ws_conn_finished(fx.c)); /* failed: no close reply awaited */
+    ck_assert_int_eq(ws_conn_send_text(fx.c, "x", 1), WS_CLOSING);
+    fx_free(&fx);
+}
+END_TEST
+
+START_TEST(fragmented_binary_closes_1003)
+{
+    fixture_t fx = fx_new();
+    frame(&fx.in, 0, 0x2, "ab", 2);
+    ck_assert_int_eq(fx_feed(&fx), WS_CLOSING);
+    expect_only_close(&fx, 1003);
+    fx_free(&fx);
+}
+END_TEST
+
+START_TEST(invalid_utf8_closes_1007)
+{
+    static const char *bad[] = {
+        "\xc3\x28", "\xc0\xaf", "\xe0\x80\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80",
+        "\xff", "abc\xe2\x82", "\x80",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        fixture_t fx = fx_new();
+        frame(&fx.in, 1, 0x1, bad[i], strlen(bad[i]));
+        ck_assert_int_eq(fx_feed(&fx), WS_CLOSING);
+        ck_assert_msg(fx.seen->count == 0, "case %zu delivered", i);
+        expect_only_close(&fx, 1007);
+        fx_free(&fx);
+    }
+    /* bad bytes in the middle fragment of an otherwise fine message */
+    fixture_t fx = fx_new();
+    frame(&fx.in, 0, 0x1, "ok", 2);
+    frame(&fx.in, 0, 0x0, "\xed\xbf\xbf", 3);
+    frame(&fx.in, 1, 0x0, "ok", 2);
+    ck_assert_int_eq(fx_feed(&fx), WS_CLOSING);
+    ck_assert_int_eq(fx.seen->count, 0);
+    expect_only_close(&fx, 1007);
+    fx_free(&fx);
+}
+END_TEST
+
+START_TEST(size_limit_1009)
+{
+    char *big = malloc(WS_MAX_MESSAGE + 1);
+    memset(big, 'a', WS_MAX_MESSAGE + 1);
+    /* exactly the limit: delivered */
+    fixture_t fx = fx_new();
+    frame(&fx.in, 1, 0x1, big, WS_MAX_MESSAGE);
+    ck_assert_int_eq(fx_feed(&fx), WS_OK);
+    ck_assert_int_eq(fx.seen->count, 1);
+    ck_assert_uint_eq(fx.seen->last_len, WS_MAX_MESSAGE);
+    fx_free(&fx);
+    /* one byte more in one frame: 1009 */
+    fx = fx_new();
+    frame(&fx.in, 1, 0x1, big, WS_MAX_MESSAGE + 1);
+    ck_assert_int_eq(fx_feed(&fx), WS_CLOSING);
+    ck_assert_int_eq(fx.seen->count, 0);
+    expect_only_close(&fx, 1009);
+    fx_free(&fx);
+    /* one byte more over two fragments: 1009 */
+    fx = fx_new();
+    frame(&fx.in, 0, 0x1, big, 40000);
+    frame(&fx.in, 1, 0x0, big, WS_MAX_MESSAGE + 1 - 40000);
+    ck_assert_int_eq(fx_feed(&fx), WS_CLOSING);
+    ck_assert_int_eq(fx.seen->count, 0);
+    expect_only_close(&fx, 1009);
+    fx_free(&fx);
+    free(big);
+}
+END_TEST
+
+START_TEST(unmasked_is_protocol_error)
+{
+    fixture_t fx = fx_new();
+    frame_masked(&fx.in, 1, 0x1, "hi", 2, 0);
+    ck_assert_int_eq(fx_feed(&fx), WS_CLOSING);
+    ck_assert_int_eq(fx.seen->count, 0);
+    expect_only_close(&fx, 1002);
+    ck_assert(ws_conn_finished(fx.c));
+    fx_free(&fx);
+}
+END_TEST
+
+START_TEST(ping_answered)
+{
+    fixture_t fx = fx_new();
+    frame(&fx.in, 1, 0x9, "stamp", 5);
+    frame(&fx.in, 1, 0x9, "", 0);
+    ck_assert_int_eq(fx_feed(&fx), WS_OK);
+    sframe_t f[4];
+    ck_assert_uint_eq(parse_frames(&fx.out, f, 4), 2);
+    ck_assert_int_eq(f[0].opcode, 0xA);
+    ck_assert_uint_eq(f[0].len, 5);
+    ck_assert(memcmp(f[0].payload, "stamp", 5) == 0);
+    ck_assert_int_eq(f[1].opcode, 0xA);
+    ck_assert_uint_eq(f[1].len, 0);
+    fx_free(&fx);
+}
+END_TEST
+
+START_TEST(our_ping_and_pong_time)
+{
+    fixture_t fx = fx_new();
+    ck_assert_uint_eq(ws_conn_last_pong(fx.c), 1000);
+    ck_assert(!ws_conn_awaiting_pong(fx.c));
+    ck_assert_int_eq(ws_conn_ping(fx.c, 31000), WS_OK);
+    ck_assert(ws_conn_awaiting_pong(fx.c));
+    drain(fx.c, &fx.out);
+    sframe_t f[2];
+    ck_assert_uint_eq(parse_frames(&fx.out, f, 2), 1);
+    ck_assert_int_eq(f[0].opcode, 0x9);
+    frame(&fx.in, 1, 0xA, f[0].payload, f[0].len);
+    ck_assert_int_eq(ws_conn_feed(fx.c, fx.in.data, fx.in.len, 31050), WS_OK);
+    ck_assert(!ws_conn_awaiting_pong(fx.c));
+    ck_assert_uint_eq(ws_conn_last_pong(fx.c), 31050);
+    fx_free(&fx);
+}
+END_TEST
+
+START_TEST(peer_close_handshake)
+{
+    fixture_t fx = fx_new();
+    frame(&fx.in, 1, 0x1, "bye", 3);
+    frame_close(&fx.in, 1000);
+    frame(&fx.in, 1, 0x1, "ignored", 7);
+    ck_assert_int_eq(ws_conn_feed(fx.c, fx.in.data, fx.in.len, 2000), WS_CLOSING);
+    ck_assert_int_eq(fx.seen->count, 1);
+    ck_assert_uint_eq(ws_conn_peer_close_code(fx.c), 1000);
+    ck_assert(!ws_conn_finished(fx.c)); /* the echoed close is not written yet */
+    drain(fx.c, &fx.out);
+    ck_assert(ws_conn_finished(fx.c));
+    expect_only_close(&fx, 1000);
+    ck_assert_int_eq(ws_conn_send_text(fx.c, "late", 4), WS_CLOSING);
+    fx_free(&fx);
+}
+END_TEST
+
+START_TEST(our_close_handshake)
+{
+    fixture_t fx = fx_new();
+    ck_assert_int_eq(ws_conn_close(fx.c, 1001, "going away"), WS_OK);
+    ck_assert(ws_conn_closing(fx.c));
+    drain(fx.c, &fx.out);
+    sframe_t f[2];
+    ck_assert_uint_eq(parse_frames(&fx.out, f, 2), 1);
+    ck_assert_uint_eq(close_code_of(&f[0]), 1001);
+    ck_assert(memcmp(f[0].payload + 2, "going away", 10) == 0);
+    ck_assert(!ws_conn_finished(fx.c)); /* waiting for the peer's close */
+    frame(&fx.in, 1, 0x1, "in flight", 9); /* data after our close is dropped */
+    frame_close(&fx.in, 1001);
+    fx.out.len = 0;
+    ck_assert_int_eq(fx_feed(&fx), WS_CLOSING);
+    ck_assert_int_eq(fx.seen->count, 0);
+    ck_assert_uint_eq(fx.out.len, 0); /* no second close */
+    ck_assert_uint_eq(ws_conn_peer_close_code(fx.c), 1001);
+    ck_assert(ws_conn_finished(fx.c));
+    ck_assert_int_eq(ws_conn_close(fx.c, 1000, NULL), WS_CLOSING);
+    fx_free(&fx);
+}
+END_TEST
+
+START_TEST(echo_from_callback)
+{
+    fixture_t fx = fx_new();
+    fx.seen->echo_to = fx.c;
+    frame(&fx.in, 1, 0x1, "one", 3);
+    frame(&fx.in, 1, 0x9, "pg", 2);
+    frame(&fx.in, 1, 0x1, "two", 3);
+    ck_assert_int_eq(fx_feed(&fx), WS_OK);
+    sframe_t f[4];
+    ck_assert_uint_eq(parse_frames(&fx.out, f, 4), 3);
+    ck_assert_int_eq(f[0].opcode, 0x1);
+    ck_assert(f[0].len == 3 && memcmp(f[0].payload, "one", 3) == 0);
+    ck_assert_int_eq(f[1].opcode, 0xA);
+    ck_assert(f[2].len == 3 && memcmp(f[2].payload, "two", 3) == 0);
+    fx_free(&fx);
+}
+END_TEST
+
+/* ------------------------------------------------------------ sending */
+
+START_TEST(order_text_and_shared)
+{
+    fixture_t fx = fx_new();
+    ws_shared_t *s = ws_shared_text("{\"type\":\"message\"}", 18);
+    ck_assert_int_eq(ws_conn_send_text(fx.c, "A", 1), WS_OK);
+    ck_assert_int_eq(ws_conn_send_shared(fx.c, s), WS_OK);
+    ck_assert_int_eq(ws_conn_send_text(fx.c, "C", 1), WS_OK);
+    drain(fx.c, &fx.out);
+    sframe_t f[4];
+    ck_assert_uint_eq(parse_frames(&fx.out, f, 4), 3);
+    ck_assert(f[0].len == 1 && f[0].payload[0] == 'A');
+    ck_assert(f[1].fin && f[1].opcode == 0x1 && f[1].len == 18);
+    ck_assert(memcmp(f[1].payload, "{\"type\":\"message\"}", 18) == 0);
+    ck_assert(f[2].len == 1 && f[2].payload[0] == 'C');
+    ck_assert_uint_eq(ws_conn_queued_bytes(fx.c), 0);
+    ck_assert(ws_shared_release(s)); /* the connection let go once written */
+    fx_free(&fx);
+}
+END_TEST
+
+START_TEST(shared_frame_sizes)
+{
+    static const size_t sizes[] = {0, 1, 125, 126, 65535, 65536, 70000};
+    char *payload = malloc(70000);
+    for (size_t i = 0; i < 70000; i++)
+        payload[i] = (char)('a' + i % 26);
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        ws_shared_t *s = ws_shared_text(payload, sizes[i]);
+        ck_assert_ptr_nonnull(s);
+        size_t flen, plen;
+        const uint8_t *fb = ws_shared_frame(s, &flen);
+        const char *pb = ws_shared_payload(s, &plen);
+        ck_assert_uint_eq(plen, sizes[i]);
+        ck_assert_int_eq(pb[plen], '\0');
+        bytes_t b = {(uint8_t *)fb, flen, flen};
+        sframe_t f[1];
+        ck_assert_uint_eq(parse_frames(&b, f, 1), 1);
+        ck_assert(f[0].fin && f[0].opcode == 0x1);
+        ck_assert_uint_eq(f[0].len, sizes[i]);
+        ck_assert(memcmp(f[0].payload, payload, sizes[i]) == 0);
+        ck_assert(ws_shared_release(s));
+    }
+    free(payload);
+}
+END_TEST
+
+START_TEST(outbound_bound_1008)
+{
+    fixture_t fx = fx_new();
+    char msg[1000];
+    memset(msg, 'm', sizeof msg);
+    size_t frame_len = sizeof msg + 4; /* 126..65535 bytes: 4-byte header */
+    size_t fit = WS_OUTBOUND_MAX / frame_len;
+    /* A write in flight counts too: take the first frames out first. */
+    ck_assert_int_eq(ws_conn_send_text(fx.c, msg, sizeof msg), WS_OK);
+    struct iovec iov[4];
+    ck_assert_uint_gt(ws_conn_output(fx.c, iov, 4), 0);
+    for (size_t i = 1; i < fit; i++)
+        ck_assert_int_eq(ws_conn_send_text(fx.c, msg, sizeof msg), WS_OK);
+    ck_assert_uint_eq(ws_conn_queued_bytes(fx.c), fit * frame_len);
+    ck_assert_uint_le(ws_conn_queued_bytes(fx.c), WS_OUTBOUND_MAX);
+    ck_assert(!ws_conn_closing(fx.c));
+    ck_assert_int_eq(ws_conn_send_text(fx.c, msg, sizeof msg), WS_OVERFLOW);
+    ck_assert(ws_conn_closing(fx.c));
+    ck_assert_uint_eq(ws_conn_close_code(fx.c), 1008);
+    ck_assert_int_eq(ws_conn_send_text(fx.c, "x", 1), WS_CLOSING);
+    /* The write in flight completes; then only the close is left to write:
+     * the frames the client never started receiving were dropped. */
+    ck_assert(!ws_conn_finished(fx.c));
+    ws_conn_output_done(fx.c);
+    drain(fx.c, &fx.out);
+    sframe_t f[2];
+    ck_assert_uint_eq(parse_frames(&fx.out, f, 2), 1);
+    ck_assert_uint_eq(close_code_of(&f[0]), 1008);
+    ck_assert(memcmp(f[0].payload + 2, "cannot keep up", 14) == 0);
+    ck_assert(ws_conn_finished(fx.c));
+    fx_free(&fx);
+}
+END_TEST
+
+START_TEST(outbound_bound_shared)
+{
+    fixture_t fx = fx_new();
+    char *big = malloc(100000);
+    memset(big, 'x', 100000);
+    ws_shared_t *s = ws_shared_text(big, 100000);
+    ck_assert_int_eq(ws_conn_send_shared(fx.c, s), WS_OK);
+    ck_assert_int_eq(ws_conn_send_shared(fx.c, s), WS_OK);
+    ck_assert_int_eq(ws_conn_send_shared(fx.c, s), WS_OVERFLOW);
+    ck_assert_uint_eq(ws_conn_close_code(fx.c), 1008);
+    ck_assert(ws_shared_release(s)); /* the dropped frames let go: ours was the last */
+    drain(fx.c, &fx.out);
+    ck_assert(ws_conn_finished(fx.c));
+    fx_free(&fx);
+    free(big);
+}
+END_TEST
+
+START_TEST(ping_flood_is_bounded)
+{
+    fixture_t fx = fx_new();
+    char p[125];
+    memset(p, 'p', sizeof p);
+    size_t pings = WS_OUTBOUND_MAX / (sizeof p + 2) + 10;
+    for (size_t i = 0; i < pings; i++)
+        frame(&fx.in, 1, 0x9, p, sizeof p);
+    /* never drained: the client does not read its pongs */
+    ck_assert_int_eq(ws_conn_feed(fx.c, fx.in.data, fx.in.len, 2000), WS_CLOSING);
+    ck_assert_uint_le(ws_conn_queued_bytes(fx.c), WS_OUTBOUND_MAX);
+    ck_assert_uint_eq(ws_conn_close_code(fx.c), 1008);
+    fx_free(&fx);
+}
+END_TEST
+
+START_TEST(shared_refcount_zero_once)
+{
+    long base = ws_shared_live();
+    ws_shared_t *s = ws_shared_text("{\"type\":\"presence_diff\"}", 24);
+    ck_assert_int_eq(ws_shared_live(), base + 1);
+    fixture_t a = fx_new(), b = fx_new(), c = fx_new();
+    ck_assert_int_eq(ws_conn_send_shared(a.c, s), WS_OK);
+    ck_assert_int_eq(ws_conn_send_shared(b.c, s), WS_OK);
+    ck_assert_int_eq(ws_conn_send_shared(c.c, s), WS_OK);
+    ck_assert_int_eq(ws_conn_send_shared(c.c, s), WS_OK);
+    int frees = 0;
+    ws_shared_retain(s); /* the test's second reference, dropped last */
+    frees += ws_shared_release(s); /* the "PubSub" reference */
+    drain(a.c, &a.out);            /* written: released */
+    struct iovec iov[4];
+    ck_assert_uint_eq(ws_conn_output(b.c, iov, 4), 1); /* in flight when freed */
+    fx_free(&b);
+    fx_free(&c);                   /* never written: released at free */
+    ck_assert_int_eq(ws_shared_live(), base + 1);
+    frees += ws_shared_release(s);
+    ck_assert_int_eq(frees, 1);
+    ck_assert_int_eq(ws_shared_live(), base);
+    sframe_t f[2];
+    ck_assert_uint_eq(parse_frames(&a.out, f, 2), 1);
+    fx_free(&a);
+}
+END_TEST
+
+/* Many threads drop references to one buffer at once (PubSub's deliveries
+ * finish on several schedulers): exactly one release frees it. */
+enum { REL_THREADS = 4, REL_EACH = 20000 };
+static ws_shared_t *rel_buf;
+static atomic_int rel_frees;
+
+static void *release_many(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < REL_EACH; i++)
+        if (ws_shared_release(rel_buf))
+            atomic_fetch_add(&rel_frees, 1);
+    return NULL;
+}
+
+START_TEST(shared_release_across_threads)
+{
+    long base = ws_shared_live();
+    rel_buf = ws_shared_text("{}", 2);
+    for (int i = 1; i < REL_THREADS * REL_EACH; i++)
+        ws_shared_retain(rel_buf);
+    atomic_store(&rel_frees, 0);
+    pthread_t t[REL_THREADS];
+    for (int i = 0; i < REL_THREADS; i++)
+        ck_assert_int_eq(pthread_create(&t[i], NULL, release_many, NULL), 0);
+    for (int i = 0; i < REL_THREADS; i++)
+        pthread_join(t[i], NULL);
+    ck_assert_int_eq(atomic_load(&rel_frees), 1);
+    ck_assert_int_eq(ws_shared_live(), base);
+}
+END_TEST
+
+static Suite *ws_suite(void)
+{
+    Suite *s = suite_create("ws");
+    TCase *r = tcase_create("receive");
+    tcase_add_test(r, masked_text);
+    tcase_add_test(r, fragmented_text_byte_by_byte);
+    tcase_add_test(r, binary_closes_1003);
+    tcase_add_test(r, fragmented_binary_closes_1003);
+    tcase_add_test(r, invalid_utf8_closes_1007);
+    tcase_add_test(r, size_limit_1009);
+    tcase_add_test(r, unmasked_is_protocol_error);
+    tcase_add_test(r, ping_answered);
+    tcase_add_test(r, our_ping_and_pong_time);
+    tcase_add_test(r, peer_close_handshake);
+    tcase_add_test(r, our_close_handshake);
+    tcase_add_test(r, echo_from_callback);
+    suite_add_tcase(s, r);
+    TCase *w = tcase_create("send");
+    tcase_add_test(w, order_text_and_shared);
+    tcase_add_test(w, shared_frame_sizes);
+    tcase_add_test(w, outbound_bound_1008);
+    tcase_add_test(w, outbound_bound_shared);
+    tcase_add_test(w, ping_flood_is_bounded);
+    tcase_add_test(w, shared_refcount_zero_once);
+    tcase_add_test(w, shared_release_across_threads);
+    suite_add_tcase(s, w);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(ws_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
