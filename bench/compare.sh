@@ -124,15 +124,17 @@ collect() {
 echo "compare.sh: $RUNS runs per side, $CHATTER_THREADS schedulers each," \
   "$(erl -noshell -eval 'io:format("OTP ~s", [erlang:system_info(otp_release)]), halt().')," \
   "$(nproc) cores$([ "${QUICK:-0}" = 1 ] && echo ", QUICK sizes")" >&2
+LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
 for b in "${BENCHES[@]}"; do
   echo "== $b" >&2
   collect "$b" "$b"
 done
-# OTP's logger writes two crash reports per restart in the default peer run;
-# this row is the same peer with the logger silenced (supervisor alone).
-echo "== restart (BEAM logger off)" >&2
-collect restart_quiet restart quiet beam-only
-OURS_RATE[restart_quiet]=${OURS_RATE[restart]:-} # ours: the same program as the restart row
+# The restart peer silences OTP's logger by default (ours logs nothing on a
+# crash); this extra row keeps OTP's logger as shipped (two crash reports per
+# restart), the figure the issue quotes.
+echo "== restart (BEAM with OTP's default logger)" >&2
+collect restart_logger restart logger beam-only
+OURS_RATE[restart_logger]=${OURS_RATE[restart]:-} # ours: the same program as the restart row
 
 # ------------------------------------------------------------------ table
 fmt() { # integer with thousands separators, or "-"
@@ -165,14 +167,15 @@ row "fanout (deliveries/s)" "$(fmt "${OURS_RATE[fanout]:-}")" "$(fmt "${BEAM_RAT
   "$(ratio "${OURS_RATE[fanout]:-}" "${BEAM_RATE[fanout]:-}")" ">= 3x"
 row "restart (restarts/s)" "$(fmt "${OURS_RATE[restart]:-}")" "$(fmt "${BEAM_RATE[restart]:-}")" \
   "$(ratio "${OURS_RATE[restart]:-}" "${BEAM_RATE[restart]:-}")" ">= 10x"
-row "restart, BEAM logger off" "$(fmt "${OURS_RATE[restart_quiet]:-}")" \
-  "$(fmt "${BEAM_RATE[restart_quiet]:-}")" \
-  "$(ratio "${OURS_RATE[restart_quiet]:-}" "${BEAM_RATE[restart_quiet]:-}")" "(information)"
+row "restart, BEAM logging crashes" "$(fmt "${OURS_RATE[restart_logger]:-}")" \
+  "$(fmt "${BEAM_RATE[restart_logger]:-}")" \
+  "$(ratio "${OURS_RATE[restart_logger]:-}" "${BEAM_RATE[restart_logger]:-}")" "(information)"
 row "memory (bytes per idle actor)" "$(fmt "${OURS_BPA[memory]:-}")" "$(fmt "${BEAM_BPA[memory]:-}")" \
   "$(ratio "${BEAM_BPA[memory]:-}" "${OURS_BPA[memory]:-}")" "<= 512 B"
 echo
 echo "Medians of $RUNS runs. Memory: ours from the RSS delta; BEAM's from erlang:memory(processes)" \
-  "(its RSS delta: $(fmt "${BEAM_RSS_BPA[memory]:-}") B). BEAM restart row: OTP's default logger" \
-  "(two crash reports per restart, to stderr)."
+  "(its RSS delta: $(fmt "${BEAM_RSS_BPA[memory]:-}") B). BEAM restart: logger silenced, as ours" \
+  "logs nothing; the next row keeps OTP's default logger (two crash reports per restart)."
+echo "Load average before/after: $LOAD0 / $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine skews both sides)."
 
 [ "$FAILED" = 0 ] || die "some runs failed (see above); their figures are missing from the medians"
