@@ -382,12 +382,14 @@ static void overflow(ws_conn_t *c)
 }
 
 /* Moves everything wslay has queued into our queue, then enforces the bound
- * on what wslay produced by itself (pongs to a ping flood). */
+ * on what wslay produced by itself (pongs to a ping flood). Once closing,
+ * nothing is dropped: the close frame is already in the queue, and nothing
+ * more can be added to it. */
 static void flush(ws_conn_t *c)
 {
     if (wslay_event_send(c->ctx) != 0)
         c->failed = true;
-    if (!c->failed && !c->close_queued && ws_conn_queued_bytes(c) > WS_OUTBOUND_MAX)
+    if (!ws_conn_closing(c) && ws_conn_queued_bytes(c) > WS_OUTBOUND_MAX)
         overflow(c);
 }
 

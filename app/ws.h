@@ -8,6 +8,9 @@
  *   a binary frame                                          -> close 1003
  *   text that is not valid UTF-8                            -> close 1007
  *   a client that cannot keep up (WS_OUTBOUND_MAX queued)   -> close 1008
+ *   any other framing error                                 -> close 1002, or a
+ *     close without a code where wslay's frame layer finds it (a control
+ *     frame over 125 bytes or fragmented, a 64-bit length with the top bit)
  * Pings are answered, pongs timed, the close handshake completed.
  *
  * How the endpoint drives it (all on the connection's loop thread; the only

@@ -332,6 +332,37 @@ START_TEST(unmasked_is_protocol_error)
 }
 END_TEST
 
+/* Frames that break RFC 6455 close the connection: 1002 where wslay's
+ * event layer sees it; a code-less close where its frame layer does. */
+START_TEST(protocol_errors_close)
+{
+    static const struct { uint8_t bytes[16]; size_t len; uint16_t code; } cases[] = {
+        {{0x83, 0x80, 0, 0, 0, 0}, 6, 1002},                      /* reserved opcode 3 */
+        {{0xc1, 0x80, 0, 0, 0, 0}, 6, 1002},                      /* RSV1 without extension */
+        {{0x80, 0x80, 0, 0, 0, 0}, 6, 1002},                      /* continuation first */
+        {{0x01, 0x81, 0, 0, 0, 0, 'a', 0x81, 0x81, 0, 0, 0, 0, 'b'}, 14, 1002}, /* text inside */
+        {{0x88, 0x82, 0, 0, 0, 0, 0x03, 0xed}, 8, 1002},          /* close code 1005 on the wire */
+        {{0x09, 0x80, 0, 0, 0, 0}, 6, 0},                         /* fragmented ping */
+        {{0x89, 0xfe, 0, 126}, 4, 0},                             /* ping over 125 bytes */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        fixture_t fx = fx_new();
+        bytes_put(&fx.in, cases[i].bytes, cases[i].len);
+        ck_assert_msg(fx_feed(&fx) == WS_CLOSING, "case %zu", i);
+        ck_assert_int_eq(fx.seen->count, 0);
+        sframe_t f[2];
+        ck_assert_uint_eq(parse_frames(&fx.out, f, 2), 1);
+        ck_assert_int_eq(f[0].opcode, 0x8);
+        if (cases[i].code)
+            ck_assert_uint_eq(close_code_of(&f[0]), cases[i].code);
+        else
+            ck_assert_uint_eq(f[0].len, 0);
+        ck_assert(ws_conn_finished(fx.c));
+        fx_free(&fx);
+    }
+}
+END_TEST
+
 START_TEST(ping_answered)
 {
     fixture_t fx = fx_new();
@@ -615,6 +646,7 @@ static Suite *ws_suite(void)
     tcase_add_test(r, invalid_utf8_closes_1007);
     tcase_add_test(r, size_limit_1009);
     tcase_add_test(r, unmasked_is_protocol_error);
+    tcase_add_test(r, protocol_errors_close);
     tcase_add_test(r, ping_answered);
     tcase_add_test(r, our_ping_and_pong_time);
     tcase_add_test(r, peer_close_handshake);
