@@ -38,8 +38,8 @@ static http_conn_t *conn_of(http_parser *p)
 static int on_message_begin(http_parser *p)
 {
     http_conn_t *c = conn_of(p);
-    /* Only the strings' first bytes need clearing; the rest is written
-     * before it is read. Clearing ~10 KiB per request would also be fine. */
+    /* Only the strings' first bytes need clearing: the rest is written
+     * before it is read, so a request costs no 10 KiB memset. */
     http_req_t *r = &c->req;
     r->url[0] = r->path[0] = r->query[0] = r->host[0] = r->connection[0] = '\0';
     r->upgrade_hdr[0] = r->ws_key[0] = r->ws_version[0] = r->if_none_match[0] = '\0';
