@@ -523,7 +523,7 @@ static inline TCase *rt_tcase(const char *name, int threads, double timeout_s) {
 #define RT_MAIN(suite_fn)                                      \
   int main(void) {                                             \
     SRunner *sr = srunner_create(suite_fn());                  \
-    srunner_run_all(sr, CK_NORMAL);                            \
+    srunner_run_all(sr, CK_ENV);                            \
     int nf = srunner_ntests_failed(sr);                        \
     srunner_free(sr);                                          \
     return nf == 0 ? EXIT_SUCCESS : EXIT_FAILURE;              \

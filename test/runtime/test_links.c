@@ -375,7 +375,7 @@ static void fn_kill_wait_demonitor(void *a) {
   pidref_t *x = a;
   act_exit(x->pid, act_reason(ACT_KILL));
   act_info_t i;
-  int64_t dl = now_ms() + TMO;
+  int64_t dl = now_ms() + 3000;
   /* test-only busy wait inside a handler: until the DOWN is in our mailbox */
   while (now_ms() < dl) {
     if (act_info_of(act_self(), &i) == ACT_OK && i.mailbox_len > 0 &&
@@ -390,6 +390,12 @@ static void fn_kill_wait_demonitor(void *a) {
 START_TEST(demonitor_flushes_queued_down) {
   act_pid_t w = spawn_agent_on(1, false, 0);
   act_pid_t x = spawn_agent_on(2, false, 1);
+  act_info_t iw, ix;
+  ck_assert_int_eq(act_info_of(w, &iw), ACT_OK);
+  ck_assert_int_eq(act_info_of(x, &ix), ACT_OK);
+  ck_assert_msg(iw.scheduler == 0 && ix.scheduler == 1,
+                "opts.scheduler index not honoured: asked 0 and 1, got %d and %d",
+                iw.scheduler, ix.scheduler);
   pidref_t m = {.pid = x};
   agent_run(w, fn_monitor, &m);
   agent_run(w, fn_kill_wait_demonitor, &m);
