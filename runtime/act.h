@@ -255,6 +255,9 @@ act_ref_t act_request(act_pid_t to, int type, const void *data, size_t size,
                       int timeout_ms);
 /* Answer a request: a message to req->from with req->ref. */
 int act_reply(const act_msg_t *req, int type, const void *data, size_t size);
+/* The same, with a destructor for the payload (as act_send_ex). */
+int act_reply_ex(const act_msg_t *req, int type, const void *data, size_t size,
+                 act_payload_free_fn free_fn);
 
 /* Outside actors only (main, tests): a blocking request.  On success *reply
  * is the reply message (free it with act_msg_free).  ACT_ETIMEDOUT after
@@ -301,7 +304,7 @@ int act_start(const act_config_t *cfg); /* start the schedulers */
  * orderly shutdown. */
 void act_stop_system(void);
 int act_scheduler_count(void);
-int act_scheduler_id(void); /* the caller's scheduler, -1 outside actors */
+int act_scheduler_id(void); /* the calling thread's scheduler, -1 off scheduler threads */
 
 /* --------------------------------------------------------- supervisors */
 

@@ -782,8 +782,15 @@ act_ref_t act_request(act_pid_t to, int type, const void *data, size_t size,
 }
 
 int act_reply(const act_msg_t *req, int type, const void *data, size_t size) {
-  act_env_t *e = act__env_new(type, act_self(), req->ref, data, size, NULL);
-  if (!e) return ACT_ENOMEM;
+  return act_reply_ex(req, type, data, size, NULL);
+}
+
+int act_reply_ex(const act_msg_t *req, int type, const void *data, size_t size,
+                 act_payload_free_fn free_fn) {
+  act_env_t *e = act__env_new(type, act_self(), req->ref, data, size, free_fn);
+  if (!e) {
+    return ACT_ENOMEM;
+  }
   e->is_reply = true;
   act__deliver_or_drop(req->from, e);
   return ACT_OK;

@@ -42,7 +42,7 @@ static inline void cpu_relax(void) {
 bool act__running(void) { return atomic_load(&g_running); }
 act_sched_t *act__sched_self(void) { return tls_sched; }
 int act_scheduler_count(void) { return g_nsched; }
-int act_scheduler_id(void) { return tls_sched && tls_sched->current ? tls_sched->id : -1; }
+int act_scheduler_id(void) { return tls_sched ? tls_sched->id : -1; }
 
 act_proc_t *act__current(void) { return tls_sched ? tls_sched->current : NULL; }
 
