@@ -2,11 +2,11 @@
 // driven by playwright-core.  Run with
 //   node --test --test-concurrency=1 test/browser/
 // Screenshots of each view land in _build/screenshots/.
-import { test, before, after } from 'node:test';
+import { test, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   setUp, tearDown, openPage, gotoHome, join, send, waitForMessage, messageIds,
-  countMessagesWithText, userDot, uniqueName, screenshot, assertNoProblems, DESKTOP, PHONE,
+  countMessagesWithText, userDot, uniqueName, screenshot, assertNoProblems, ensureMessages, DESKTOP, PHONE,
 } from './helpers.mjs';
 
 let env;
@@ -16,8 +16,13 @@ before(async () => {
   env = await setUp();
 });
 
+// Each test's pages close when it ends, so later tests do not share the CPU
+// with idle tabs.
+afterEach(async () => {
+  for (const p of pages.splice(0)) await p.context().close().catch(() => {});
+});
+
 after(async () => {
-  for (const p of pages) await p.context().close().catch(() => {});
   await tearDown(env);
 });
 
@@ -203,4 +208,127 @@ test('the name form shows name_taken and name_invalid inline', { timeout: 60000 
   await j.waitForSelector('#name-input:visible');
   assert.equal(await j.inputValue('#name-input'), ivan + 'x');
   assertNoProblems(assert, i, j);
+});
+
+test('scrolling up loads older messages; the view sticks to the bottom unless scrolled up', { timeout: 120000 }, async () => {
+  await ensureMessages(env.server.wsUrl, 620);
+  const kim = uniqueName('kim');
+  const lee = uniqueName('lee');
+  const k = await page();
+  const l = await page();
+  await join(k, kim);
+  await join(l, lee);
+  await k.waitForSelector('#messages .message[data-id]');
+  const first = await messageIds(k);
+  assert.equal(first.length, 500, 'join brings the 500 most recent messages');
+  const atBottom = () => k.$eval('#messages', (s) => s.scrollHeight - s.scrollTop - s.clientHeight < 4);
+  assert.ok(await atBottom(), 'starts at the bottom');
+
+  // Scroll to the top: history pages in, above, without duplicates, in seq order.
+  await k.$eval('#messages', (s) => { s.scrollTop = 0; });
+  await k.waitForFunction(() => document.querySelectorAll('#messages .message[data-id]').length >= 600);
+  const seqs = await k.$$eval('#messages .message[data-id]', (n) => n.map((x) => Number(x.dataset.seq)));
+  for (let i = 1; i < seqs.length; i++) assert.ok(seqs[i] > seqs[i - 1], `seq order at ${i}`);
+  const ids = await messageIds(k);
+  assert.equal(new Set(ids).size, ids.length);
+  assert.deepEqual(ids.slice(-500), first, 'the older page went above what was there');
+
+  // Scrolled up: a new message does not move the view; a "new messages" pill appears.
+  await k.$eval('#messages', (s) => { s.scrollTop = s.scrollHeight / 2; });
+  const top = await k.$eval('#messages', (s) => s.scrollTop);
+  const text = `${lee} says hi while ${kim} reads old messages`;
+  await send(l, text);
+  await waitForMessage(k, text);
+  await k.waitForSelector('#jump-button:visible');
+  assert.ok(Math.abs((await k.$eval('#messages', (s) => s.scrollTop)) - top) < 4, 'did not scroll');
+  await k.click('#jump-button');
+  await k.waitForFunction(() => {
+    const s = document.querySelector('#messages');
+    return s.scrollHeight - s.scrollTop - s.clientHeight < 4;
+  });
+
+  // At the bottom: new messages keep it there.
+  const text2 = `${lee} again`;
+  await send(l, text2);
+  await waitForMessage(k, text2);
+  await k.waitForFunction(() => {
+    const s = document.querySelector('#messages');
+    return s.scrollHeight - s.scrollTop - s.clientHeight < 4;
+  });
+  assertNoProblems(assert, k, l);
+});
+
+test('the client throttles sends like the server (burst 10, 5 a second)', { timeout: 60000 }, async () => {
+  const m = await page();
+  await join(m, uniqueName('max'));
+
+  // The bucket itself, on a fake clock.
+  const steps = await m.evaluate(async () => {
+    const { TokenBucket } = await import('/js/ratelimit.js');
+    let now = 0;
+    const b = new TokenBucket({ capacity: 10, perSecond: 5, now: () => now });
+    const out = {};
+    let n = 0;
+    while (b.take()) n++;
+    out.burst = n;                       // 10 at once
+    out.waitMs = b.wait();               // 200 ms for the next
+    now += 199;
+    out.at199 = b.take();
+    now += 1;
+    out.at200 = b.take();
+    now += 1000;
+    n = 0;
+    while (b.take()) n++;
+    out.perSecond = n;                   // 5 a second sustained
+    now += 60000;
+    n = 0;
+    while (b.take()) n++;
+    out.refilled = n;                    // never more than the burst
+    return out;
+  });
+  assert.deepEqual(steps, { burst: 10, waitMs: 200, at199: false, at200: true, perSecond: 5, refilled: 10 });
+
+  // The page: with the bucket empty, a send is held back with a notice and
+  // the text stays in the box; once a token is back, it goes through.
+  // (Empty, and 4 tokens in debt: a full second before the next send.)
+  await m.evaluate(() => {
+    const b = window.chatter.bucket;
+    b.stamp = performance.now();
+    b.tokens = -4;
+  });
+  await m.fill('#message-input', 'held back for a moment');
+  await m.press('#message-input', 'Enter');
+  await m.waitForSelector('#composer-error:visible');
+  assert.match(await m.textContent('#composer-error'), /send again in/i);
+  assert.equal(await m.inputValue('#message-input'), 'held back for a moment');
+  await m.waitForSelector('#composer-error', { state: 'hidden' });
+  await m.click('#send-button');
+  await m.waitForFunction(() => document.querySelector('#message-input').value === '');
+  await waitForMessage(m, 'held back for a moment');
+  assertNoProblems(assert, m);
+});
+
+test('a tab whose name is taken over with its token goes home with a notice', { timeout: 60000 }, async () => {
+  const nia = uniqueName('nia');
+  const first = await page();
+  await join(first, nia);
+  const saved = await first.evaluate(() => sessionStorage.getItem('chatter.session'));
+  assert.ok(saved && JSON.parse(saved).token, 'the token is kept in sessionStorage');
+
+  // Another window carrying the same session (as a duplicated tab would).
+  const second = await page();
+  await second.addInitScript((s) => sessionStorage.setItem('chatter.session', s), saved);
+  await second.goto(`${second.base}/chat?name=${encodeURIComponent(nia)}`);
+  await second.waitForSelector('#app[data-joined="true"]');
+  assert.equal(await second.textContent('#me-name'), nia);
+
+  await first.waitForSelector('#notice:visible');
+  assert.match(await first.textContent('#notice-text'), /another tab/i);
+  await first.waitForSelector('#name-input:visible');
+  assert.equal(new URL(first.url()).pathname, '/');
+  assert.equal(await first.evaluate(() => sessionStorage.getItem('chatter.session')), null);
+  // The name stayed online throughout.
+  await first.waitForSelector(userDot(nia, 'online'));
+  await screenshot(first, 'home-notice.png');
+  assertNoProblems(assert, first, second);
 });

@@ -114,3 +114,85 @@ export function assertNoProblems(assert, ...pages) {
     assert.deepEqual(page.problems.errors, [], 'no page errors');
   }
 }
+
+// ------------------------------------------------ a plain WebSocket client
+// Used only to prepare data (enough messages for infinite scroll).
+import WebSocket from 'ws';
+
+export class WsClient {
+  static async open(url) {
+    const c = new WsClient(url);
+    await c.welcome;
+    return c;
+  }
+
+  constructor(url) {
+    this.ws = new WebSocket(url);
+    this.ref = 1;
+    this.pending = new Map();
+    this.welcome = new Promise((resolve, reject) => {
+      this.ws.once('error', reject);
+      this.ws.on('message', (data) => {
+        const msg = JSON.parse(String(data));
+        if (msg.type === 'welcome') resolve(msg);
+        if (msg.ref !== undefined && this.pending.has(msg.ref)) {
+          const { ok, fail, timer } = this.pending.get(msg.ref);
+          this.pending.delete(msg.ref);
+          clearTimeout(timer);
+          if (msg.type === 'error') fail(Object.assign(new Error(`${msg.code}: ${msg.message}`), { code: msg.code }));
+          else ok(msg);
+        }
+      });
+    });
+  }
+
+  request(type, fields = {}, timeoutMs = 10000) {
+    const ref = this.ref++;
+    return new Promise((ok, fail) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(ref);
+        fail(new Error(`no reply to ${type} within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.pending.set(ref, { ok, fail, timer });
+      this.ws.send(JSON.stringify({ type, ref, ...fields }));
+    });
+  }
+
+  close() {
+    this.ws.close();
+  }
+}
+
+// Makes sure the lobby holds more than `min` messages, so that a joining
+// client gets `more: true` and must page back with `history`.  One user sends
+// bursts of 10 (the rate limit), moving to a fresh socket by token take-over
+// between bursts.
+export async function ensureMessages(wsUrl, min, name = uniqueName('backfill')) {
+  let client = await WsClient.open(wsUrl);
+  let joined = await client.request('join', { name });
+  if (joined.more || joined.messages.length > min) {
+    client.close();
+    return 0;
+  }
+  let need = min + 1 - joined.messages.length;
+  let sent = 0;
+  while (need > 0) {
+    const burst = Math.min(10, need);
+    const replies = [];
+    for (let i = 0; i < burst; i++) {
+      sent++;
+      replies.push(client.request('send', { content: `Backfill message ${sent} (for the infinite-scroll test)` }));
+    }
+    await Promise.all(replies);
+    need -= burst;
+    if (need > 0) {
+      const next = await WsClient.open(wsUrl);
+      joined = await next.request('join', { name, token: joined.token });
+      client.close();
+      client = next;
+    }
+  }
+  await client.request('leave');
+  client.close();
+  return sent;
+}

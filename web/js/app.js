@@ -590,4 +590,4 @@ function start() {
 start();
 
 // For tests and debugging in the console.
-window.chatter = { conn, state, users, messages };
+window.chatter = { conn, state, users, messages, bucket };
