@@ -680,10 +680,13 @@ static size_t run_handlers(act_proc_t *p) {
     done++;
     if (!e->flushed) {
       p->current = &e->msg;
-      if (e->msg.type == ACT__SIG_INIT) run_init(p);
-      else p->b->handle(p->state, &e->msg);
+      if (e->msg.type == ACT__SIG_INIT) {
+        run_init(p);
+      } else {
+        p->b->handle(p->state, &e->msg);
+        atomic_fetch_add_explicit(&p->handled, 1, memory_order_relaxed);
+      }
       p->current = NULL;
-      atomic_fetch_add_explicit(&p->handled, 1, memory_order_relaxed);
     }
     if (!e->kept) act__env_free(e);
   }
