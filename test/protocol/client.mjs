@@ -27,6 +27,7 @@ export class Client {
     this.frames = [];      // every parsed frame, in arrival order
     this.waiters = new Set();
     this.nextRef = 1;
+    this.sentAt = new Map(); // ref -> frame index when the request was sent
     this.closeInfo = null; // {code, reason} once closed
     this.wsErrors = [];
     this.closed = new Promise((resolve) => {
@@ -103,12 +104,15 @@ export class Client {
   // Sends obj with a fresh ref (unless it has one) and returns the ref.
   sendReq(obj) {
     const ref = 'ref' in obj ? obj.ref : this.nextRef++;
+    this.sentAt.set(JSON.stringify(ref), this.frames.length);
     this.sendJSON({ ...obj, ref });
     return ref;
   }
 
+  // The first frame carrying `ref` since the request with that ref was sent.
   reply(ref, opts = {}) {
-    return this.waitFor((f) => 'ref' in f && f.ref === ref, { what: `reply to ref ${JSON.stringify(ref)}`, ...opts });
+    const since = this.sentAt.get(JSON.stringify(ref)) ?? 0;
+    return this.waitFor((f) => 'ref' in f && f.ref === ref, { what: `reply to ref ${JSON.stringify(ref)}`, since, ...opts });
   }
 
   // Sends a request with an automatic ref and resolves with its direct reply.

@@ -100,10 +100,10 @@ test('precedence: bad_request, then state, then validity, then name_taken/rate_l
   // content_invalid before rate_limited: 12 sends and a blank one, written at once
   const refs = [];
   for (let i = 0; i < 12; i++) refs.push(a.sendReq({ type: 'send', content: `p${i}` }));
-  const blank = a.sendReq({ type: 'send', content: ' ', ref: 12 });
+  const blank = a.sendReq({ type: 'send', content: ' ', ref: 'blank' });
   const last = await a.reply(refs[11]);
   checkError(assert, last, 'rate_limited', refs[11]);
-  checkError(assert, await a.reply(blank), 'content_invalid', 12);
+  checkError(assert, await a.reply(blank), 'content_invalid', 'blank');
   checkError(assert, await a.request({ type: 'send', content: 7, ref: 13 }), 'bad_request', 13);
 });
 

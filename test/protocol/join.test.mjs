@@ -33,7 +33,18 @@ test('welcome: protocol 1, every user, total_users and online_count', async () =
   const me = w.users.find((u) => u.id === a.user.id);
   assert.ok(me, 'welcome lists a joined user');
   assert.equal(me.name, a.user.name);
-  assert.equal(me.online, true);
+  // online in the snapshot, or (had its diff not gone out yet) by a later diff
+  if (!me.online) await c.push('presence_diff', (d) => d.joins && a.user.name in d.joins);
+  // a user who went offline is listed, offline
+  const b = await joined(server.wsUrl);
+  const since = a.mark();
+  await b.close();
+  await a.push('presence_diff', (d) => d.leaves && b.user.name in d.leaves, { since });
+  const c2 = await connect(server.wsUrl);
+  checkSnapshot(c2.welcome);
+  const off = c2.welcome.users.find((u) => u.id === b.user.id);
+  assert.ok(off && off.online === false && off.name === b.user.name, JSON.stringify(off));
+  assert.equal(c2.welcome.users.find((u) => u.id === a.user.id).online, true);
 });
 
 test('join: joined reply shape', async () => {
