@@ -137,6 +137,7 @@ const CONN_LABELS = { connecting: 'Connecting…', connected: 'Connected', recon
 
 function renderConn() {
   connStatus.dataset.state = conn.state;
+  app.dataset.conn = conn.state;
   connLabel.textContent = CONN_LABELS[conn.state] || conn.state;
   connStatus.title = conn.state === 'connected' ? 'Connected to the server' : 'Trying to reach the server';
 }
