@@ -1,0 +1,263 @@
+/*
+ * app.h -- what the chat's actors say to each other, and the few things
+ * every app file shares (configuration, logging, registered names).
+ *
+ * The tree (DESIGN.md):
+ *
+ *   chatter (one_for_one)
+ *   ├── telemetry   counters for /metrics
+ *   ├── repo        supervisor over the connection actors repo.0 .. repo.N-1
+ *   │               (repo.0 is the single writer; reads go to the others)
+ *   ├── pubsub      topic -> subscribers; frames shared by reference count
+ *   ├── presence    who is online; the users list; versioned events
+ *   ├── sessions    dynamic supervisor, one transient session per WebSocket
+ *   └── endpoint    supervisor over one acceptor per scheduler (SO_REUSEPORT)
+ *
+ * Data flows one way: socket (endpoint's conn) -> session -> repo / pubsub /
+ * presence -> sessions -> socket.  Every request below is sent with
+ * act_request and answered with act_reply; payloads are plain structs copied
+ * into the message, except frames, which travel as ws_shared_t pointers
+ * whose reference the receiver owns (released by the message's free_fn).
+ */
+#ifndef CHATTER_APP_H
+#define CHATTER_APP_H
+
+#include "act.h"
+#include "protocol.h"
+#include "ws.h"
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+/* ------------------------------------------------------------ config */
+
+typedef struct app_config {
+  int port;                 /* PORT, default 4000 */
+  char database_url[1024];  /* DATABASE_URL */
+  int threads;              /* CHATTER_THREADS, default: cores */
+  int db_pool;              /* CHATTER_DB_POOL, default 4 (1 writer + readers) */
+  int log_level;            /* LOG_LEVEL: debug=0 info=1 warn=2 error=3 */
+  double chaos;             /* CHATTER_CHAOS: session crash probability */
+  char web_root[PATH_MAX];  /* web/ */
+  char sql_dir[PATH_MAX];   /* sql/ */
+} app_config_t;
+
+const app_config_t *app_config(void);
+void app_config_load(const char *argv0); /* from the environment */
+
+enum { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
+/* One line per event: time, level, the calling actor's name, the text. */
+void app_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#define APP_NAME_REPO_SUP "repo"
+#define APP_NAME_PUBSUB "pubsub"
+#define APP_NAME_PRESENCE "presence"
+#define APP_NAME_SESSIONS "sessions"
+#define APP_NAME_TELEMETRY "telemetry"
+#define APP_NAME_ENDPOINT "endpoint"
+
+/* ------------------------------------------------------- message types */
+
+enum {
+  /* repo: requests (payloads below) and their replies */
+  REPO_GET_USER = 100,  /* repo_name_req_t -> REPO_USER */
+  REPO_INSERT,          /* repo_insert_req_t -> REPO_INSERTED */
+  REPO_LATEST,          /* repo_page_req_t (limit) -> REPO_MESSAGES */
+  REPO_HISTORY,         /* repo_page_req_t (before, limit) -> REPO_MESSAGES */
+  REPO_CATCH_UP,        /* repo_page_req_t (after) -> REPO_MESSAGES */
+  REPO_LIST_USERS,      /* no payload -> REPO_USERS */
+  REPO_USER,
+  REPO_INSERTED,
+  REPO_MESSAGES,
+  REPO_USERS,
+
+  /* pubsub */
+  PUBSUB_SUBSCRIBE = 200, /* pubsub_sub_t -> PUBSUB_OK (a request: the ack
+                             says the subscription is in place) */
+  PUBSUB_UNSUBSCRIBE,     /* pubsub_sub_t, no reply */
+  PUBSUB_PUBLISH,         /* app_event_t, no reply */
+  PUBSUB_OK,
+  APP_EVENT,              /* app_event_t pushed to a subscriber */
+
+  /* presence */
+  PRESENCE_CLAIM = 300,   /* presence_claim_t -> PRESENCE_CLAIMED */
+  PRESENCE_JOIN,          /* presence_join_t -> PRESENCE_SNAPSHOT */
+  PRESENCE_LEAVE,         /* presence_leave_t (conn id), no reply */
+  PRESENCE_RELEASE,       /* presence_leave_t: drop a claim that failed */
+  PRESENCE_WELCOME,       /* no payload -> PRESENCE_SNAPSHOT */
+  PRESENCE_SINCE,         /* presence_since_t -> PRESENCE_EVENTS */
+  PRESENCE_USERS_LOADED,  /* internal: REPO_USERS arrived */
+  PRESENCE_CLAIMED,
+  PRESENCE_SNAPSHOT,
+  PRESENCE_EVENTS,
+  PRESENCE_FLUSH,         /* internal: the coalescing window closed */
+
+  /* endpoint <-> session (same scheduler) */
+  CONN_FRAME = 400,       /* conn_frame_t: the conn has a request for you */
+  CONN_CLOSED,            /* the socket is gone: stop */
+  CONN_TAKEN_OVER,        /* another socket took this name over */
+  CONN_TAKE_OVER_NOTICE,  /* presence -> acceptor: conn_notice_t */
+  SESSION_PING_TICK,
+
+  TELEMETRY_TICK = 500
+};
+
+/* ------------------------------------------------------------ payloads */
+
+typedef struct repo_name_req { char name[PROTO_NAME_MAX * 4 + 1]; } repo_name_req_t;
+
+/* A negative rc is unavailable (the database is down or failed). */
+typedef struct repo_user_reply {
+  int rc;
+  bool created;
+  char id[PROTO_UUID_LEN + 1];
+  char name[PROTO_NAME_MAX * 4 + 1];
+} repo_user_reply_t;
+
+typedef struct repo_insert_req {
+  char user_id[PROTO_UUID_LEN + 1];
+  char name[PROTO_NAME_MAX * 4 + 1];
+  size_t content_len;
+  char content[]; /* PROTO_CONTENT_MAX code points, at most 4 bytes each */
+} repo_insert_req_t;
+
+/* REPO_INSERTED: rc, the new seq, and the message's JSON fragment (encoded
+ * once by the writer and also used for the broadcast). */
+typedef struct repo_inserted {
+  int rc;
+  int64_t seq;
+  size_t frag_len;
+  char frag[];
+} repo_inserted_t;
+
+typedef struct repo_page_req {
+  int64_t before; /* REPO_HISTORY */
+  int64_t after;  /* REPO_CATCH_UP */
+  int limit;      /* REPO_LATEST, REPO_HISTORY; catch_up uses PROTO_HISTORY_MAX */
+} repo_page_req_t;
+
+/* REPO_MESSAGES: a JSON array fragment of messages, oldest first, and where
+ * each one lies in it, so that a session can push them one by one. */
+typedef struct repo_msg_span { int64_t seq; uint32_t off, len; } repo_msg_span_t;
+typedef struct repo_messages {
+  int rc;
+  bool more;
+  uint32_t n;
+  size_t array_len;              /* bytes of "[...]" after the spans */
+  repo_msg_span_t spans[];       /* n spans, then the array bytes */
+} repo_messages_t;
+static inline const char *repo_messages_array(const repo_messages_t *m) {
+  return (const char *)&m->spans[m->n];
+}
+
+/* REPO_USERS: n records of (id, name) */
+typedef struct repo_user_rec {
+  char id[PROTO_UUID_LEN + 1];
+  char name[PROTO_NAME_MAX * 4 + 1];
+} repo_user_rec_t;
+typedef struct repo_users {
+  int rc;
+  uint32_t n;
+  repo_user_rec_t users[];
+} repo_users_t;
+
+/* Pubsub topics and events.  A presence event's seq is presence's version;
+ * a lobby event's seq is the message's seq. */
+enum { TOPIC_LOBBY = 0, TOPIC_PRESENCE = 1, TOPIC_COUNT };
+typedef struct pubsub_sub { int topic; } pubsub_sub_t;
+typedef struct app_event {
+  int topic;
+  int64_t seq;
+  ws_shared_t *frame; /* one reference, owned by whoever holds the event */
+} app_event_t;
+/* free_fn of every message that carries an app_event_t */
+void app_event_release(void *data, size_t size);
+/* Send an event with its own reference to the frame (retained here). */
+int app_event_send(act_pid_t to, int type, int topic, int64_t seq, ws_shared_t *frame);
+
+/* Presence */
+typedef struct presence_claim {
+  uint64_t conn_id;
+  act_pid_t acceptor; /* presence monitors it: its death ends its entries */
+  char name[PROTO_NAME_MAX * 4 + 1];
+  char token[64];     /* "" if none */
+} presence_claim_t;
+typedef struct presence_claimed {
+  int code;           /* PROTO_OK or PROTO_NAME_TAKEN */
+} presence_claimed_t;
+typedef struct presence_join {
+  uint64_t conn_id;
+  act_pid_t acceptor;
+  char user_id[PROTO_UUID_LEN + 1];
+  char name[PROTO_NAME_MAX * 4 + 1];
+  bool created;       /* the repo created the user: announce user_created */
+} presence_join_t;
+typedef struct presence_leave { uint64_t conn_id; } presence_leave_t;
+typedef struct presence_since { int64_t version; } presence_since_t;
+
+/* PRESENCE_SNAPSHOT: the state at `version`, as shared pieces.  rc < 0:
+ * presence knows nothing yet (the database never answered). */
+typedef struct presence_snapshot {
+  int rc;
+  int64_t version;
+  ws_shared_t *welcome;    /* the whole welcome frame */
+  char token[64];          /* PRESENCE_JOIN only: the holder's token */
+  char phx_ref[32];
+  size_t total_users, online_count;
+  size_t users_len;        /* then the users array fragment */
+  char users[];
+} presence_snapshot_t;
+void presence_snapshot_release(void *data, size_t size);
+
+/* PRESENCE_EVENTS: events after a version; ok=false when the log no longer
+ * reaches back that far. */
+typedef struct presence_events {
+  bool ok;
+  uint32_t n;
+  app_event_t events[];
+} presence_events_t;
+void presence_events_release(void *data, size_t size);
+
+/* Endpoint -> session */
+typedef struct conn_frame { uint64_t frame_no; } conn_frame_t;
+typedef struct conn_notice { uint64_t conn_id; } conn_notice_t;
+
+/* ------------------------------------------------------- telemetry */
+
+enum {
+  TM_HTTP_REQUESTS,       /* counter */
+  TM_WS_CONNECTIONS,      /* counter: upgrades */
+  TM_WS_OPEN,             /* gauge */
+  TM_SESSION_RESTARTS,    /* counter: session actors restarted on a live socket */
+  TM_MESSAGES,            /* counter: messages committed */
+  TM_SLOW_CLIENTS,        /* counter: closed with 1008 */
+  TM_RATE_LIMITED,        /* counter */
+  TM_DB_ERRORS,           /* counter: requests answered `unavailable` */
+  TM_DB_QUERIES,          /* counter */
+  TM_DB_RTT_US_SUM,       /* counter: microseconds spent in queries */
+  TM_COUNT
+};
+void tm_add(int metric, long delta);
+long tm_get(int metric);
+/* The Prometheus text exposition (version 0.0.4); malloc'd. */
+char *telemetry_render(size_t *len);
+/* For /healthz: the tree's named actors are alive and the database answers. */
+bool app_healthy(void);
+
+/* ------------------------------------------------------- the actors */
+
+const act_behaviour_t *repo_conn_behaviour(void);   /* repo.c */
+const act_behaviour_t *pubsub_behaviour(void);      /* pubsub.c */
+const act_behaviour_t *presence_behaviour(void);    /* presence.c */
+const act_behaviour_t *session_behaviour(void);     /* session.c */
+const act_behaviour_t *acceptor_behaviour(void);    /* endpoint.c */
+const act_behaviour_t *telemetry_behaviour(void);   /* telemetry.c */
+
+/* The repo connection actor i (0 = writer) and a reader for round-robin. */
+act_pid_t repo_writer(void);
+act_pid_t repo_reader(void);
+bool repo_database_up(void); /* the writer's view: for /healthz */
+void repo_mark_migrated(void); /* main applied the migrations at start */
+
+#endif

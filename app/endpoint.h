@@ -1,0 +1,66 @@
+/*
+ * endpoint.h -- the socket side of a WebSocket, as the session sees it.
+ *
+ * A conn lives on one scheduler's loop, owned by that scheduler's acceptor
+ * actor, and outlives the session actor that serves it: when a session
+ * crashes, its supervisor starts a new one on the same scheduler with the
+ * same conn id, and the new actor re-attaches.  What must survive a crash
+ * is therefore kept here, in conn_state_t: who the user is, whether the
+ * socket has joined, the last seq and presence version it was sent, the
+ * rate limiter, and the request being handled.
+ *
+ * Thread rule: a conn is touched only on its scheduler's thread -- by the
+ * acceptor's libuv callbacks and by the session attached to it, which runs
+ * on the same scheduler.  Sessions hold the id, never the pointer, across
+ * messages: conn_get() answers NULL once the socket is gone.
+ */
+#ifndef CHATTER_ENDPOINT_H
+#define CHATTER_ENDPOINT_H
+
+#include "app.h"
+
+/* Requests a client may have queued while the previous one is handled, and
+ * their bytes: past either, the client is not waiting for replies and the
+ * socket is closed with 1008. */
+#define CONN_MAX_QUEUED_FRAMES 64
+#define CONN_MAX_QUEUED_BYTES (1024 * 1024)
+
+typedef struct conn conn_t;
+
+typedef struct conn_state {
+  bool welcomed;               /* the welcome frame went out */
+  int64_t presence_version;    /* last presence event the socket saw */
+  bool joined;
+  char user_id[PROTO_UUID_LEN + 1];
+  char name[PROTO_NAME_MAX * 4 + 1];
+  char token[64];
+  char phx_ref[32];
+  int64_t last_seq;            /* highest message seq sent to the socket */
+  double rl_tokens;            /* rate limiter: burst 10, 5 per second */
+  uint64_t rl_at_ms;
+  bool head_crashed;           /* CHATTER_CHAOS: this request crashed us once */
+  uint32_t session_starts;     /* > 1: a restart */
+} conn_state_t;
+
+conn_t *conn_get(uint64_t conn_id);
+conn_state_t *conn_state(conn_t *c);
+act_pid_t conn_acceptor(const conn_t *c);
+
+/* The session takes the socket: queued requests are delivered to it one at
+ * a time as CONN_FRAME messages. */
+void conn_attach(conn_t *c, act_pid_t session);
+void conn_detach(conn_t *c, act_pid_t session);
+
+/* The request being handled (valid until conn_frame_done). */
+const char *conn_frame(conn_t *c, size_t *len);
+/* Its reply was sent: drop it and deliver the next one. */
+void conn_frame_done(conn_t *c);
+
+/* Frames to the client.  false: the socket is closing (e.g. 1008 because
+ * the client cannot keep up) and nothing more will be sent. */
+bool conn_send_json(conn_t *c, const char *json, size_t len);
+bool conn_send_str(conn_t *c, proto_str s); /* frees s */
+bool conn_send_shared(conn_t *c, ws_shared_t *frame);
+void conn_close(conn_t *c, uint16_t code, const char *why);
+
+#endif

@@ -1,0 +1,567 @@
+/*
+ * session.c -- one actor per WebSocket: PROTOCOL.md's home and chat states.
+ *
+ * The socket (endpoint.c's conn) hands the session one request at a time;
+ * the session answers it, possibly after asking presence, the repo or
+ * pubsub, and then takes the next one, so replies go out in request order.
+ * Pushes (committed messages, presence diffs) come from pubsub as shared
+ * frames and go to the socket as they are, unless the session is in the
+ * middle of something that must reach the client first (the welcome, the
+ * joined snapshot, a catch-up), in which case they wait in a bounded buffer.
+ *
+ * Crash and restart.  What must survive lives in the conn (conn_state_t).
+ * A new session subscribes again, asks presence for the events after the
+ * last version the socket saw and the repo for the messages after the last
+ * seq it saw, and only then takes requests; the request a crashed session
+ * was handling is delivered again.  Subscribing before reading is what
+ * makes this exact: anything committed after the read arrives as a push,
+ * anything before it is in the read, and duplicates are dropped by seq and
+ * version.
+ *
+ * CHATTER_CHAOS=p: with probability p the handler crashes when a request or
+ * a push arrives while no database request is in flight -- before acting
+ * on it, and each request at most once (its redelivery is spared).  Replies
+ * of the repo are never crashed on: a crash there could not tell whether a
+ * message had been committed.
+ */
+#include "endpoint.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_BUFFERED 4096        /* pushes held while the client must wait */
+#define REPO_TIMEOUT_MS 15000
+#define INSERT_TIMEOUT_MS 30000
+#define RETRY_MS 1000            /* catch-up retry while the database is away */
+#define RATE_BURST 10.0          /* PROTOCOL.md: burst of 10 sends ... */
+#define RATE_PER_SEC 5.0         /* ... and 5 a second sustained */
+
+typedef enum {
+  PH_START_PRESENCE,  /* subscribing to presence events */
+  PH_START_SNAPSHOT,  /* waiting for the welcome or the events since */
+  PH_START_LOBBY,     /* re-subscribing to the lobby after a restart */
+  PH_START_CATCHUP,   /* catching up after a restart */
+  PH_LIVE,            /* requests flow */
+} phase_t;
+
+typedef enum {
+  RQ_NONE,
+  RQ_CLAIM, RQ_GET_USER, RQ_PRESENCE_JOIN, RQ_SUB_LOBBY, RQ_LATEST, /* join */
+  RQ_INSERT, RQ_HISTORY
+} step_t;
+
+typedef struct session {
+  uint64_t conn_id;
+  phase_t phase;
+  step_t step;            /* what the current request waits for */
+  act_ref_t wait;         /* the act_request ref of that wait */
+  char *ref;              /* the current request's ref, to echo */
+  bool buffering;         /* pushes wait in buf */
+  app_event_t *buf;
+  size_t nbuf, capbuf;
+  /* join in progress */
+  bool joining;
+  char name[PROTO_NAME_MAX * 4 + 1];
+  char user_id[PROTO_UUID_LEN + 1];
+  act_msg_t *snapshot;    /* PRESENCE_SNAPSHOT kept until joined is sent */
+} session_t;
+
+static void finish_request(session_t *s, conn_t *c);
+static void go_live(session_t *s, conn_t *c);
+
+/* ---------------------------------------------------------- helpers */
+
+static conn_t *my_conn(session_t *s) {
+  conn_t *c = conn_get(s->conn_id);
+  if (!c) act_stop(act_reason(ACT_NORMAL));
+  return c;
+}
+
+static void await(session_t *s, step_t step, act_pid_t to, int type, const void *data,
+                  size_t size, int timeout_ms) {
+  s->step = step;
+  s->wait = act_request(to, type, data, size, timeout_ms);
+}
+
+static void subscribe(session_t *s, step_t step, int topic) {
+  pubsub_sub_t sub = {topic};
+  await(s, step, act_whereis(APP_NAME_PUBSUB), PUBSUB_SUBSCRIBE, &sub, sizeof sub,
+        REPO_TIMEOUT_MS);
+}
+
+static void unsubscribe(int topic) {
+  pubsub_sub_t sub = {topic};
+  act_send(act_whereis(APP_NAME_PUBSUB), PUBSUB_UNSUBSCRIBE, &sub, sizeof sub);
+}
+
+static void reply_error(session_t *s, conn_t *c, proto_code code, const char *why) {
+  if (code == PROTO_UNAVAILABLE) tm_add(TM_DB_ERRORS, 1);
+  if (code == PROTO_RATE_LIMITED) tm_add(TM_RATE_LIMITED, 1);
+  conn_send_str(c, proto_enc_error(s->ref, code, why));
+  finish_request(s, c);
+}
+
+static bool chaos_strikes(void) {
+  double p = app_config()->chaos;
+  return p > 0 && (double)random() / RAND_MAX < p;
+}
+
+/* ------------------------------------------------------------- pushes */
+
+static void buffer_event(session_t *s, const app_event_t *ev) {
+  if (s->nbuf == MAX_BUFFERED) act_crash("session: push buffer full"); /* restart catches up */
+  if (s->nbuf == s->capbuf) {
+    size_t ncap = s->capbuf ? s->capbuf * 2 : 32;
+    app_event_t *nb = realloc(s->buf, ncap * sizeof *nb);
+    if (!nb) act_crash("session: out of memory");
+    s->buf = nb;
+    s->capbuf = ncap;
+  }
+  s->buf[s->nbuf++] = (app_event_t){ev->topic, ev->seq, ws_shared_retain(ev->frame)};
+}
+
+/* Send the event if the socket has not seen it yet. */
+static void deliver(session_t *s, conn_t *c, const app_event_t *ev) {
+  conn_state_t *st = conn_state(c);
+  if (ev->topic == TOPIC_PRESENCE) {
+    if (ev->seq <= st->presence_version) return;
+    st->presence_version = ev->seq;
+  } else {
+    if ((!st->joined && !s->joining) || ev->seq <= st->last_seq) return;
+    st->last_seq = ev->seq;
+  }
+  conn_send_shared(c, ev->frame);
+}
+
+static void flush_buffer(session_t *s, conn_t *c) {
+  s->buffering = false;
+  for (size_t i = 0; i < s->nbuf; i++) {
+    deliver(s, c, &s->buf[i]);
+    ws_shared_release(s->buf[i].frame);
+  }
+  s->nbuf = 0;
+}
+
+static void on_event(session_t *s, act_msg_t *m) {
+  const app_event_t *ev = m->data;
+  conn_t *c = my_conn(s);
+  if (!c) return;
+  if (ev->topic == TOPIC_LOBBY && !conn_state(c)->joined && !s->joining) return;
+  if (s->buffering) {
+    buffer_event(s, ev);
+    return;
+  }
+  if (s->phase == PH_LIVE && s->step == RQ_NONE && chaos_strikes())
+    act_crash("chaos: crash on a push");
+  deliver(s, c, ev);
+}
+
+/* -------------------------------------------------------- start-up */
+
+static void start_lobby_or_live(session_t *s, conn_t *c) {
+  if (conn_state(c)->joined) {
+    s->phase = PH_START_LOBBY;
+    subscribe(s, RQ_NONE, TOPIC_LOBBY);
+  } else {
+    go_live(s, c);
+  }
+}
+
+static void request_catch_up(session_t *s, conn_t *c) {
+  repo_page_req_t rq = {.after = conn_state(c)->last_seq};
+  s->phase = PH_START_CATCHUP;
+  s->wait = act_request(repo_reader(), REPO_CATCH_UP, &rq, sizeof rq, REPO_TIMEOUT_MS);
+}
+
+static void send_messages_as_pushes(conn_t *c, const repo_messages_t *r) {
+  conn_state_t *st = conn_state(c);
+  const char *arr = repo_messages_array(r);
+  for (uint32_t i = 0; i < r->n; i++) {
+    if (r->spans[i].seq <= st->last_seq) continue;
+    proto_str frag = {(char *)arr + r->spans[i].off, r->spans[i].len};
+    if (!conn_send_str(c, proto_enc_message(&frag))) return;
+    st->last_seq = r->spans[i].seq;
+  }
+}
+
+static void on_start_reply(session_t *s, conn_t *c, act_msg_t *m) {
+  conn_state_t *st = conn_state(c);
+  switch (s->phase) {
+  case PH_START_PRESENCE:
+    s->phase = PH_START_SNAPSHOT;
+    if (!st->welcomed) {
+      s->wait = act_request(act_whereis(APP_NAME_PRESENCE), PRESENCE_WELCOME, NULL, 0,
+                            REPO_TIMEOUT_MS);
+    } else {
+      presence_since_t rq = {st->presence_version};
+      s->wait = act_request(act_whereis(APP_NAME_PRESENCE), PRESENCE_SINCE, &rq, sizeof rq,
+                            REPO_TIMEOUT_MS);
+    }
+    break;
+  case PH_START_SNAPSHOT:
+    if (m->type == PRESENCE_SNAPSHOT) {
+      const presence_snapshot_t *snap = m->data;
+      if (snap->rc < 0) {
+        conn_close(c, WS_CLOSE_INTERNAL, "database unreachable");
+        return;
+      }
+      conn_send_shared(c, snap->welcome);
+      st->welcomed = true;
+      st->presence_version = snap->version;
+    } else {
+      const presence_events_t *evs = m->data;
+      if (!evs->ok) { /* the log no longer reaches back: let the client start over */
+        conn_close(c, WS_CLOSE_INTERNAL, "missed presence events");
+        return;
+      }
+      for (uint32_t i = 0; i < evs->n; i++) deliver(s, c, &evs->events[i]);
+    }
+    start_lobby_or_live(s, c);
+    break;
+  case PH_START_LOBBY:
+    request_catch_up(s, c);
+    break;
+  case PH_START_CATCHUP: {
+    const repo_messages_t *r = m->data;
+    if (r->rc < 0) {
+      act_send_after(RETRY_MS, act_self(), SESSION_PING_TICK, NULL, 0);
+      return;
+    }
+    send_messages_as_pushes(c, r);
+    if (r->more) request_catch_up(s, c);
+    else go_live(s, c);
+    break;
+  }
+  case PH_LIVE:
+    break;
+  }
+}
+
+static void go_live(session_t *s, conn_t *c) {
+  s->phase = PH_LIVE;
+  s->wait = 0;
+  flush_buffer(s, c);
+  conn_attach(c, act_self());
+}
+
+/* ------------------------------------------------------------- join */
+
+static void join_fail(session_t *s, conn_t *c, proto_code code) {
+  presence_leave_t l = {s->conn_id};
+  act_send(act_whereis(APP_NAME_PRESENCE),
+           s->step == RQ_CLAIM || s->step == RQ_GET_USER ? PRESENCE_RELEASE : PRESENCE_LEAVE,
+           &l, sizeof l);
+  if (s->step == RQ_LATEST) unsubscribe(TOPIC_LOBBY);
+  s->joining = false;
+  if (s->snapshot) act_msg_free(s->snapshot);
+  s->snapshot = NULL;
+  flush_buffer(s, c);
+  reply_error(s, c, code, NULL);
+}
+
+static void start_join(session_t *s, conn_t *c, proto_request *rq) {
+  if (conn_state(c)->joined) return reply_error(s, c, PROTO_ALREADY_JOINED, NULL);
+  if (proto_canon_name(&rq->name) != PROTO_OK || memchr(rq->name.ptr, 0, rq->name.len))
+    return reply_error(s, c, PROTO_NAME_INVALID, NULL);
+  presence_claim_t cl;
+  memset(&cl, 0, sizeof cl);
+  cl.conn_id = s->conn_id;
+  cl.acceptor = conn_acceptor(c);
+  snprintf(s->name, sizeof s->name, "%.*s", (int)rq->name.len, rq->name.ptr);
+  snprintf(cl.name, sizeof cl.name, "%s", s->name);
+  if (rq->token.ptr) snprintf(cl.token, sizeof cl.token, "%.*s", (int)rq->token.len, rq->token.ptr);
+  s->joining = true;
+  await(s, RQ_CLAIM, act_whereis(APP_NAME_PRESENCE), PRESENCE_CLAIM, &cl, sizeof cl,
+        REPO_TIMEOUT_MS);
+}
+
+static void send_joined(session_t *s, conn_t *c, const repo_messages_t *r) {
+  conn_state_t *st = conn_state(c);
+  const presence_snapshot_t *snap = s->snapshot->data;
+  proto_user me;
+  memset(&me, 0, sizeof me);
+  snprintf(me.id, sizeof me.id, "%s", s->user_id);
+  me.name = s->name;
+  me.online = true;
+  proto_str msgs = {(char *)repo_messages_array(r), r->array_len};
+  proto_str users = {(char *)snap->users, snap->users_len};
+  proto_joined j = {s->ref, &me, snap->token, &msgs, r->more, &users,
+                    snap->total_users, snap->online_count};
+  st->joined = true;
+  s->joining = false;
+  snprintf(st->user_id, sizeof st->user_id, "%s", s->user_id);
+  snprintf(st->name, sizeof st->name, "%s", s->name);
+  snprintf(st->token, sizeof st->token, "%s", snap->token);
+  snprintf(st->phx_ref, sizeof st->phx_ref, "%s", snap->phx_ref);
+  st->last_seq = r->n ? r->spans[r->n - 1].seq : 0;
+  st->presence_version = snap->version;
+  act_msg_free(s->snapshot);
+  s->snapshot = NULL;
+  conn_send_str(c, proto_enc_joined(&j));
+  flush_buffer(s, c);
+  finish_request(s, c);
+}
+
+static void on_join_reply(session_t *s, conn_t *c, act_msg_t *m) {
+  switch (s->step) {
+  case RQ_CLAIM: {
+    const presence_claimed_t *r = m->data;
+    if (r->code != PROTO_OK) {
+      s->joining = false;
+      return reply_error(s, c, (proto_code)r->code, NULL);
+    }
+    repo_name_req_t rq;
+    snprintf(rq.name, sizeof rq.name, "%s", s->name);
+    await(s, RQ_GET_USER, repo_writer(), REPO_GET_USER, &rq, sizeof rq, REPO_TIMEOUT_MS);
+    break;
+  }
+  case RQ_GET_USER: {
+    const repo_user_reply_t *r = m->data;
+    if (r->rc < 0) return join_fail(s, c, PROTO_UNAVAILABLE);
+    snprintf(s->user_id, sizeof s->user_id, "%s", r->id);
+    presence_join_t rq;
+    memset(&rq, 0, sizeof rq);
+    rq.conn_id = s->conn_id;
+    rq.acceptor = conn_acceptor(c);
+    snprintf(rq.user_id, sizeof rq.user_id, "%s", r->id);
+    snprintf(rq.name, sizeof rq.name, "%s", s->name);
+    rq.created = r->created;
+    s->buffering = true; /* from the snapshot on, pushes follow `joined` */
+    await(s, RQ_PRESENCE_JOIN, act_whereis(APP_NAME_PRESENCE), PRESENCE_JOIN, &rq, sizeof rq,
+          REPO_TIMEOUT_MS);
+    break;
+  }
+  case RQ_PRESENCE_JOIN: {
+    const presence_snapshot_t *snap = m->data;
+    if (snap->rc < 0) return join_fail(s, c, PROTO_UNAVAILABLE);
+    s->snapshot = act_msg_keep(m);
+    subscribe(s, RQ_SUB_LOBBY, TOPIC_LOBBY);
+    break;
+  }
+  case RQ_SUB_LOBBY: {
+    repo_page_req_t rq = {.limit = PROTO_HISTORY_MAX};
+    await(s, RQ_LATEST, repo_reader(), REPO_LATEST, &rq, sizeof rq, REPO_TIMEOUT_MS);
+    break;
+  }
+  case RQ_LATEST: {
+    const repo_messages_t *r = m->data;
+    if (r->rc < 0) return join_fail(s, c, PROTO_UNAVAILABLE);
+    send_joined(s, c, r);
+    break;
+  }
+  default:
+    break;
+  }
+}
+
+/* ------------------------------------------------------------- send */
+
+static bool take_token(conn_state_t *st, uint64_t now, bool consume) {
+  double elapsed = (double)(now - st->rl_at_ms) / 1000.0;
+  double tokens = st->rl_tokens + elapsed * RATE_PER_SEC;
+  if (tokens > RATE_BURST) tokens = RATE_BURST;
+  if (tokens < 1.0) return false;
+  if (consume) {
+    st->rl_tokens = tokens - 1.0;
+    st->rl_at_ms = now;
+  }
+  return true;
+}
+
+static void start_send(session_t *s, conn_t *c, proto_request *rq) {
+  conn_state_t *st = conn_state(c);
+  if (!st->joined) return reply_error(s, c, PROTO_NOT_JOINED, NULL);
+  if (proto_canon_content(&rq->content) != PROTO_OK)
+    return reply_error(s, c, PROTO_CONTENT_INVALID, NULL);
+  if (!take_token(st, uv_now(act_loop()), false))
+    return reply_error(s, c, PROTO_RATE_LIMITED, NULL);
+  size_t size = sizeof(repo_insert_req_t) + rq->content.len + 1;
+  repo_insert_req_t *ins = calloc(1, size);
+  if (!ins) act_crash("session: out of memory");
+  snprintf(ins->user_id, sizeof ins->user_id, "%s", st->user_id);
+  snprintf(ins->name, sizeof ins->name, "%s", st->name);
+  ins->content_len = rq->content.len;
+  memcpy(ins->content, rq->content.ptr, rq->content.len);
+  await(s, RQ_INSERT, repo_writer(), REPO_INSERT, ins, size, INSERT_TIMEOUT_MS);
+  free(ins);
+}
+
+static void on_inserted(session_t *s, conn_t *c, act_msg_t *m) {
+  const repo_inserted_t *r = m->data;
+  if (r->rc < 0) return reply_error(s, c, PROTO_UNAVAILABLE, NULL);
+  take_token(conn_state(c), uv_now(act_loop()), true); /* only accepted sends count */
+  proto_str frag = {(char *)r->frag, r->frag_len};
+  conn_send_str(c, proto_enc_sent(s->ref, &frag));
+  finish_request(s, c);
+}
+
+/* ------------------------------------------------------------ history */
+
+static void start_history(session_t *s, conn_t *c, proto_request *rq) {
+  if (!conn_state(c)->joined) return reply_error(s, c, PROTO_NOT_JOINED, NULL);
+  repo_page_req_t pr = {.before = rq->before, .after = rq->after, .limit = (int)rq->limit};
+  int type = rq->type == PROTO_REQ_HISTORY ? REPO_HISTORY : REPO_CATCH_UP;
+  await(s, RQ_HISTORY, repo_reader(), type, &pr, sizeof pr, REPO_TIMEOUT_MS);
+}
+
+static void on_history(session_t *s, conn_t *c, act_msg_t *m) {
+  const repo_messages_t *r = m->data;
+  if (r->rc < 0) return reply_error(s, c, PROTO_UNAVAILABLE, NULL);
+  proto_str msgs = {(char *)repo_messages_array(r), r->array_len};
+  conn_send_str(c, proto_enc_history(s->ref, &msgs, r->more));
+  finish_request(s, c);
+}
+
+/* -------------------------------------------------------------- leave */
+
+static void do_leave(session_t *s, conn_t *c) {
+  conn_state_t *st = conn_state(c);
+  if (!st->joined) return reply_error(s, c, PROTO_NOT_JOINED, NULL);
+  presence_leave_t l = {s->conn_id};
+  act_send(act_whereis(APP_NAME_PRESENCE), PRESENCE_LEAVE, &l, sizeof l);
+  unsubscribe(TOPIC_LOBBY);
+  st->joined = false;
+  st->token[0] = 0;
+  conn_send_str(c, proto_enc_left(s->ref));
+  finish_request(s, c);
+}
+
+/* ----------------------------------------------------------- requests */
+
+static void finish_request(session_t *s, conn_t *c) {
+  free(s->ref);
+  s->ref = NULL;
+  s->step = RQ_NONE;
+  s->wait = 0;
+  conn_frame_done(c);
+}
+
+static void on_frame(session_t *s, act_msg_t *m) {
+  (void)m;
+  conn_t *c = my_conn(s);
+  if (!c || s->step != RQ_NONE) return;
+  conn_state_t *st = conn_state(c);
+  size_t len;
+  const char *text = conn_frame(c, &len);
+  if (!text) return;
+  if (!st->head_crashed && chaos_strikes()) {
+    st->head_crashed = true; /* the redelivery is spared */
+    act_crash("chaos: crash on a request");
+  }
+  proto_request rq;
+  proto_code code = proto_decode(text, len, &rq);
+  s->ref = rq.ref;
+  rq.ref = NULL;
+  if (code != PROTO_OK) {
+    reply_error(s, c, PROTO_BAD_REQUEST, rq.why[0] ? rq.why : NULL);
+  } else {
+    switch (rq.type) {
+    case PROTO_REQ_PING:
+      conn_send_str(c, proto_enc_pong(s->ref));
+      finish_request(s, c);
+      break;
+    case PROTO_REQ_JOIN: start_join(s, c, &rq); break;
+    case PROTO_REQ_SEND: start_send(s, c, &rq); break;
+    case PROTO_REQ_HISTORY:
+    case PROTO_REQ_CATCH_UP: start_history(s, c, &rq); break;
+    case PROTO_REQ_LEAVE: do_leave(s, c); break;
+    default: reply_error(s, c, PROTO_BAD_REQUEST, NULL); break;
+    }
+  }
+  proto_request_free(&rq);
+}
+
+static void on_reply(session_t *s, act_msg_t *m) {
+  conn_t *c = my_conn(s);
+  if (!c || m->ref != s->wait) return;
+  if (s->phase != PH_LIVE) return on_start_reply(s, c, m);
+  switch (s->step) {
+  case RQ_INSERT: on_inserted(s, c, m); break;
+  case RQ_HISTORY: on_history(s, c, m); break;
+  case RQ_NONE: break;
+  default: on_join_reply(s, c, m); break;
+  }
+}
+
+static void on_timeout(session_t *s, act_msg_t *m) {
+  conn_t *c = my_conn(s);
+  if (!c || m->ref != s->wait) return;
+  if (s->phase != PH_LIVE) { /* start-up could not finish: start over */
+    act_crash("session: start-up timed out");
+  }
+  if (s->joining) return join_fail(s, c, PROTO_UNAVAILABLE);
+  reply_error(s, c, PROTO_UNAVAILABLE, NULL);
+}
+
+static void on_taken_over(session_t *s) {
+  unsubscribe(TOPIC_LOBBY);
+  (void)s; /* the acceptor already told the client and cleared the state */
+}
+
+/* ---------------------------------------------------------- behaviour */
+
+static int se_init(void *args, void **state) {
+  session_t *s = act_alloc(sizeof *s);
+  if (!s) return ACT_ENOMEM;
+  memset(s, 0, sizeof *s);
+  *state = s;
+  s->conn_id = (uint64_t)(uintptr_t)args;
+  conn_t *c = conn_get(s->conn_id);
+  if (!c) { /* the socket went away before we (re)started */
+    act_stop(act_reason(ACT_NORMAL));
+    return ACT_OK;
+  }
+  if (conn_state(c)->session_starts > 0) {
+    tm_add(TM_SESSION_RESTARTS, 1);
+    app_log(LOG_INFO, "session for conn %llx restarted (%s)", (unsigned long long)s->conn_id,
+            conn_state(c)->joined ? conn_state(c)->name : "home");
+  }
+  s->buffering = true;
+  s->phase = PH_START_PRESENCE;
+  subscribe(s, RQ_NONE, TOPIC_PRESENCE);
+  return ACT_OK;
+}
+
+static void se_handle(void *state, act_msg_t *m) {
+  session_t *s = state;
+  switch (m->type) {
+  case CONN_FRAME: on_frame(s, m); break;
+  case APP_EVENT: on_event(s, m); break;
+  case CONN_CLOSED: act_stop(act_reason(ACT_NORMAL)); break;
+  case CONN_TAKEN_OVER: on_taken_over(s); break;
+  case SESSION_PING_TICK: { /* catch-up retry */
+    conn_t *c = my_conn(s);
+    if (c && s->phase == PH_START_CATCHUP) request_catch_up(s, c);
+    break;
+  }
+  case ACT_MSG_TIMEOUT: on_timeout(s, m); break;
+  case PUBSUB_OK:
+  case PRESENCE_CLAIMED:
+  case PRESENCE_SNAPSHOT:
+  case PRESENCE_EVENTS:
+  case REPO_USER:
+  case REPO_INSERTED:
+  case REPO_MESSAGES: on_reply(s, m); break;
+  default: break;
+  }
+}
+
+static void se_terminate(void *state, act_reason_t r) {
+  session_t *s = state;
+  if (!s) return;
+  conn_t *c = conn_get(s->conn_id);
+  if (c) {
+    conn_detach(c, act_self());
+    if (r.kind != ACT_NORMAL && r.kind != ACT_SHUTDOWN)
+      app_log(LOG_WARN, "session for conn %llx crashed: %s", (unsigned long long)s->conn_id,
+              r.text);
+  }
+  for (size_t i = 0; i < s->nbuf; i++) ws_shared_release(s->buf[i].frame);
+  free(s->buf);
+  free(s->ref);
+  if (s->snapshot) act_msg_free(s->snapshot);
+}
+
+static const act_behaviour_t behaviour = {"session", se_init, se_handle, se_terminate};
+const act_behaviour_t *session_behaviour(void) { return &behaviour; }
