@@ -21,6 +21,7 @@
 #include "app.h"
 #include "db.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

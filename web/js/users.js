@@ -4,6 +4,8 @@
 
 import { el, $, avatar } from './util.js';
 
+const COLLATOR = new Intl.Collator(undefined, { sensitivity: 'base', numeric: true });
+
 export class UserList {
   constructor(root) {
     this.root = root;                 // the .people element from index.html
@@ -90,7 +92,7 @@ export class UserList {
       if (a.online !== b.online) return a.online ? -1 : 1;
       if (a.name === this.me) return -1;
       if (b.name === this.me) return 1;
-      return a.name.localeCompare(b.name, undefined, { sensitivity: 'base' }) || (a.name < b.name ? -1 : 1);
+      return COLLATOR.compare(a.name, b.name) || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
     });
     const wanted = new Set(sorted.map((u) => u.name));
     for (const [name, node] of this.nodes) {

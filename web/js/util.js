@@ -44,7 +44,11 @@ export const MAX_CONTENT = 2000;
 // inserted_at carries microseconds; keep milliseconds so every engine parses it.
 export function parseTime(iso) {
   if (typeof iso !== 'string') return new Date(NaN);
-  const trimmed = iso.replace(/(\.\d{3})\d+/, '$1');
+  // Tolerate PostgreSQL's text form too ("2026-01-02 03:04:05.123456+00").
+  const trimmed = iso.trim()
+    .replace(/^(\d{4}-\d{2}-\d{2}) /, '$1T')
+    .replace(/(\.\d{3})\d+/, '$1')
+    .replace(/([+-]\d{2})$/, '$1:00');
   return new Date(trimmed);
 }
 
