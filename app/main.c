@@ -8,9 +8,11 @@
 #include "db.h"
 
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 int endpoint_static_open(const char *root);
 
@@ -98,6 +100,20 @@ static void migrate(void) {
   app_log(LOG_INFO, "database migrated (%d new)", applied);
 }
 
+/* If the tree gives up on its own (the root exceeded its intensity), the
+ * process ends too, as an OTP application's permanent top does. */
+static _Atomic bool g_stopping;
+
+static void *watch_root(void *arg) {
+  act_pid_t root = *(act_pid_t *)arg;
+  act_reason_t why;
+  if (act_await_exit(root, ACT_INFINITY, &why) == ACT_OK && !atomic_load(&g_stopping)) {
+    app_log(LOG_ERROR, "the supervision tree exited (%s)", why.text);
+    kill(getpid(), SIGTERM);
+  }
+  return NULL;
+}
+
 int main(int argc, char **argv) {
   (void)argc;
   app_config_load(argv[0]);
@@ -132,12 +148,14 @@ int main(int argc, char **argv) {
   app_log(LOG_INFO, "chatter listening on http://localhost:%d (%d schedulers, pool %d)",
           cfg->port, act_scheduler_count(), cfg->db_pool);
 
+  pthread_t watcher;
+  pthread_create(&watcher, NULL, watch_root, &root);
   int sig = 0;
   sigwait(&set, &sig);
   app_log(LOG_INFO, "signal %d: shutting down", sig);
+  atomic_store(&g_stopping, true);
   act_exit(root, act_reason(ACT_SHUTDOWN));
-  act_reason_t why;
-  act_await_exit(root, 15000, &why);
+  pthread_join(watcher, NULL);
   act_stop_system();
   return 0;
 }
