@@ -29,7 +29,7 @@ static act_sup_spec_t g_root_spec;
 static act_child_spec_t worker(const char *id, const act_behaviour_t *b, void *args) {
   act_child_spec_t c;
   memset(&c, 0, sizeof c);
-  snprintf(c.id, sizeof c.id, "%s", id);
+  snprintf(c.id, sizeof c.id, "%.47s", id);
   c.behaviour = b;
   c.args = args;
   c.restart = ACT_PERMANENT;
@@ -41,7 +41,7 @@ static act_child_spec_t worker(const char *id, const act_behaviour_t *b, void *a
 static act_child_spec_t supervisor(const char *id, act_sup_spec_t *spec) {
   act_child_spec_t c = worker(id, act_supervisor(), spec);
   c.type = ACT_SUPERVISOR;
-  c.name = c.id; /* copied by the supervisor */
+  c.name = id; /* a literal; the supervisor copies it */
   return c;
 }
 
