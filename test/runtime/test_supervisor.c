@@ -76,7 +76,7 @@ static act_sup_spec_t SPEC;
 static void three_kids(act_sup_flags_t f, act_restart_t r) {
   for (int i = 0; i < 3; i++) {
     A[i] = (agent_args_t){.tag = i + 1};
-    char id[8];
+    char id[16];
     snprintf(id, sizeof id, "c%d", i + 1);
     K[i] = kid(id, &A[i], r, 1000);
   }
@@ -146,7 +146,7 @@ START_TEST(rest_for_one_restarts_the_rest) {
   W = spawn_agent(99, false);
   for (int i = 0; i < 4; i++) {
     A[i] = (agent_args_t){.tag = i + 1};
-    char id[8];
+    char id[16];
     snprintf(id, sizeof id, "c%d", i + 1);
     K[i] = kid(id, &A[i], ACT_PERMANENT, 1000);
   }
@@ -186,7 +186,7 @@ START_TEST(restart_types) {
                             ACT_TRANSIENT, ACT_PERMANENT, ACT_TRANSIENT};
   for (int i = 0; i < 6; i++) {
     A[i] = (agent_args_t){.tag = i + 1};
-    char id[8];
+    char id[16];
     snprintf(id, sizeof id, "c%d", i + 1);
     K[i] = kid(id, &A[i], types[i], 1000);
   }
@@ -457,14 +457,14 @@ START_TEST(shutdown_stops_children_in_reverse_order) {
   W = spawn_agent(99, false);
   for (int i = 0; i < 4; i++) {
     A[i] = (agent_args_t){.tag = i + 1};
-    char id[8];
+    char id[16];
     snprintf(id, sizeof id, "c%d", i + 1);
     K[i] = kid(id, &A[i], ACT_PERMANENT, 1000);
   }
   /* c3 is itself a supervisor of n1, n2 */
   for (int i = 0; i < 2; i++) {
     A[4 + i] = (agent_args_t){.tag = 11 + i};
-    char id[8];
+    char id[16];
     snprintf(id, sizeof id, "n%d", i + 1);
     KN[i] = kid(id, &A[4 + i], ACT_PERMANENT, 1000);
   }
