@@ -5,7 +5,10 @@
  * cleanups are released (after terminate; act_undefer forgets one; ASan
  * checks the memory); a dead actor's timers never fire; init failure and a
  * crash inside init; mailbox overflow (max_mailbox) ends the actor with an
- * error reason and drops (and frees) what it could not take.
+ * error reason and drops (and frees) what it could not take; a libuv handle
+ * owned through act_defer is closed when its actor dies, and act_run_as runs
+ * code as the actor from a libuv callback (a crash there ends the actor); a
+ * crash inside terminate is contained.
  */
 #include "rt_test.h"
 
@@ -165,6 +168,90 @@ START_TEST(owned_memory_and_cleanups_released) {
   ck_assert(log_wait(q_user(50), 5, TMO, NULL));
   ck_assert_int_eq(atomic_load(&g_undeferred), 0);
   /* ASan's leak check at exit verifies the act_alloc blocks were freed */
+}
+END_TEST
+
+
+/* ------------------------------------------------ libuv handles, run_as */
+
+typedef struct uvt {
+  uv_timer_t t;
+  act_pid_t owner;
+  int fired;
+} uvt_t;
+static void uvt_closed(uv_handle_t *h) { free(h->data); }
+static void uvt_cleanup(void *arg) {
+  uvt_t *u = arg;
+  log_user(61, 1);
+  uv_close((uv_handle_t *)&u->t, uvt_closed);
+}
+static void as_owner(void *arg) {
+  uvt_t *u = arg;
+  log_user(62, (int64_t)act_self()); /* act_self() is the owner here */
+  if (u->fired == 3) act_crash("from uv callback");
+}
+static void uvt_cb(uv_timer_t *t) {
+  uvt_t *u = t->data;
+  u->fired++;
+  log_user(63, (int64_t)act_self()); /* outside the actor: NOPID */
+  log_user(64, act_run_as(u->owner, as_owner, u));
+}
+static void uv_owner_handle(void *s, act_msg_t *m) {
+  (void)s;
+  (void)m;
+  uvt_t *u = calloc(1, sizeof *u);
+  u->owner = act_self();
+  u->t.data = u;
+  uv_timer_init(act_loop(), &u->t);
+  act_defer(uvt_cleanup, u);
+  uv_timer_start(&u->t, uvt_cb, 5, 5);
+}
+static const act_behaviour_t uv_owner_b = {"uvowner", null_init, uv_owner_handle, log_term};
+START_TEST(uv_handle_owned_and_run_as) {
+  W = spawn_agent(99, false);
+  act_pid_t a = act_spawn(&uv_owner_b, NULL, NULL, NULL);
+  ag_monitor(W, a);
+  act_send(a, 1, NULL, 0);
+  act_reason_t r = wait_down(W, a);
+  ck_assert_int_eq(r.kind, ACT_ERROR);
+  ck_assert_str_eq(r.text, "from uv callback");
+  ck_assert_int_eq(log_count(q_user(62)), 3);
+  ev_t e = {0};
+  ck_assert(log_nth(q_user(62), 1, &e));
+  ck_assert(e.val == (int64_t)a);
+  ck_assert(log_nth(q_user(63), 1, &e));
+  ck_assert(e.val == 0);
+  ck_assert(log_nth(q_user(64), 1, &e));
+  ck_assert_int_eq(e.val, ACT_OK);
+  ck_assert(log_wait1(q_user(61), NULL)); /* the handle was closed by its cleanup */
+  ck_assert(ag_alive(W));
+  /* ASan: the handle's memory was freed by its close callback */
+  /* the header: "pid must be alive and on this scheduler; returns
+   * ACT_ENOPROC otherwise" -- here: dead, then alive but another thread */
+  ck_assert_int_eq(act_run_as(a, as_owner, NULL), ACT_ENOPROC);
+  ck_assert_int_eq(act_run_as(W, as_owner, NULL), ACT_ENOPROC);
+}
+END_TEST
+
+/* A crash inside terminate is contained too; the exit reason stays. */
+static void crash_in_term(void *s, act_reason_t r) {
+  (void)s;
+  log_term(NULL, r);
+  act_crash("in terminate");
+}
+static void stop_handle(void *s, act_msg_t *m) {
+  (void)s;
+  (void)m;
+  act_stop(act_reason_error("first reason"));
+}
+static const act_behaviour_t termcrash_b = {"termcrash", null_init, stop_handle, crash_in_term};
+START_TEST(crash_in_terminate_contained) {
+  W = spawn_agent(99, false);
+  act_pid_t a = act_spawn(&termcrash_b, NULL, NULL, NULL);
+  ag_monitor(W, a);
+  act_send(a, 1, NULL, 0);
+  ck_assert_str_eq(wait_down(W, a).text, "first reason");
+  ck_assert(ag_alive(W));
 }
 END_TEST
 
@@ -328,6 +415,8 @@ static Suite *suite(void) {
   tcase_add_test(tc, crash_longjmps_stop_finishes_handler);
   tcase_add_test(tc, owned_memory_and_cleanups_released);
   tcase_add_test(tc, init_failure_is_a_crash);
+  tcase_add_test(tc, uv_handle_owned_and_run_as);
+  tcase_add_test(tc, crash_in_terminate_contained);
   suite_add_tcase(s, tc);
   TCase *t1 = rt_tcase("one_scheduler", 1, 60);
   tcase_add_test(t1, dead_actors_timers_never_fire);

@@ -440,6 +440,43 @@ START_TEST(exit_down_after_name_released) {
 }
 END_TEST
 
+
+/* An exit signal is not queued behind messages: on one scheduler, messages
+ * and then kill from one handler; the target dies without handling them. */
+static act_pid_t g_victim;
+static void fn_msgs_then_kill(void *a) {
+  (void)a;
+  for (int i = 0; i < 5; i++) act_send(g_victim, AG_PING, NULL, 0);
+  act_exit(g_victim, act_reason(ACT_KILL));
+}
+START_TEST(kill_not_queued_behind_messages) {
+  W = spawn_agent(99, false);
+  g_victim = spawn_agent(1, true);
+  watch(g_victim);
+  agent_run(W, fn_msgs_then_kill, NULL);
+  ck_assert_int_eq(wait_down(W, g_victim).kind, ACT_KILLED);
+  ck_assert_int_eq(log_count(q_msg(g_victim, AG_PING)), 0);
+}
+END_TEST
+
+/* Two monitors on one pid: removing one leaves the other. */
+START_TEST(two_monitors_demonitor_one) {
+  W = spawn_agent(99, false);
+  act_pid_t x = spawn_agent(1, false);
+  pidref_t m1 = {.pid = x}, m2 = {.pid = x};
+  agent_run(W, fn_monitor, &m1);
+  agent_run(W, fn_monitor, &m2);
+  agent_run(W, fn_demonitor, &m1);
+  ck_assert(m1.flag);
+  send_crash(x);
+  ev_t e = {0};
+  ck_assert(log_wait1(q_down(W, x), &e));
+  ck_assert(e.mref == m2.ref);
+  ck_assert(ag_alive(W));
+  ck_assert_int_eq(log_count(q_down(W, x)), 1);
+}
+END_TEST
+
 static Suite *suite(void) {
   Suite *s = suite_create("links");
   TCase *tc = rt_tcase("links", 2, 60);
@@ -463,7 +500,11 @@ static Suite *suite(void) {
   tcase_add_test(tm, demonitor_no_down);
   tcase_add_test(tm, demonitor_flushes_queued_down);
   tcase_add_test(tm, exit_down_after_name_released);
+  tcase_add_test(tm, two_monitors_demonitor_one);
   suite_add_tcase(s, tm);
+  TCase *t1 = rt_tcase("one_scheduler", 1, 60);
+  tcase_add_test(t1, kill_not_queued_behind_messages);
+  suite_add_tcase(s, t1);
   return s;
 }
 
