@@ -407,6 +407,39 @@ START_TEST(mailbox_bound_not_hit_is_fine) {
 }
 END_TEST
 
+
+/* Overflow under several producer threads: the actor ends with
+ * mailbox_overflow and every payload is freed exactly once. */
+static atomic_int g_ov_sent;
+static void *ov_thread(void *a) {
+  act_pid_t to = (act_pid_t)(uintptr_t)a;
+  for (int64_t i = 0; i < 5000; i++) {
+    act_send_ex(to, AG_PING, &i, sizeof i, ov_free);
+    atomic_fetch_add(&g_ov_sent, 1);
+  }
+  return NULL;
+}
+START_TEST(mailbox_overflow_concurrent_producers) {
+  atomic_store(&g_ov_freed, 0);
+  atomic_store(&g_ov_sent, 0);
+  W = spawn_agent(99, false);
+  act_spawn_opts_t o = {.scheduler = ACT_SCHED_NEXT, .max_mailbox = 50};
+  agent_args_t aa = {.tag = 1};
+  act_pid_t a = act_spawn(&agent_behaviour, &aa, &o, NULL);
+  ck_assert(log_wait1(q_init_tag(1), NULL));
+  ag_monitor(W, a);
+  pthread_t th[4];
+  for (int i = 0; i < 4; i++) pthread_create(&th[i], NULL, ov_thread, (void *)(uintptr_t)a);
+  for (int i = 0; i < 4; i++) pthread_join(th[i], NULL);
+  act_reason_t r = wait_down(W, a);
+  ck_assert_msg(strstr(r.text, "mailbox_overflow") != NULL, "reason %s", r.text);
+  int64_t dl = now_ms() + TMO;
+  while (atomic_load(&g_ov_freed) < 20000 && now_ms() < dl) sleep_ms(1);
+  sleep_ms(20); /* a double free would show as more than 20000 */
+  ck_assert_int_eq(atomic_load(&g_ov_freed), 20000);
+}
+END_TEST
+
 static Suite *suite(void) {
   Suite *s = suite_create("crash");
   TCase *tc = rt_tcase("containment", 2, 60);
@@ -417,6 +450,7 @@ static Suite *suite(void) {
   tcase_add_test(tc, init_failure_is_a_crash);
   tcase_add_test(tc, uv_handle_owned_and_run_as);
   tcase_add_test(tc, crash_in_terminate_contained);
+  tcase_add_test(tc, mailbox_overflow_concurrent_producers);
   suite_add_tcase(s, tc);
   TCase *t1 = rt_tcase("one_scheduler", 1, 60);
   tcase_add_test(t1, dead_actors_timers_never_fire);

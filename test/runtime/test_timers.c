@@ -289,6 +289,49 @@ START_TEST(call_dead_or_dying_target_enoproc) {
 }
 END_TEST
 
+
+/* Several outside threads call one server at once: each gets its own
+ * reply; and several threads await the same exit. */
+static act_pid_t g_server;
+static atomic_int g_call_bad;
+static void *caller_thread(void *a) {
+  int64_t base = (int64_t)(intptr_t)a * 100000;
+  for (int64_t i = 0; i < 200; i++) {
+    int64_t v = base + i;
+    act_msg_t *reply = NULL;
+    int rc = act_call(g_server, REQ_ECHO, &v, sizeof v, &reply, 5000);
+    if (rc != ACT_OK || reply->type != REPLY_ECHO || payload_val(reply) != 2 * v)
+      atomic_fetch_add(&g_call_bad, 1);
+    if (rc == ACT_OK) act_msg_free(reply);
+  }
+  return NULL;
+}
+static atomic_int g_await_ok;
+static void *awaiter_thread(void *a) {
+  act_reason_t r;
+  if (act_await_exit((act_pid_t)(uintptr_t)a, TMO, &r) == ACT_OK && r.kind == ACT_ERROR &&
+      strcmp(r.text, "no reply for you") == 0)
+    atomic_fetch_add(&g_await_ok, 1);
+  return NULL;
+}
+START_TEST(concurrent_calls_and_awaits) {
+  atomic_store(&g_call_bad, 0);
+  atomic_store(&g_await_ok, 0);
+  g_server = spawn_server(1);
+  pthread_t th[4];
+  for (int i = 0; i < 4; i++) pthread_create(&th[i], NULL, caller_thread, (void *)(intptr_t)(i + 1));
+  for (int i = 0; i < 4; i++) pthread_join(th[i], NULL);
+  ck_assert_int_eq(atomic_load(&g_call_bad), 0);
+  /* three threads wait for the server's end */
+  for (int i = 0; i < 3; i++)
+    pthread_create(&th[i], NULL, awaiter_thread, (void *)(uintptr_t)g_server);
+  sleep_ms(200); /* let them block: one that came late would see noproc and fail */
+  act_send(g_server, REQ_CRASH, NULL, 0);
+  for (int i = 0; i < 3; i++) pthread_join(th[i], NULL);
+  ck_assert_int_eq(atomic_load(&g_await_ok), 3);
+}
+END_TEST
+
 static Suite *suite(void) {
   Suite *s = suite_create("timers");
   TCase *t1 = rt_tcase("timers", 1, 60);
@@ -305,6 +348,7 @@ static Suite *suite(void) {
   tcase_add_test(tc, call_short_timeout_late_reply_not_delivered);
   tcase_add_test(tc, call_default_timeout_5000);
   tcase_add_test(tc, call_dead_or_dying_target_enoproc);
+  tcase_add_test(tc, concurrent_calls_and_awaits);
   suite_add_tcase(s, tc);
   return s;
 }
