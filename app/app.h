@@ -258,6 +258,7 @@ const act_behaviour_t *telemetry_behaviour(void);   /* telemetry.c */
 act_pid_t repo_writer(void);
 act_pid_t repo_reader(void);
 bool repo_database_up(void); /* the writer's view: for /healthz */
+bool presence_ready(void);     /* the users list is loaded */
 void repo_mark_migrated(void); /* main applied the migrations at start */
 
 #endif

@@ -22,7 +22,7 @@
 /* Requests a client may have queued while the previous one is handled, and
  * their bytes: past either, the client is not waiting for replies and the
  * socket is closed with 1008. */
-#define CONN_MAX_QUEUED_FRAMES 64
+#define CONN_MAX_QUEUED_FRAMES 512
 #define CONN_MAX_QUEUED_BYTES (1024 * 1024)
 
 typedef struct conn conn_t;

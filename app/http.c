@@ -585,6 +585,8 @@ int http_serve_static(const http_static_t *st, const http_req_t *req, http_buf_t
         return http_response_error(out, 405, req->keep_alive, false) ? -1 : 405;
     http_file_t f;
     int status = http_static_lookup(st, req->path, &f);
+    if (status == 400)
+        status = 404; /* PROTOCOL.md: anything that is not a file under web/ is 404 */
     if (status)
         return http_response_error(out, status, req->keep_alive, head) ? -1 : status;
     if (req->if_none_match[0] && http_etag_matches(req->if_none_match, f.etag)) {

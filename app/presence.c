@@ -23,6 +23,7 @@
  */
 #include "app.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,6 +78,9 @@ typedef struct presence {
   ws_shared_t *welcome;
   size_t online_count;
 } presence_t;
+
+static _Atomic bool g_loaded; /* for /healthz: the users list is known */
+bool presence_ready(void) { return atomic_load(&g_loaded); }
 
 /* ------------------------------------------------------------- vectors */
 
@@ -441,6 +445,7 @@ static void on_users(presence_t *p, act_msg_t *m) {
   }
   for (uint32_t i = 0; i < r->n; i++) user_add(p, r->users[i].id, r->users[i].name);
   p->loaded = true;
+  atomic_store(&g_loaded, true);
   p->dirty = true;
   app_log(LOG_INFO, "presence: %zu users loaded", p->users.n);
 }

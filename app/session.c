@@ -288,6 +288,7 @@ static void send_joined(session_t *s, conn_t *c, const repo_messages_t *r) {
   proto_str users = {(char *)snap->users, snap->users_len};
   proto_joined j = {s->ref, &me, snap->token, &msgs, r->more, &users,
                     snap->total_users, snap->online_count};
+  proto_str joined = proto_enc_joined(&j); /* before the snapshot goes */
   st->joined = true;
   s->joining = false;
   snprintf(st->user_id, sizeof st->user_id, "%s", s->user_id);
@@ -298,7 +299,7 @@ static void send_joined(session_t *s, conn_t *c, const repo_messages_t *r) {
   st->presence_version = snap->version;
   act_msg_free(s->snapshot);
   s->snapshot = NULL;
-  conn_send_str(c, proto_enc_joined(&j));
+  conn_send_str(c, joined);
   flush_buffer(s, c);
   finish_request(s, c);
 }

@@ -110,7 +110,7 @@ bool app_healthy(void) {
                                       APP_NAME_PRESENCE, APP_NAME_SESSIONS, APP_NAME_ENDPOINT};
   for (size_t i = 0; i < sizeof names / sizeof *names; i++)
     if (!act_whereis(names[i])) return false;
-  return repo_database_up();
+  return repo_database_up() && presence_ready();
 }
 
 static int tl_init(void *args, void **state) {
