@@ -676,6 +676,91 @@ START_TEST(registered_child_name_follows_restarts) {
 }
 END_TEST
 
+
+/* A restart that fails synchronously (the child's registered name is taken)
+ * is retried and counted: the supervisor gives up with `shutdown`. */
+static act_pid_t g_thief;
+static void on_crash_hand_name_over(agent_t *ag, act_msg_t *m) {
+  (void)ag;
+  if (m->type != AG_CRASH) return;
+  act_unregister("contested");
+  log_user(70, act_register("contested", g_thief));
+}
+START_TEST(restart_blocked_by_taken_name_escalates) {
+  W = spawn_agent(99, false);
+  g_thief = spawn_agent(98, false);
+  A[0] = (agent_args_t){.tag = 1, .on_msg = on_crash_hand_name_over};
+  K[0] = kid("c1", &A[0], ACT_PERMANENT, 1000);
+  K[0].name = "contested";
+  SPEC = (act_sup_spec_t){FLAGS(ACT_ONE_FOR_ONE, 3, 5000), K, 1};
+  act_pid_t sup = start_sup(&SPEC);
+  ag_monitor(W, sup);
+  act_pid_t p = wait_init(1, 1);
+  ck_assert(act_whereis("contested") == p);
+  send_crash(p);
+  ev_t e = {0};
+  ck_assert(log_wait1(q_user(70), &e));
+  ck_assert_int_eq(e.val, ACT_OK);
+  ck_assert_int_eq(wait_down(W, sup).kind, ACT_SHUTDOWN);
+  ck_assert_int_eq(n_inits(1), 1); /* no restart could start */
+  ck_assert(act_whereis("contested") == g_thief);
+}
+END_TEST
+
+/* A child start failing at the supervisor's own start fails the supervisor;
+ * the children already started go with it. */
+START_TEST(supervisor_start_failure_takes_started_children) {
+  W = spawn_agent(99, false);
+  act_pid_t squatter = spawn_agent(98, false);
+  ck_assert_int_eq(act_register("taken", squatter), ACT_OK);
+  A[0] = (agent_args_t){.tag = 1};
+  A[1] = (agent_args_t){.tag = 2};
+  K[0] = kid("c1", &A[0], ACT_PERMANENT, 1000);
+  K[1] = kid("c2", &A[1], ACT_PERMANENT, 1000);
+  K[1].name = "taken";
+  SPEC = (act_sup_spec_t){FLAGS(ACT_ONE_FOR_ONE, 3, 5000), K, 2};
+  act_pid_t sup = start_sup(&SPEC);
+  ag_monitor(W, sup); /* DOWN or noproc, either way it must be dead */
+  act_reason_t r = wait_down(W, sup);
+  ck_assert_msg(r.kind == ACT_ERROR || r.kind == ACT_NOPROC, "sup ended with %d %s", r.kind, r.text);
+  act_pid_t c1 = wait_init(1, 1);
+  ck_assert(wait_term(c1).kind != ACT_NORMAL);
+  ck_assert_int_eq(n_inits(2), 0);
+  ck_assert(act_whereis("taken") == squatter);
+  int64_t dl = now_ms() + TMO;
+  while (act_list(NULL, 0) != 2 && now_ms() < dl) sleep_ms(5);
+  ck_assert_uint_eq(act_list(NULL, 0), 2); /* W and the squatter */
+}
+END_TEST
+
+/* one_for_all: a temporary child's exit restarts nobody, and a transient's
+ * normal exit neither. */
+START_TEST(one_for_all_temporary_and_transient_exits_restart_nobody) {
+  W = spawn_agent(99, false);
+  act_restart_t types[3] = {ACT_PERMANENT, ACT_TEMPORARY, ACT_TRANSIENT};
+  for (int i = 0; i < 3; i++) {
+    A[i] = (agent_args_t){.tag = i + 1};
+    char id[16];
+    snprintf(id, sizeof id, "c%d", i + 1);
+    K[i] = kid(id, &A[i], types[i], 1000);
+  }
+  SPEC = (act_sup_spec_t){FLAGS(ACT_ONE_FOR_ALL, 10, 5000), K, 3};
+  act_pid_t sup = start_sup(&SPEC);
+  for (int t = 1; t <= 3; t++) wait_init(t, 1);
+  crash_tag(2);
+  act_pid_t p3 = pid_of_tag(3);
+  ag_monitor(W, p3);
+  send_stop(p3, act_reason(ACT_NORMAL));
+  wait_down(W, p3);
+  act_child_info_t ci[4];
+  ck_assert_int_eq(children(sup, ci, 4), 2); /* the temporary is gone */
+  ck_assert(ci[0].pid == pid_of_tag(1));
+  ck_assert(ci[1].pid == ACT_NOPID);
+  ck_assert_int_eq(n_inits(1), 1);
+  ck_assert_int_eq(log_count(q_term_tag(1)), 0);
+}
+END_TEST
+
 static Suite *suite(void) {
   Suite *s = suite_create("supervisor");
   TCase *tc = rt_tcase("strategies", 2, 60);
@@ -683,6 +768,7 @@ static Suite *suite(void) {
   tcase_add_test(tc, one_for_all_restarts_all_stopping_in_reverse);
   tcase_add_test(tc, rest_for_one_restarts_the_rest);
   tcase_add_test(tc, restart_types);
+  tcase_add_test(tc, one_for_all_temporary_and_transient_exits_restart_nobody);
   suite_add_tcase(s, tc);
   TCase *ti = rt_tcase("intensity", 2, 60);
   tcase_add_test(ti, default_intensity_second_restart_ends_supervisor);
@@ -690,6 +776,8 @@ static Suite *suite(void) {
   tcase_add_test(ti, restarts_outside_the_period_are_forgotten);
   tcase_add_test(ti, failed_restart_attempts_count);
   tcase_add_test(ti, failed_restart_with_default_intensity);
+  tcase_add_test(ti, restart_blocked_by_taken_name_escalates);
+  tcase_add_test(ti, supervisor_start_failure_takes_started_children);
   suite_add_tcase(s, ti);
   TCase *ts = rt_tcase("shutdown", 2, 60);
   tcase_add_test(ts, shutdown_then_kill_after_timeout);
