@@ -16,7 +16,10 @@
  * carries a higher version and is applied on top by the client.  That is
  * exact because diffs never cancel a join against a leave: metas are keyed by
  * phx_ref, so applying a diff whose first changes the snapshot already holds
- * gives the true state.
+ * gives the true state.  A welcome flushes the pending diff first (a connect
+ * changes nothing, so this costs nothing in a connect wave), so that a new
+ * socket never hears of a change its welcome already shows; a joined
+ * snapshot does not, or a wave of N joins would cost N diffs.
  *
  * A session that restarted asks for the events after the last version its
  * socket saw; the last LOG_SIZE events are kept, as shared frames, for that.
@@ -468,7 +471,10 @@ static void pr_handle(void *state, act_msg_t *m) {
   case PRESENCE_JOIN: on_join(p, m); break;
   case PRESENCE_LEAVE:
   case PRESENCE_RELEASE: on_leave(p, m); break;
-  case PRESENCE_WELCOME: reply_snapshot(p, m, NULL); break;
+  case PRESENCE_WELCOME: /* a new socket should not hear of what its welcome already says */
+    flush(p);
+    reply_snapshot(p, m, NULL);
+    break;
   case PRESENCE_SINCE: on_since(p, m); break;
   case PRESENCE_FLUSH: flush(p); break;
   case PRESENCE_USERS_LOADED: load_users(p); break; /* the retry timer */
