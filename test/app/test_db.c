@@ -1,0 +1,757 @@
+/* test_db.c: Check suite for app/db.c against the real PostgreSQL.
+ *
+ * The database is $DATABASE_URL (the Makefile sets it to the private cluster
+ * of sql/devdb.sh).  The database persists between runs, so every test uses
+ * user names unique to its process.  Each test drives a libuv loop until its
+ * callbacks have fired (a timeout timer bounds the wait; nothing sleeps).
+ *
+ * The last test case stops and restarts the cluster (sql/devdb.sh), so it
+ * runs only against the private cluster, and an unchecked fixture plus main()
+ * start the cluster again even when it fails. */
+#include <check.h>
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "db.h"
+
+#define WAIT_MS 10000
+
+static uv_loop_t loop;
+static char uniq[64];  /* this process's suffix for user names */
+
+static const char *url(void)
+{
+    const char *u = getenv("DATABASE_URL");
+    return u ? u : "";
+}
+
+/* ------------------------------------------------------------ loop driving */
+
+static bool timed_out;
+
+static void on_timeout(uv_timer_t *t)
+{
+    (void)t;
+    timed_out = true;
+}
+
+/* Runs the loop until pred(arg) holds or ms pass; returns pred(arg). */
+static bool run_until(bool (*pred)(void *), void *arg, unsigned ms)
+{
+    uv_timer_t t;
+    uv_timer_init(&loop, &t);
+    timed_out = false;
+    uv_timer_start(&t, on_timeout, ms, 0);
+    while (!pred(arg) && !timed_out) uv_run(&loop, UV_RUN_ONCE);
+    uv_close((uv_handle_t *)&t, NULL);
+    uv_run(&loop, UV_RUN_NOWAIT);  /* finish the close before t goes */
+    return pred(arg);
+}
+
+static bool flag_set(void *arg) { return *(bool *)arg; }
+
+/* Called by every test callback: a callback run from the timer phase would
+ * otherwise leave uv_run(UV_RUN_ONCE) blocked in poll until the next event;
+ * uv_stop makes that poll return at once so run_until re-checks. */
+static void wake(void)
+{
+    uv_stop(&loop);
+}
+
+static void setup(void)
+{
+    ck_assert_int_eq(uv_loop_init(&loop), 0);
+    snprintf(uniq, sizeof uniq, "%d-%llu", (int)getpid(), (unsigned long long)uv_hrtime());
+}
+
+static void teardown(void)
+{
+    uv_run(&loop, UV_RUN_NOWAIT);
+    ck_assert_msg(uv_loop_close(&loop) == 0, "handles left open on the loop");
+}
+
+/* ------------------------------------------------------------ results */
+
+typedef struct res {
+    bool done;
+    bool ok;
+    db_error err;
+    db_user_list *users;
+    db_user *user;
+    bool created;
+    db_message_list *msgs;
+    uint64_t rtt;
+} res;
+
+static void take_err(res *r, const db_error *err)
+{
+    wake();
+    r->done = true;
+    r->ok = err == NULL;
+    if (err) r->err = *err;
+}
+
+static void on_users(void *ud, const db_error *err, db_user_list *l)
+{
+    res *r = ud;
+    take_err(r, err);
+    r->users = l;
+}
+
+static void on_user(void *ud, const db_error *err, db_user *u, bool created)
+{
+    res *r = ud;
+    take_err(r, err);
+    r->user = u;
+    r->created = created;
+}
+
+static void on_msgs(void *ud, const db_error *err, db_message_list *l)
+{
+    res *r = ud;
+    take_err(r, err);
+    r->msgs = l;
+}
+
+static void on_ping(void *ud, const db_error *err, uint64_t rtt)
+{
+    res *r = ud;
+    take_err(r, err);
+    r->rtt = rtt;
+}
+
+static void res_free(res *r)
+{
+    db_user_list_free(r->users);
+    db_user_free(r->user);
+    db_message_list_free(r->msgs);
+    memset(r, 0, sizeof *r);
+}
+
+static bool res_done(void *arg) { return ((res *)arg)->done; }
+
+static void wait_res(res *r)
+{
+    ck_assert_msg(run_until(res_done, r, WAIT_MS), "callback did not fire in time");
+}
+
+/* Waits and insists on success. */
+static void wait_ok(res *r)
+{
+    wait_res(r);
+    ck_assert_msg(r->ok, "query failed: %s %s: %s", db_errcode_name(r->err.code),
+                  r->err.sqlstate, r->err.message);
+}
+
+/* ------------------------------------------------------------ connections */
+
+typedef struct conn_watch { db_conn *c; db_state want; } conn_watch;
+
+static bool state_is(void *arg)
+{
+    conn_watch *w = arg;
+    return db_conn_state(w->c) == w->want;
+}
+
+static bool wait_state(db_conn *c, db_state want, unsigned ms)
+{
+    conn_watch w = {c, want};
+    return run_until(state_is, &w, ms);
+}
+
+static db_conn *open_with(db_reconnect mode, const char *conninfo)
+{
+    db_conn_opts o = {.conninfo = conninfo, .reconnect = mode};
+    db_conn *c = db_conn_open(&loop, &o);
+    ck_assert_ptr_nonnull(c);
+    return c;
+}
+
+static db_conn *open_ok(void)
+{
+    db_conn *c = open_with(DB_RECONNECT_AUTO, url());
+    ck_assert_msg(wait_state(c, DB_CONNECTED, WAIT_MS), "not connected: is DATABASE_URL right?");
+    return c;
+}
+
+static void on_closed(void *ud)
+{
+    wake();
+    *(bool *)ud = true;
+}
+
+static void close_conn(db_conn *c)
+{
+    bool closed = false;
+    db_conn_close(c, on_closed, &closed);
+    ck_assert(run_until(flag_set, &closed, WAIT_MS));
+}
+
+/* A blocking side connection for checks the API does not offer. */
+static PGconn *side_conn(void)
+{
+    PGconn *pg = PQconnectdb(url());
+    ck_assert_msg(PQstatus(pg) == CONNECTION_OK, "side connection: %s", PQerrorMessage(pg));
+    return pg;
+}
+
+/* The first value of a one-row query, as a number; -1 on error. */
+static long long scalar(PGconn *pg, const char *sql)
+{
+    PGresult *r = PQexec(pg, sql);
+    long long v = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1
+                      ? atoll(PQgetvalue(r, 0, 0)) : -1;
+    PQclear(r);
+    return v;
+}
+
+static void name_for(char *buf, size_t len, const char *who)
+{
+    snprintf(buf, len, "%s-%s", who, uniq);
+}
+
+/* get-or-create, waited for; returns the user (caller frees). */
+static db_user *user_named(db_conn *c, const char *who, bool *created)
+{
+    char name[128];
+    name_for(name, sizeof name, who);
+    res r = {0};
+    ck_assert_int_eq(db_user_get_or_create(c, name, on_user, &r), 0);
+    wait_ok(&r);
+    if (created) *created = r.created;
+    db_user *u = r.user;
+    r.user = NULL;
+    return u;
+}
+
+/* ------------------------------------------------------------ migrations */
+
+START_TEST(test_migrate_twice_is_noop)
+{
+    char err[512] = "";
+    int applied = -1;
+    ck_assert_msg(db_migrate(url(), "sql", &applied, err, sizeof err) == 0, "%s", err);
+    ck_assert_int_ge(applied, 0);
+    PGconn *pg = side_conn();
+    long long before = scalar(pg, "SELECT count(*) FROM schema_migrations");
+    ck_assert_msg(db_migrate(url(), "sql", &applied, err, sizeof err) == 0, "%s", err);
+    ck_assert_int_eq(applied, 0);
+    ck_assert_int_eq(scalar(pg, "SELECT count(*) FROM schema_migrations"), before);
+    ck_assert_int_eq(scalar(pg, "SELECT count(*) FROM schema_migrations"
+                                " WHERE version IN ('001', '002')"), 2);
+    ck_assert_int_eq(scalar(pg, "SELECT count(*) FROM pg_indexes WHERE tablename = 'messages'"
+                                " AND indexdef LIKE '%(seq)%'"), 1);
+    ck_assert_int_eq(scalar(pg, "SELECT count(*) FROM pg_indexes WHERE tablename = 'messages'"
+                                " AND indexdef LIKE '%(user_id)%'"), 1);
+    PQfinish(pg);
+}
+END_TEST
+
+/* A failing migration leaves nothing behind: not its table, not its record. */
+START_TEST(test_migrate_failure_rolls_back)
+{
+    char dir[] = "/tmp/chatter-mig-XXXXXX", path[256], table[64], sql[256];
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/999999_bad.sql", dir);
+    snprintf(table, sizeof table, "mig_%d", (int)getpid());
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "CREATE TABLE %s (x int);\nSELECT no_such_function();\n", table);
+    fclose(f);
+
+    char err[512] = "";
+    int applied = -1;
+    ck_assert_int_eq(db_migrate(url(), dir, &applied, err, sizeof err), -1);
+    ck_assert_msg(strstr(err, "999999_bad.sql") != NULL, "error names the file: %s", err);
+    ck_assert_int_eq(applied, 0);
+    PGconn *pg = side_conn();
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM pg_tables WHERE tablename = '%s'", table);
+    ck_assert_int_eq(scalar(pg, sql), 0);
+    ck_assert_int_eq(scalar(pg, "SELECT count(*) FROM schema_migrations WHERE version = '999999'"), 0);
+    PQfinish(pg);
+    unlink(path);
+    rmdir(dir);
+}
+END_TEST
+
+/* ------------------------------------------------------------ users */
+
+START_TEST(test_get_or_create)
+{
+    db_conn *c = open_ok();
+    bool created = false;
+    db_user *a = user_named(c, "alice", &created);
+    ck_assert(created);
+    ck_assert_int_eq(strlen(a->id), 36);
+    db_user *a2 = user_named(c, "alice", &created);
+    ck_assert(!created);
+    ck_assert_str_eq(a2->id, a->id);
+    ck_assert_str_eq(a2->name, a->name);
+    db_user *b = user_named(c, "bob", &created);
+    ck_assert(created);
+    ck_assert_str_ne(b->id, a->id);
+
+    res r = {0};
+    ck_assert_int_eq(db_users_list(c, on_users, &r), 0);
+    wait_ok(&r);
+    int ia = -1, ib = -1;
+    for (size_t i = 0; i < r.users->n; i++) {
+        const db_user *u = &r.users->users[i];
+        if (i > 0) ck_assert_str_ne(u->name, r.users->users[i - 1].name);
+        if (strcmp(u->name, a->name) == 0) { ia = (int)i; ck_assert_str_eq(u->id, a->id); }
+        if (strcmp(u->name, b->name) == 0) { ib = (int)i; ck_assert_str_eq(u->id, b->id); }
+    }
+    ck_assert_int_ge(ia, 0);
+    ck_assert_int_gt(ib, ia);  /* ordered by name */
+    res_free(&r);
+    db_user_free(a);
+    db_user_free(a2);
+    db_user_free(b);
+    close_conn(c);
+}
+END_TEST
+
+START_TEST(test_names_unique)
+{
+    db_conn *c = open_ok();
+    char name[128], sql[256];
+    name_for(name, sizeof name, "carol");
+    /* Two get-or-creates of one new name in one pipeline: one user. */
+    res r1 = {0}, r2 = {0};
+    ck_assert_int_eq(db_user_get_or_create(c, name, on_user, &r1), 0);
+    ck_assert_int_eq(db_user_get_or_create(c, name, on_user, &r2), 0);
+    wait_ok(&r1);
+    wait_ok(&r2);
+    ck_assert_str_eq(r1.user->id, r2.user->id);
+    ck_assert(r1.created && !r2.created);
+
+    PGconn *pg = side_conn();
+    snprintf(sql, sizeof sql, "INSERT INTO users (name) VALUES ('%s')", name);
+    PGresult *pr = PQexec(pg, sql);
+    ck_assert_str_eq(PQresultErrorField(pr, PG_DIAG_SQLSTATE), "23505");
+    PQclear(pr);
+    PQfinish(pg);
+    res_free(&r1);
+    res_free(&r2);
+    close_conn(c);
+}
+END_TEST
+
+/* ------------------------------------------------------------ messages */
+
+static bool iso_utc_us(const char *s)
+{
+    int y, mo, d, h, mi, se, us;
+    char z;
+    return strlen(s) == 27 && s[10] == 'T' &&
+           sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d.%6d%c", &y, &mo, &d, &h, &mi, &se, &us, &z) == 8 &&
+           z == 'Z';
+}
+
+/* Inserts n messages by u in one batch, waited for; caller frees. */
+static db_message_list *insert_batch(db_conn *c, const db_new_message *m, size_t n)
+{
+    res r = {0};
+    ck_assert_int_eq(db_messages_insert(c, m, n, on_msgs, &r), 0);
+    wait_ok(&r);
+    ck_assert_uint_eq(r.msgs->n, n);
+    return r.msgs;
+}
+
+START_TEST(test_batch_insert_in_order)
+{
+    db_conn *c = open_ok();
+    db_user *a = user_named(c, "dave", NULL), *b = user_named(c, "erin", NULL);
+    const char *texts[] = {"he said \"hi\"", "back\\slash", "NULL", "{a,b}", "h\xc3\xa9llo \xe2\x9c\x93",
+                           "  spaced  ", "'quote'"};
+    enum { N = sizeof texts / sizeof *texts };
+    db_new_message in[N];
+    for (int i = 0; i < N; i++) in[i] = (db_new_message){i % 2 ? b->id : a->id, texts[i]};
+    db_message_list *l = insert_batch(c, in, N);
+    ck_assert(!l->more);
+    for (int i = 0; i < N; i++) {
+        const db_message *m = &l->messages[i];
+        if (i > 0) ck_assert_int_gt(m->seq, l->messages[i - 1].seq);
+        ck_assert_str_eq(m->content, texts[i]);
+        ck_assert_str_eq(m->user_id, in[i].user_id);
+        ck_assert_str_eq(m->name, i % 2 ? b->name : a->name);
+        ck_assert_int_eq(strlen(m->id), 36);
+        ck_assert_msg(iso_utc_us(m->inserted_at), "inserted_at %s", m->inserted_at);
+    }
+    db_message_list_free(l);
+    db_user_free(a);
+    db_user_free(b);
+    close_conn(c);
+}
+END_TEST
+
+/* A failing statement spoils neither the batch (nothing stored) nor the
+ * connection (the next query works). */
+START_TEST(test_insert_errors_are_isolated)
+{
+    db_conn *c = open_ok();
+    db_user *a = user_named(c, "frank", NULL);
+    db_new_message bad[] = {{a->id, "fine"}, {"00000000-0000-0000-0000-000000000000", "orphan"}};
+    db_new_message junk[] = {{"not-a-uuid", "x"}};
+    res r1 = {0}, r2 = {0}, r3 = {0};
+    ck_assert_int_eq(db_messages_insert(c, bad, 2, on_msgs, &r1), 0);
+    ck_assert_int_eq(db_messages_insert(c, junk, 1, on_msgs, &r2), 0);
+    ck_assert_int_eq(db_ping(c, on_ping, &r3), 0);
+    wait_res(&r1);
+    wait_res(&r2);
+    wait_ok(&r3);
+    ck_assert_int_eq(r1.err.code, DB_QUERY_FAILED);
+    ck_assert_str_eq(r1.err.sqlstate, "23503");
+    ck_assert_ptr_null(r1.msgs);
+    ck_assert_int_eq(r2.err.code, DB_QUERY_FAILED);
+    ck_assert_str_eq(r2.err.sqlstate, "22P02");
+
+    PGconn *pg = side_conn();
+    char sql[256];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM messages WHERE user_id = '%s'", a->id);
+    ck_assert_int_eq(scalar(pg, sql), 0);
+    PQfinish(pg);
+    db_user_free(a);
+    close_conn(c);
+}
+END_TEST
+
+/* Checks a page: its seqs are want[0..n) and its `more` flag. */
+static void expect_page(res *r, const int64_t *want, size_t n, bool more)
+{
+    wait_ok(r);
+    ck_assert_uint_eq(r->msgs->n, n);
+    for (size_t i = 0; i < n; i++) ck_assert_int_eq(r->msgs->messages[i].seq, want[i]);
+    ck_assert_msg(r->msgs->more == more, "more is %d", r->msgs->more);
+    res_free(r);
+}
+
+START_TEST(test_latest_history_catch_up)
+{
+    db_conn *c = open_ok();
+    db_user *u = user_named(c, "grace", NULL);
+    enum { N = 10 };
+    db_new_message in[N];
+    char texts[N][16];
+    for (int i = 0; i < N; i++) {
+        snprintf(texts[i], sizeof texts[i], "m%d", i);
+        in[i] = (db_new_message){u->id, texts[i]};
+    }
+    db_message_list *l = insert_batch(c, in, N);
+    int64_t s[N];
+    for (int i = 0; i < N; i++) s[i] = l->messages[i].seq;
+    db_message_list_free(l);
+    res r = {0};
+
+    /* catch_up: oldest first after the cursor; more when some remain. */
+    ck_assert_int_eq(db_messages_after(c, s[4], 3, on_msgs, &r), 0);
+    expect_page(&r, &s[5], 3, true);
+    ck_assert_int_eq(db_messages_after(c, s[6], 3, on_msgs, &r), 0);
+    expect_page(&r, &s[7], 3, false);  /* exactly the rest: no more */
+    ck_assert_int_eq(db_messages_after(c, s[9], DB_CATCH_UP_LIMIT, on_msgs, &r), 0);
+    expect_page(&r, NULL, 0, false);
+
+    /* history: the newest before the cursor, oldest first. */
+    ck_assert_int_eq(db_messages_before(c, s[5], 3, on_msgs, &r), 0);
+    expect_page(&r, &s[2], 3, true);
+    ck_assert_int_eq(db_messages_before(c, s[1], 1, on_msgs, &r), 0);
+    wait_ok(&r);
+    ck_assert_int_eq(r.msgs->n, 1);
+    ck_assert_int_eq(r.msgs->messages[0].seq, s[0]);
+    ck_assert_str_eq(r.msgs->messages[0].content, "m0");
+    ck_assert_str_eq(r.msgs->messages[0].name, u->name);
+    PGconn *pg = side_conn();
+    char sql[128];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM messages WHERE seq < %lld", (long long)s[0]);
+    ck_assert(r.msgs->more == (scalar(pg, sql) > 0));
+    res_free(&r);
+
+    /* latest: the newest N, oldest first; more iff older exist. */
+    ck_assert_int_eq(db_messages_latest(c, 3, on_msgs, &r), 0);
+    expect_page(&r, &s[7], 3, true);
+    long long total = scalar(pg, "SELECT count(*) FROM messages");
+    if (total <= DB_MAX_LIMIT) {
+        ck_assert_int_eq(db_messages_latest(c, (int)total, on_msgs, &r), 0);
+        wait_ok(&r);
+        ck_assert_int_eq(r.msgs->n, total);
+        ck_assert(!r.msgs->more);
+        ck_assert_int_eq(r.msgs->messages[total - 1].seq, s[9]);
+        for (size_t i = 1; i < r.msgs->n; i++)
+            ck_assert_int_gt(r.msgs->messages[i].seq, r.msgs->messages[i - 1].seq);
+        res_free(&r);
+        ck_assert_int_eq(db_messages_latest(c, (int)total - 1, on_msgs, &r), 0);
+        wait_ok(&r);
+        ck_assert(r.msgs->more);
+        res_free(&r);
+    }
+    PQfinish(pg);
+    db_user_free(u);
+    close_conn(c);
+}
+END_TEST
+
+START_TEST(test_bad_arguments_refused)
+{
+    db_conn *c = open_ok();
+    res r = {0};
+    db_new_message m = {NULL, "x"};
+    ck_assert_int_eq(db_messages_latest(c, 0, on_msgs, &r), -1);
+    ck_assert_int_eq(db_messages_before(c, 10, DB_MAX_LIMIT + 1, on_msgs, &r), -1);
+    ck_assert_int_eq(db_messages_after(c, 10, 5, NULL, &r), -1);
+    ck_assert_int_eq(db_messages_insert(c, &m, 0, on_msgs, &r), -1);
+    ck_assert_int_eq(db_messages_insert(c, &m, 1, on_msgs, &r), -1);
+    ck_assert_int_eq(db_user_get_or_create(c, NULL, on_user, &r), -1);
+    ck_assert_uint_eq(db_conn_pending(c), 0);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    ck_assert(!r.done);
+    close_conn(c);
+}
+END_TEST
+
+/* ------------------------------------------------------------ the connection */
+
+enum { MANY = 60 };
+typedef struct order_rec { int seen[MANY]; int n; res r[MANY]; } order_rec;
+typedef struct order_slot { order_rec *rec; int i; } order_slot;
+static order_slot slots[MANY];
+
+static void on_ordered_ping(void *ud, const db_error *err, uint64_t rtt)
+{
+    order_slot *s = ud;
+    s->rec->seen[s->rec->n++] = s->i;
+    on_ping(&s->rec->r[s->i], err, rtt);
+}
+
+static void on_ordered_msgs(void *ud, const db_error *err, db_message_list *l)
+{
+    order_slot *s = ud;
+    s->rec->seen[s->rec->n++] = s->i;
+    on_msgs(&s->rec->r[s->i], err, l);
+}
+
+static bool all_seen(void *arg) { return ((order_rec *)arg)->n == MANY; }
+
+/* Submitted before the connection is up: they wait, then run, and every
+ * callback fires in submission order. */
+START_TEST(test_pipeline_order_and_queue_while_connecting)
+{
+    static order_rec rec;
+    memset(&rec, 0, sizeof rec);
+    db_conn *c = open_with(DB_RECONNECT_AUTO, url());
+    ck_assert_int_eq(db_conn_state(c), DB_CONNECTING);
+    for (int i = 0; i < MANY; i++) {
+        slots[i] = (order_slot){&rec, i};
+        int rc = i % 3 ? db_ping(c, on_ordered_ping, &slots[i])
+                       : db_messages_latest(c, 2, on_ordered_msgs, &slots[i]);
+        ck_assert_int_eq(rc, 0);
+    }
+    ck_assert_int_eq(rec.n, 0);  /* never called from inside a submit */
+    ck_assert(run_until(all_seen, &rec, WAIT_MS));
+    for (int i = 0; i < MANY; i++) {
+        ck_assert_int_eq(rec.seen[i], i);
+        ck_assert_msg(rec.r[i].ok, "query %d: %s", i, rec.r[i].err.message);
+        res_free(&rec.r[i]);
+    }
+    ck_assert_uint_eq(db_conn_pending(c), 0);
+    ck_assert_uint_gt(db_conn_last_rtt_us(c), 0);
+    close_conn(c);
+}
+END_TEST
+
+static int closed_count;
+
+static void on_ping_closed(void *ud, const db_error *err, uint64_t rtt)
+{
+    (void)ud;
+    (void)rtt;
+    if (err && err->code == DB_CLOSED) closed_count++;
+}
+
+START_TEST(test_close_fails_pending_with_closed)
+{
+    db_conn *c = open_ok();
+    closed_count = 0;
+    for (int i = 0; i < 5; i++) ck_assert_int_eq(db_ping(c, on_ping_closed, NULL), 0);
+    bool closed = false;
+    db_conn_close(c, on_closed, &closed);
+    ck_assert_int_eq(closed_count, 5);
+    ck_assert(run_until(flag_set, &closed, WAIT_MS));
+}
+END_TEST
+
+static int state_changes;
+static db_state last_state;
+
+static void on_state(db_conn *c, db_state s, void *ud)
+{
+    (void)c;
+    (void)ud;
+    wake();
+    state_changes++;
+    last_state = s;
+}
+
+/* Nobody listens there: the query fails as unavailable, later, not inside
+ * the submit; a manual connection stays down. */
+START_TEST(test_unreachable_is_unavailable)
+{
+    state_changes = 0;
+    db_conn_opts o = {.conninfo = "postgresql://postgres@/chatter?host=/nonexistent-dir&port=1",
+                      .reconnect = DB_RECONNECT_MANUAL, .on_state = on_state};
+    db_conn *c = db_conn_open(&loop, &o);
+    ck_assert_ptr_nonnull(c);
+    res r = {0};
+    ck_assert_int_eq(db_ping(c, on_ping, &r), 0);
+    ck_assert(!r.done);
+    wait_res(&r);
+    ck_assert_int_eq(r.err.code, DB_UNAVAILABLE);
+    ck_assert_int_eq(db_conn_state(c), DB_DOWN);
+    memset(&r, 0, sizeof r);
+    ck_assert_int_eq(db_ping(c, on_ping, &r), 0);
+    ck_assert(!r.done);
+    wait_res(&r);
+    ck_assert_int_eq(r.err.code, DB_UNAVAILABLE);
+    ck_assert_int_eq(last_state, DB_DOWN);
+    close_conn(c);
+}
+END_TEST
+
+/* ------------------------------------------------------------ outage */
+
+static bool devdb_cluster(void)
+{
+    return strstr(url(), "_build/pg/run") != NULL && access("sql/devdb.sh", R_OK) == 0;
+}
+
+static int devdb(const char *cmd)
+{
+    char line[128];
+    snprintf(line, sizeof line, "bash sql/devdb.sh %s >/dev/null", cmd);
+    return system(line);
+}
+
+static void ensure_cluster_up(void)
+{
+    if (devdb_cluster()) devdb("start");
+}
+
+/* Stops PostgreSQL under pending queries: they and later ones fail as
+ * `unavailable`; once it is back, the automatic connection recovers alone
+ * and the manual one on db_conn_reconnect. */
+START_TEST(test_outage_and_recovery)
+{
+    if (!devdb_cluster()) {
+        fprintf(stderr, "test_outage_and_recovery: skipped (not the private cluster)\n");
+        return;
+    }
+    db_conn *c = open_ok();
+    db_conn *m = open_with(DB_RECONNECT_MANUAL, url());
+    ck_assert(wait_state(m, DB_CONNECTED, WAIT_MS));
+    db_user *u = user_named(c, "heidi", NULL);
+
+    /* A side transaction holds the name, so the upsert waits on it: it is
+     * certainly pending when the server goes, whatever the timing. */
+    char name[128], sql[256];
+    name_for(name, sizeof name, "locked");
+    PGconn *side = side_conn();
+    snprintf(sql, sizeof sql, "BEGIN; INSERT INTO users (name) VALUES ('%s')", name);
+    PQclear(PQexec(side, sql));
+    res blocked = {0}, behind = {0}, later = {0};
+    ck_assert_int_eq(db_user_get_or_create(c, name, on_user, &blocked), 0);
+    ck_assert_int_eq(db_ping(c, on_ping, &behind), 0);
+    uv_run(&loop, UV_RUN_NOWAIT);
+
+    ck_assert_int_eq(devdb("stop"), 0);
+    wait_res(&blocked);
+    wait_res(&behind);
+    ck_assert_int_eq(blocked.err.code, DB_UNAVAILABLE);
+    ck_assert_int_eq(behind.err.code, DB_UNAVAILABLE);
+    ck_assert_int_ne(db_conn_state(c), DB_CONNECTED);
+    ck_assert_int_eq(db_ping(c, on_ping, &later), 0);
+    wait_res(&later);
+    ck_assert_int_eq(later.err.code, DB_UNAVAILABLE);
+    ck_assert(wait_state(m, DB_DOWN, WAIT_MS));
+    PQfinish(side);
+
+    ck_assert_int_eq(devdb("start"), 0);
+    ck_assert_msg(wait_state(c, DB_CONNECTED, 3 * WAIT_MS), "no automatic reconnect");
+    res r = {0};
+    db_new_message msg = {u->id, "after the outage"};
+    ck_assert_int_eq(db_messages_insert(c, &msg, 1, on_msgs, &r), 0);
+    wait_ok(&r);
+    int64_t seq = r.msgs->messages[0].seq;
+    res_free(&r);
+    ck_assert_int_eq(db_messages_latest(c, 1, on_msgs, &r), 0);
+    wait_ok(&r);
+    ck_assert_int_eq(r.msgs->messages[0].seq, seq);
+    res_free(&r);
+
+    ck_assert_int_eq(db_conn_state(m), DB_DOWN);  /* manual: waits to be told */
+    db_conn_reconnect(m);
+    ck_assert(wait_state(m, DB_CONNECTED, WAIT_MS));
+    ck_assert_int_eq(db_ping(m, on_ping, &r), 0);
+    wait_ok(&r);
+
+    db_user_free(u);
+    close_conn(c);
+    close_conn(m);
+}
+END_TEST
+
+/* ------------------------------------------------------------ main */
+
+static Suite *db_suite(void)
+{
+    Suite *s = suite_create("db");
+    TCase *mig = tcase_create("migrations");
+    tcase_add_checked_fixture(mig, setup, teardown);
+    tcase_add_test(mig, test_migrate_twice_is_noop);
+    tcase_add_test(mig, test_migrate_failure_rolls_back);
+    suite_add_tcase(s, mig);
+
+    TCase *q = tcase_create("queries");
+    tcase_add_checked_fixture(q, setup, teardown);
+    tcase_set_timeout(q, 30);
+    tcase_add_test(q, test_get_or_create);
+    tcase_add_test(q, test_names_unique);
+    tcase_add_test(q, test_batch_insert_in_order);
+    tcase_add_test(q, test_insert_errors_are_isolated);
+    tcase_add_test(q, test_latest_history_catch_up);
+    tcase_add_test(q, test_bad_arguments_refused);
+    suite_add_tcase(s, q);
+
+    TCase *conn = tcase_create("connection");
+    tcase_add_checked_fixture(conn, setup, teardown);
+    tcase_set_timeout(conn, 30);
+    tcase_add_test(conn, test_pipeline_order_and_queue_while_connecting);
+    tcase_add_test(conn, test_close_fails_pending_with_closed);
+    tcase_add_test(conn, test_unreachable_is_unavailable);
+    suite_add_tcase(s, conn);
+
+    /* Last: it stops the shared cluster. */
+    TCase *out = tcase_create("outage");
+    tcase_add_unchecked_fixture(out, NULL, ensure_cluster_up);
+    tcase_add_checked_fixture(out, setup, teardown);
+    tcase_set_timeout(out, 90);
+    tcase_add_test(out, test_outage_and_recovery);
+    suite_add_tcase(s, out);
+    return s;
+}
+
+int main(void)
+{
+    if (!getenv("DATABASE_URL")) {
+        fprintf(stderr, "test_db: set DATABASE_URL (e.g. $(bash sql/devdb.sh url))\n");
+        return 1;
+    }
+    SRunner *sr = srunner_create(db_suite());
+    srunner_run_all(sr, CK_ENV);  /* CK_VERBOSITY=verbose lists each test */
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    ensure_cluster_up();  /* whatever happened above */
+    return failed ? 1 : 0;
+}
