@@ -79,7 +79,6 @@ $(B)/bench/%: bench/%.c $(B)/libact.a
 DEB_BUILD := gcc make pkg-config libuv1-dev libpq-dev libcjson-dev libwslay-dev \
              check libsubunit-dev libhttp-parser-dev nettle-dev postgresql-15 \
              postgresql-contrib
-DEB_TEST  := chromium nodejs npm
 DEB_BENCH := erlang-base
 
 define apt_ensure
@@ -92,11 +91,20 @@ define apt_ensure
 	fi
 endef
 
+define apt_ensure_cmd
+	if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(1) >/dev/null; \
+	else echo "missing node/npm; run as root: apt-get install -y $(1)"; exit 1; fi;
+endef
+
 deps:
 	$(call apt_ensure,$(DEB_BUILD))
 
+# Node may come from Debian or elsewhere (the machine image's own): only a
+# missing `node`/`npm` command asks for Debian's packages.
 deps-test: deps
-	$(call apt_ensure,$(DEB_TEST))
+	$(call apt_ensure,chromium)
+	@command -v node >/dev/null && command -v npm >/dev/null || { \
+	  $(call apt_ensure_cmd,nodejs npm) }
 	@if [ ! -d test/node_modules/playwright-core ] || [ ! -d test/node_modules/ws ]; then \
 	  cd test && npm install --no-audit --no-fund --loglevel=error; fi
 
