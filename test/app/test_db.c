@@ -420,6 +420,38 @@ START_TEST(test_insert_errors_are_isolated)
 }
 END_TEST
 
+/* A batch of about 1.2 MB: more than the socket takes at once, so the
+ * connection must wait for writability and flush in pieces. */
+START_TEST(test_big_batch_flushes_in_pieces)
+{
+    db_conn *c = open_ok();
+    db_user *u = user_named(c, "ivan", NULL);
+    enum { N = 300, LEN = 4000 };
+    char *text = malloc(LEN + 1);
+    ck_assert_ptr_nonnull(text);
+    for (int i = 0; i < LEN; i++) text[i] = "abc\\\"{},xyz"[i % 11];
+    text[LEN] = '\0';
+    db_new_message *in = calloc(N, sizeof *in);
+    ck_assert_ptr_nonnull(in);
+    for (int i = 0; i < N; i++) in[i] = (db_new_message){u->id, text};
+    res r = {0}, after = {0};
+    ck_assert_int_eq(db_messages_insert(c, in, N, on_msgs, &r), 0);
+    ck_assert_int_eq(db_ping(c, on_ping, &after), 0);
+    wait_ok(&r);
+    wait_ok(&after);
+    ck_assert_uint_eq(r.msgs->n, N);
+    for (int i = 0; i < N; i++) {
+        ck_assert_str_eq(r.msgs->messages[i].content, text);
+        if (i > 0) ck_assert_int_gt(r.msgs->messages[i].seq, r.msgs->messages[i - 1].seq);
+    }
+    res_free(&r);
+    free(in);
+    free(text);
+    db_user_free(u);
+    close_conn(c);
+}
+END_TEST
+
 /* Checks a page: its seqs are want[0..n) and its `more` flag. */
 static void expect_page(res *r, const int64_t *want, size_t n, bool more)
 {
@@ -583,6 +615,35 @@ START_TEST(test_close_fails_pending_with_closed)
 }
 END_TEST
 
+/* Callbacks may submit more queries, and may close the connection. */
+typedef struct chain { db_conn *c; int step; bool closed; res last; } chain;
+
+static void on_chain(void *ud, const db_error *err, uint64_t rtt)
+{
+    chain *ch = ud;
+    (void)rtt;
+    wake();
+    ck_assert_ptr_null(err);
+    if (++ch->step < 3) {
+        ck_assert_int_eq(db_ping(ch->c, on_chain, ch), 0);
+        return;
+    }
+    ck_assert_int_eq(db_ping(ch->c, on_ping, &ch->last), 0);  /* pending at close */
+    db_conn_close(ch->c, on_closed, &ch->closed);
+    ck_assert(ch->last.done);
+    ck_assert_int_eq(ch->last.err.code, DB_CLOSED);
+    ck_assert_int_eq(db_ping(ch->c, on_ping, &ch->last), -1);  /* closing: refused */
+}
+
+START_TEST(test_callbacks_may_submit_and_close)
+{
+    chain ch = {.c = open_ok()};
+    ck_assert_int_eq(db_ping(ch.c, on_chain, &ch), 0);
+    ck_assert(run_until(flag_set, &ch.closed, WAIT_MS));
+    ck_assert_int_eq(ch.step, 3);
+}
+END_TEST
+
 static int state_changes;
 static db_state last_state;
 
@@ -722,6 +783,7 @@ static Suite *db_suite(void)
     tcase_add_test(q, test_insert_errors_are_isolated);
     tcase_add_test(q, test_latest_history_catch_up);
     tcase_add_test(q, test_bad_arguments_refused);
+    tcase_add_test(q, test_big_batch_flushes_in_pieces);
     suite_add_tcase(s, q);
 
     TCase *conn = tcase_create("connection");
@@ -729,6 +791,7 @@ static Suite *db_suite(void)
     tcase_set_timeout(conn, 30);
     tcase_add_test(conn, test_pipeline_order_and_queue_while_connecting);
     tcase_add_test(conn, test_close_fails_pending_with_closed);
+    tcase_add_test(conn, test_callbacks_may_submit_and_close);
     tcase_add_test(conn, test_unreachable_is_unavailable);
     suite_add_tcase(s, conn);
 
