@@ -28,7 +28,13 @@
  * Connection loss: every pending query completes with DB_UNAVAILABLE.  With
  * DB_RECONNECT_AUTO (the default) the connection retries after 100 ms,
  * doubling to 5 s; queries submitted while it is down fail at once with
- * DB_UNAVAILABLE, while it is connecting they wait for the outcome. */
+ * DB_UNAVAILABLE, while it is connecting they wait for the outcome.
+ *
+ * Not handled here: per-query timeouts (a query waiting on a lock waits; the
+ * caller's request timeout covers it), and silent network partitions (add
+ * keepalives=1 to a TCP conninfo).  Host names are resolved by libpq while
+ * connecting, blocking the loop briefly; the development cluster's Unix
+ * socket needs no resolution. */
 #ifndef CHATTER_DB_H
 #define CHATTER_DB_H
 
@@ -71,7 +77,8 @@ typedef struct db_conn_opts {
     unsigned backoff_max_ms;        /* 0: 5000 */
     unsigned connect_timeout_ms;    /* 0: 5000; an attempt longer fails */
     /* Told of state changes from the loop, coalesced (a quick
-     * DOWN->CONNECTING->DOWN may be reported as DOWN once).  May be NULL. */
+     * DOWN->CONNECTING->DOWN may not be reported at all).  Never called
+     * after db_conn_close.  May be NULL. */
     void (*on_state)(db_conn *c, db_state state, void *ud);
     void *ud;
 } db_conn_opts;
@@ -169,7 +176,8 @@ int db_messages_after(db_conn *c, int64_t after, int limit,
 /* SELECT 1; rtt_us from submission to reply (includes any queue ahead). */
 int db_ping(db_conn *c, db_ping_cb cb, void *ud);
 
-/* ---- migrations (BLOCKING: call at start-up, before actors run) ---- */
+/* ---- migrations (BLOCKING: call at start-up, before actors run, or on a
+ * worker thread; it uses its own short-lived connection, no loop) ---- */
 
 /* Applies dir's NNN_*.sql files in name order, each in its own transaction,
  * recording NNN in schema_migrations(version, inserted_at) and skipping those

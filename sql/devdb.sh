@@ -86,7 +86,11 @@ make_dirs() {
   if as_root; then
     id "$PGOS_USER" >/dev/null 2>&1 || die "no '$PGOS_USER' OS user: install postgresql-15"
     chown "$PGOS_USER": "$PG" "$RUN"
-    [ -d "$DATA" ] && chown -R "$PGOS_USER": "$DATA"
+    # A data directory copied or restored by root: give it back (rarely needed,
+    # so skipped when already right, to keep restarts quick).
+    if [ -d "$DATA" ] && [ "$(stat -c %U "$DATA")" != "$PGOS_USER" ]; then
+      chown -R "$PGOS_USER": "$DATA"
+    fi
     open_path_for_owner
   fi
   chmod 0700 "$RUN"
