@@ -13,6 +13,8 @@
 # Environment:
 #   CHATTER_THREADS   our schedulers (default 2); the BEAM gets as many (+S)
 #   RUNS              runs per side (default 3)
+#   LOGGER_RUNS       runs of the information-only row "BEAM restart with OTP's
+#                     logger on" (default 1: about a minute each)
 #   QUICK=1           small N everywhere (a smoke test of the script, not a result)
 #   TIMEOUT           seconds allowed per run (default 900)
 set -euo pipefail
@@ -40,8 +42,10 @@ done
 
 export CHATTER_THREADS="${CHATTER_THREADS:-2}"
 RUNS="${RUNS:-3}"
+LOGGER_RUNS="${LOGGER_RUNS:-1}"
 TIMEOUT="${TIMEOUT:-900}"
 [[ "$RUNS" =~ ^[1-9][0-9]*$ ]] || die "RUNS must be a positive integer"
+[[ "$LOGGER_RUNS" =~ ^[0-9]+$ ]] || die "LOGGER_RUNS must be a non-negative integer"
 [[ "$CHATTER_THREADS" =~ ^[1-9][0-9]*$ ]] || die "CHATTER_THREADS must be a positive integer"
 
 mkdir -p "$EBIN"
@@ -84,9 +88,9 @@ median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {
 
 declare -A OURS_RATE BEAM_RATE OURS_SEC BEAM_SEC OURS_BPA BEAM_BPA BEAM_RSS_BPA
 
-# collect <key> <bench> [<beam-extra-arg> [beam-only]]
+# collect <key> <bench> [<beam-extra-arg> [beam-only [runs]]]
 collect() {
-  local key=$1 b=$2 extra=${3:-} only=${4:-}
+  local key=$1 b=$2 extra=${3:-} only=${4:-} runs=${5:-$RUNS}
   local -a our_rates=() beam_rates=() our_secs=() beam_secs=() our_bpa=() beam_bpa=() beam_rss=()
   local i line side n=${NARG[$b]}
   local -a ours=("$BIN_DIR/$b") beam=(erl -noshell +S "$CHATTER_THREADS" -pa "$EBIN" -run "$b" main)
@@ -95,7 +99,7 @@ collect() {
   [ -n "$extra" ] && [ -z "$n" ] && n=100000 # the peer's default, needed before `extra`
   [ -n "$n" ] && beam+=("$n")
   [ -n "$extra" ] && beam+=("$extra")
-  for ((i = 1; i <= RUNS; i++)); do
+  for ((i = 1; i <= runs; i++)); do
     local order="ours beam"; [ $((i % 2)) -eq 0 ] && order="beam ours"
     for side in $order; do
       [ "$only" = beam-only ] && [ "$side" = ours ] && continue
@@ -133,7 +137,7 @@ done
 # crash); this extra row keeps OTP's logger as shipped (two crash reports per
 # restart), the figure the issue quotes.
 echo "== restart (BEAM with OTP's default logger)" >&2
-collect restart_logger restart logger beam-only
+collect restart_logger restart logger beam-only "$LOGGER_RUNS"
 OURS_RATE[restart_logger]=${OURS_RATE[restart]:-} # ours: the same program as the restart row
 
 # ------------------------------------------------------------------ table
@@ -175,7 +179,8 @@ row "memory (bytes per idle actor)" "$(fmt "${OURS_BPA[memory]:-}")" "$(fmt "${B
 echo
 echo "Medians of $RUNS runs. Memory: ours from the RSS delta; BEAM's from erlang:memory(processes)" \
   "(its RSS delta: $(fmt "${BEAM_RSS_BPA[memory]:-}") B). BEAM restart: logger silenced, as ours" \
-  "logs nothing; the next row keeps OTP's default logger (two crash reports per restart)."
+  "logs nothing; the next row keeps OTP's default logger (two crash reports per restart;" \
+  "$LOGGER_RUNS run)."
 echo "Load average before/after: $LOAD0 / $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine skews both sides)."
 
 [ "$FAILED" = 0 ] || die "some runs failed (see above); their figures are missing from the medians"
