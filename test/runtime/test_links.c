@@ -477,6 +477,45 @@ START_TEST(two_monitors_demonitor_one) {
 }
 END_TEST
 
+
+/* What a dying actor sends from terminate arrives before its DOWN/EXIT. */
+static act_pid_t g_last_words_to;
+static void on_stop_last_words(void *st, act_reason_t r) {
+  (void)r;
+  act_send(g_last_words_to, AG_PING, &(int64_t){4242}, sizeof(int64_t));
+  free(st);
+}
+static int lw_init(void *a, void **s) {
+  (void)a;
+  *s = malloc(1);
+  return 0;
+}
+static void lw_handle(void *s, act_msg_t *m) {
+  (void)s;
+  (void)m;
+  act_crash("last words");
+}
+static const act_behaviour_t lw_b = {"lastwords", lw_init, lw_handle, on_stop_last_words};
+START_TEST(terminate_messages_before_down) {
+  W = spawn_agent(99, true);
+  g_last_words_to = W;
+  act_pid_t x = act_spawn(&lw_b, NULL, NULL, NULL);
+  watch(x);
+  ck_assert_int_eq(ag_link(W, x), ACT_OK);
+  act_send(x, 1, NULL, 0);
+  ev_t d = {0}, x2 = {0};
+  ck_assert(log_wait1(q_down(W, x), &d));
+  ck_assert(log_wait1(q_exit(W, x), &x2));
+  evq_t qp = q_msg(W, AG_PING);
+  qp.has_val = true;
+  qp.val = 4242;
+  int64_t sp = log_first_seq(qp);
+  ck_assert_int_ge(sp, 0);
+  ck_assert_int_lt(sp, (int64_t)d.seq);
+  ck_assert_int_lt(sp, (int64_t)x2.seq);
+}
+END_TEST
+
 static Suite *suite(void) {
   Suite *s = suite_create("links");
   TCase *tc = rt_tcase("links", 2, 60);
@@ -501,6 +540,7 @@ static Suite *suite(void) {
   tcase_add_test(tm, demonitor_flushes_queued_down);
   tcase_add_test(tm, exit_down_after_name_released);
   tcase_add_test(tm, two_monitors_demonitor_one);
+  tcase_add_test(tm, terminate_messages_before_down);
   suite_add_tcase(s, tm);
   TCase *t1 = rt_tcase("one_scheduler", 1, 60);
   tcase_add_test(t1, kill_not_queued_behind_messages);

@@ -4,9 +4,12 @@
  * within a few budgets of the flooder's messages, while the flood goes on);
  * a wake-up drains the whole mailbox (bursts from outside threads, with the
  * receiver idle between bursts, are all handled; several receivers on one
- * scheduler, several sending threads); per-turn budgets from opts.budget.
+ * scheduler, several sending threads); per-turn budgets from opts.budget;
+ * idle schedulers sleep (CPU time of an idle system stays near zero).
  */
 #include "rt_test.h"
+
+#include <sys/resource.h>
 
 /* ------------------------------------------------ fairness */
 
@@ -243,6 +246,28 @@ START_TEST(budget_one_alternates) {
 }
 END_TEST
 
+
+/* Idle schedulers sleep: no busy spinning when nothing happens. */
+static int64_t cpu_us(void) {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return (int64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000 + ru.ru_utime.tv_usec +
+         ru.ru_stime.tv_usec;
+}
+START_TEST(idle_schedulers_sleep) {
+  act_pid_t a = spawn_agent(1, false), b = spawn_agent(2, false);
+  ck_assert(ag_alive(a) && ag_alive(b));
+  sleep_ms(50); /* past any post-activity spinning */
+  int64_t c0 = cpu_us(), t0 = now_ms();
+  sleep_ms(500);
+  int64_t used = cpu_us() - c0, wall = now_ms() - t0;
+  /* two schedulers spinning would use ~2 * wall; allow 5% of one core */
+  ck_assert_msg(used < wall * 1000 / 20, "idle system used %lld us of CPU in %lld ms",
+                (long long)used, (long long)wall);
+  ck_assert(ag_alive(a)); /* and it still wakes up */
+}
+END_TEST
+
 static Suite *suite(void) {
   Suite *s = suite_create("sched");
   TCase *t1 = rt_tcase("one_scheduler", 1, 60);
@@ -254,6 +279,7 @@ static Suite *suite(void) {
   suite_add_tcase(s, t1);
   TCase *t2 = rt_tcase("two_schedulers", 2, 60);
   tcase_add_test(t2, burst_from_outside_all_handled);
+  tcase_add_test(t2, idle_schedulers_sleep);
   suite_add_tcase(s, t2);
   return s;
 }
