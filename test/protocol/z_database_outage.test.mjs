@@ -12,10 +12,11 @@ import { startServer } from '../lib/server.mjs';
 import { connect, joined, closeAll, uniq, checkError, checkAlive, httpGet, sleep } from './client.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const devdb = path.join(root, 'sql', 'devdb.sh');
+// PROTO_DEVDB: another copy of devdb.sh (e.g. a private cluster for these tests).
+const devdb = process.env.PROTO_DEVDB || path.join(root, 'sql', 'devdb.sh');
 
 function db(cmd) {
-  return execFileSync('bash', [devdb, cmd], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 120000 }).trim();
+  return execFileSync('bash', [devdb, cmd], { cwd: path.dirname(path.dirname(devdb)), encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 120000 }).trim();
 }
 
 let skip = false;
