@@ -177,7 +177,8 @@ export async function connect(url, { welcome = true, timeout = TIMEOUT } = {}) {
     ws.once('close', (code) => { clearTimeout(t); reject(new Error(`connect ${url}: closed ${code}`)); });
   });
   if (welcome) {
-    c.welcome = await c.waitFor((f) => f.type === 'welcome', { what: 'welcome', timeout });
+    c.welcome = await c.waitFor(() => true, { what: 'welcome', timeout });
+    if (c.welcome.type !== 'welcome') throw new Error(`first frame is not welcome: ${JSON.stringify(c.welcome).slice(0, 300)}`);
   }
   return c;
 }

@@ -95,7 +95,7 @@ test('join: messages are the most recent, oldest first', async () => {
 });
 
 test('join: name is trimmed of Unicode white space', async () => {
-  for (const pad of [['  ', '  '], ['\t', '\n'], ['\u00a0', '\u3000'], ['\u2003 ', '\r\n']]) {
+  for (const pad of [['  ', '  '], ['\t', '\n'], ['\u00a0', '\u3000'], ['\u2003 ', '\r\n'], ['\u0085', '\u1680'], ['\u202f\u2028', '\u205f\u000b\u000c']]) {
     const c = await connect(server.wsUrl);
     const name = uniq('t');
     const r = await c.join(pad[0] + name + pad[1]);
@@ -112,6 +112,7 @@ test('join: valid names (letters, digits, _ - . inner single spaces, 32 code poi
     'Zoë Ωμέγα ' + hex(),
     '日本語 ' + hex(),
     '٣٤ ' + hex(),                                  // Nd digits (Arabic-Indic)
+    'ǅʰ ' + hex(),                                   // Lt and Lm letters
     'x'.repeat(24) + hex(),                          // exactly 32
     '𝒜'.repeat(24) + hex(),                          // 32 code points, 56 UTF-16 units
   ];
@@ -131,6 +132,7 @@ test('join: name_invalid', async () => {
     '', '   ', '\u00a0\t', 'y'.repeat(33), '𝒜'.repeat(33), 'a  b', 'a\tb', 'a\nb',
     '<b>', 'a<b>b', 'a\u0001b', 'a\u0000b', 'a\u007fb', 'a\u200bb', 'a!b', 'a@b', 'a/b',
     'emoji😀', 'a,b', "a'b", 'a"b',
+    'a²', 'Ⅳx', 'e\u0301', '\ufeffabc', 'abc\u200b', '\u180eabc', 'a\u00a0b', 'a\u3000b',
   ];
   for (const n of bad) {
     const ref = uniq('r');

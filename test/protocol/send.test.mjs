@@ -62,6 +62,11 @@ test('send: content trimmed of Unicode white space', async () => {
     const push = await a.push('message', (f) => f.message.id === m.id);
     assert.equal(push.message.content, body);
   }
+  // NEL and other White_Space; not U+200B / U+FEFF, which are not White_Space
+  const n = await a.sendOk('\u0085\u1680 nel \u000b\u000c');
+  assert.equal(n.content, 'nel');
+  const z = await a.sendOk('\u200bzw\ufeff');
+  assert.equal(z.content, '\u200bzw\ufeff');
   // inner white space and newlines are kept
   const m = await a.sendOk('  a  b\n\nc  ');
   assert.equal(m.content, 'a  b\n\nc');
