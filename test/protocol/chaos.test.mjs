@@ -94,6 +94,59 @@ test('chaos: leave and rejoin still work', async () => {
   assert.equal(r2.user.id, r.user.id);
 });
 
+test('chaos: concurrent senders, every message once and in seq order on every socket', async () => {
+  const socks = await Promise.all(Array.from({ length: 6 }, async () => {
+    const c = await connect(server.wsUrl);
+    const r = await c.request({ type: 'join', name: uniq('cc') }, T);
+    assert.equal(r.type, 'joined', JSON.stringify(r));
+    c.user = r.user;
+    return c;
+  }));
+  const marks = socks.map((c) => c.mark());
+  const acked = (await Promise.all(socks.map(async (c, k) => {
+    const refs = Array.from({ length: 8 }, (_, i) => c.sendReq({ type: 'send', content: `cc ${k}.${i}` }));
+    const out = [];
+    for (const ref of refs) {
+      const r = await c.reply(ref, T);
+      assert.equal(r.type, 'sent', JSON.stringify(r));
+      out.push(r.message);
+    }
+    return out;
+  }))).flat();
+  const ids = new Set(acked.map((m) => m.id));
+  await Promise.all(socks.map((c, i) => Promise.all(acked.map((m) =>
+    c.push('message', (f) => f.message.id === m.id, { since: marks[i], ...T })))));
+  await Promise.all(socks.map((c) => c.settle(300)));
+  socks.forEach((c, i) => {
+    const got = c.messages(marks[i]);
+    for (let j = 1; j < got.length; j++) assert.ok(got[j].seq > got[j - 1].seq, `socket ${i}: seq order`);
+    assert.equal(got.filter((m) => ids.has(m.id)).length, acked.length, `socket ${i}: duplicates`);
+    assert.ok(c.isOpen());
+  });
+});
+
+test('chaos: a leave and a take-over each give exactly one presence_diff', async () => {
+  const obs = await connect(server.wsUrl);
+  const name = uniq('ct');
+  const a = await connect(server.wsUrl);
+  const r = await a.request({ type: 'join', name }, T);
+  assert.equal(r.type, 'joined', JSON.stringify(r));
+  await obs.push('presence_diff', (d) => d.joins && name in d.joins, T);
+  const since = obs.mark();
+  const b = await connect(server.wsUrl);
+  const r2 = await b.request({ type: 'join', name, token: r.token }, T);
+  assert.equal(r2.type, 'joined', JSON.stringify(r2));
+  await a.push('error', (f) => f.code === 'taken_over', T);
+  const d = await obs.push('presence_diff', (x) => name in x.joins || name in x.leaves, { since, ...T });
+  assert.ok(name in d.joins && name in d.leaves, JSON.stringify(d));
+  const since2 = obs.mark();
+  assert.equal((await b.request({ type: 'leave' }, T)).type, 'left');
+  await obs.push('presence_diff', (x) => name in x.leaves, { since: since2, ...T });
+  await obs.settle(500);
+  const all = obs.pushes('presence_diff', since).filter((x) => name in x.joins || name in x.leaves);
+  assert.equal(all.length, 2, JSON.stringify(all));
+});
+
 test('chaos: restarts are counted in /metrics', async () => {
   const res = await httpGet(server.port, '/metrics');
   assert.equal(res.status, 200);
