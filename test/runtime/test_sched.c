@@ -15,6 +15,11 @@
 
 enum { F_START = 1, F_FLOOD, F_PING };
 
+/* A message from another thread may wait a few turns longer than one sent
+ * on the scheduler itself (a scheduler may favour its local run queue for a
+ * bounded number of turns): bounded, not zero. */
+#define OUTSIDE_TURNS 16
+
 static atomic_long g_flood;   /* flood messages handled so far */
 static atomic_bool g_stop;    /* flooder: stop re-sending */
 static act_pid_t g_victim;
@@ -72,12 +77,14 @@ static void fairness_with_budget(int budget) {
   ck_assert_int_ge(atomic_load(&g_flood), seen.val + 10 * eff);
   /* a message from outside reaches the victim during the flood, too */
   for (int k = 0; k < 5; k++) {
-    long before = atomic_load(&g_flood);
-    int64_t v = before;
+    int64_t v = 0;
     act_send(g_victim, F_PING, &v, sizeof v);
+    /* read after the send: the message is queued by now, so the count can
+     * only be late (underestimating the wait), never early */
+    long after = atomic_load(&g_flood);
     ck_assert(log_wait(q_user(2), 2 + k, TMO, &seen));
-    ck_assert_msg(seen.val - before <= 4 * eff, "outside ping waited %ld flood messages",
-                  (long)(seen.val - before));
+    ck_assert_msg(seen.val - after <= OUTSIDE_TURNS * eff,
+                  "outside ping waited %ld flood messages (budget %d)", (long)(seen.val - after), eff);
   }
   atomic_store(&g_stop, true);
   act_exit(f, act_reason(ACT_KILL));
@@ -100,12 +107,12 @@ START_TEST(two_floods_two_victims) {
   act_send(f2, F_START, NULL, 0);
   ck_assert(log_wait(q_user(2), 1, TMO, NULL));
   for (int k = 0; k < 5; k++) {
-    long before = atomic_load(&g_flood);
-    int64_t v = before;
+    int64_t v = 0;
     act_send(v2, F_PING, &v, sizeof v);
+    long after = atomic_load(&g_flood); /* see fairness_with_budget */
     ev_t seen = {0};
     ck_assert(log_wait(q_user(2), 2 + k, TMO, &seen));
-    ck_assert_msg(seen.val - before <= 6 * 8, "waited %ld", (long)(seen.val - before));
+    ck_assert_msg(seen.val - after <= OUTSIDE_TURNS * 8, "waited %ld", (long)(seen.val - after));
   }
   atomic_store(&g_stop, true);
 }
