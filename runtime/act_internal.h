@@ -95,6 +95,7 @@ typedef struct act_proc {
   act_mpsc_t inbox;
   _Atomic size_t pending;      /* envelopes pushed and not yet consumed */
   act_node_t run_node;         /* link in the scheduler's run queue */
+  struct act_proc *local_next; /* link in its local run queue */
   act_env_t *priv_head, *priv_tail; /* messages ready for handle() */
 
   _Atomic uint64_t handled;    /* introspection */
@@ -161,8 +162,12 @@ typedef struct act_sched {
   pthread_t thread;
   uv_loop_t loop;
   uv_async_t wakeup;
-  act_mpsc_t runq;
+  pthread_mutex_t wakeup_mu;   /* act_stop_system's last wake vs. the close */
+  bool wakeup_closed;
+  act_mpsc_t runq;             /* made runnable by other threads */
   _Atomic long runq_len;
+  act_proc_t *local_head, *local_tail; /* made runnable by this thread: no atomics */
+  unsigned picks;
   _Atomic int sleeping;
   jmp_buf *crash_jb;           /* where act_crash lands during a turn */
   act_proc_t *current;

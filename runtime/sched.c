@@ -66,12 +66,42 @@ void act__schedule(act_proc_t *p) {
     return;
   }
   act_sched_t *s = p->sched;
+  if (s == tls_sched) { /* the common case: a send between neighbours */
+    p->local_next = NULL;
+    if (s->local_tail) s->local_tail->local_next = p;
+    else s->local_head = p;
+    s->local_tail = p;
+    return;
+  }
   atomic_fetch_add(&s->runq_len, 1);
   act__mpsc_push(&s->runq, &p->run_node);
-  if (s != tls_sched && atomic_load(&s->sleeping)) uv_async_send(&s->wakeup);
+  if (atomic_load(&s->sleeping)) uv_async_send(&s->wakeup);
 }
 
+static act_proc_t *pop_local(act_sched_t *s) {
+  act_proc_t *p = s->local_head;
+  if (p) {
+    s->local_head = p->local_next;
+    if (!s->local_head) s->local_tail = NULL;
+  }
+  return p;
+}
+
+#define REMOTE_EVERY 8 /* with local work, still look at the shared queue this often */
+
+static act_proc_t *pop_remote(act_sched_t *s);
+
+/* Local work first (no atomics), but never so long that actors woken by
+ * other threads wait behind a busy neighbourhood. */
 static act_proc_t *next_runnable(act_sched_t *s) {
+  if (s->local_head && (++s->picks % REMOTE_EVERY != 0 ||
+                        atomic_load_explicit(&s->runq_len, memory_order_relaxed) == 0))
+    return pop_local(s);
+  act_proc_t *p = pop_remote(s);
+  return p ? p : pop_local(s);
+}
+
+static act_proc_t *pop_remote(act_sched_t *s) {
   while (atomic_load(&s->runq_len) > 0) {
     act_node_t *n = act__mpsc_pop(&s->runq);
     if (n) {
@@ -84,6 +114,7 @@ static act_proc_t *next_runnable(act_sched_t *s) {
 }
 
 static bool idle_spin(act_sched_t *s) {
+  if (s->local_head) return true; /* a libuv callback made someone runnable */
   for (int i = 0; i < IDLE_SPINS; i++) {
     if (atomic_load_explicit(&s->runq_len, memory_order_relaxed) > 0) return true;
     cpu_relax();
@@ -111,13 +142,16 @@ static void *sched_main(void *arg) {
     uv_run(&s->loop, UV_RUN_NOWAIT);
     if (idle_spin(s)) continue;
     atomic_store(&s->sleeping, 1);
-    if (atomic_load(&s->runq_len) > 0 || atomic_load(&g_stopping)) {
+    if (s->local_head || atomic_load(&s->runq_len) > 0 || atomic_load(&g_stopping)) {
       atomic_store(&s->sleeping, 0);
       continue;
     }
     uv_run(&s->loop, UV_RUN_ONCE);
     atomic_store(&s->sleeping, 0);
   }
+  pthread_mutex_lock(&s->wakeup_mu); /* no uv_async_send may follow the close */
+  s->wakeup_closed = true;
+  pthread_mutex_unlock(&s->wakeup_mu);
   uv_walk(&s->loop, close_walk, NULL);
   uv_run(&s->loop, UV_RUN_DEFAULT);
   uv_loop_close(&s->loop);
@@ -146,6 +180,7 @@ int act_start(const act_config_t *cfg) {
     act__mpsc_init(&s->runq);
     uv_loop_init(&s->loop);
     uv_async_init(&s->loop, &s->wakeup, on_wakeup);
+    pthread_mutex_init(&s->wakeup_mu, NULL);
   }
   atomic_store(&g_running, true);
   for (int i = 0; i < g_nsched; i++)
@@ -157,8 +192,16 @@ void act_stop_system(void) {
   if (!atomic_load(&g_running)) return;
   act__kill_all();
   atomic_store(&g_stopping, true);
-  for (int i = 0; i < g_nsched; i++) uv_async_send(&g_scheds[i].wakeup);
-  for (int i = 0; i < g_nsched; i++) pthread_join(g_scheds[i].thread, NULL);
+  for (int i = 0; i < g_nsched; i++) {
+    act_sched_t *s = &g_scheds[i];
+    pthread_mutex_lock(&s->wakeup_mu);
+    if (!s->wakeup_closed) uv_async_send(&s->wakeup);
+    pthread_mutex_unlock(&s->wakeup_mu);
+  }
+  for (int i = 0; i < g_nsched; i++) {
+    pthread_join(g_scheds[i].thread, NULL);
+    pthread_mutex_destroy(&g_scheds[i].wakeup_mu);
+  }
   atomic_store(&g_running, false);
   act__registry_clear();
   act__slots_free();
