@@ -91,7 +91,7 @@ END_TEST
 
 START_TEST(spawn_on_scheduler_index) {
   for (int s = 0; s < 2; s++) {
-    act_spawn_opts_t o = {.scheduler = s};
+    act_spawn_opts_t o = {.scheduler = ACT_SCHED_ON(s)};
     act_pid_t p = act_spawn(&rec_b, NULL, &o, NULL);
     ck_assert(p != ACT_NOPID);
     act_send(p, 1, NULL, 0);
