@@ -77,7 +77,7 @@ test('chaos: a few users chat; every send acknowledged, every message seen once,
   }
   // history still complete
   const minSeq = Math.min(...acked.map((m) => m.seq));
-  const h = await users[0].request({ type: 'catch_up', after: minSeq - 1 }, T);
+  const h = await users[0].read({ type: 'catch_up', after: minSeq - 1 }, T);
   const stored = h.messages.filter((m) => ids.has(m.id));
   assert.equal(stored.length, acked.length);
 });

@@ -118,6 +118,13 @@ export class Client {
   // Sends a request with an automatic ref and resolves with its direct reply.
   request(obj, opts = {}) { return this.reply(this.sendReq(obj), opts); }
 
+  // A history or catch_up request that must succeed: resolves with the reply.
+  async read(obj, opts = {}) {
+    const r = await this.request(obj, opts);
+    if (r.type !== 'history') throw new Error(`${obj.type} failed: ${JSON.stringify(r).slice(0, 300)}`);
+    return r;
+  }
+
   async join(name, token) {
     const req = { type: 'join', name };
     if (token !== undefined) req.token = token;

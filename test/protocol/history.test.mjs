@@ -41,7 +41,7 @@ before(async () => {
 after(async () => { await closeAll(); await server?.stop(); });
 
 test('catch_up: 500 per page, oldest first, more while more remain', async () => {
-  const p1 = await reader.request({ type: 'catch_up', after: marker.seq, ref: 'c1' });
+  const p1 = await reader.read({ type: 'catch_up', after: marker.seq, ref: 'c1' });
   assert.equal(p1.type, 'history', JSON.stringify(p1).slice(0, 300));
   assert.equal(p1.ref, 'c1');
   assert.equal(p1.messages.length, 500);
@@ -49,7 +49,7 @@ test('catch_up: 500 per page, oldest first, more while more remain', async () =>
   p1.messages.forEach((m) => checkMessage(assert, m));
   checkIncreasing(assert, p1.messages, 'catch_up page 1');
   assert.ok(p1.messages[0].seq > marker.seq);
-  const p2 = await reader.request({ type: 'catch_up', after: p1.messages[499].seq });
+  const p2 = await reader.read({ type: 'catch_up', after: p1.messages[499].seq });
   assert.equal(p2.type, 'history');
   checkIncreasing(assert, p2.messages, 'catch_up page 2');
   assert.ok(p2.messages.length > 0 && p2.messages[0].seq > p1.messages[499].seq);
@@ -65,12 +65,12 @@ test('catch_up: 500 per page, oldest first, more while more remain', async () =>
 
 test('catch_up: after the newest -> empty, more false', async () => {
   const last = await reader.sendOk('newest ' + uniq());
-  const r = await reader.request({ type: 'catch_up', after: last.seq });
+  const r = await reader.read({ type: 'catch_up', after: last.seq });
   assert.equal(r.type, 'history');
   // someone else may write meanwhile; then only newer messages
   for (const m of r.messages) assert.ok(m.seq > last.seq);
   assert.equal(r.more, false);
-  const r2 = await reader.request({ type: 'catch_up', after: last.seq - 1 });
+  const r2 = await reader.read({ type: 'catch_up', after: last.seq - 1 });
   assert.deepEqual(r2.messages[0], last);
 });
 
@@ -78,7 +78,7 @@ test('history: up to L newest with seq < before, oldest first', async () => {
   assert.ok(all.length >= mine.length, 'catch_up test ran first');
   const cases = [[mine[mine.length - 1].seq + 1, 1], [mine[300].seq, 10], [mine[300].seq, 500], [mine[10].seq, 7], [mine[100].seq, 100]];
   for (const [before, limit] of cases) {
-    const r = await reader.request({ type: 'history', before, limit, ref: `h${before}.${limit}` });
+    const r = await reader.read({ type: 'history', before, limit, ref: `h${before}.${limit}` });
     assert.equal(r.type, 'history', JSON.stringify(r).slice(0, 300));
     assert.equal(r.ref, `h${before}.${limit}`);
     assert.ok(r.messages.length <= limit);
@@ -93,30 +93,30 @@ test('history: up to L newest with seq < before, oldest first', async () => {
       if (r.messages.length < limit) assert.equal(r.more, false);
     }
     // more: whether messages older than the first returned exist
-    const older = await reader.request({ type: 'history', before: r.messages[0].seq, limit: 1 });
+    const older = await reader.read({ type: 'history', before: r.messages[0].seq, limit: 1 });
     assert.equal(r.more, older.messages.length > 0, `more for before ${before} limit ${limit}`);
   }
 });
 
 test('history: more is false at the oldest message; before beyond -> empty', async () => {
-  const first = await reader.request({ type: 'catch_up', after: 0 });
+  const first = await reader.read({ type: 'catch_up', after: 0 });
   assert.ok(first.messages.length > 0);
   const [m0, m1] = first.messages;
-  const a = await reader.request({ type: 'history', before: m0.seq + 1, limit: 5 });
+  const a = await reader.read({ type: 'history', before: m0.seq + 1, limit: 5 });
   assert.deepEqual(a.messages, [m0]);
   assert.equal(a.more, false);
-  const b = await reader.request({ type: 'history', before: m0.seq, limit: 5 });
+  const b = await reader.read({ type: 'history', before: m0.seq, limit: 5 });
   assert.deepEqual(b.messages, []);
   assert.equal(b.more, false);
   if (m1) {
-    const c = await reader.request({ type: 'history', before: m1.seq + 1, limit: 1 });
+    const c = await reader.read({ type: 'history', before: m1.seq + 1, limit: 1 });
     assert.deepEqual(c.messages, [m1]);
     assert.equal(c.more, true);
-    const d = await reader.request({ type: 'history', before: m1.seq + 1, limit: 2 });
+    const d = await reader.read({ type: 'history', before: m1.seq + 1, limit: 2 });
     assert.deepEqual(d.messages, [m0, m1]);
     assert.equal(d.more, false);
   }
-  const e = await reader.request({ type: 'history', before: 0, limit: 5 });
+  const e = await reader.read({ type: 'history', before: 0, limit: 5 });
   assert.deepEqual(e.messages, []);
   assert.equal(e.more, false);
 });
@@ -130,9 +130,9 @@ test('history: limit outside 1..500 or of the wrong kind is bad_request', async 
   checkError(assert, await reader.request({ type: 'history', before: 5, ref: 'nl' }), 'bad_request', 'nl');
   checkError(assert, await reader.request({ type: 'catch_up', after: 'x', ref: 'a' }), 'bad_request', 'a');
   checkError(assert, await reader.request({ type: 'catch_up', ref: 'na' }), 'bad_request', 'na');
-  const ok1 = await reader.request({ type: 'history', before: mine[5].seq, limit: 1 });
+  const ok1 = await reader.read({ type: 'history', before: mine[5].seq, limit: 1 });
   assert.equal(ok1.messages.length, 1);
-  const ok500 = await reader.request({ type: 'history', before: mine[mine.length - 1].seq + 1, limit: 500 });
+  const ok500 = await reader.read({ type: 'history', before: mine[mine.length - 1].seq + 1, limit: 500 });
   assert.equal(ok500.messages.length, 500);
 });
 

@@ -69,7 +69,7 @@ test('join: joined reply shape', async () => {
   assert.ok(me && me.online && me.name === name, 'joined.users holds the user, online');
   // more says whether older messages exist
   if (r.messages.length > 0) {
-    const h = await c.request({ type: 'history', before: r.messages[0].seq, limit: 1 });
+    const h = await c.read({ type: 'history', before: r.messages[0].seq, limit: 1 });
     assert.equal(h.type, 'history', JSON.stringify(h));
     assert.equal(r.more, h.messages.length > 0, 'joined.more vs. existence of older messages');
   }
@@ -88,7 +88,7 @@ test('join: messages are the most recent, oldest first', async () => {
   // nothing newer than the last one returned is missing: catch_up after it is empty
   // unless someone else wrote meanwhile (then only newer seqs)
   const last = r.messages[r.messages.length - 1];
-  const cu = await c.request({ type: 'catch_up', after: last.seq });
+  const cu = await c.read({ type: 'catch_up', after: last.seq });
   assert.equal(cu.type, 'history');
   for (const m of cu.messages) assert.ok(m.seq > last.seq);
   assert.ok(!cu.messages.some((m) => ids.includes(m.id)));

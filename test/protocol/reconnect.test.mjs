@@ -31,7 +31,7 @@ test('a dropped socket re-joins with its token before the server noticed, catche
   assert.equal(r.user.id, a.user.id);
   const pushedSince = a2.mark();
   for (let i = 0; i < 2; i++) missed.push(await b.sendOk(`after rejoin ${i}`));
-  const cu = await a2.request({ type: 'catch_up', after: highest });
+  const cu = await a2.read({ type: 'catch_up', after: highest });
   assert.equal(cu.type, 'history');
   for (const m of missed.slice(3)) await a2.push('message', (f) => f.message.id === m.id, { since: pushedSince });
   // what the client shows: catch_up + pushes, deduplicated by id

@@ -24,10 +24,10 @@ test('send: sent reply with the committed message', async () => {
   assert.equal(r.message.name, a.user.name);
   // committed: another connection reads it back at once
   const b = await joined(server.wsUrl);
-  const h = await b.request({ type: 'history', before: r.message.seq + 1, limit: 1 });
+  const h = await b.read({ type: 'history', before: r.message.seq + 1, limit: 1 });
   assert.equal(h.type, 'history', JSON.stringify(h));
   assert.deepEqual(h.messages, [r.message]);
-  const cu = await b.request({ type: 'catch_up', after: r.message.seq - 1 });
+  const cu = await b.read({ type: 'catch_up', after: r.message.seq - 1 });
   assert.deepEqual(cu.messages[0], r.message);
 });
 
@@ -93,7 +93,7 @@ test('send: content_invalid (empty, blank, 2,001 code points, U+0000) persists n
     checkError(assert, await a.request({ type: 'send', content: bad[i], ref: i }), 'content_invalid', i);
   }
   await a.settle(); await watcher.settle();
-  const cu = await a.request({ type: 'catch_up', after: before.seq });
+  const cu = await a.read({ type: 'catch_up', after: before.seq });
   assert.equal(cu.messages.filter((m) => m.user_id === a.user.id).length, 0, 'an invalid send was stored');
   assert.equal(watcher.messages().filter((m) => m.user_id === a.user.id && m.seq > before.seq).length, 0, 'an invalid send was pushed');
 });
@@ -125,7 +125,7 @@ test('rate limit: burst of 10, then rate_limited; rejected sends persist nothing
   // validity comes before rate_limited
   checkError(assert, await a.request({ type: 'send', content: '', ref: 'v' }), 'content_invalid', 'v');
   await a.settle(); await watcher.settle();
-  const cu = await watcher.request({ type: 'catch_up', after: marker.seq });
+  const cu = await watcher.read({ type: 'catch_up', after: marker.seq });
   const stored = cu.messages.filter((m) => m.user_id === a.user.id);
   assert.deepEqual(stored.map((m) => m.id), accepted.map((r) => r.message.id), 'exactly the accepted sends are stored');
   const pushed = watcher.messages().filter((m) => m.user_id === a.user.id);

@@ -100,7 +100,7 @@ test('database outage: unavailable while down, nothing acknowledged lost, recove
 
   // every acknowledged message is still there, the rejected ones are not
   const minSeq = Math.min(...acked.map((m) => m.seq));
-  const cu = await b.request({ type: 'catch_up', after: minSeq - 1 });
+  const cu = await b.read({ type: 'catch_up', after: minSeq - 1 });
   assert.equal(cu.type, 'history', JSON.stringify(cu).slice(0, 300));
   const got = new Map(cu.messages.map((m) => [m.id, m]));
   for (const m of acked) assert.deepEqual(got.get(m.id), m, `acknowledged message ${m.seq} lost`);
