@@ -699,11 +699,14 @@ static void on_io(db_conn *c, int events)
 static void on_poll(uv_poll_t *h, int status, int events)
 {
     db_conn *c = h->data;
-    if (status < 0) {
-        conn_down(c, uv_strerror(status));
-    } else if (c->state == DB_CONNECTING) {
-        connect_step(c);
-    } else if (c->state == DB_CONNECTED) {
+    if (c->state == DB_CONNECTING) {
+        connect_step(c);  /* on a socket error too: PQconnectPoll says why */
+    } else if (status < 0) {
+        /* EPOLLERR (e.g. the server reset the socket): libpq's own read
+         * names the cause better than libuv's generic EBADF. */
+        if (!PQconsumeInput(c->pg)) conn_down_pg(c);
+        else conn_down(c, uv_strerror(status));
+    } else {
         on_io(c, events);
     }
     dispatch(c);

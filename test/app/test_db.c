@@ -714,18 +714,23 @@ START_TEST(test_outage_and_recovery)
         fprintf(stderr, "test_outage_and_recovery: skipped (not the private cluster)\n");
         return;
     }
-    db_conn *c = open_ok();
-    db_conn *m = open_with(DB_RECONNECT_MANUAL, url());
-    ck_assert(wait_state(m, DB_CONNECTED, WAIT_MS));
-    db_user *u = user_named(c, "heidi", NULL);
-
-    /* A side transaction holds the name, so the upsert waits on it: it is
-     * certainly pending when the server goes, whatever the timing. */
+    /* A side transaction holds a new name, so an upsert of it waits: it is
+     * pending when the server goes.  The side connection is opened first on
+     * purpose: PostgreSQL signals the newest backends first at shutdown, so
+     * ours is told to die before the holder can abort and free the name
+     * (the other order let the upsert slip through and commit). */
     char name[128], sql[256];
     name_for(name, sizeof name, "locked");
     PGconn *side = side_conn();
     snprintf(sql, sizeof sql, "BEGIN; INSERT INTO users (name) VALUES ('%s')", name);
-    PQclear(PQexec(side, sql));
+    PGresult *pr = PQexec(side, sql);
+    ck_assert_int_eq(PQresultStatus(pr), PGRES_COMMAND_OK);
+    PQclear(pr);
+
+    db_conn *c = open_ok();
+    db_conn *m = open_with(DB_RECONNECT_MANUAL, url());
+    ck_assert(wait_state(m, DB_CONNECTED, WAIT_MS));
+    db_user *u = user_named(c, "heidi", NULL);
     res blocked = {0}, behind = {0}, later = {0};
     ck_assert_int_eq(db_user_get_or_create(c, name, on_user, &blocked), 0);
     ck_assert_int_eq(db_ping(c, on_ping, &behind), 0);
