@@ -389,9 +389,10 @@ static void report_state(db_conn *c)
  * may submit, and a db_conn_close inside one just drains the rest. */
 static void dispatch(db_conn *c)
 {
-    report_state(c);
-    db_query *q;
-    while ((q = q_pop(&c->done))) {
+    for (;;) {
+        report_state(c);  /* each turn: a callback may have changed it */
+        db_query *q = q_pop(&c->done);
+        if (!q) break;
         deliver(c, q);
         q_free(q);
     }
@@ -414,7 +415,14 @@ static void arm_defer(db_conn *c)
 static void complete(db_conn *c, db_query *q)
 {
     if (q->kind == Q_PREPARE) {
-        if (q->failed) c->prepared &= ~(1u << q->stmt);  /* retry next time */
+        if (q->failed) {
+            c->prepared &= ~(1u << q->stmt);  /* prepare again next time */
+            /* Its execute, next in the pipeline, will fail for want of the
+             * statement; the prepare's error (say, a missing table before
+             * migrations ran) is the one worth reporting. */
+            if (c->sent.head)
+                q_fail(c->sent.head, q->err.code, q->err.sqlstate, q->err.message);
+        }
         q_free(q);
         return;
     }

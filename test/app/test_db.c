@@ -278,6 +278,52 @@ START_TEST(test_migrate_failure_rolls_back)
 }
 END_TEST
 
+/* A connection made before the tables exist (the server may start while the
+ * database is away, and migrate later): the query fails with the real cause,
+ * and once migrated the same connection prepares again and works.  Uses a
+ * scratch database so the shared one is untouched. */
+START_TEST(test_queries_before_and_after_migration)
+{
+    const char *u = url();
+    const char *at = strstr(u, "/chatter?");
+    if (!at) {
+        fprintf(stderr, "test_queries_before_and_after_migration: skipped (URL shape)\n");
+        return;
+    }
+    char db[64], scratch[1024], sql[128];
+    snprintf(db, sizeof db, "chatter_scratch_%d", (int)getpid());
+    snprintf(scratch, sizeof scratch, "%.*s/%s%s", (int)(at - u), u, db, at + strlen("/chatter"));
+    PGconn *pg = side_conn();
+    snprintf(sql, sizeof sql, "CREATE DATABASE %s", db);
+    PQclear(PQexec(pg, sql));
+
+    db_conn *c = open_with(DB_RECONNECT_AUTO, scratch);
+    ck_assert(wait_state(c, DB_CONNECTED, WAIT_MS));
+    res r = {0};
+    ck_assert_int_eq(db_users_list(c, on_users, &r), 0);
+    wait_res(&r);
+    ck_assert_int_eq(r.err.code, DB_QUERY_FAILED);
+    ck_assert_str_eq(r.err.sqlstate, "42P01");  /* undefined_table, not 26000 */
+
+    char err[512] = "";
+    int applied = 0;
+    ck_assert_msg(db_migrate(scratch, "sql", &applied, err, sizeof err) == 0, "%s", err);
+    ck_assert_int_ge(applied, 2);
+    memset(&r, 0, sizeof r);
+    ck_assert_int_eq(db_users_list(c, on_users, &r), 0);
+    wait_ok(&r);
+    ck_assert_uint_eq(r.users->n, 0);
+    res_free(&r);
+    close_conn(c);
+
+    snprintf(sql, sizeof sql, "DROP DATABASE %s", db);
+    PGresult *pr = PQexec(pg, sql);
+    ck_assert_msg(PQresultStatus(pr) == PGRES_COMMAND_OK, "%s", PQresultErrorMessage(pr));
+    PQclear(pr);
+    PQfinish(pg);
+}
+END_TEST
+
 /* ------------------------------------------------------------ users */
 
 START_TEST(test_get_or_create)
@@ -780,8 +826,10 @@ static Suite *db_suite(void)
     Suite *s = suite_create("db");
     TCase *mig = tcase_create("migrations");
     tcase_add_checked_fixture(mig, setup, teardown);
+    tcase_set_timeout(mig, 30);
     tcase_add_test(mig, test_migrate_twice_is_noop);
     tcase_add_test(mig, test_migrate_failure_rolls_back);
+    tcase_add_test(mig, test_queries_before_and_after_migration);
     suite_add_tcase(s, mig);
 
     TCase *q = tcase_create("queries");
