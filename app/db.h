@@ -13,7 +13,8 @@
  *
  * Callback contract, for every db_* query function:
  *   - it returns 0 when it accepted the query; the callback then fires exactly
- *     once, later, from the loop (never from inside the submitting call);
+ *     once, later, from the loop (never from inside the submitting call;
+ *     only db_conn_close runs pending callbacks inside itself);
  *   - it returns -1 when it refused the query (bad arguments, out of memory,
  *     connection closing); the callback never fires;
  *   - the callback gets err == NULL and a result it now owns (free it with the
@@ -27,8 +28,8 @@
  *
  * Connection loss: every pending query completes with DB_UNAVAILABLE.  With
  * DB_RECONNECT_AUTO (the default) the connection retries after 100 ms,
- * doubling to 5 s; queries submitted while it is down fail at once with
- * DB_UNAVAILABLE, while it is connecting they wait for the outcome.
+ * doubling to 5 s; queries submitted while it is down fail on the next loop
+ * turn with DB_UNAVAILABLE, while it is connecting they wait for the outcome.
  *
  * Not handled here: per-query timeouts (a query waiting on a lock waits; the
  * caller's request timeout covers it), and silent network partitions (add
