@@ -42,7 +42,19 @@ export async function openPage(browser, base, options = DESKTOP) {
   const context = await browser.newContext(options);
   const page = await context.newPage();
   page.setDefaultTimeout(15000);
-  page.problems = { errors: [], dialogs: [] };
+  page.problems = { errors: [], dialogs: [], badFrames: [] };
+  // Every frame from the server must be one JSON object (PROTOCOL.md).
+  page.on('websocket', (ws) => {
+    ws.on('framereceived', ({ payload }) => {
+      const text = String(payload);
+      try {
+        const msg = JSON.parse(text);
+        if (!msg || typeof msg !== 'object' || typeof msg.type !== 'string') throw new Error('no type');
+      } catch (err) {
+        page.problems.badFrames.push(`${err.message}; ${text.length} bytes: ${text.slice(0, 160)}…`);
+      }
+    });
+  });
   page.on('pageerror', (err) => page.problems.errors.push(String(err)));
   page.on('dialog', (dialog) => {
     page.problems.dialogs.push(`${dialog.type()}: ${dialog.message()}`);
@@ -110,6 +122,7 @@ export async function screenshot(page, file) {
 
 export function assertNoProblems(assert, ...pages) {
   for (const page of pages) {
+    assert.deepEqual(page.problems.badFrames, [], 'the server sent frames that are not JSON objects');
     assert.deepEqual(page.problems.dialogs, [], 'no dialog may open');
     assert.deepEqual(page.problems.errors, [], 'no page errors');
   }

@@ -61,6 +61,7 @@ const state = {
   token: null,
   cursor: null,        // highest seq received in order (snapshot, catch-up, pushes)
   gapFrom: null,       // a catch-up from here has not finished yet
+  retryJoin: null,     // a join from the form cut off by a lost connection
   sending: false,
   cooldownTimer: null,
   rejoinTimer: null,
@@ -286,8 +287,12 @@ async function catchUp(after, attempt = 0) {
 
 function onJoinFailed(name, err, { rejoin }) {
   const code = err && err.code;
-  if (code === 'disconnected') return;           // the next welcome retries
-  if (code === 'timeout') { conn.drop(); return; }
+  if (code === 'disconnected' || code === 'timeout') {
+    // The next welcome retries: a rejoin by itself, a join from the form once.
+    if (!rejoin) state.retryJoin = name;
+    if (code === 'timeout') conn.drop();
+    return;
+  }
   if (code === 'already_joined') {
     // The server still has us joined (a reply was lost): leave, then join again.
     conn.request('leave').catch(() => {}).finally(() => {
@@ -441,7 +446,10 @@ conn.addEventListener('push', (ev) => {
       users.reset(msg.users, msg.total_users, msg.online_count);
       if (state.wantChat && state.name) {
         join(state.name, { rejoin: true });
+      } else if (state.retryJoin && state.view === 'home') {
+        join(state.retryJoin);
       }
+      state.retryJoin = null;
       updateControls();
       break;
     case 'presence_diff':

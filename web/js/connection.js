@@ -67,7 +67,10 @@ export class Connection extends EventTarget {
     try {
       msg = JSON.parse(data);
     } catch {
-      console.warn('chatter: frame is not JSON', data);
+      // A reply may have been lost with it: start over on a fresh socket
+      // (rejoin and catch-up repair the state).
+      console.warn('chatter: frame is not JSON; reconnecting', String(data).slice(0, 200));
+      this.drop();
       return;
     }
     if (!msg || typeof msg !== 'object' || typeof msg.type !== 'string') return;
