@@ -70,6 +70,7 @@ typedef struct act_env {
 act_env_t *act__env_new(int type, act_pid_t from, act_ref_t ref,
                         const void *data, size_t size, act_payload_free_fn fn);
 void act__env_free(act_env_t *e);
+void act__env_cache(bool on); /* scheduler threads: recycle small envelopes */
 static inline act_env_t *act__env_of(act_msg_t *m) {
   return (act_env_t *)((char *)m - offsetof(act_env_t, msg));
 }
@@ -169,7 +170,7 @@ typedef struct act_sched {
   act_proc_t *local_head, *local_tail; /* made runnable by this thread: no atomics */
   unsigned picks;
   _Atomic int sleeping;
-  jmp_buf *crash_jb;           /* where act_crash lands during a turn */
+  sigjmp_buf *crash_jb;           /* where act_crash lands during a turn */
   act_proc_t *current;
 } act_sched_t;
 

@@ -132,6 +132,7 @@ static void close_walk(uv_handle_t *h, void *arg) {
 static void *sched_main(void *arg) {
   act_sched_t *s = arg;
   tls_sched = s;
+  act__env_cache(true);
   unsigned turns = 0;
   while (!atomic_load(&g_stopping)) {
     act_proc_t *p;
@@ -155,6 +156,7 @@ static void *sched_main(void *arg) {
   uv_walk(&s->loop, close_walk, NULL);
   uv_run(&s->loop, UV_RUN_DEFAULT);
   uv_loop_close(&s->loop);
+  act__env_cache(false);
   tls_sched = NULL;
   return NULL;
 }

@@ -56,8 +56,8 @@ typedef struct {
   act_pid_t parent;
   kid_t *kids;
   size_t n, cap;
-  int64_t *stamps; /* restart times, oldest first, at most intensity + 1 */
-  size_t nstamps;
+  int64_t *stamps; /* ring of the last `intensity` restart times */
+  size_t nstamps, stamp_head; /* stamps[stamp_head] is the oldest once full */
 
   /* the stop job */
   bool busy;
@@ -148,15 +148,19 @@ static int shutdown_time(const kid_t *k) {
 
 /* ----------------------------------------------------------- intensity */
 
-/* Record a restart; false when it is one too many for the period. */
+/* Record a restart; false when it is one too many for the period.  The
+ * ring holds the last `intensity` restart times; if the oldest of them is
+ * still within the period, this one would make intensity + 1.  O(1), so a
+ * restart storm costs no more per restart than a single restart. */
 static bool note_restart(sup_t *s) {
   int64_t now = now_ms();
-  size_t keep = 0;
-  for (size_t i = 0; i < s->nstamps; i++)
-    if (now - s->stamps[i] <= s->flags.period_ms) s->stamps[keep++] = s->stamps[i];
-  s->nstamps = keep;
-  if ((int)s->nstamps >= s->flags.intensity) return false;
-  s->stamps[s->nstamps++] = now;
+  size_t cap = (size_t)(s->flags.intensity > 0 ? s->flags.intensity : 0);
+  if (cap == 0) return false;
+  if (s->nstamps == cap && now - s->stamps[s->stamp_head] <= s->flags.period_ms)
+    return false;
+  s->stamps[s->stamp_head] = now; /* overwrites the oldest once full */
+  s->stamp_head = (s->stamp_head + 1) % cap;
+  if (s->nstamps < cap) s->nstamps++;
   atomic_fetch_add(&act__current()->restarts, 1);
   return true;
 }

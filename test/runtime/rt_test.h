@@ -348,7 +348,7 @@ static inline act_pid_t spawn_agent_on(int tag, bool trap, int sched) {
   agent_args_t *a = calloc(1, sizeof *a);
   a->tag = tag;
   a->trap = trap;
-  act_spawn_opts_t o = {.scheduler = sched};
+  act_spawn_opts_t o = {.scheduler = sched >= 0 ? ACT_SCHED_ON(sched) : sched};
   int err = 0;
   act_pid_t p = act_spawn(&agent_behaviour, a, &o, &err);
   ck_assert_msg(p != ACT_NOPID, "spawn agent: %d", err);
@@ -359,7 +359,7 @@ static inline act_pid_t spawn_agent_on(int tag, bool trap, int sched) {
 }
 /* Spawn with full args (copied; may be a stack object). */
 static inline act_pid_t spawn_agent_ex(const agent_args_t *a, int sched) {
-  act_spawn_opts_t o = {.scheduler = sched};
+  act_spawn_opts_t o = {.scheduler = sched >= 0 ? ACT_SCHED_ON(sched) : sched};
   int err = 0;
   act_pid_t p = act_spawn(&agent_behaviour, (void *)a, &o, &err);
   ck_assert_msg(p != ACT_NOPID, "spawn agent: %d", err);

@@ -418,7 +418,7 @@ START_TEST(exit_down_after_name_released) {
   agent_args_t wa = {.tag = 5, .on_msg = on_exit_down_check_name};
   agent_args_t la = {.tag = 6, .trap = true, .on_msg = on_exit_down_check_name};
   act_pid_t w = spawn_agent_ex(&wa, 0), l = spawn_agent_ex(&la, 1);
-  act_spawn_opts_t o = {.scheduler = 1, .name = "victim"};
+  act_spawn_opts_t o = {.scheduler = ACT_SCHED_ON(1), .name = "victim"};
   agent_args_t va = {.tag = 7};
   act_pid_t v = act_spawn(&agent_behaviour, &va, &o, NULL);
   ck_assert(v != ACT_NOPID);
