@@ -339,14 +339,14 @@ static const act_behaviour_t pa_b = {"producer", pa_init, pa_handle, pa_term};
 
 START_TEST(many_producers_one_mailbox) {
   int64_t expect = (int64_t)NPROD_THREADS * PER_PRODUCER + (int64_t)NPROD_ACTORS * PER_ACTOR;
-  act_spawn_opts_t co = {.scheduler = 0};
+  act_spawn_opts_t co = {.scheduler = ACT_SCHED_ON(0)};
   act_pid_t c = act_spawn(&cons_b, &expect, &co, NULL);
   ck_assert(c != ACT_NOPID);
   pa_state_t pas[NPROD_ACTORS];
   act_pid_t pp[NPROD_ACTORS];
   for (int i = 0; i < NPROD_ACTORS; i++) {
     pas[i] = (pa_state_t){c, NPROD_THREADS + i, 0};
-    act_spawn_opts_t o = {.scheduler = i % 2};
+    act_spawn_opts_t o = {.scheduler = ACT_SCHED_ON(i % 2)};
     pp[i] = act_spawn(&pa_b, &pas[i], &o, NULL);
     ck_assert(pp[i] != ACT_NOPID);
   }
@@ -497,13 +497,19 @@ START_TEST(refs_unique) {
 }
 END_TEST
 
+static void fn_stop_later(void *a) {
+  (void)a;
+  act_reason_t r = act_reason_error("bye");
+  act_send_after(300, act_self(), AG_STOP, &r, sizeof r);
+}
 START_TEST(await_exit_times_out_and_reports) {
   act_pid_t p = spawn_agent(1, false);
   act_reason_t r;
   int64_t t0 = now_ms();
   ck_assert_int_eq(act_await_exit(p, 100, &r), ACT_ETIMEDOUT);
   ck_assert_int_ge(now_ms() - t0, 90);
-  send_stop(p, act_reason_error("bye"));
+  /* the stop comes from a timer, so that the wait surely starts first */
+  agent_run(p, fn_stop_later, NULL);
   ck_assert_int_eq(act_await_exit(p, TMO, &r), ACT_OK);
   ck_assert_int_eq(r.kind, ACT_ERROR);
   ck_assert_str_eq(r.text, "bye");

@@ -372,7 +372,7 @@ static void fn_flood10(void *a) {
 START_TEST(mailbox_overflow_ends_actor) {
   atomic_store(&g_ov_freed, 0);
   W = spawn_agent(99, false);
-  act_spawn_opts_t o = {.scheduler = 0, .max_mailbox = 4};
+  act_spawn_opts_t o = {.scheduler = ACT_SCHED_ON(0), .max_mailbox = 4};
   agent_args_t aa = {.tag = 1};
   act_pid_t a = act_spawn(&agent_behaviour, &aa, &o, NULL);
   ck_assert(a != ACT_NOPID);
@@ -395,7 +395,7 @@ END_TEST
 
 START_TEST(mailbox_bound_not_hit_is_fine) {
   W = spawn_agent(99, false);
-  act_spawn_opts_t o = {.scheduler = 0, .max_mailbox = 16};
+  act_spawn_opts_t o = {.scheduler = ACT_SCHED_ON(0), .max_mailbox = 16};
   agent_args_t aa = {.tag = 1};
   act_pid_t a = act_spawn(&agent_behaviour, &aa, &o, NULL);
   ck_assert(log_wait1(q_init_tag(1), NULL));

@@ -131,6 +131,33 @@ START_TEST(timer_to_dead_pid_is_harmless) {
 }
 END_TEST
 
+
+/* A timer never fires early, even when set at the end of a long turn (the
+ * loop's cached clock must not be the base of the delay). */
+static atomic_llong g_set_at;
+static void fn_busy_then_timer(void *a) {
+  (void)a;
+  sleep_ms(100); /* test-only: a long handler */
+  atomic_store(&g_set_at, now_ms());
+  act_send_after(50, act_self(), 5, NULL, 0);
+}
+static void on_timer_msg(agent_t *ag, act_msg_t *m) {
+  (void)ag;
+  if (m->type == 5) log_user(55, now_ms());
+}
+START_TEST(send_after_never_early) {
+  agent_args_t aa = {.tag = 1, .on_msg = on_timer_msg};
+  act_pid_t a = spawn_agent_ex(&aa, ACT_SCHED_NEXT);
+  for (int i = 0; i < 3; i++) {
+    agent_run(a, fn_busy_then_timer, NULL);
+    ev_t e = {0};
+    ck_assert(log_wait(q_user(55), i + 1, TMO, &e));
+    long long took = e.val - atomic_load(&g_set_at);
+    ck_assert_msg(took >= 49, "send_after(50) fired after %lld ms", took);
+  }
+}
+END_TEST
+
 /* ------------------------------------------------ request / reply */
 
 enum { REQ_KEEP = 10, RELEASE = 11, REQ_ECHO = 12, REQ_CRASH = 13, REPLY_LATE = 20,
@@ -322,11 +349,11 @@ START_TEST(concurrent_calls_and_awaits) {
   for (int i = 0; i < 4; i++) pthread_create(&th[i], NULL, caller_thread, (void *)(intptr_t)(i + 1));
   for (int i = 0; i < 4; i++) pthread_join(th[i], NULL);
   ck_assert_int_eq(atomic_load(&g_call_bad), 0);
-  /* three threads wait for the server's end */
+  /* three threads wait for the server's end, which a timer brings later */
+  tm_arg_t t = {.ms = 500, .type = REQ_CRASH};
+  agent_run(g_server, fn_send_after, &t);
   for (int i = 0; i < 3; i++)
     pthread_create(&th[i], NULL, awaiter_thread, (void *)(uintptr_t)g_server);
-  sleep_ms(200); /* let them block: one that came late would see noproc and fail */
-  act_send(g_server, REQ_CRASH, NULL, 0);
   for (int i = 0; i < 3; i++) pthread_join(th[i], NULL);
   ck_assert_int_eq(atomic_load(&g_await_ok), 3);
 }
@@ -337,6 +364,7 @@ static Suite *suite(void) {
   TCase *t1 = rt_tcase("timers", 1, 60);
   tcase_add_test(t1, send_after_fires);
   tcase_add_test(t1, timers_fire_in_due_order);
+  tcase_add_test(t1, send_after_never_early);
   tcase_add_test(t1, cancel_before_firing);
   tcase_add_test(t1, cancel_after_firing);
   tcase_add_test(t1, timer_to_dead_pid_is_harmless);
