@@ -147,6 +147,24 @@ test('chaos: a leave and a take-over each give exactly one presence_diff', async
   assert.equal(all.length, 2, JSON.stringify(all));
 });
 
+test('chaos: pipelined requests are all answered, in request order', async () => {
+  const c = await connect(server.wsUrl);
+  const name = uniq('cp');
+  const reqs = [
+    { type: 'ping' }, { type: 'join', name }, { type: 'send', content: 'one' }, { type: 'history', before: 1e12, limit: 2 },
+    { type: 'nope' }, { type: 'send', content: '' }, { type: 'catch_up', after: 0 }, { type: 'send', content: 'two' },
+    { type: 'join', name }, { type: 'leave' }, { type: 'send', content: 'three' }, { type: 'ping' },
+  ];
+  const want = ['pong', 'joined', 'sent', 'history', 'error:bad_request', 'error:content_invalid', 'history', 'sent',
+    'error:already_joined', 'left', 'error:not_joined', 'pong'];
+  const refs = reqs.map((r, i) => c.sendReq({ ...r, ref: `c${i}` }));
+  await c.reply(refs[refs.length - 1], T);
+  const replies = c.frames.filter((f) => 'ref' in f);
+  assert.deepEqual(replies.map((f) => f.ref), refs, 'replies out of request order, missing or doubled');
+  assert.deepEqual(replies.map((f) => (f.type === 'error' ? `error:${f.code}` : f.type)), want);
+  assert.ok(c.isOpen());
+});
+
 test('chaos: restarts are counted in /metrics', async () => {
   const res = await httpGet(server.port, '/metrics');
   assert.equal(res.status, 200);

@@ -58,6 +58,16 @@ test('refs: strings and numbers echoed; objects, arrays, booleans -> bad_request
   checkError(assert, e, 'not_joined');
 });
 
+test('refs: any JSON number is echoed as a number (even beyond a double, 1e400)', async () => {
+  const c = await connect(server.wsUrl);
+  for (const text of ['1e400', '-1e400', '12345678901234567890', '1E2', '0.000001']) {
+    const f = await rawReply(c, `{"type":"ping","ref":${text}}`);
+    assert.equal(f.type, 'pong', JSON.stringify(f));
+    assert.equal(typeof f.ref, 'number', `ref ${text} echoed as ${JSON.stringify(f.ref)}`);
+    assert.equal(f.ref, JSON.parse(text), `ref ${text}`);
+  }
+});
+
 test('fields of the wrong kind or missing -> bad_request', async () => {
   const c = await connect(server.wsUrl);
   const home = [
