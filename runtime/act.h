@@ -51,8 +51,8 @@ extern "C" {
 
 /* ---------------------------------------------------------------- basics */
 
-/* A pid: slot index in the low 32 bits, slot generation in the high 32.
- * 0 is never a live pid.  A message to a dead pid is dropped silently, and a
+/* A pid: slot index in the low 32 bits, then the scheduler (8 bits), then
+ * the slot's generation (24 bits).  0 is never a live pid.  A message to a dead pid is dropped silently, and a
  * recycled slot has a new generation, so an old pid never reaches the new
  * tenant. */
 typedef uint64_t act_pid_t;

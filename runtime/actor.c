@@ -214,7 +214,13 @@ void act__slots_free(void) {
 uint32_t act__slot_high_water(void) { return atomic_load(&g_high); }
 act_slot_t *act__slot_at(uint32_t idx) { return &g_slots[idx]; }
 
-static act_pid_t slot_alloc(void) {
+/* pid = generation (24 bits) | scheduler (8 bits) | slot index (32 bits).
+ * The scheduler in the pid lets a sender on that very scheduler skip the
+ * pinning: such a target can only die on the sender's own thread. */
+#define PROXY_SCHED_TAG 0xFFu
+static unsigned pid_sched(act_pid_t pid) { return (unsigned)(pid >> 32) & 0xFFu; }
+
+static act_pid_t slot_alloc(unsigned sched_tag) {
   pthread_mutex_lock(&g_free_mu);
   uint32_t idx;
   if (g_free_head != UINT32_MAX) {
@@ -227,10 +233,11 @@ static act_pid_t slot_alloc(void) {
     pthread_mutex_unlock(&g_free_mu);
     return ACT_NOPID;
   }
-  uint32_t gen = ++g_slots[idx].gen;
-  if (gen == 0) gen = ++g_slots[idx].gen; /* generation 0 would make pid 0 */
+  uint32_t gen = ++g_slots[idx].gen & 0xFFFFFFu;
+  if (gen == 0) gen = ++g_slots[idx].gen & 0xFFFFFFu; /* 0 would allow pid 0 */
+  g_slots[idx].gen = gen;
   pthread_mutex_unlock(&g_free_mu);
-  return ((act_pid_t)gen << 32) | idx;
+  return ((act_pid_t)gen << 40) | ((act_pid_t)sched_tag << 32) | idx;
 }
 
 static void slot_release(uint32_t idx) {
@@ -282,7 +289,25 @@ static bool admit(act_proc_t *p, act_env_t *e, act_pid_t to) {
   return false;
 }
 
+/* A target on the caller's own scheduler cannot die while we push: only
+ * this thread runs it.  No pin, no reader count. */
+static bool deliver_local(act_pid_t to, act_env_t *e) {
+  act_slot_t *s = slot_of(to);
+  if (!s || atomic_load_explicit(&s->pid, memory_order_relaxed) != to) return false;
+  act_proc_t *p = atomic_load_explicit(&s->proc, memory_order_relaxed);
+  if (admit(p, e, to)) {
+    size_t old = atomic_fetch_add(&p->pending, 1);
+    act__mpsc_push(&p->inbox, &e->node);
+    if (old == 0) act__schedule(p);
+  } else {
+    act__env_free(e);
+  }
+  return true;
+}
+
 bool act__deliver(act_pid_t to, act_env_t *e) {
+  act_sched_t *me = act__sched_self();
+  if (me && (unsigned)me->id == pid_sched(to) && to != ACT_NOPID) return deliver_local(to, e);
   act_slot_t *s;
   act_proc_t *p = act__pin(to, &s);
   if (!p) return false;
@@ -414,7 +439,8 @@ act_pid_t act__spawn(const act_behaviour_t *b, void *args,
 
   act_proc_t *p = calloc(1, sizeof *p);
   act_env_t *init = act__env_new(ACT__SIG_INIT, ACT_NOPID, 0, NULL, 0, NULL);
-  act_pid_t pid = (p && init) ? slot_alloc() : ACT_NOPID;
+  act_sched_t *sched = act__sched_for(opts ? opts->scheduler : ACT_SCHED_CALLER, caller);
+  act_pid_t pid = (p && init) ? slot_alloc((unsigned)sched->id) : ACT_NOPID;
   if (!pid) {
     free(p);
     free(init);
@@ -423,7 +449,7 @@ act_pid_t act__spawn(const act_behaviour_t *b, void *args,
   p->pid = pid;
   p->b = b;
   p->args = args;
-  p->sched = act__sched_for(opts ? opts->scheduler : ACT_SCHED_CALLER, caller);
+  p->sched = sched;
   p->parent = caller ? caller->pid : ACT_NOPID;
   p->max_mailbox = opts ? opts->max_mailbox : 0;
   p->budget = opts && opts->budget > 0 ? opts->budget : ACT_DEFAULT_BUDGET;
@@ -914,7 +940,7 @@ act_proc_t *act__proxy_new(void) {
   if (!p) return NULL;
   p->proxy_mu = malloc(sizeof *p->proxy_mu);
   p->proxy_cv = malloc(sizeof *p->proxy_cv);
-  act_pid_t pid = slot_alloc();
+  act_pid_t pid = slot_alloc(PROXY_SCHED_TAG);
   if (!pid || !p->proxy_mu || !p->proxy_cv) {
     free(p->proxy_mu);
     free(p->proxy_cv);

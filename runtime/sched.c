@@ -161,12 +161,16 @@ static void *sched_main(void *arg) {
   return NULL;
 }
 
+#define MAX_SCHEDULERS 255 /* the scheduler travels in 8 bits of every pid */
+
 static int threads_wanted(const act_config_t *cfg) {
-  if (cfg && cfg->threads > 0) return cfg->threads;
+  int n = 0;
   const char *env = getenv("CHATTER_THREADS");
-  if (env && atoi(env) > 0) return atoi(env);
-  long n = sysconf(_SC_NPROCESSORS_ONLN);
-  return n > 0 ? (int)n : 1;
+  if (cfg && cfg->threads > 0) n = cfg->threads;
+  else if (env && atoi(env) > 0) n = atoi(env);
+  else n = (int)sysconf(_SC_NPROCESSORS_ONLN);
+  if (n < 1) n = 1;
+  return n > MAX_SCHEDULERS ? MAX_SCHEDULERS : n;
 }
 
 int act_start(const act_config_t *cfg) {

@@ -61,6 +61,9 @@ static act_ref_t start(act_proc_t *p, uint64_t ms, act_pid_t to, act_env_t *e) {
   t->next = p->timers;
   if (p->timers) p->timers->prev = t;
   p->timers = t;
+  /* The loop's clock is only refreshed when it polls; a busy scheduler
+   * would otherwise start the timer from a stale "now" and fire it early. */
+  uv_update_time(&p->sched->loop);
   uv_timer_start(&t->h, on_fire, ms, 0);
   return t->ref;
 }
