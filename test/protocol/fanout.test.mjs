@@ -3,7 +3,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startServer } from '../lib/server.mjs';
-import { joined, closeAll, uniq, checkAlive, checkMessage } from './client.mjs';
+import { joined, closeAll, uniq, checkAlive, checkMessage, sleep } from './client.mjs';
 
 const SOCKETS = 50;
 const SENDERS = 10;
@@ -51,6 +51,39 @@ test(`${SOCKETS} sockets, ${SENDERS} senders x ${EACH}: every message once, in s
   for (const s of senders) {
     const own = acked.filter((m) => m.user_id === s.user.id).map((m) => m.seq);
     assert.deepEqual(own, [...own].sort((a, b) => a - b));
+  }
+});
+
+test('sockets joining while messages flow: joined.messages + pushes leave no gap, pushes never repeat', async () => {
+  const senders = await Promise.all(Array.from({ length: 5 }, () => joined(server.wsUrl, uniq('fs'))));
+  const acked = [];
+  let stop = false;
+  const flows = senders.map(async (s, k) => {
+    for (let i = 0; !stop && i < 10; i++) {
+      const r = await s.request({ type: 'send', content: `flow ${k}.${i}` }, { timeout: 20000 });
+      assert.equal(r.type, 'sent', JSON.stringify(r));
+      acked.push(r.message);
+      await sleep(30); // spreads the flow over the joins below (pacing, not synchronisation)
+    }
+  });
+  const joiners = [];
+  for (let i = 0; i < 8; i++) joiners.push(await joined(server.wsUrl, uniq('fj')));
+  await Promise.all(flows);
+  stop = true;
+  const overlap = joiners.filter((j) => acked.some((m) => m.seq > (j.joinedReply.messages.at(-1)?.seq ?? 0))).length;
+  assert.ok(overlap >= 2, `only ${overlap} joiners joined while messages flowed`);
+  for (const j of joiners) {
+    const snap = j.joinedReply.messages;
+    const last = snap.length ? snap[snap.length - 1].seq : 0;
+    const want = acked.filter((m) => m.seq > last);
+    for (const m of want) await j.push('message', (f) => f.message.id === m.id, { timeout: 10000 });
+    await j.settle(100);
+    const pushed = j.messages();
+    assert.equal(new Set(pushed.map((m) => m.id)).size, pushed.length, 'a message pushed twice');
+    for (let i = 1; i < pushed.length; i++) assert.ok(pushed[i].seq > pushed[i - 1].seq, 'push order');
+    const have = new Set([...snap, ...pushed].map((m) => m.id));
+    const first = snap.length ? snap[0].seq : 0;
+    for (const m of acked) if (m.seq >= first) assert.ok(have.has(m.id), `message ${m.seq} in neither joined nor pushes`);
   }
 });
 
