@@ -149,7 +149,9 @@ void act_msg_free(act_msg_t *msg);
 typedef struct act_behaviour {
   const char *name; /* shown in introspection, e.g. "session" */
   /* Build the state from args.  Return 0, or a negative code to fail (the
-   * actor then exits with an ACT_ERROR reason "init failed"). */
+   * actor then exits with an ACT_ERROR reason "init failed").  A failed
+   * init gets no terminate(), as in OTP: it frees what it made itself
+   * (act_alloc'd memory and act_defer cleanups are still released). */
   int (*init)(void *args, void **state);
   /* One message.  msg and its payload are valid until handle() returns. */
   void (*handle)(void *state, act_msg_t *msg);

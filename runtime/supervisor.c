@@ -430,17 +430,12 @@ static void sup_handle(void *state, act_msg_t *m) {
   else defer(s, m);
 }
 
-static int sup_init(void *args, void **state) {
-  const act_sup_spec_t *spec = args;
-  sup_t *s = calloc(1, sizeof *s);
-  if (!s) return ACT_ENOMEM;
-  *state = s;
-  s->flags = spec->flags;
-  s->stamps = calloc((size_t)(s->flags.intensity > 0 ? s->flags.intensity : 0) + 1,
-                     sizeof *s->stamps);
-  if (!s->stamps) return ACT_ENOMEM;
-  s->parent = act__current()->parent;
-  act_trap_exit(true);
+static void sup_terminate(void *state, act_reason_t r);
+
+/* Start the static children in order.  A failure undoes what was done: an
+ * init that fails gets no terminate() (as OTP's init returning {stop, _}),
+ * so it must not leave its state or its first children behind. */
+static int start_children(sup_t *s, const act_sup_spec_t *spec) {
   for (size_t i = 0; i < spec->nchildren; i++) {
     kid_t *k = add_kid(s);
     if (!k) return ACT_ENOMEM;
@@ -449,6 +444,24 @@ static int sup_init(void *args, void **state) {
     int rc = start_kid(k);
     if (rc != ACT_OK) return rc;
   }
+  return ACT_OK;
+}
+
+static int sup_init(void *args, void **state) {
+  const act_sup_spec_t *spec = args;
+  sup_t *s = calloc(1, sizeof *s);
+  if (!s) return ACT_ENOMEM;
+  s->flags = spec->flags;
+  s->stamps = calloc((size_t)(s->flags.intensity > 0 ? s->flags.intensity : 0) + 1,
+                     sizeof *s->stamps);
+  s->parent = act__current()->parent;
+  act_trap_exit(true);
+  int rc = s->stamps ? start_children(s, spec) : ACT_ENOMEM;
+  if (rc != ACT_OK) {
+    sup_terminate(s, act_reason_error("start failed"));
+    return rc;
+  }
+  *state = s;
   return ACT_OK;
 }
 
