@@ -62,6 +62,7 @@ const state = {
   cursor: null,        // highest seq received in order (snapshot, catch-up, pushes)
   gapFrom: null,       // a catch-up from here has not finished yet
   retryJoin: null,     // a join from the form cut off by a lost connection
+  joinRetries: 0,
   sending: false,
   cooldownTimer: null,
   rejoinTimer: null,
@@ -163,7 +164,7 @@ const JOIN_ERRORS = {
   name_invalid: 'Use 1 to 32 letters, digits, spaces, _ - or . (no leading, trailing or double spaces).',
   unavailable: 'The chat is unavailable for a moment. Please try again.',
   already_joined: 'You are already in the chat.',
-  disconnected: 'Lost the connection. Reconnecting…',
+  disconnected: 'The connection to the server keeps failing. Please try again.',
   timeout: 'The server did not answer. Please try again.',
 };
 
@@ -288,10 +289,15 @@ async function catchUp(after, attempt = 0) {
 function onJoinFailed(name, err, { rejoin }) {
   const code = err && err.code;
   if (code === 'disconnected' || code === 'timeout') {
-    // The next welcome retries: a rejoin by itself, a join from the form once.
-    if (!rejoin) state.retryJoin = name;
+    // The next welcome retries: a rejoin by itself, a join from the form
+    // twice at most.
     if (code === 'timeout') conn.drop();
-    return;
+    if (rejoin) return;
+    if (state.joinRetries < 2) {
+      state.joinRetries++;
+      state.retryJoin = name;
+      return;
+    }
   }
   if (code === 'already_joined') {
     // The server still has us joined (a reply was lost): leave, then join again.
@@ -513,6 +519,7 @@ joinForm.addEventListener('submit', (ev) => {
     return;
   }
   showNameError('');
+  state.joinRetries = 0;
   join(name);
 });
 

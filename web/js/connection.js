@@ -7,6 +7,7 @@ const BACKOFF_MAX_MS = 10000;
 const REQUEST_TIMEOUT_MS = 15000;
 const PING_EVERY_MS = 20000;
 const PING_TIMEOUT_MS = 10000;
+const HEALTHY_AFTER_MS = 5000;
 
 export class RequestError extends Error {
   constructor(code, message) {
@@ -27,6 +28,7 @@ export class Connection extends EventTarget {
     this.reconnectTimer = null;
     this.pingTimer = null;
     this.holdUntil = 0;          // test hook: delay the next reconnect
+    this.healthyTimer = null;
   }
 
   start() {
@@ -76,8 +78,11 @@ export class Connection extends EventTarget {
     if (!msg || typeof msg !== 'object' || typeof msg.type !== 'string') return;
 
     if (msg.type === 'welcome') {
-      // The socket is usable: reset the back-off.
-      this.attempt = 0;
+      // The socket is usable.  The back-off starts over once it has stayed up
+      // a little while, so that a server that drops every socket at once is
+      // not hammered.
+      clearTimeout(this.healthyTimer);
+      this.healthyTimer = setTimeout(() => { this.attempt = 0; }, HEALTHY_AFTER_MS);
       this.setState('connected');
     }
 
@@ -94,6 +99,7 @@ export class Connection extends EventTarget {
   }
 
   onClosed(code) {
+    clearTimeout(this.healthyTimer);
     this.stopHeartbeat();
     this.ws = null;
     for (const [, req] of this.pending) {
