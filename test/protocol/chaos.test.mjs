@@ -165,6 +165,28 @@ test('chaos: pipelined requests are all answered, in request order', async () =>
   assert.ok(c.isOpen());
 });
 
+test('chaos: after restarts, closing the socket still takes the name offline, and the name is free again', async () => {
+  const obs = await connect(server.wsUrl);
+  const name = uniq('cz');
+  const a = await connect(server.wsUrl);
+  const r = await a.request({ type: 'join', name }, T);
+  assert.equal(r.type, 'joined', JSON.stringify(r));
+  for (let i = 0; i < 3; i++) assert.equal((await a.request({ type: 'send', content: `crash ${i}` }, T)).type, 'sent');
+  await obs.push('presence_diff', (d) => name in d.joins, T);
+  const since = obs.mark();
+  await a.close();
+  await obs.push('presence_diff', (d) => name in d.leaves, { since, ...T });
+  const b = await connect(server.wsUrl);
+  const r2 = await b.request({ type: 'join', name }, T);
+  assert.equal(r2.type, 'joined', JSON.stringify(r2));
+  assert.equal(r2.user.id, r.user.id);
+  // and a hard drop (no close frame) too
+  const since2 = obs.mark();
+  for (let i = 0; i < 2; i++) assert.equal((await b.request({ type: 'ping' }, T)).type, 'pong');
+  b.ws.terminate();
+  await obs.push('presence_diff', (d) => name in d.leaves, { since: since2, ...T });
+});
+
 test('chaos: restarts are counted in /metrics', async () => {
   const res = await httpGet(server.port, '/metrics');
   assert.equal(res.status, 200);

@@ -3,8 +3,10 @@
 import { test, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { startServer } from '../lib/server.mjs';
+import net from 'node:net';
+import crypto from 'node:crypto';
 import {
-  connect, joined, closeAll, uniq, checkError, checkAlive,
+  connect, joined, closeAll, uniq, checkError, checkAlive, sleep,
 } from './client.mjs';
 
 let server;
@@ -139,6 +141,74 @@ test('pipelined requests are answered in request order', async () => {
   await c.reply(many[99]);
   const all = c.frames.filter((f) => typeof f.ref === 'number' && f.ref >= 1000).map((f) => f.ref);
   assert.deepEqual(all, many);
+});
+
+// A masked client text frame, by hand.
+function frame(text) {
+  const payload = Buffer.from(text);
+  const mask = crypto.randomBytes(4);
+  const len = payload.length;
+  const head = len < 126 ? Buffer.from([0x81, 0x80 | len])
+    : Buffer.from([0x81, 0x80 | 126, len >> 8, len & 0xff]);
+  const body = Buffer.from(payload.map((b, i) => b ^ mask[i % 4]));
+  return Buffer.concat([head, mask, body]);
+}
+
+// Server frames (unmasked) from raw bytes: [{opcode, payload}], complete ones only.
+function parseFrames(b) {
+  const out = [];
+  let i = 0;
+  while (i + 2 <= b.length) {
+    const opcode = b[i] & 0x0f;
+    let len = b[i + 1] & 0x7f;
+    let p = i + 2;
+    if (len === 126) { if (p + 2 > b.length) break; len = b.readUInt16BE(p); p += 2; } else if (len === 127) { if (p + 8 > b.length) break; len = Number(b.readBigUInt64BE(p)); p += 8; }
+    if (p + len > b.length) break;
+    out.push({ opcode, fin: !!(b[i] & 0x80), payload: b.subarray(p, p + len) });
+    i = p + len;
+  }
+  return out;
+}
+
+test('raw TCP: a frame split byte by byte, and several frames in one write, are all handled', async () => {
+  const { port } = server;
+  const sock = net.connect(port, '127.0.0.1');
+  sock.setNoDelay(true);
+  let buf = Buffer.alloc(0);
+  let body = 0; // where the frames start
+  const waiters = [];
+  sock.on('data', (d) => { buf = Buffer.concat([buf, d]); waiters.forEach((w) => w()); });
+  const until = (pred, what) => new Promise((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`timeout waiting for ${what}; got ${buf.toString('latin1').slice(0, 300)}`)), 5000);
+    const w = () => { if (pred()) { clearTimeout(t); resolve(); } };
+    waiters.push(w); w();
+  });
+  const frames = () => parseFrames(buf.subarray(body));
+  const texts = () => frames().filter((f) => f.opcode === 1).map((f) => JSON.parse(f.payload.toString('utf8')));
+  await new Promise((r) => sock.once('connect', r));
+  const key = crypto.randomBytes(16).toString('base64');
+  sock.write(`GET /ws HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n\r\n`);
+  await until(() => buf.includes('\r\n\r\n'), 'the handshake');
+  body = buf.indexOf('\r\n\r\n') + 4;
+  const head = buf.subarray(0, body).toString();
+  assert.match(head, /^HTTP\/1\.1 101/);
+  const accept = crypto.createHash('sha1').update(key + '258EAFA5-E914-47DA-95CA-C5AB0DC85B11').digest('base64');
+  const accepted = head.split('\r\n').find((l) => /^sec-websocket-accept:/i.test(l));
+  assert.equal(accepted && accepted.split(':')[1].trim(), accept, head);
+  await until(() => texts().some((f) => f.type === 'welcome'), 'welcome');
+  // byte by byte (paced so that TCP sends them apart)
+  for (const b of frame('{"type":"ping","ref":"bytes"}')) { sock.write(Buffer.from([b])); await sleep(2); }
+  await until(() => texts().some((f) => f.ref === 'bytes'), 'pong to the split frame');
+  // three frames in one write
+  sock.write(Buffer.concat([frame('{"type":"ping","ref":"m1"}'), frame('{"type":"ping","ref":"m2"}'), frame('{"type":"ping","ref":"m3"}')]));
+  await until(() => texts().some((f) => f.ref === 'm3'), 'three pongs');
+  assert.deepEqual(texts().filter((f) => 'ref' in f).map((f) => f.ref), ['bytes', 'm1', 'm2', 'm3']);
+  // an unmasked client frame is a protocol error (RFC 6455: close 1002)
+  sock.write(Buffer.concat([Buffer.from([0x81, 5]), Buffer.from('hello')]));
+  await until(() => frames().some((f) => f.opcode === 8), 'a close frame');
+  const close = frames().find((f) => f.opcode === 8);
+  assert.equal(close.payload.readUInt16BE(0), 1002);
+  sock.destroy();
 });
 
 // --- close codes -----------------------------------------------------------
