@@ -47,9 +47,9 @@ static act_child_spec_t supervisor(const char *id, act_sup_spec_t *spec) {
 
 static void build_tree(void) {
   const app_config_t *cfg = app_config();
-  static char repo_names[REPO_MAX_POOL][16];
+  static char repo_names[REPO_MAX_POOL][24];
   for (int i = 0; i < cfg->db_pool && i < REPO_MAX_POOL; i++) {
-    snprintf(repo_names[i], sizeof repo_names[i], "repo.%d", i);
+    snprintf(repo_names[i], sizeof repo_names[i], "repo.%d", i & 0xff);
     g_repo_children[i] = worker(repo_names[i], repo_conn_behaviour(), (void *)(intptr_t)i);
     g_repo_children[i].name = repo_names[i];
   }
@@ -60,9 +60,9 @@ static void build_tree(void) {
 
   /* One acceptor per scheduler, each pinned to its own. */
   int n = act_scheduler_count();
-  static char acc_names[256][16];
+  static char acc_names[256][24];
   for (int i = 0; i < n && i < 256; i++) {
-    snprintf(acc_names[i], sizeof acc_names[i], "acceptor.%d", i);
+    snprintf(acc_names[i], sizeof acc_names[i], "acceptor.%d", i & 0xff);
     g_endpoint_children[i] = worker(acc_names[i], acceptor_behaviour(), NULL);
     g_endpoint_children[i].name = acc_names[i];
     g_endpoint_children[i].scheduler = ACT_SCHED_ON(i);
