@@ -47,10 +47,10 @@ test('GET / serves the single-page client (web/index.html)', async () => {
 
 test('GET /chat and /chat?name=NAME serve the same page', async () => {
   const home = await httpGet(server.port, '/');
-  for (const p of ['/chat', '/chat?name=alice']) {
+  for (const p of ['/chat', '/chat?name=alice', '/chat?name=%3Cscript%3Ealert(1)%3C%2Fscript%3E', '/?name=%22%3E%3Cimg%20src%3Dx%3E']) {
     const res = await httpGet(server.port, p);
     isHtml(res);
-    assert.ok(res.body.equals(home.body), `${p} differs from /`);
+    assert.ok(res.body.equals(home.body), `${p} differs from / (user text must never be put into HTML)`);
   }
 });
 
