@@ -1,7 +1,7 @@
 // PostgreSQL stopped and restarted under a running server: `unavailable` while
 // down (and /healthz 503), no acknowledged message lost, and the service comes
-// back by itself.  Runs last (z_) since it stops the shared development cluster;
-// the cluster is always restarted in a finally.
+// back by itself.  Runs near the end (z_) since it stops the development cluster
+// (or the one PROTO_DEVDB names); the cluster is always restarted in a finally.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, execFile } from 'node:child_process';
