@@ -112,8 +112,12 @@ act_pid_t conn_acceptor(const conn_t *c) { return c->acceptor; }
 
 /* ------------------------------------------------------------ frames */
 
+/* The next request goes to the session only once the replies before it
+ * have mostly left: replies are outside the push bound, and this is what
+ * bounds them (a client that asks without reading stops being served). */
 static void pump(conn_t *c) {
   if (c->in_flight || !c->session || !c->fhead || c->closing) return;
+  if (c->ws && ws_conn_queued_bytes(c->ws) >= WS_OUTBOUND_MAX) return;
   c->in_flight = true;
   conn_frame_t f = {c->id};
   act_send(c->session, CONN_FRAME, &f, sizeof f);
@@ -188,6 +192,7 @@ static void on_ws_written(uv_write_t *req, int status) {
     return;
   }
   flush_ws(c);
+  pump(c); /* a request may have been waiting for the queue to drain */
 }
 
 static void flush_ws(conn_t *c) {
@@ -220,7 +225,16 @@ static bool after_send(conn_t *c, ws_status_t st) {
 
 bool conn_send_json(conn_t *c, const char *json, size_t len) {
   if (!c->ws || c->closing) return false;
-  return after_send(c, ws_conn_send_text(c->ws, json, len));
+  return after_send(c, ws_conn_send_reply(c->ws, json, len));
+}
+
+bool conn_send_snapshot(conn_t *c, ws_shared_t *frame) {
+  if (!c->ws || c->closing) return false;
+  return after_send(c, ws_conn_send_reply_shared(c->ws, frame));
+}
+
+bool conn_backlogged(conn_t *c) {
+  return c->ws && ws_conn_queued_bytes(c->ws) >= WS_OUTBOUND_MAX;
 }
 
 bool conn_send_str(conn_t *c, proto_str s) {

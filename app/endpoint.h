@@ -57,10 +57,15 @@ const char *conn_frame(conn_t *c, size_t *len);
 void conn_frame_done(conn_t *c);
 
 /* Frames to the client.  false: the socket is closing (e.g. 1008 because
- * the client cannot keep up) and nothing more will be sent. */
+ * the client cannot keep up) and nothing more will be sent.  Replies and
+ * snapshots (json, str, snapshot) are outside the 256 KiB push bound, since
+ * one may be larger; pushes (shared) are inside it. */
 bool conn_send_json(conn_t *c, const char *json, size_t len);
 bool conn_send_str(conn_t *c, proto_str s); /* frees s */
+bool conn_send_snapshot(conn_t *c, ws_shared_t *frame);
 bool conn_send_shared(conn_t *c, ws_shared_t *frame);
+/* The client has not read what it was sent: hold further catch-up pages. */
+bool conn_backlogged(conn_t *c);
 void conn_close(conn_t *c, uint16_t code, const char *why);
 
 #endif

@@ -206,7 +206,7 @@ static void on_start_reply(session_t *s, conn_t *c, act_msg_t *m) {
         conn_close(c, WS_CLOSE_INTERNAL, "database unreachable");
         return;
       }
-      conn_send_shared(c, snap->welcome);
+      conn_send_snapshot(c, snap->welcome);
       st->welcomed = true;
       st->presence_version = snap->version;
     } else {
@@ -229,8 +229,10 @@ static void on_start_reply(session_t *s, conn_t *c, act_msg_t *m) {
       return;
     }
     send_messages_as_pushes(c, r);
-    if (r->more) request_catch_up(s, c);
-    else go_live(s, c);
+    if (!r->more) go_live(s, c);
+    else if (conn_backlogged(c)) /* let the client read before the next page */
+      act_send_after(100, act_self(), SESSION_PING_TICK, NULL, 0);
+    else request_catch_up(s, c);
     break;
   }
   case PH_LIVE:

@@ -145,6 +145,7 @@ long ws_shared_live(void)
 typedef struct seg {
     struct seg *next;
     ws_shared_t *shared;  /* non-NULL: the bytes are the shared frame's */
+    bool exempt;          /* a reply: outside the WS_OUTBOUND_MAX bound */
     size_t len, cap;
     uint8_t bytes[];
 } seg_t;
@@ -152,6 +153,7 @@ typedef struct seg {
 typedef struct seg_list {
     seg_t *head, *tail;
     size_t bytes;
+    size_t exempt_bytes; /* of which replies */
 } seg_list_t;
 
 struct ws_conn {
@@ -189,6 +191,8 @@ static void list_push(seg_list_t *l, seg_t *s)
         l->head = s;
     l->tail = s;
     l->bytes += s->len;
+    if (s->exempt)
+        l->exempt_bytes += s->len;
 }
 
 static void list_clear(seg_list_t *l)
@@ -199,6 +203,7 @@ static void list_clear(seg_list_t *l)
     }
     l->head = l->tail = NULL;
     l->bytes = 0;
+    l->exempt_bytes = 0;
 }
 
 /* Appends bytes we own to the pending queue, into the tail segment if it
@@ -212,6 +217,7 @@ static int out_append(ws_conn_t *c, const uint8_t *data, size_t len)
         if (!t)
             return -1;
         t->shared = NULL;
+        t->exempt = false;
         t->len = 0;
         t->cap = cap;
         list_push(&c->pending, t);
@@ -225,6 +231,14 @@ static int out_append(ws_conn_t *c, const uint8_t *data, size_t len)
 size_t ws_conn_queued_bytes(const ws_conn_t *c)
 {
     return c->pending.bytes + c->inflight.bytes;
+}
+
+/* What counts against WS_OUTBOUND_MAX: everything but replies.  Replies
+ * are bounded by their requester instead (the endpoint hands the session
+ * no new request while the queue is full). */
+static size_t bounded_bytes(const ws_conn_t *c)
+{
+    return ws_conn_queued_bytes(c) - c->pending.exempt_bytes - c->inflight.exempt_bytes;
 }
 
 /* ------------------------------------------------------------ wslay callbacks */
@@ -389,7 +403,7 @@ static void flush(ws_conn_t *c)
 {
     if (wslay_event_send(c->ctx) != 0)
         c->failed = true;
-    if (!ws_conn_closing(c) && ws_conn_queued_bytes(c) > WS_OUTBOUND_MAX)
+    if (!ws_conn_closing(c) && bounded_bytes(c) > WS_OUTBOUND_MAX)
         overflow(c);
 }
 
@@ -426,7 +440,7 @@ static ws_status_t admit(ws_conn_t *c, size_t n)
     flush(c);
     if (ws_conn_closing(c))
         return c->failed ? WS_NOMEM : WS_CLOSING;
-    size_t queued = ws_conn_queued_bytes(c);
+    size_t queued = bounded_bytes(c);
     if (queued > WS_OUTBOUND_MAX || n > WS_OUTBOUND_MAX - queued) {
         overflow(c);
         return WS_OVERFLOW;
@@ -451,9 +465,14 @@ ws_status_t ws_conn_send_text(ws_conn_t *c, const char *msg, size_t len)
     return c->failed ? WS_NOMEM : WS_OK;
 }
 
-ws_status_t ws_conn_send_shared(ws_conn_t *c, ws_shared_t *s)
+static ws_status_t queue_shared(ws_conn_t *c, ws_shared_t *s, bool exempt)
 {
-    ws_status_t st = admit(c, s->frame_len);
+    ws_status_t st = exempt ? WS_OK : admit(c, s->frame_len);
+    if (exempt) {
+        flush(c);
+        if (ws_conn_closing(c))
+            return c->failed ? WS_NOMEM : WS_CLOSING;
+    }
     if (st != WS_OK)
         return st;
     seg_t *g = malloc(sizeof *g);
@@ -461,10 +480,33 @@ ws_status_t ws_conn_send_shared(ws_conn_t *c, ws_shared_t *s)
         c->failed = true;
         return WS_NOMEM;
     }
+    g->exempt = exempt;
     g->shared = ws_shared_retain(s);
     g->len = g->cap = s->frame_len;
     list_push(&c->pending, g); /* wslay's queue is empty: order is kept */
     return WS_OK;
+}
+
+ws_status_t ws_conn_send_shared(ws_conn_t *c, ws_shared_t *s)
+{
+    return queue_shared(c, s, false);
+}
+
+ws_status_t ws_conn_send_reply_shared(ws_conn_t *c, ws_shared_t *s)
+{
+    return queue_shared(c, s, true);
+}
+
+ws_status_t ws_conn_send_reply(ws_conn_t *c, const char *msg, size_t len)
+{
+    ws_shared_t *s = ws_shared_text(msg, len);
+    if (!s) {
+        c->failed = true;
+        return WS_NOMEM;
+    }
+    ws_status_t st = queue_shared(c, s, true);
+    ws_shared_release(s);
+    return st;
 }
 
 ws_status_t ws_conn_ping(ws_conn_t *c, uint64_t now_ms)
@@ -529,6 +571,8 @@ size_t ws_conn_output(ws_conn_t *c, struct iovec *iov, size_t max)
         if (!c->pending.head)
             c->pending.tail = NULL;
         c->pending.bytes -= s->len;
+        if (s->exempt)
+            c->pending.exempt_bytes -= s->len;
         list_push(&c->inflight, s);
         iov[n].iov_base = (void *)seg_data(s);
         iov[n].iov_len = s->len;

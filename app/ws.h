@@ -103,6 +103,12 @@ ws_status_t ws_conn_send_text(ws_conn_t *c, const char *msg, size_t len);
 /* Queues s by reference (retained here, released once written or freed).
  * A frame larger than WS_OUTBOUND_MAX can never be queued: WS_OVERFLOW. */
 ws_status_t ws_conn_send_shared(ws_conn_t *c, ws_shared_t *s);
+/* Replies (and snapshots) are not counted against WS_OUTBOUND_MAX: one may
+ * legitimately be larger (500 messages of 2,000 characters).  They are
+ * bounded by the caller instead: the endpoint gives the session no new
+ * request while ws_conn_queued_bytes() is at or above WS_OUTBOUND_MAX. */
+ws_status_t ws_conn_send_reply(ws_conn_t *c, const char *msg, size_t len);
+ws_status_t ws_conn_send_reply_shared(ws_conn_t *c, ws_shared_t *s);
 /* Sends a ping; ws_conn_awaiting_pong() is true until a pong arrives. */
 ws_status_t ws_conn_ping(ws_conn_t *c, uint64_t now_ms);
 /* Starts the close handshake (reason: at most 123 bytes of UTF-8, or NULL). */

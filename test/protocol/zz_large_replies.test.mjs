@@ -60,7 +60,7 @@ test('join while the 200 latest messages have 2,000 characters (a ~500 KB joined
   const r = await c.request({ type: 'join', name: uniq('lj') }, BIG);
   assert.equal(r.type, 'joined', JSON.stringify(r).slice(0, 300));
   assert.equal(r.messages.length, 500);
-  assert.ok(r.messages[0].seq >= first.seq);
+  assert.ok(r.messages.some((m) => m.id === first.id), "the long messages are among the 500 latest");
   assert.ok(c.isOpen());
 });
 
