@@ -66,6 +66,9 @@ export async function startServer({ env = {}, timeoutMs = 20000 } = {}) {
       const t = setTimeout(() => proc.kill('SIGKILL'), 10000);
       const res = await done;
       clearTimeout(t);
+      // Under the sanitizers, a report at exit (a leak, say) is a failure.
+      if (process.env.CHATTER_CHECK_EXIT === '1' && (res.code !== 0 || res.sig))
+        throw new Error(`chatter did not exit cleanly (${JSON.stringify(res)}):\n${out.slice(-4000)}`);
       return res;
     },
   };
