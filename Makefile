@@ -69,9 +69,9 @@ $(B)/test/app/%: test/app/%.c $(wildcard test/app/*.h) $(B)/libchatter.a $(B)/li
 	@mkdir -p $(dir $@)
 	$(CC) $(APP_CFLAGS) $(CHECK_CFLAGS) $< $(B)/libchatter.a $(B)/libact.a $(CHECK_LIBS) $(APP_LIBS) -o $@
 
-$(B)/bench/%: bench/%.c $(B)/libact.a
+$(B)/bench/%: bench/%.c bench/bench.h $(B)/libact.a
 	@mkdir -p $(dir $@)
-	$(CC) $(RT_CFLAGS) -Iruntime $< $(B)/libact.a $(RT_LIBS) -o $@
+	$(CC) $(RT_CFLAGS) -Iruntime -Ibench $< $(B)/libact.a $(RT_LIBS) -o $@
 
 # ------------------------------------------------------------------ set-up
 
