@@ -5,7 +5,7 @@
 import { test, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  setUp, tearDown, openPage, gotoHome, join, send, waitForMessage, messageIds,
+  setUp, tearDown, openPage, gotoHome, join, waitJoined, send, waitForMessage, messageIds,
   countMessagesWithText, userDot, uniqueName, screenshot, assertNoProblems, ensureMessages, DESKTOP, PHONE,
 } from './helpers.mjs';
 
@@ -54,7 +54,7 @@ test('two users join, see each other online, chat both ways, and see a leave', {
 
   await b.fill('#name-input', bob);
   await b.click('#join-button');
-  await b.waitForSelector('#app[data-joined="true"]');
+  await waitJoined(b);
 
   // Each sees the other come online.
   await a.waitForSelector(userDot(bob, 'online'));
@@ -120,7 +120,7 @@ test('a reload rejoins with the saved token and catches up without duplicates', 
   const during = `while ${carol} reloads`;
   await send(d, during);
   await reloaded;
-  await c.waitForSelector('#app[data-joined="true"]');
+  await waitJoined(c);
   assert.equal(new URL(c.url()).pathname, '/chat');
   assert.equal(await c.textContent('#me-name'), carol);
   for (const t of [...texts, during]) await waitForMessage(c, t);
@@ -153,7 +153,7 @@ test('a dropped socket reconnects, rejoins and catches up', { timeout: 90000 }, 
   await send(f, missed);
 
   await e.waitForSelector('#conn-status[data-state="connected"]');
-  await e.waitForSelector('#app[data-joined="true"]');
+  await waitJoined(e);
   await waitForMessage(e, missed);
   const after1 = `${frank} again, after the reconnect`;
   await send(f, after1);
@@ -319,7 +319,7 @@ test('a tab whose name is taken over with its token goes home with a notice', { 
   const second = await page();
   await second.addInitScript((s) => sessionStorage.setItem('chatter.session', s), saved);
   await second.goto(`${second.base}/chat?name=${encodeURIComponent(nia)}`);
-  await second.waitForSelector('#app[data-joined="true"]');
+  await waitJoined(second);
   assert.equal(await second.textContent('#me-name'), nia);
 
   await first.waitForSelector('#notice:visible');

@@ -44,9 +44,19 @@ export async function openPage(browser, base, options = DESKTOP) {
   page.setDefaultTimeout(15000);
   page.problems = { errors: [], dialogs: [], badFrames: [] };
   // Every frame from the server must be one JSON object (PROTOCOL.md).
+  page.frames_ = [];
+  const note = (line) => {
+    page.frames_.push(`${new Date().toISOString().slice(11, 23)} ${line.slice(0, 240)}`);
+    if (page.frames_.length > 40) page.frames_.shift();
+  };
   page.on('websocket', (ws) => {
+    note(`open ${ws.url()}`);
+    ws.on('close', () => note('close'));
+    ws.on('socketerror', (e) => note(`socket error ${e}`));
+    ws.on('framesent', ({ payload }) => note(`> ${String(payload)}`));
     ws.on('framereceived', ({ payload }) => {
       const text = String(payload);
+      note(`< ${text}`);
       try {
         const msg = JSON.parse(text);
         if (!msg || typeof msg !== 'object' || typeof msg.type !== 'string') throw new Error('no type');
@@ -78,8 +88,31 @@ export async function join(page, name) {
   await gotoHome(page);
   await page.fill('#name-input', name);
   await page.click('#join-button');
-  await page.waitForSelector('#app[data-joined="true"]');
+  await waitJoined(page);
   await page.waitForSelector('#message-input:visible');
+}
+
+// Waits for the page to be joined; on failure the error tells what the
+// socket carried and what the client thought.
+export async function waitJoined(page, timeout = 20000) {
+  try {
+    await page.waitForSelector('#app[data-joined="true"]', { timeout });
+  } catch (err) {
+    let state = '';
+    try {
+      state = await page.evaluate(() => JSON.stringify({
+        url: location.href,
+        conn: window.chatter.conn.state,
+        pending: [...window.chatter.conn.pending.keys()],
+        state: window.chatter.state,
+        nameError: document.querySelector('#name-error').textContent,
+      }));
+    } catch (e) {
+      state = `(page state unavailable: ${e.message})`;
+    }
+    err.message += `\nclient: ${state}\nlast frames:\n  ${page.frames_.join('\n  ')}`;
+    throw err;
+  }
 }
 
 export function userDot(name, state) {
