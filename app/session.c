@@ -34,10 +34,12 @@
 #define REPO_TIMEOUT_MS 15000
 #define INSERT_TIMEOUT_MS 30000
 #define RETRY_MS 1000            /* catch-up retry while the database is away */
+#define SERVICE_WAIT_MS 100      /* pubsub or presence being restarted */
 #define RATE_BURST 10.0          /* PROTOCOL.md: burst of 10 sends ... */
 #define RATE_PER_SEC 5.0         /* ... and 5 a second sustained */
 
 typedef enum {
+  PH_WAITING,         /* pubsub or presence is being restarted */
   PH_START_PRESENCE,  /* subscribing to presence events */
   PH_START_SNAPSHOT,  /* waiting for the welcome or the events since */
   PH_START_LOBBY,     /* re-subscribing to the lobby after a restart */
@@ -65,6 +67,7 @@ typedef struct session {
   char name[PROTO_NAME_MAX * 4 + 1];
   char user_id[PROTO_UUID_LEN + 1];
   act_msg_t *snapshot;    /* PRESENCE_SNAPSHOT kept until joined is sent */
+  act_ref_t mon_pubsub, mon_presence;
 } session_t;
 
 static void finish_request(session_t *s, conn_t *c);
@@ -235,6 +238,7 @@ static void on_start_reply(session_t *s, conn_t *c, act_msg_t *m) {
     else request_catch_up(s, c);
     break;
   }
+  case PH_WAITING:
   case PH_LIVE:
     break;
   }
@@ -504,6 +508,29 @@ static void on_taken_over(session_t *s) {
 
 /* ---------------------------------------------------------- behaviour */
 
+/* Start (or wait for) the services.  A session watches pubsub and
+ * presence: if either dies, its subscriptions or its entry died with it, and
+ * the session crashes on purpose to start over -- the restart path already
+ * knows how to catch up.  While one of them is being restarted by its
+ * supervisor, wait a little rather than crash in a loop. */
+static void begin(session_t *s) {
+  act_pid_t ps = act_whereis(APP_NAME_PUBSUB), pr = act_whereis(APP_NAME_PRESENCE);
+  if (!ps || !pr) {
+    act_send_after(SERVICE_WAIT_MS, act_self(), SESSION_START, NULL, 0);
+    return;
+  }
+  s->mon_pubsub = act_monitor(ps);
+  s->mon_presence = act_monitor(pr);
+  s->phase = PH_START_PRESENCE;
+  subscribe(s, RQ_NONE, TOPIC_PRESENCE);
+}
+
+static void on_down(session_t *s, act_msg_t *m) {
+  const act_down_msg_t *d = m->data;
+  if (d->ref == s->mon_pubsub || d->ref == s->mon_presence)
+    act_crash("session: %s went down", d->ref == s->mon_pubsub ? "pubsub" : "presence");
+}
+
 static int se_init(void *args, void **state) {
   session_t *s = act_alloc(sizeof *s);
   if (!s) return ACT_ENOMEM;
@@ -521,8 +548,7 @@ static int se_init(void *args, void **state) {
             conn_state(c)->joined ? conn_state(c)->name : "home");
   }
   s->buffering = true;
-  s->phase = PH_START_PRESENCE;
-  subscribe(s, RQ_NONE, TOPIC_PRESENCE);
+  begin(s);
   return ACT_OK;
 }
 
@@ -532,6 +558,8 @@ static void se_handle(void *state, act_msg_t *m) {
   case CONN_FRAME: on_frame(s, m); break;
   case APP_EVENT: on_event(s, m); break;
   case CONN_CLOSED: act_stop(act_reason(ACT_NORMAL)); break;
+  case SESSION_START: begin(s); break;
+  case ACT_MSG_DOWN: on_down(s, m); break;
   case CONN_TAKEN_OVER: on_taken_over(s); break;
   case SESSION_PING_TICK: { /* catch-up retry */
     conn_t *c = my_conn(s);
