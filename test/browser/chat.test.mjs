@@ -174,7 +174,7 @@ test('HTML in a message is shown as text and never runs', { timeout: 60000 }, as
   await join(h, hank);
   const evil = '<img src=x onerror=alert(1)>';
   const id = await send(g, evil);
-  assert.equal(await waitForMessage(h, evil), id);
+  assert.equal(await waitForMessage(h, evil, gina), id);
   for (const p of [g, h]) {
     const text = await p.textContent(`#messages .message[data-id="${id}"] .message-content`);
     assert.equal(text, evil);
@@ -260,7 +260,8 @@ test('scrolling up loads older messages; the view sticks to the bottom unless sc
 
 test('the client throttles sends like the server (burst 10, 5 a second)', { timeout: 60000 }, async () => {
   const m = await page();
-  await join(m, uniqueName('max'));
+  const max = uniqueName('max');
+  await join(m, max);
 
   // The bucket itself, on a fake clock.
   const steps = await m.evaluate(async () => {
@@ -296,15 +297,16 @@ test('the client throttles sends like the server (burst 10, 5 a second)', { time
     b.stamp = performance.now();
     b.tokens = -4;
   });
-  await m.fill('#message-input', 'held back for a moment');
+  const held = `held back for a moment, says ${max}`;
+  await m.fill('#message-input', held);
   await m.press('#message-input', 'Enter');
   await m.waitForSelector('#composer-error:visible');
   assert.match(await m.textContent('#composer-error'), /send again in/i);
-  assert.equal(await m.inputValue('#message-input'), 'held back for a moment');
+  assert.equal(await m.inputValue('#message-input'), held);
   await m.waitForSelector('#composer-error', { state: 'hidden' });
   await m.click('#send-button');
   await m.waitForFunction(() => document.querySelector('#message-input').value === '');
-  await waitForMessage(m, 'held back for a moment');
+  await waitForMessage(m, held, max);
   assertNoProblems(assert, m);
 });
 

@@ -83,20 +83,48 @@ export async function gotoHome(page) {
   await page.waitForSelector('#name-input:visible');
 }
 
-// Joins from the home view and waits for the chat view.
+// Joins from the home view and waits for the chat view.  `unavailable`
+// (PostgreSQL briefly away: other suites stop it on purpose) is shown inline;
+// then the helper waits for /healthz and clicks again.
 export async function join(page, name) {
   await gotoHome(page);
   await page.fill('#name-input', name);
-  await page.click('#join-button');
-  await waitJoined(page);
+  for (let attempt = 1; ; attempt++) {
+    await page.click('#join-button');
+    await explained(page, () => page.waitForSelector('#app[data-joined="true"], #name-error:visible', { timeout: 20000 }));
+    if (await page.$('#app[data-joined="true"]')) break;
+    const error = await page.textContent('#name-error');
+    if (!/unavailable/i.test(error) || attempt >= 5) {
+      throw new Error(`join as ${name} failed: ${error}\nlast frames:\n  ${page.frames_.join('\n  ')}`);
+    }
+    await waitHealthy(page.base);
+    await page.waitForSelector('#join-button:enabled');
+  }
   await page.waitForSelector('#message-input:visible');
+}
+
+// Polls /healthz until the server says the database answers.
+export async function waitHealthy(base, timeoutMs = 30000) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      if ((await fetch(base + '/healthz')).status === 200) return;
+    } catch { /* not yet */ }
+    if (Date.now() > deadline) throw new Error(`${base}/healthz not 200 within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
 }
 
 // Waits for the page to be joined; on failure the error tells what the
 // socket carried and what the client thought.
 export async function waitJoined(page, timeout = 20000) {
+  await explained(page, () => page.waitForSelector('#app[data-joined="true"]', { timeout }));
+}
+
+// Runs a wait; when it fails, adds the client's state and the last frames.
+export async function explained(page, wait) {
   try {
-    await page.waitForSelector('#app[data-joined="true"]', { timeout });
+    return await wait();
   } catch (err) {
     let state = '';
     try {
@@ -106,6 +134,7 @@ export async function waitJoined(page, timeout = 20000) {
         pending: [...window.chatter.conn.pending.keys()],
         state: window.chatter.state,
         nameError: document.querySelector('#name-error').textContent,
+        composerError: document.querySelector('#composer-error').textContent,
       }));
     } catch (e) {
       state = `(page state unavailable: ${e.message})`;
@@ -123,19 +152,32 @@ export function userDot(name, state) {
 // (the input is cleared after `sent`) and it is on screen.
 export async function send(page, text) {
   await page.fill('#message-input', text);
-  await page.click('#send-button');
-  await page.waitForFunction(() => document.querySelector('#message-input').value === '');
-  return waitForMessage(page, text);
+  for (let attempt = 1; ; attempt++) {
+    await page.click('#send-button');
+    // Cleared after `sent`, or an error under the box.
+    await explained(page, () => page.waitForFunction(() => document.querySelector('#message-input').value === ''
+      || !document.querySelector('#composer-error').hidden));
+    if ((await page.inputValue('#message-input')) === '') break;
+    const error = await page.textContent('#composer-error');
+    if (!/unavailable/i.test(error) || attempt >= 5) {
+      throw new Error(`send failed: ${error}\nlast frames:\n  ${page.frames_.join('\n  ')}`);
+    }
+    await waitHealthy(page.base);
+  }
+  return waitForMessage(page, text, await page.textContent('#me-name'));
 }
 
-// Waits until a message with exactly this text is shown; returns its id.
-export async function waitForMessage(page, text) {
-  const handle = await page.waitForFunction((t) => {
-    for (const node of document.querySelectorAll('#messages .message[data-id]')) {
-      if (node.querySelector('.message-content').textContent === t) return node.dataset.id;
+// Waits until a message with exactly this text (and, if given, from this
+// sender) is shown; returns the id of the newest such message.
+export async function waitForMessage(page, text, from = null) {
+  const handle = await explained(page, () => page.waitForFunction(([t, name]) => {
+    const nodes = [...document.querySelectorAll('#messages .message[data-id]')].reverse();
+    for (const node of nodes) {
+      if (node.querySelector('.message-content').textContent === t
+          && (name === null || node.dataset.name === name)) return node.dataset.id;
     }
     return null;
-  }, text);
+  }, [text, from]));
   return handle.jsonValue();
 }
 
