@@ -40,7 +40,6 @@ act_node_t *act__mpsc_pop(act_mpsc_t *q);
 
 /* Signal types travel in msg.type below ACT_MSG_SYSTEM_MIN. */
 enum {
-  ACT__SIG_INIT = -101,      /* first envelope of every process: run init */
   ACT__SIG_EXIT = -102,      /* payload act__exit_sig_t */
   ACT__SIG_LINK = -103,
   ACT__SIG_UNLINK = -104,
@@ -107,6 +106,7 @@ typedef struct act_proc {
   int budget;
 
   bool trap_exit;
+  bool started;                /* init has been run (or tried) */
   bool initialised;
   bool is_proxy;               /* call.c: a waiting outside thread */
   act_reason_t *exit_reason;   /* set when the process is to end */

@@ -438,12 +438,10 @@ act_pid_t act__spawn(const act_behaviour_t *b, void *args,
   if (!caller && (link || monitor)) return *err = ACT_EINVAL, ACT_NOPID;
 
   act_proc_t *p = calloc(1, sizeof *p);
-  act_env_t *init = act__env_new(ACT__SIG_INIT, ACT_NOPID, 0, NULL, 0, NULL);
   act_sched_t *sched = act__sched_for(opts ? opts->scheduler : ACT_SCHED_CALLER, caller);
-  act_pid_t pid = (p && init) ? slot_alloc((unsigned)sched->id) : ACT_NOPID;
+  act_pid_t pid = p ? slot_alloc((unsigned)sched->id) : ACT_NOPID;
   if (!pid) {
     free(p);
-    free(init);
     return *err = ACT_ENOMEM, ACT_NOPID;
   }
   p->pid = pid;
@@ -458,7 +456,6 @@ act_pid_t act__spawn(const act_behaviour_t *b, void *args,
   if (opts && opts->name && act__registry_add(opts->name, pid, p) != ACT_OK) {
     slot_release((uint32_t)pid);
     free(p);
-    free(init);
     return *err = ACT_EEXIST, ACT_NOPID;
   }
   if (link) {
@@ -472,10 +469,13 @@ act_pid_t act__spawn(const act_behaviour_t *b, void *args,
     if (opts->monitor_ref) *opts->monitor_ref = ref;
   }
   atomic_fetch_add(&g_live, 1);
+  /* init counts as the first pending item: set before anyone can see the
+   * process, so that no sender schedules it a second time. */
+  atomic_store(&p->pending, 1);
   act_slot_t *s = slot_of(pid);
   atomic_store(&s->proc, p);
   atomic_store(&s->pid, pid);
-  act__deliver(pid, init);
+  act__schedule(p);
   return pid;
 }
 
@@ -589,9 +589,6 @@ static bool request_done(act_proc_t *p, act_ref_t ref);
 static bool accept_envelope(act_proc_t *p, act_env_t *e) {
   act_msg_t *m = &e->msg;
   switch (m->type) {
-  case ACT__SIG_INIT:
-    append_private(p, e);
-    return false;
   case ACT__SIG_EXIT: {
     act__exit_sig_t *sig = m->data;
     if (sig->forced) {
@@ -738,18 +735,19 @@ static void run_init(act_proc_t *p) {
 
 static size_t run_handlers(act_proc_t *p) {
   size_t done = 0;
+  if (!p->started) { /* the first turn: init, before any message */
+    p->started = true;
+    done++;
+    run_init(p);
+  }
   for (int i = 0; i < p->budget && !p->exit_reason; i++) {
     act_env_t *e = pop_private(p);
     if (!e) break;
     done++;
     if (!e->flushed) {
       p->current = &e->msg;
-      if (e->msg.type == ACT__SIG_INIT) {
-        run_init(p);
-      } else {
-        p->b->handle(p->state, &e->msg);
-        atomic_fetch_add_explicit(&p->handled, 1, memory_order_relaxed);
-      }
+      p->b->handle(p->state, &e->msg);
+      atomic_fetch_add_explicit(&p->handled, 1, memory_order_relaxed);
       p->current = NULL;
     }
     if (!e->kept) act__env_free(e);
