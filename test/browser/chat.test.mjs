@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import {
   setUp, tearDown, openPage, gotoHome, join, waitJoined, send, waitForMessage, messageIds,
   countMessagesWithText, userDot, uniqueName, screenshot, assertNoProblems, ensureMessages, DESKTOP, PHONE,
+  startServerOn, freePort,
 } from './helpers.mjs';
 
 let env;
@@ -333,4 +334,42 @@ test('a tab whose name is taken over with its token goes home with a notice', { 
   await first.waitForSelector(userDot(nia, 'online'));
   await screenshot(first, 'home-notice.png');
   assertNoProblems(assert, first, second);
+});
+
+test('the client rides out a server restart: reconnects, rejoins, catches up', { timeout: 120000 }, async (t) => {
+  const port = await freePort();
+  let server = await startServerOn(port);
+  t.after(() => server.stop());
+  const olga = uniqueName('olga');
+  const paul = uniqueName('paul');
+  const o = await openPage(env.browser, server.base);
+  const p = await openPage(env.browser, server.base);
+  pages.push(o, p);
+  await join(o, olga);
+  await join(p, paul);
+  const before1 = await send(o, `${olga} before the restart`);
+
+  await server.stop();
+  await o.waitForSelector('#conn-status[data-state="reconnecting"]');
+  await screenshot(o, 'chat-reconnecting.png');
+  server = await startServerOn(port);
+
+  // Both come back by themselves, under the same names.
+  await o.waitForSelector('#conn-status[data-state="connected"]', { timeout: 30000 });
+  await waitJoined(o, 30000);
+  await waitJoined(p, 30000);
+  assert.equal(await o.textContent('#me-name'), olga);
+  await o.waitForSelector(userDot(paul, 'online'));
+  const after1 = `${paul} after the restart`;
+  await send(p, after1);
+  await waitForMessage(o, after1, paul);
+  const ids = await messageIds(o);
+  assert.equal(new Set(ids).size, ids.length, 'no duplicates');
+  assert.ok(ids.includes(before1));
+  // The socket errors while the server was down are expected; dialogs and
+  // bad frames are not.
+  for (const page of [o, p]) {
+    page.problems.errors = page.problems.errors.filter((e) => !/WebSocket connection to .* failed/.test(e));
+  }
+  assertNoProblems(assert, o, p);
 });
