@@ -346,19 +346,16 @@ static void send_signal(act_pid_t to, int type, act_pid_t from, act_ref_t ref,
 
 /* A process's own private FIFO, from its own thread.  Counted in pending so
  * that the turn's accounting stays exact. */
-void act__push_private(act_proc_t *p, act_env_t *e) {
-  e->next_private = NULL;
-  if (p->priv_tail) p->priv_tail->next_private = e;
-  else p->priv_head = e;
-  p->priv_tail = e;
-  if (atomic_fetch_add(&p->pending, 1) == 0) act__schedule(p);
-}
-
 static void append_private(act_proc_t *p, act_env_t *e) {
   e->next_private = NULL;
   if (p->priv_tail) p->priv_tail->next_private = e;
   else p->priv_head = e;
   p->priv_tail = e;
+}
+
+void act__push_private(act_proc_t *p, act_env_t *e) {
+  append_private(p, e);
+  if (atomic_fetch_add(&p->pending, 1) == 0) act__schedule(p);
 }
 
 static act_env_t *pop_private(act_proc_t *p) {

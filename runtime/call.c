@@ -38,6 +38,25 @@ static int outside_only(void) {
   return act__running() ? ACT_OK : ACT_ESTATE;
 }
 
+/* Waits for the target's DOWN (monitor mref) or, when ref is not 0, the
+ * reply carrying ref; drops anything else.  NULL after timeout_ms. */
+static act_env_t *await_down_or_reply(act_proc_t *x, act_ref_t mref, act_ref_t ref,
+                                      int timeout_ms) {
+  int64_t deadline = now_ms() + timeout_ms;
+  for (;;) {
+    int left = timeout_ms < 0 ? -1 : (int)(deadline - now_ms());
+    if (timeout_ms >= 0 && left < 0) left = 0;
+    act_env_t *e = act__proxy_wait(x, left);
+    if (!e) return NULL;
+    if (e->msg.type == ACT__SIG_DOWN && e->msg.ref == mref) {
+      act__monvec_del(&x->monitors_out, mref, NULL);
+      return e;
+    }
+    if (ref && e->msg.type >= ACT_MSG_SYSTEM_MIN && e->msg.ref == ref) return e;
+    act__env_free(e);
+  }
+}
+
 int act_call(act_pid_t to, int type, const void *data, size_t size,
              act_msg_t **reply, int timeout_ms) {
   int rc = outside_only();
@@ -51,26 +70,16 @@ int act_call(act_pid_t to, int type, const void *data, size_t size,
   }
   act_ref_t ref = act_make_ref();
   act__deliver_or_drop(to, act__env_new(type, x->pid, ref, data, size, NULL));
-  int64_t deadline = now_ms() + timeout_ms;
-  rc = ACT_ETIMEDOUT;
-  for (;;) {
-    int left = timeout_ms < 0 ? -1 : (int)(deadline - now_ms());
-    if (timeout_ms >= 0 && left < 0) left = 0;
-    act_env_t *e = act__proxy_wait(x, left);
-    if (!e) break;
-    if (e->msg.type == ACT__SIG_DOWN && e->msg.ref == mref) {
-      act__monvec_del(&x->monitors_out, mref, NULL);
-      act__env_free(e);
-      rc = ACT_ENOPROC;
-      break;
-    }
-    if (e->msg.type >= ACT_MSG_SYSTEM_MIN && e->msg.ref == ref) {
-      if (reply) *reply = &e->msg;
-      else act__env_free(e);
-      rc = ACT_OK;
-      break;
-    }
+  act_env_t *e = await_down_or_reply(x, mref, ref, timeout_ms);
+  if (!e) {
+    rc = ACT_ETIMEDOUT;
+  } else if (e->msg.type == ACT__SIG_DOWN) {
     act__env_free(e);
+    rc = ACT_ENOPROC;
+  } else {
+    if (reply) *reply = &e->msg;
+    else act__env_free(e);
+    rc = ACT_OK;
   }
   act__proxy_free(x);
   return rc;
@@ -87,21 +96,12 @@ int act_await_exit(act_pid_t pid, int timeout_ms, act_reason_t *reason) {
     if (reason) *reason = act_reason(ACT_NOPROC);
     return ACT_ENOPROC;
   }
-  int64_t deadline = now_ms() + timeout_ms;
+  act_env_t *e = await_down_or_reply(x, mref, 0, timeout_ms);
   rc = ACT_ETIMEDOUT;
-  for (;;) {
-    int left = timeout_ms < 0 ? -1 : (int)(deadline - now_ms());
-    if (timeout_ms >= 0 && left < 0) left = 0;
-    act_env_t *e = act__proxy_wait(x, left);
-    if (!e) break;
-    if (e->msg.type == ACT__SIG_DOWN && e->msg.ref == mref) {
-      act__monvec_del(&x->monitors_out, mref, NULL);
-      act_down_msg_t *d = e->msg.data;
-      if (reason) *reason = d->reason;
-      rc = d->reason.kind == ACT_NOPROC ? ACT_ENOPROC : ACT_OK;
-      act__env_free(e);
-      break;
-    }
+  if (e) {
+    act_down_msg_t *d = e->msg.data;
+    if (reason) *reason = d->reason;
+    rc = d->reason.kind == ACT_NOPROC ? ACT_ENOPROC : ACT_OK;
     act__env_free(e);
   }
   act__proxy_free(x);
