@@ -394,6 +394,24 @@ static void upgrade(conn_t *c, const char *rest, size_t rest_len) {
 
 static bool is_head(const http_req_t *r) { return r->method == HTTP_HEAD; }
 
+/* CHATTER_DEBUG=1 only: POST /debug/kill?name=NAME sends exit(kill) to a
+ * registered actor, as observer's "kill process" would -- for the tests
+ * and demos of what the supervisors do.  Never enabled by default. */
+static void debug_kill(const http_req_t *r, http_buf_t *buf) {
+  const char *name = strncmp(r->query, "name=", 5) == 0 ? r->query + 5 : "";
+  bool ok = r->method == HTTP_POST && strlen(name) < ACT_NAME_MAX &&
+            strspn(name, "abcdefghijklmnopqrstuvwxyz0123456789._") == strlen(name);
+  act_pid_t pid = ok ? act_whereis(name) : ACT_NOPID;
+  if (pid) {
+    app_log(LOG_WARN, "debug: killing %s", name);
+    act_exit(pid, act_reason(ACT_KILL));
+  }
+  static const char body[] = "killed\n";
+  if (pid) http_response_text(buf, 200, "text/plain; charset=utf-8", body, sizeof body - 1,
+                              r->keep_alive, false);
+  else http_response_error(buf, ok ? 404 : 400, r->keep_alive, false);
+}
+
 /* One complete request.  Returns false when the conn left HTTP or closed. */
 static bool route(conn_t *c, const char *rest, size_t rest_len) {
   http_req_t *r = &c->http->req;
@@ -406,7 +424,9 @@ static bool route(conn_t *c, const char *rest, size_t rest_len) {
     if (st == 101) upgrade(c, rest, rest_len);
     return false;
   }
-  if (strcmp(r->path, "/healthz") == 0) {
+  if (strcmp(r->path, "/debug/kill") == 0 && getenv("CHATTER_DEBUG")) {
+    debug_kill(r, &buf);
+  } else if (strcmp(r->path, "/healthz") == 0) {
     bool ok = app_healthy();
     http_response_text(&buf, ok ? 200 : 503, "text/plain; charset=utf-8",
                        ok ? "ok" : "unavailable", ok ? 2 : 11, r->keep_alive, is_head(r));
