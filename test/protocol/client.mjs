@@ -155,10 +155,12 @@ export class Client {
   }
 
   waitClose(timeout = TIMEOUT) {
-    return Promise.race([
-      this.closed,
-      sleep(timeout).then(() => { throw new Error(`socket not closed within ${timeout} ms; last frames: ${this._tail()}`); }),
-    ]);
+    let timer;
+    const expired = new Promise((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`socket not closed within ${timeout} ms; last frames: ${this._tail()}`)), timeout);
+    });
+    // the timer is cleared once the socket closed, or it would keep node alive
+    return Promise.race([this.closed, expired]).finally(() => clearTimeout(timer));
   }
 
   isOpen() { return this.ws.readyState === WebSocket.OPEN; }

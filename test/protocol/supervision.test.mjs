@@ -13,12 +13,15 @@ after(async () => { await closeAll(); await server?.stop(); });
 
 async function kill(name) {
   const r = await fetch(`${server.base}/debug/kill?name=${name}`, { method: 'POST' });
+  await r.text(); // an unread body keeps the connection (and node) alive
   assert.equal(r.status, 200, `kill ${name}`);
 }
 
 async function healthy() {
   for (let i = 0; i < 200; i++) {
-    if ((await fetch(`${server.base}/healthz`)).status === 200) return;
+    const r = await fetch(`${server.base}/healthz`);
+    await r.text();
+    if (r.status === 200) return;
     await new Promise((r) => setTimeout(r, 50));
   }
   throw new Error('not healthy again after 10 s');
@@ -26,8 +29,10 @@ async function healthy() {
 
 test('the debug hook is off unless asked for, and names only registered actors', async () => {
   const r = await fetch(`${server.base}/debug/kill?name=nobody`, { method: 'POST' });
+  await r.text();
   assert.equal(r.status, 404);
   const g = await fetch(`${server.base}/debug/kill?name=pubsub`);
+  await g.text();
   assert.equal(g.status, 400, 'GET must not kill');
 });
 
