@@ -59,8 +59,8 @@ struct conn {
 
 typedef struct acceptor {
   act_pid_t self;
-  uv_tcp_t listener;
-  bool listening;
+  uv_tcp_t *listener; /* its own allocation: libuv holds it until the close
+                          callback, after the acceptor's memory is gone */
   int sched;
   conn_t *table[TABLE_BUCKETS];
   size_t nconns;
@@ -574,11 +574,13 @@ static int listen_fd(int port) {
   return fd;
 }
 
+static void free_handle(uv_handle_t *h) { free(h); }
+
 static void close_all(void *arg) {
   acceptor_t *a = arg;
   for (size_t b = 0; b < TABLE_BUCKETS; b++)
     while (a->table[b]) conn_shutdown(a->table[b]);
-  if (a->listening) uv_close((uv_handle_t *)&a->listener, NULL);
+  if (a->listener) uv_close((uv_handle_t *)a->listener, free_handle);
   g_acceptors[a->sched] = NULL;
 }
 
@@ -596,13 +598,17 @@ static int acc_init(void *args, void **state) {
     app_log(LOG_ERROR, "cannot listen on port %d: %s", app_config()->port, strerror(-fd));
     return ACT_EINVAL;
   }
-  uv_tcp_init(act_loop(), &a->listener);
-  a->listener.data = a;
-  uv_tcp_open(&a->listener, fd);
-  if (uv_listen((uv_stream_t *)&a->listener, 1024, on_connection_cb) < 0) return ACT_EINVAL;
-  a->listening = true;
+  a->listener = malloc(sizeof *a->listener);
+  if (!a->listener) {
+    close(fd);
+    return ACT_ENOMEM;
+  }
+  uv_tcp_init(act_loop(), a->listener);
+  a->listener->data = a;
   g_acceptors[a->sched] = a;
-  act_defer(close_all, a);
+  act_defer(close_all, a); /* from here on, the listener is closed on exit */
+  uv_tcp_open(a->listener, fd);
+  if (uv_listen((uv_stream_t *)a->listener, 1024, on_connection_cb) < 0) return ACT_EINVAL;
   return ACT_OK;
 }
 
