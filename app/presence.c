@@ -41,6 +41,7 @@ typedef struct user {
   char id[PROTO_UUID_LEN + 1];
   char *name;
   int metas;
+  proto_str frag[2]; /* encoded once: [0] offline, [1] online */
 } user_t;
 
 typedef struct meta {
@@ -78,6 +79,7 @@ typedef struct presence {
   /* the snapshot, rebuilt only when the state changed */
   bool dirty;
   proto_str users_frag;
+  bool welcome_stale;
   ws_shared_t *welcome;
   size_t online_count;
 } presence_t;
@@ -132,6 +134,12 @@ static user_t *user_add(presence_t *p, const char *id, const char *name) {
   snprintf(u[pos].id, sizeof u[pos].id, "%s", id);
   u[pos].name = strdup(name);
   if (!u[pos].name) act_crash("presence: out of memory");
+  for (int online = 0; online < 2; online++) {
+    proto_user pu = {.name = u[pos].name, .online = online};
+    memcpy(pu.id, u[pos].id, sizeof pu.id);
+    u[pos].frag[online] = proto_frag_user(&pu);
+    if (!u[pos].frag[online].ptr) act_crash("presence: out of memory");
+  }
   p->dirty = true;
   return &u[pos];
 }
@@ -201,26 +209,47 @@ static void note_change(presence_t *p, vec_t *pending, const meta_t *m) {
 
 /* ------------------------------------------------------------ snapshot */
 
-static void rebuild_snapshot(presence_t *p) {
-  if (!p->dirty && p->welcome) return;
-  proto_user *list = calloc(p->users.n + 1, sizeof *list);
-  if (!list) act_crash("presence: out of memory");
+/* The users array, assembled from each user's two cached fragments: a
+ * copy per user, not an encoding, so a join wave costs memcpy. */
+static void rebuild_users(presence_t *p) {
+  if (!p->dirty && p->users_frag.ptr) return;
+  size_t len = 2, online = 0;
   for (size_t i = 0; i < p->users.n; i++) {
     user_t *u = &AT(p->users, user_t, i);
-    memcpy(list[i].id, u->id, sizeof list[i].id);
-    list[i].name = u->name;
-    list[i].online = u->metas > 0;
+    len += u->frag[u->metas > 0].len + 1;
   }
+  char *buf = malloc(len + 1);
+  if (!buf) act_crash("presence: out of memory");
+  size_t at = 0;
+  buf[at++] = '[';
+  for (size_t i = 0; i < p->users.n; i++) {
+    user_t *u = &AT(p->users, user_t, i);
+    const proto_str *f = &u->frag[u->metas > 0];
+    if (i) buf[at++] = ',';
+    memcpy(buf + at, f->ptr, f->len);
+    at += f->len;
+    online += u->metas > 0;
+  }
+  buf[at++] = ']';
+  buf[at] = 0;
   free(p->users_frag.ptr);
-  p->users_frag = proto_frag_users(list, p->users.n, &p->online_count);
-  free(list);
+  p->users_frag = (proto_str){buf, at};
+  p->online_count = online;
+  p->dirty = false;
+  p->welcome_stale = true;
+}
+
+/* The welcome frame, rebuilt only when a new socket asks after a change. */
+static void rebuild_welcome(presence_t *p) {
+  rebuild_users(p);
+  if (!p->welcome_stale && p->welcome) return;
   proto_str w = proto_enc_welcome(&p->users_frag, p->users.n, p->online_count);
-  if (!p->users_frag.ptr || !w.ptr) act_crash("presence: out of memory");
+  if (!w.ptr) act_crash("presence: out of memory");
   if (p->welcome) ws_shared_release(p->welcome);
   p->welcome = ws_shared_text(w.ptr, w.len);
   free(w.ptr);
   if (!p->welcome) act_crash("presence: out of memory");
-  p->dirty = false;
+  p->welcome_stale = false;
 }
 
 static void reply_snapshot(presence_t *p, act_msg_t *req, const meta_t *m) {
@@ -229,20 +258,23 @@ static void reply_snapshot(presence_t *p, act_msg_t *req, const meta_t *m) {
     act_reply(req, PRESENCE_SNAPSHOT, &none, sizeof none);
     return;
   }
-  rebuild_snapshot(p);
-  size_t size = sizeof(presence_snapshot_t) + p->users_frag.len + 1;
+  if (m) rebuild_users(p); /* a joined reply carries the users, not the welcome */
+  else rebuild_welcome(p);
+  size_t size = sizeof(presence_snapshot_t) + (m ? p->users_frag.len + 1 : 0);
   presence_snapshot_t *s = calloc(1, size);
   if (!s) act_crash("presence: out of memory");
   s->version = p->version;
-  s->welcome = ws_shared_retain(p->welcome);
+  s->welcome = m ? NULL : ws_shared_retain(p->welcome);
   if (m) {
     snprintf(s->token, sizeof s->token, "%s", m->token);
     snprintf(s->phx_ref, sizeof s->phx_ref, "%s", m->phx_ref);
   }
   s->total_users = p->users.n;
   s->online_count = p->online_count;
-  s->users_len = p->users_frag.len;
-  memcpy(s->users, p->users_frag.ptr, p->users_frag.len);
+  if (m) {
+    s->users_len = p->users_frag.len;
+    memcpy(s->users, p->users_frag.ptr, p->users_frag.len);
+  }
   act_reply_ex(req, PRESENCE_SNAPSHOT, s, size, presence_snapshot_release);
   free(s);
 }
@@ -491,7 +523,12 @@ static void pr_terminate(void *state, act_reason_t r) {
   (void)r;
   presence_t *p = state;
   if (!p) return;
-  for (size_t i = 0; i < p->users.n; i++) free(AT(p->users, user_t, i).name);
+  for (size_t i = 0; i < p->users.n; i++) {
+    user_t *u = &AT(p->users, user_t, i);
+    free(u->name);
+    free(u->frag[0].ptr);
+    free(u->frag[1].ptr);
+  }
   for (size_t i = 0; i < p->metas.n; i++) free(AT(p->metas, meta_t, i).name);
   for (size_t i = 0; i < p->claims.n; i++) free(AT(p->claims, claim_t, i).name);
   free_meta_copies(&p->joins);
