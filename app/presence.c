@@ -81,7 +81,7 @@ typedef struct presence {
   proto_str users_frag;
   bool welcome_stale;
   ws_shared_t *welcome;
-  size_t online_count;
+  size_t online_count; /* names with a meta: kept as metas come and go */
 } presence_t;
 
 static _Atomic bool g_loaded; /* for /healthz: the users list is known */
@@ -144,10 +144,13 @@ static user_t *user_add(presence_t *p, const char *id, const char *name) {
   return &u[pos];
 }
 
-static size_t online_count(presence_t *p) {
-  size_t n = 0;
-  for (size_t i = 0; i < p->users.n; i++) n += AT(p->users, user_t, i).metas > 0;
-  return n;
+/* A name comes online with its first meta and goes offline with its last. */
+static void add_meta_to(presence_t *p, user_t *u) {
+  if (u->metas++ == 0) p->online_count++;
+}
+
+static void drop_meta_from(presence_t *p, user_t *u) {
+  if (--u->metas == 0) p->online_count--;
 }
 
 /* ------------------------------------------------------------- events */
@@ -188,7 +191,7 @@ static void flush(presence_t *p) {
   if (!j || !l) act_crash("presence: out of memory");
   for (size_t i = 0; i < p->joins.n; i++) j[i] = wire_meta(&AT(p->joins, meta_t, i));
   for (size_t i = 0; i < p->leaves.n; i++) l[i] = wire_meta(&AT(p->leaves, meta_t, i));
-  publish(p, proto_enc_presence_diff(j, p->joins.n, l, p->leaves.n, p->users.n, online_count(p)));
+  publish(p, proto_enc_presence_diff(j, p->joins.n, l, p->leaves.n, p->users.n, p->online_count));
   free(j);
   free(l);
   free_meta_copies(&p->joins);
@@ -213,7 +216,7 @@ static void note_change(presence_t *p, vec_t *pending, const meta_t *m) {
  * copy per user, not an encoding, so a join wave costs memcpy. */
 static void rebuild_users(presence_t *p) {
   if (!p->dirty && p->users_frag.ptr) return;
-  size_t len = 2, online = 0;
+  size_t len = 2;
   for (size_t i = 0; i < p->users.n; i++) {
     user_t *u = &AT(p->users, user_t, i);
     len += u->frag[u->metas > 0].len + 1;
@@ -228,13 +231,11 @@ static void rebuild_users(presence_t *p) {
     if (i) buf[at++] = ',';
     memcpy(buf + at, f->ptr, f->len);
     at += f->len;
-    online += u->metas > 0;
   }
   buf[at++] = ']';
   buf[at] = 0;
   free(p->users_frag.ptr);
   p->users_frag = (proto_str){buf, at};
-  p->online_count = online;
   p->dirty = false;
   p->welcome_stale = true;
 }
@@ -322,7 +323,7 @@ static void drop_claims_of(presence_t *p, uint64_t conn_id) {
 static void remove_meta(presence_t *p, size_t i) {
   meta_t *m = &AT(p->metas, meta_t, i);
   long u = user_find(p, m->name);
-  if (u >= 0) AT(p->users, user_t, u).metas--;
+  if (u >= 0) drop_meta_from(p, &AT(p->users, user_t, u));
   note_change(p, &p->leaves, m);
   free(m->name);
   vec_del(&p->metas, i, sizeof(meta_t));
@@ -419,7 +420,7 @@ static void on_join(presence_t *p, act_msg_t *m) {
   snprintf(nm->phx_ref, sizeof nm->phx_ref, "F%llx", (unsigned long long)++p->next_ref);
   random_hex(nm->token, 16);
   u = &AT(p->users, user_t, user_find(p, rq->name));
-  u->metas++;
+  add_meta_to(p, u);
   watch(p, rq->acceptor);
   note_change(p, &p->joins, nm);
   reply_snapshot(p, m, nm);
@@ -492,6 +493,7 @@ static int pr_init(void *args, void **state) {
   presence_t *p = calloc(1, sizeof *p);
   if (!p) return ACT_ENOMEM;
   *state = p;
+  atomic_store(&g_loaded, false); /* a restarted presence knows nothing yet */
   load_users(p);
   return ACT_OK;
 }
@@ -523,6 +525,7 @@ static void pr_terminate(void *state, act_reason_t r) {
   (void)r;
   presence_t *p = state;
   if (!p) return;
+  atomic_store(&g_loaded, false);
   for (size_t i = 0; i < p->users.n; i++) {
     user_t *u = &AT(p->users, user_t, i);
     free(u->name);
