@@ -98,7 +98,7 @@ enum {
   CONN_CLOSED,            /* the socket is gone: stop */
   CONN_TAKEN_OVER,        /* another socket took this name over */
   CONN_TAKE_OVER_NOTICE,  /* presence -> acceptor: conn_notice_t */
-  SESSION_PING_TICK,      /* a retry timer (catch-up, back-pressure) */
+  SESSION_RETRY,      /* a retry timer (catch-up, back-pressure) */
   SESSION_START,          /* retry the start once pubsub and presence are back */
 
   TELEMETRY_TICK = 500

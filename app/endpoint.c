@@ -294,17 +294,24 @@ static void conn_shutdown(conn_t *c) {
 
 static void on_grace_over(uv_timer_t *t) { conn_shutdown(t->data); }
 
+/* The close handshake began (ours or the peer's): the session is done with
+ * the socket, and the peer gets CLOSE_GRACE_MS to answer before we cut it.
+ * The grace timer replaces the ping timer on the same handle. */
+static void begin_closing(conn_t *c) {
+  c->closing = true;
+  if (c->session) act_send(c->session, CONN_CLOSED, NULL, 0);
+  c->session = ACT_NOPID;
+  uv_timer_start(&c->timer, on_grace_over, CLOSE_GRACE_MS, 0);
+}
+
 void conn_close(conn_t *c, uint16_t code, const char *why) {
   if (!c->ws) {
     conn_shutdown(c);
     return;
   }
   if (!c->closing) {
-    c->closing = true;
-    if (c->session) act_send(c->session, CONN_CLOSED, NULL, 0);
-    c->session = ACT_NOPID;
     ws_conn_close(c->ws, code, why);
-    uv_timer_start(&c->timer, on_grace_over, CLOSE_GRACE_MS, 0);
+    begin_closing(c);
   }
   flush_ws(c);
 }
@@ -487,13 +494,7 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
     conn_shutdown(c);
     return;
   }
-  if (st == WS_CLOSING && !c->closing) { /* a close of the peer's or of ours (1009...) */
-    c->closing = true;
-    if (c->session) act_send(c->session, CONN_CLOSED, NULL, 0);
-    c->session = ACT_NOPID;
-    uv_timer_stop(&c->timer);
-    uv_timer_start(&c->timer, on_grace_over, CLOSE_GRACE_MS, 0);
-  }
+  if (st == WS_CLOSING && !c->closing) begin_closing(c); /* the peer's close, or 1009... */
   flush_ws(c);
 }
 

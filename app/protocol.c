@@ -604,16 +604,24 @@ static bool name_ok(const char *s, size_t n)
     return count >= 1;
 }
 
-proto_code proto_canon_name(proto_str *s)
+/* Trim, check the trimmed span with ok(), keep it: the shape both join
+ * names and send contents go through. */
+static proto_code canon_trimmed(proto_str *s, bool (*ok)(const char *, size_t),
+                                proto_code invalid)
 {
     if (!s->ptr || !utf8_valid(s->ptr, s->len))
-        return PROTO_NAME_INVALID;
+        return invalid;
     size_t off = 0, n = s->len;
     trim_span(s->ptr, &off, &n);
-    if (!name_ok(s->ptr + off, n))
-        return PROTO_NAME_INVALID;
+    if (!ok(s->ptr + off, n))
+        return invalid;
     keep_span(s, off, n);
     return PROTO_OK;
+}
+
+proto_code proto_canon_name(proto_str *s)
+{
+    return canon_trimmed(s, name_ok, PROTO_NAME_INVALID);
 }
 
 static bool content_ok(const char *s, size_t n)
@@ -628,14 +636,7 @@ static bool content_ok(const char *s, size_t n)
 
 proto_code proto_canon_content(proto_str *s)
 {
-    if (!s->ptr || !utf8_valid(s->ptr, s->len))
-        return PROTO_CONTENT_INVALID;
-    size_t off = 0, n = s->len;
-    trim_span(s->ptr, &off, &n);
-    if (!content_ok(s->ptr + off, n))
-        return PROTO_CONTENT_INVALID;
-    keep_span(s, off, n);
-    return PROTO_OK;
+    return canon_trimmed(s, content_ok, PROTO_CONTENT_INVALID);
 }
 
 /* ------------------------------------------------------------------ fragments */

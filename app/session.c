@@ -228,13 +228,13 @@ static void on_start_reply(session_t *s, conn_t *c, act_msg_t *m) {
   case PH_START_CATCHUP: {
     const repo_messages_t *r = m->data;
     if (r->rc < 0) {
-      act_send_after(RETRY_MS, act_self(), SESSION_PING_TICK, NULL, 0);
+      act_send_after(RETRY_MS, act_self(), SESSION_RETRY, NULL, 0);
       return;
     }
     send_messages_as_pushes(c, r);
     if (!r->more) go_live(s, c);
     else if (conn_backlogged(c)) /* let the client read before the next page */
-      act_send_after(100, act_self(), SESSION_PING_TICK, NULL, 0);
+      act_send_after(100, act_self(), SESSION_RETRY, NULL, 0);
     else request_catch_up(s, c);
     break;
   }
@@ -561,7 +561,7 @@ static void se_handle(void *state, act_msg_t *m) {
   case SESSION_START: begin(s); break;
   case ACT_MSG_DOWN: on_down(s, m); break;
   case CONN_TAKEN_OVER: on_taken_over(s); break;
-  case SESSION_PING_TICK: { /* catch-up retry */
+  case SESSION_RETRY: { /* catch-up retry */
     conn_t *c = my_conn(s);
     if (c && s->phase == PH_START_CATCHUP) request_catch_up(s, c);
     break;

@@ -15,6 +15,8 @@
  */
 #include "ws.h"
 
+#include "unicode.h"
+
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -281,38 +283,6 @@ static void fail_with(ws_conn_t *c, uint16_t code, const char *reason)
     wslay_event_shutdown_read(c->ctx);
 }
 
-/* Strict UTF-8 (no overlongs, no surrogates, nothing above U+10FFFF). wslay
- * 1.1 checks text frames with the same strictness; this re-check of the
- * reassembled message keeps the 1007 rule from resting on a library detail,
- * for one pass over at most WS_MAX_MESSAGE bytes. */
-static bool utf8_valid(const uint8_t *s, size_t n)
-{
-    size_t i = 0;
-    while (i < n) {
-        uint8_t b = s[i];
-        if (b < 0x80) {
-            i++;
-            continue;
-        }
-        size_t need;
-        uint32_t cp, min;
-        if ((b & 0xE0) == 0xC0) { need = 1; cp = b & 0x1Fu; min = 0x80; }
-        else if ((b & 0xF0) == 0xE0) { need = 2; cp = b & 0x0Fu; min = 0x800; }
-        else if ((b & 0xF8) == 0xF0) { need = 3; cp = b & 0x07u; min = 0x10000; }
-        else return false;
-        if (n - i - 1 < need)
-            return false;
-        for (size_t k = 1; k <= need; k++) {
-            if ((s[i + k] & 0xC0) != 0x80)
-                return false;
-            cp = cp << 6 | (s[i + k] & 0x3Fu);
-        }
-        if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-            return false;
-        i += need + 1;
-    }
-    return true;
-}
 
 /* Refuses a binary message at its first frame, before wslay buffers it. */
 static void on_frame_start_cb(wslay_event_context_ptr ctx,
@@ -336,7 +306,10 @@ static void on_msg_cb(wslay_event_context_ptr ctx,
     }
     if (c->close_queued || arg->opcode != WSLAY_TEXT_FRAME)
         return; /* after our close, data is discarded; pings/closes are wslay's */
-    if (!utf8_valid(arg->msg, arg->msg_length)) {
+    /* wslay checks text too; this re-check (unicode.c's strict validator,
+     * the protocol's own) keeps the 1007 rule from resting on a library
+     * detail, for one pass over at most WS_MAX_MESSAGE bytes. */
+    if (!utf8_valid((const char *)arg->msg, arg->msg_length)) {
         fail_with(c, WS_CLOSE_INVALID_DATA, NULL);
         return;
     }

@@ -588,22 +588,9 @@ static bool accept_envelope(act_proc_t *p, act_env_t *e) {
   switch (m->type) {
   case ACT__SIG_EXIT: {
     act__exit_sig_t *sig = m->data;
-    if (sig->forced) {
-      act__set_exit(p, sig->reason);
-    } else if (!sig->linked || act__pidvec_del(&p->links, m->from)) {
-      if (p->trap_exit) {
-        act_exit_msg_t em = {m->from, sig->reason};
-        act_env_t *x = act__env_new(ACT_MSG_EXIT, m->from, 0, &em, sizeof em, NULL);
-        if (x) {
-          append_private(p, x);
-          act__env_free(e);
-          atomic_fetch_add(&p->pending, 1); /* x replaces e; e counted below */
-          return true;
-        }
-      } else if (sig->reason.kind != ACT_NORMAL || m->from == p->pid) {
-        act__set_exit(p, sig->reason);
-      }
-    }
+    if (sig->forced) act__set_exit(p, sig->reason);
+    else if (!sig->linked || act__pidvec_del(&p->links, m->from))
+      local_exit_signal(p, m->from, sig->reason); /* a trapped EXIT is counted there */
     act__env_free(e);
     return true;
   }

@@ -4,7 +4,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { spawn } from 'node:child_process';
 import { chromium } from 'playwright-core';
 import { startServer, freePort } from '../lib/server.mjs';
 
@@ -287,46 +286,9 @@ export async function ensureMessages(wsUrl, min, name = uniqueName('backfill')) 
 }
 
 // A server on a port chosen by the caller, so that it can be stopped and
-// started again where the browsers expect it (lib/server.mjs picks a new
-// port every time).  Resolves once /healthz answers 200.
-export async function startServerOn(port, timeoutMs = 20000) {
-  const bin = process.env.CHATTER_BIN || path.join(root, '_build/default/chatter');
-  let out = '';
-  const proc = spawn(bin, [], {
-    cwd: root,
-    env: { ...process.env, PORT: String(port), LOG_LEVEL: process.env.LOG_LEVEL || 'info' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  proc.stdout.on('data', (d) => { out += d; });
-  proc.stderr.on('data', (d) => { out += d; });
-  let exited = null;
-  proc.on('exit', (code, sig) => { exited = { code, sig }; });
-  const base = `http://127.0.0.1:${port}`;
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      if ((await fetch(base + '/healthz')).status === 200) break;
-    } catch { /* not yet */ }
-    if (exited) throw new Error(`chatter exited early (${JSON.stringify(exited)}):\n${out}`);
-    if (Date.now() > deadline) {
-      proc.kill('SIGKILL');
-      throw new Error(`chatter not healthy in ${timeoutMs} ms:\n${out}`);
-    }
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return {
-    base,
-    logs: () => out,
-    async stop() {
-      if (exited) return exited;
-      const done = new Promise((r) => proc.once('exit', (code, sig) => r({ code, sig })));
-      proc.kill('SIGTERM');
-      const t = setTimeout(() => proc.kill('SIGKILL'), 10000);
-      const res = await done;
-      clearTimeout(t);
-      return res;
-    },
-  };
+// started again where the browsers expect it.  Resolves once /healthz is 200.
+export function startServerOn(port, timeoutMs = 20000) {
+  return startServer({ port, timeoutMs });
 }
 
 export { freePort };

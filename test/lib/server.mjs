@@ -31,10 +31,12 @@ async function healthy(base) {
 }
 
 // Returns {port, base, wsUrl, proc, logs(), stop()}.  env adds variables
-// (CHATTER_CHAOS, ...).  Waits at most timeoutMs for /healthz.
-export async function startServer({ env = {}, timeoutMs = 20000 } = {}) {
+// (CHATTER_CHAOS, ...); port is a free one unless given (a test that stops
+// and starts the server where its clients expect it).  Waits at most
+// timeoutMs for /healthz.
+export async function startServer({ env = {}, timeoutMs = 20000, port } = {}) {
   const bin = process.env.CHATTER_BIN || path.join(root, '_build/default/chatter');
-  const port = await freePort();
+  port = port || await freePort();
   let out = '';
   const proc = spawn(bin, [], {
     cwd: root,
