@@ -500,6 +500,27 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
 
 static void on_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf);
 
+/* The source address as PROTOCOL.md's rate-limit key: an IPv4 address as is,
+ * an IPv6 address as its /64 (one subscriber usually holds a whole /64). */
+static void peer_key(uv_tcp_t *t, char *out, size_t cap) {
+  struct sockaddr_storage ss;
+  int len = sizeof ss;
+  snprintf(out, cap, "?");
+  if (uv_tcp_getpeername(t, (struct sockaddr *)&ss, &len) != 0) return;
+  if (ss.ss_family == AF_INET) {
+    uv_ip4_name((struct sockaddr_in *)&ss, out, cap);
+  } else if (ss.ss_family == AF_INET6) {
+    struct sockaddr_in6 s6 = *(struct sockaddr_in6 *)&ss;
+    memset(&s6.sin6_addr.s6_addr[8], 0, 8);
+    char a[INET6_ADDRSTRLEN];
+    uv_ip6_name(&s6, a, sizeof a);
+    size_t n = strnlen(a, sizeof a);
+    if (n + 4 > cap) return;
+    memcpy(out, a, n);
+    memcpy(out + n, "/64", 4);
+  }
+}
+
 static void on_connection(uv_stream_t *server, int status) {
   acceptor_t *a = server->data;
   if (status < 0) return;
@@ -526,6 +547,7 @@ static void on_connection(uv_stream_t *server, int status) {
     return;
   }
   uv_tcp_nodelay(&c->tcp, 1);
+  peer_key(&c->tcp, c->st.peer, sizeof c->st.peer);
   table_add(a, c);
   uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read_cb);
 }

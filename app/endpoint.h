@@ -40,6 +40,8 @@ typedef struct conn_state {
   uint64_t rl_at_ms;
   bool head_crashed;           /* CHATTER_CHAOS: this request crashed us once */
   uint32_t session_starts;     /* > 1: a restart */
+  char peer[48];               /* the source address as a rate-limit key:
+                                  IPv4 dotted, IPv6 its /64 ("2001:db8::/64") */
 } conn_state_t;
 
 conn_t *conn_get(uint64_t conn_id);
