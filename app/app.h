@@ -67,6 +67,9 @@ enum {
   REPO_HISTORY,         /* repo_page_req_t (before, limit) -> REPO_MESSAGES */
   REPO_CATCH_UP,        /* repo_page_req_t (after) -> REPO_MESSAGES */
   REPO_LIST_USERS,      /* no payload -> REPO_USERS */
+  REPO_FIND_CLIENT_ID,  /* repo_client_req_t -> REPO_INSERTED (existed, or
+                           rc == REPO_NOT_FOUND): a send whose client_id this
+                           user may already have stored (PROTOCOL.md) */
   REPO_USER,
   REPO_INSERTED,
   REPO_MESSAGES,
@@ -106,6 +109,8 @@ enum {
 
 /* ------------------------------------------------------------ payloads */
 
+#define REPO_CLIENT_ID_MAX 64 /* PROTOCOL.md: 1 to 64 of A-Z a-z 0-9 _ - */
+
 typedef struct repo_name_req { char name[PROTO_NAME_MAX * 4 + 1]; } repo_name_req_t;
 
 /* A negative rc is unavailable (the database is down or failed). */
@@ -119,14 +124,24 @@ typedef struct repo_user_reply {
 typedef struct repo_insert_req {
   char user_id[PROTO_UUID_LEN + 1];
   char name[PROTO_NAME_MAX * 4 + 1];
+  char client_id[REPO_CLIENT_ID_MAX + 1]; /* "" = none */
   size_t content_len;
   char content[]; /* PROTO_CONTENT_MAX code points, at most 4 bytes each */
 } repo_insert_req_t;
 
+/* REPO_FIND_CLIENT_ID */
+typedef struct repo_client_req {
+  char user_id[PROTO_UUID_LEN + 1];
+  char client_id[REPO_CLIENT_ID_MAX + 1];
+} repo_client_req_t;
+
 /* REPO_INSERTED: rc, the new seq, and the message's JSON fragment (encoded
  * once by the writer and also used for the broadcast). */
+#define REPO_NOT_FOUND 1 /* REPO_FIND_CLIENT_ID: no such message */
 typedef struct repo_inserted {
   int rc;
+  bool existed;   /* the client_id was already stored: frag is that stored
+                     message, and nothing was broadcast again */
   int64_t seq;
   size_t frag_len;
   char frag[];
