@@ -174,8 +174,14 @@ bench: $(BENCHES)
 bench-compare: deps-bench $(BENCHES)
 	@bash bench/compare.sh $(B)/bench
 
+# The binary in bin/, the client and the migrations in share/chatter/, where
+# the binary looks for them (app/config.c); contrib/ has a systemd unit and a
+# TLS reverse-proxy example.
 install: $(B)/chatter
 	install -D -m 755 $(B)/chatter $(DESTDIR)$(PREFIX)/bin/chatter
+	install -d $(DESTDIR)$(PREFIX)/share/chatter
+	cp -R web sql $(DESTDIR)$(PREFIX)/share/chatter/
+	rm -f $(DESTDIR)$(PREFIX)/share/chatter/sql/devdb.sh
 
 clean:
 	rm -rf _build

@@ -41,6 +41,8 @@ typedef struct app_config {
   double chaos;             /* CHATTER_CHAOS: session crash probability */
   char web_root[PATH_MAX];  /* web/ */
   char sql_dir[PATH_MAX];   /* sql/ */
+  bool log_logfmt;          /* LOG_FORMAT=logfmt (default when not a tty) */
+  char log_file[PATH_MAX];  /* LOG_FILE, "" = stderr; reopened on SIGHUP */
 } app_config_t;
 
 const app_config_t *app_config(void);
@@ -49,6 +51,8 @@ void app_config_load(const char *argv0); /* from the environment */
 enum { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
 /* One line per event: time, level, the calling actor's name, the text. */
 void app_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Reopen LOG_FILE (SIGHUP, after logrotate moved it); 0 or -1. */
+int app_log_reopen(void);
 
 #define APP_NAME_REPO_SUP "repo"
 #define APP_NAME_PUBSUB "pubsub"

@@ -5,9 +5,19 @@
  *   PORT (4000)  DATABASE_URL  CHATTER_THREADS (cores)  CHATTER_DB_POOL (4)
  *   LOG_LEVEL (info)  CHATTER_CHAOS (0)  HOST (127.0.0.1; 0.0.0.0 for all)
  *   CHATTER_WEB_ROOT, CHATTER_SQL_DIR (found beside the binary otherwise)
+ *   LOG_FORMAT (text on a terminal, logfmt otherwise)  LOG_FILE (stderr)
+ *
+ * The log is one event per line.  `text` is for a person at a terminal:
+ *   2026-12-02T09:15:07.123Z INFO  [presence] loaded 12 users
+ * `logfmt` is for a collector (Loki, Vector, journald's fields):
+ *   ts=2026-12-02T09:15:07.123Z level=info actor=presence msg="loaded 12 users"
+ * Callers write key=value pairs into the text where a figure matters; logfmt
+ * keeps them inside msg, quoted, so that no caller can forge a field.
+ * LOG_FILE is opened for appending and reopened on SIGHUP (logrotate).
  */
 #include "app.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,7 +56,8 @@ static bool is_dir(const char *p) {
   return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-/* env, then ./name, then <binary>/../../name (the binary is _build/<v>/chatter) */
+/* env, then ./name, then <binary>/../../name (the binary is
+ * _build/<v>/chatter), then <binary>/../share/chatter/name (`make install`). */
 static void find_dir(char *out, const char *env, const char *name) {
   const char *v = getenv(env);
   if (v && *v) {
@@ -63,8 +74,11 @@ static void find_dir(char *out, const char *env, const char *name) {
     exe[n] = 0;
     char *slash = strrchr(exe, '/');
     if (slash) *slash = 0;
-    snprintf(out, PATH_MAX, "%.*s/../../%s", PATH_MAX - 16, exe, name);
-    if (is_dir(out)) return;
+    static const char *const beside[] = {"../..", "../share/chatter"};
+    for (size_t i = 0; i < sizeof beside / sizeof beside[0]; i++) {
+      snprintf(out, PATH_MAX, "%.*s/%s/%s", PATH_MAX - 40, exe, beside[i], name);
+      if (is_dir(out)) return;
+    }
   }
   snprintf(out, PATH_MAX, "%s", name);
 }
@@ -84,9 +98,51 @@ void app_config_load(const char *argv0) {
   snprintf(g_cfg.database_url, sizeof g_cfg.database_url, "%s", url ? url : "");
   find_dir(g_cfg.web_root, "CHATTER_WEB_ROOT", "web");
   find_dir(g_cfg.sql_dir, "CHATTER_SQL_DIR", "sql");
+  const char *fmt = getenv("LOG_FORMAT");
+  if (fmt && !strcasecmp(fmt, "logfmt")) g_cfg.log_logfmt = true;
+  else if (fmt && !strcasecmp(fmt, "text")) g_cfg.log_logfmt = false;
+  else g_cfg.log_logfmt = !isatty(STDERR_FILENO);
+  const char *file = getenv("LOG_FILE");
+  snprintf(g_cfg.log_file, sizeof g_cfg.log_file, "%s", file ? file : "");
+  app_log_reopen();
 }
 
 static const char *const level_names[] = {"DEBUG", "INFO", "WARN", "ERROR"};
+static const char *const level_keys[] = {"debug", "info", "warn", "error"};
+
+/* The log's stream: stderr, or LOG_FILE.  The lock covers the swap on SIGHUP
+ * against writers on every scheduler thread (a line is one fprintf, which
+ * stdio already locks; the mutex only keeps the FILE alive while in use). */
+static pthread_mutex_t g_log_lock = PTHREAD_MUTEX_INITIALIZER;
+static FILE *g_log;
+
+int app_log_reopen(void) {
+  if (!g_cfg.log_file[0]) return 0;
+  FILE *f = fopen(g_cfg.log_file, "a");
+  if (!f) {
+    fprintf(stderr, "cannot open LOG_FILE %s; logging to stderr\n", g_cfg.log_file);
+    return -1;
+  }
+  setvbuf(f, NULL, _IOLBF, 0);
+  pthread_mutex_lock(&g_log_lock);
+  FILE *old = g_log;
+  g_log = f;
+  pthread_mutex_unlock(&g_log_lock);
+  if (old) fclose(old);
+  return 0;
+}
+
+/* logfmt's quoted value: backslash, quote and control characters escaped. */
+static void put_quoted(FILE *f, const char *s) {
+  fputc('"', f);
+  for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+    if (*p == '"' || *p == '\\') fprintf(f, "\\%c", *p);
+    else if (*p == '\n') fputs("\\n", f);
+    else if (*p < 0x20 || *p == 0x7f) fprintf(f, "\\x%02x", *p);
+    else fputc(*p, f);
+  }
+  fputc('"', f);
+}
 
 void app_log(int level, const char *fmt, ...) {
   if (level < g_cfg.log_level) return;
@@ -104,5 +160,18 @@ void app_log(int level, const char *fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(text, sizeof text, fmt, ap);
   va_end(ap);
-  fprintf(stderr, "%s %-5s [%s] %s\n", when, level_names[level], who, text);
+  pthread_mutex_lock(&g_log_lock);
+  FILE *f = g_log ? g_log : stderr;
+  flockfile(f);
+  if (g_cfg.log_logfmt) {
+    fprintf(f, "ts=%s level=%s actor=", when, level_keys[level]);
+    put_quoted(f, who);
+    fputs(" msg=", f);
+    put_quoted(f, text);
+    fputc('\n', f);
+  } else {
+    fprintf(f, "%s %-5s [%s] %s\n", when, level_names[level], who, text);
+  }
+  funlockfile(f);
+  pthread_mutex_unlock(&g_log_lock);
 }

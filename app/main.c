@@ -1,7 +1,7 @@
 /*
  * main.c -- start Chatter: read the configuration, migrate the database,
  * start the schedulers and the supervision tree of DESIGN.md, and wait for
- * SIGINT/SIGTERM to shut it down in order (children in reverse start order,
+ * SIGINT/SIGTERM to shut it down in order (SIGHUP reopens LOG_FILE) (children in reverse start order,
  * so the endpoint stops taking sockets before the repo goes away).
  */
 #include "app.h"
@@ -131,6 +131,7 @@ int main(int argc, char **argv) {
   sigemptyset(&set);
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &set, NULL);
   signal(SIGPIPE, SIG_IGN);
 
@@ -151,7 +152,10 @@ int main(int argc, char **argv) {
   pthread_t watcher;
   pthread_create(&watcher, NULL, watch_root, &root);
   int sig = 0;
-  sigwait(&set, &sig);
+  while (sigwait(&set, &sig) == 0 && sig == SIGHUP) {
+    app_log_reopen();
+    app_log(LOG_INFO, "SIGHUP: log reopened");
+  }
   app_log(LOG_INFO, "signal %d: shutting down", sig);
   atomic_store(&g_stopping, true);
   act_exit(root, act_reason(ACT_SHUTDOWN));

@@ -34,12 +34,14 @@ async function healthy(base) {
 // (CHATTER_CHAOS, ...); port is a free one unless given (a test that stops
 // and starts the server where its clients expect it).  Waits at most
 // timeoutMs for /healthz.
-export async function startServer({ env = {}, timeoutMs = 20000, port } = {}) {
-  const bin = process.env.CHATTER_BIN || path.join(root, '_build/default/chatter');
+// bin and cwd default to the build under test and the repository (a test of
+// `make install` runs an installed copy from elsewhere).
+export async function startServer({ env = {}, timeoutMs = 20000, port, bin, cwd } = {}) {
+  bin = bin || process.env.CHATTER_BIN || path.join(root, '_build/default/chatter');
   port = port || await freePort();
   let out = '';
   const proc = spawn(bin, [], {
-    cwd: root,
+    cwd: cwd || root,
     env: { ...process.env, PORT: String(port), LOG_LEVEL: process.env.LOG_LEVEL || 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
