@@ -271,8 +271,11 @@ static void send_close(ws_conn_t *c, uint16_t code, const char *reason, size_t r
     uint8_t p[WS_CONTROL_MAX];
     size_t n = 0;
     if (code) {
-        if (rlen > WS_CONTROL_MAX - 2)
+        if (rlen > WS_CONTROL_MAX - 2) { /* cut at a character boundary */
             rlen = WS_CONTROL_MAX - 2;
+            while (rlen > 0 && ((uint8_t)reason[rlen] & 0xC0) == 0x80)
+                rlen--;
+        }
         p[0] = (uint8_t)(code >> 8);
         p[1] = (uint8_t)code;
         if (rlen)

@@ -441,6 +441,18 @@ START_TEST(our_close_handshake)
     ck_assert(ws_conn_finished(fx.c));
     ck_assert_int_eq(ws_conn_close(fx.c, 1000, NULL), WS_CLOSING);
     fx_free(&fx);
+    /* a reason over 123 bytes is cut, at a character boundary */
+    char reason[200] = "";
+    for (int i = 0; i < 60; i++)
+        strcat(reason, "\xc3\xa9"); /* 120 bytes of é */
+    strcat(reason, "ab\xe2\x82\xac-tail"); /* the euro sign straddles byte 123 */
+    fx = fx_new();
+    ck_assert_int_eq(ws_conn_close(fx.c, 1000, reason), WS_OK);
+    drain(fx.c, &fx.out);
+    sframe_t g[2];
+    ck_assert_uint_eq(parse_frames(&fx.out, g, 2), 1);
+    ck_assert_uint_eq(g[0].len, 2 + 122);
+    fx_free(&fx);
 }
 END_TEST
 
