@@ -4,11 +4,14 @@
  * http_ws_handshake), then the rest is fed, until an error or an upgrade.
  *
  * Input: the first byte picks the read size (1..256 bytes), the rest is what
- * the client sent. Checks, beyond the sanitizers: feed never claims more
- * bytes than it was given nor stops early without a reason, each request
+ * the client sent. Requests that are not upgrades are answered from web/
+ * (http_serve_static) when run from the repository root. Checks, beyond
+ * the sanitizers: feed never claims more bytes than it was given nor stops
+ * early without a reason, each request
  * consumes at least one byte (else the endpoint's feed loop would spin), an
  * error names a 4xx/5xx status, the URL stays within HTTP_LIMIT_URL.
  */
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +19,19 @@
 #include "http.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static http_static_t root;
+static bool root_ok;
+
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    (void)argc;
+    (void)argv;
+    root_ok = http_static_open(&root, "web") == 0;
+    return 0;
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -65,7 +81,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 http_buf_free(&out);
                 break; /* the connection has left HTTP */
             }
-            http_response_error(&out, 404, c->req.keep_alive, false);
+            /* static files from web/ (the harness runs from the repository
+             * root): path mapping, %-escapes, ETags, HEAD and 405 */
+            if (root_ok) {
+                int st = http_serve_static(&root, &c->req, &out);
+                if (st != 200 && st != 304 && st != 400 && st != 404 && st != 405 &&
+                    st != 500 && st != -1)
+                    abort();
+            } else {
+                http_response_error(&out, 404, c->req.keep_alive, false);
+            }
             http_buf_free(&out);
             if (!c->req.keep_alive)
                 break;
