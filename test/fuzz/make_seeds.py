@@ -41,7 +41,8 @@ for name, req in http.items():
     write('http', name, bytes([255]) + req)
     write('http', name + '_bytewise', bytes([0]) + req)
 
-# ---- ws: byte 0 = read size - 1, byte 1 bit 7 = never drain; then client frames
+# ---- ws: byte 0 = read size - 1, byte 1: bit 7 never drain, bit 0 our pings,
+#      bit 1 shared pushes, bit 2 our close first; then client frames
 def frame(payload, opcode=1, fin=True, mask=b'\0\0\0\0', rsv=0):
     n = len(payload)
     h = bytes([(0x80 if fin else 0) | rsv | opcode])
@@ -83,6 +84,9 @@ ws = {
 for name, data in ws.items():
     write('ws', name, bytes([255, 0]) + data)
     write('ws', name + '_bytewise', bytes([0, 0]) + data)
+for name in ('ping_request', 'fragmented', 'close_reason'):
+    write('ws', name + '_ping_push_close', bytes([15, 7]) + ws[name])
+    write('ws', name + '_pushes_undrained', bytes([255, 0x82]) + ws[name] * 4)
 
 # ---- json: requests as the session sees them
 reqs = [

@@ -4,9 +4,11 @@
  * to proto_decode; the answer (a pong with the request's ref) is sent from
  * inside the callback, and output is drained as the endpoint would write it.
  *
- * Input: the first byte picks the read size (1..256), the second how often
- * the "socket" is drained (bit 7 clear: after every read; else never, so the
- * outbound bound is crossed), the rest is what the client sent.
+ * Input: the first byte picks the read size (1..256); the second byte's bit
+ * 7 set means the "socket" is never drained (so the outbound bound is
+ * crossed), bit 0 sends our ping after every read, bit 1 a shared push after
+ * every read, bit 2 starts our close after the first read; the rest is what
+ * the client sent.
  * Checks, beyond the sanitizers: every message delivered is valid UTF-8 of at
  * most WS_MAX_MESSAGE bytes; the reassembly buffer never exceeds the message
  * limit; what the server writes parses back into well-formed unmasked
@@ -117,6 +119,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     size_t step = (size_t)data[0] + 1;
     bool never_drain = data[1] & 0x80;
+    bool pings = data[1] & 1, pushes = data[1] & 2, close_first = data[1] & 4;
     data += 2;
     size -= 2;
     uint8_t *in = malloc(size ? size : 1);
@@ -124,10 +127,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     memcpy(in, data, size);
 
+    long live = ws_shared_live();
+    ws_shared_t *push = ws_shared_text("{\"type\":\"presence_diff\"}", 24);
     harness_t h = {0};
     out_parser_t op = {0};
     h.c = ws_conn_new(on_text, &h, 0);
-    if (!h.c) {
+    if (!h.c || !push) {
+        if (push)
+            ws_shared_release(push);
+        ws_conn_free(h.c);
         free(in);
         return 0;
     }
@@ -138,6 +146,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
         if (st == WS_NOMEM)
             break;
+        if (close_first && off == 0)
+            ws_conn_close(h.c, WS_CLOSE_GOING_AWAY, "going away");
+        if (pings)
+            ws_conn_ping(h.c, off);
+        if (pushes)
+            ws_conn_send_shared(h.c, push);
         if (!never_drain)
             drain(h.c, &op);
         if (ws_conn_finished(h.c))
@@ -147,6 +161,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (op.in_payload || op.hdr_len)
         abort(); /* the output ended inside a frame */
     ws_conn_free(h.c);
+    ws_shared_release(push);
+    if (ws_shared_live() != live)
+        abort(); /* a shared frame kept or released once too often */
     free(in);
     return 0;
 }
