@@ -4,6 +4,8 @@
 #                       PostgreSQL cluster (unless DATABASE_URL is set), serve :4000
 #   make test           the same set-up, then every suite (plain, TSan, ASan+UBSan,
 #                       protocol tests over WebSockets, browser tests)
+#   make fuzz           libFuzzer over the HTTP, WebSocket and JSON parsers
+#                       (FUZZ_SECONDS each, default 60; make test-fuzz: 10)
 #   make bench          the runtime's micro-benchmarks
 #   make bench-compare  the same against the Erlang peers, as a table
 #
@@ -37,7 +39,8 @@ APP_TESTS:= $(patsubst test/app/%.c,$(B)/test/app/%,$(wildcard test/app/test_*.c
 BENCHES  := $(patsubst bench/%.c,$(B)/bench/%,$(wildcard bench/*.c))
 
 .PHONY: all build deps run test test-runtime test-app test-tsan test-asan \
-        test-protocol test-browser bench bench-compare db-start stop-db clean install
+        test-protocol test-browser bench bench-compare db-start stop-db clean install \
+        fuzz test-fuzz deps-fuzz
 
 all: build
 build: $(B)/libact.a $(B)/chatter $(RT_TESTS) $(APP_TESTS) $(BENCHES)
@@ -131,6 +134,7 @@ test: deps-test db-start
 	$(MAKE) --no-print-directory test-app
 	$(MAKE) --no-print-directory test-tsan
 	$(MAKE) --no-print-directory test-asan
+	$(MAKE) --no-print-directory test-fuzz
 	$(MAKE) --no-print-directory test-protocol
 	$(MAKE) --no-print-directory test-browser
 	@echo "make test: all suites passed"
@@ -165,6 +169,50 @@ test-protocol: $(B)/chatter
 test-browser: $(B)/chatter
 	@export DATABASE_URL="$${DATABASE_URL:-$$(bash sql/devdb.sh url)}"; \
 	 CHATTER_BIN=$(B)/chatter node --test --test-concurrency=1 test/browser/
+
+# ---------------------------------------------------------------- fuzzing
+
+# libFuzzer (Debian's clang-14) over the three parsers a client reaches: the
+# HTTP request parser, the WebSocket frame reader feeding the protocol
+# decoder, the JSON request decoder; harnesses and seed corpora in test/fuzz/.
+# `make fuzz` runs each for FUZZ_SECONDS; `make test-fuzz` for
+# FUZZ_TEST_SECONDS each; both under ASan+UBSan, and any crash, leak, UB or
+# failed check fails the target. New inputs found go to _build/fuzz/corpus/,
+# crashing ones to _build/fuzz/crashes/ (the seeds in git stay as they are).
+DEB_FUZZ := clang-14 libclang-rt-14-dev
+FUZZ_CC  := clang-14
+FUZZ_SECONDS ?= 60
+FUZZ_TEST_SECONDS ?= 10
+FUZZ_TARGETS := http ws json
+FUZZ_SRC := app/http.c app/ws.c app/unicode.c app/protocol.c
+FUZZ_BINS := $(FUZZ_TARGETS:%=_build/fuzz/%_fuzz)
+FUZZ_CFLAGS = $(WARN) -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined \
+              -fno-sanitize-recover=all -Iapp $(shell $(PKG_CONFIG) --cflags libcjson nettle)
+FUZZ_LIBS = $(shell $(PKG_CONFIG) --libs libcjson nettle) -lhttp_parser -lm
+
+deps-fuzz: deps
+	$(call apt_ensure,$(DEB_FUZZ))
+
+_build/fuzz/%_fuzz: test/fuzz/%_fuzz.c $(FUZZ_SRC) $(wildcard app/*.h)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $< $(FUZZ_SRC) $(FUZZ_LIBS) -o $@
+
+fuzz: deps-fuzz
+	$(MAKE) --no-print-directory $(FUZZ_BINS)
+	@set -o pipefail; failed=""; for t in $(FUZZ_TARGETS); do \
+	  mkdir -p _build/fuzz/corpus/$$t _build/fuzz/crashes; \
+	  echo "== fuzz $$t ($(FUZZ_SECONDS) s)"; \
+	  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	  _build/fuzz/$${t}_fuzz -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 \
+	    -print_final_stats=1 -dict=test/fuzz/$$t.dict -artifact_prefix=_build/fuzz/crashes/$$t- \
+	    _build/fuzz/corpus/$$t test/fuzz/$$t > _build/fuzz/$$t.log 2>&1 \
+	    || { failed="$$failed $$t"; tail -n 60 _build/fuzz/$$t.log; }; \
+	  grep -E '^#[0-9]+[[:space:]]+(INITED|DONE)' _build/fuzz/$$t.log | tail -n 2; \
+	  grep -E '^stat::number_of_executed_units' _build/fuzz/$$t.log; \
+	done; if [ -n "$$failed" ]; then echo "FUZZ FAILED:$$failed (inputs in _build/fuzz/crashes/)"; exit 1; fi
+
+test-fuzz:
+	$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$(FUZZ_TEST_SECONDS)
 
 # ------------------------------------------------------------- benchmarks
 

@@ -1,5 +1,6 @@
-/* ws.h: one server-side WebSocket connection over wslay's event API, and the
- * shared pre-framed buffer PubSub broadcasts with. Socket-free.
+/* ws.h: one server-side WebSocket connection (RFC 6455 framing, our own
+ * incremental reader), and the shared pre-framed buffer PubSub broadcasts
+ * with. Socket-free.
  *
  * What it is for: after http_ws_handshake() answered 101, the endpoint turns
  * the socket's bytes into complete text messages and the session's replies
@@ -8,10 +9,13 @@
  *   a binary frame                                          -> close 1003
  *   text that is not valid UTF-8                            -> close 1007
  *   a client that cannot keep up (WS_OUTBOUND_MAX queued)   -> close 1008
- *   any other framing error                                 -> close 1002, or a
- *     close without a code where wslay's frame layer finds it (a control
- *     frame over 125 bytes or fragmented, a 64-bit length with the top bit)
- * Pings are answered, pongs timed, the close handshake completed.
+ *   a close frame with a bad code, or a reason not UTF-8     -> close 1002 / 1007
+ *   any other framing error (RSV bits, reserved opcode, unmasked, a control
+ *     frame over 125 bytes or fragmented, a 64-bit length with the top bit,
+ *     a continuation with nothing to continue, a new message inside one)
+ *                                                           -> close 1002
+ * Pings are answered, pongs timed, the close handshake completed (the
+ * peer's close code is echoed).
  *
  * How the endpoint drives it (all on the connection's loop thread; the only
  * thread-safe part is ws_shared_t's reference count):
@@ -42,6 +46,11 @@
 
 /* Largest message accepted from a client, after reassembling fragments. */
 #define WS_MAX_MESSAGE   65536u
+/* A message under way is reassembled into one buffer grown in steps of this
+ * many bytes as its payload arrives: a connection holds at most its partial
+ * payload + WS_RX_STEP - 1 bytes for it (whatever the number of fragments,
+ * each of which costs nothing), and at most WS_RX_STEP between messages. */
+#define WS_RX_STEP       4096u
 /* Bytes a connection may hold for its peer, queued or in an unfinished
  * uv_write. A frame that would go beyond it closes the connection with 1008:
  * a slow client costs at most this much memory, never more. */
@@ -67,7 +76,7 @@ typedef enum ws_status {
 } ws_status_t;
 
 /* ---- shared frames: encode once, deliver many ----
- * A complete, unmasked text frame built once (by wslay's frame layer) and
+ * A complete, unmasked text frame built once and
  * referenced by every connection it is queued on. Reference counts are atomic:
  * the last release, on whichever thread, frees it. */
 typedef struct ws_shared ws_shared_t;
@@ -122,6 +131,9 @@ uint16_t ws_conn_peer_close_code(const ws_conn_t *c);
 uint64_t ws_conn_last_pong(const ws_conn_t *c);  /* ms; creation time until a pong */
 bool ws_conn_awaiting_pong(const ws_conn_t *c);
 size_t ws_conn_queued_bytes(const ws_conn_t *c); /* counted against WS_OUTBOUND_MAX */
+/* Heap bytes the receiving side holds (the reassembly buffer's capacity):
+ * at most the partial message's payload + WS_RX_STEP - 1. */
+size_t ws_conn_input_bytes(const ws_conn_t *c);
 
 /* Moves up to max queued buffers into the write in flight and describes them
  * in iov; returns how many (0: nothing to write, or a write is in flight).

@@ -4,9 +4,12 @@
  * ping, pong, close, bad UTF-8, oversized), feeds them to a ws_conn_t, and
  * parses the server's output bytes back into frames to check messages,
  * pongs and close codes; checks the 256 KiB outbound bound (1008) and that a
- * shared frame's reference count reaches zero exactly once.
+ * shared frame's reference count reaches zero exactly once; that a
+ * fragmented message costs its payload and no more per fragment, and that a
+ * close frame's reason is judged whole wherever the bytes are split.
  */
 #include <check.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -332,8 +335,7 @@ START_TEST(unmasked_is_protocol_error)
 }
 END_TEST
 
-/* Frames that break RFC 6455 close the connection: 1002 where wslay's
- * event layer sees it; a code-less close where its frame layer does. */
+/* Frames that break RFC 6455 close the connection with 1002. */
 START_TEST(protocol_errors_close)
 {
     static const struct { uint8_t bytes[16]; size_t len; uint16_t code; } cases[] = {
@@ -342,8 +344,13 @@ START_TEST(protocol_errors_close)
         {{0x80, 0x80, 0, 0, 0, 0}, 6, 1002},                      /* continuation first */
         {{0x01, 0x81, 0, 0, 0, 0, 'a', 0x81, 0x81, 0, 0, 0, 0, 'b'}, 14, 1002}, /* text inside */
         {{0x88, 0x82, 0, 0, 0, 0, 0x03, 0xed}, 8, 1002},          /* close code 1005 on the wire */
-        {{0x09, 0x80, 0, 0, 0, 0}, 6, 0},                         /* fragmented ping */
-        {{0x89, 0xfe, 0, 126}, 4, 0},                             /* ping over 125 bytes */
+        {{0x09, 0x80, 0, 0, 0, 0}, 6, 1002},                      /* fragmented ping */
+        {{0x89, 0xfe, 0, 126}, 4, 1002},                          /* ping over 125 bytes */
+        {{0x81, 0xff, 0x80, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4}, 14, 1002}, /* 64-bit length, top bit */
+        {{0xa1, 0x80, 0, 0, 0, 0}, 6, 1002},                      /* RSV2 */
+        {{0x91, 0x80, 0, 0, 0, 0}, 6, 1002},                      /* RSV3 */
+        {{0x8b, 0x80, 0, 0, 0, 0}, 6, 1002},                      /* reserved control opcode */
+        {{0x88, 0x81, 0, 0, 0, 0, 0x03}, 7, 1002},                /* close with one byte */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         fixture_t fx = fx_new();
@@ -352,11 +359,7 @@ START_TEST(protocol_errors_close)
         ck_assert_int_eq(fx.seen->count, 0);
         sframe_t f[2];
         ck_assert_uint_eq(parse_frames(&fx.out, f, 2), 1);
-        ck_assert_int_eq(f[0].opcode, 0x8);
-        if (cases[i].code)
-            ck_assert_uint_eq(close_code_of(&f[0]), cases[i].code);
-        else
-            ck_assert_uint_eq(f[0].len, 0);
+        ck_assert_msg(close_code_of(&f[0]) == cases[i].code, "case %zu", i);
         ck_assert(ws_conn_finished(fx.c));
         fx_free(&fx);
     }
@@ -438,6 +441,18 @@ START_TEST(our_close_handshake)
     ck_assert(ws_conn_finished(fx.c));
     ck_assert_int_eq(ws_conn_close(fx.c, 1000, NULL), WS_CLOSING);
     fx_free(&fx);
+    /* a reason over 123 bytes is cut, at a character boundary */
+    char reason[200] = "";
+    for (int i = 0; i < 60; i++)
+        strcat(reason, "\xc3\xa9"); /* 120 bytes of é */
+    strcat(reason, "ab\xe2\x82\xac-tail"); /* the euro sign straddles byte 123 */
+    fx = fx_new();
+    ck_assert_int_eq(ws_conn_close(fx.c, 1000, reason), WS_OK);
+    drain(fx.c, &fx.out);
+    sframe_t g[2];
+    ck_assert_uint_eq(parse_frames(&fx.out, g, 2), 1);
+    ck_assert_uint_eq(g[0].len, 2 + 122);
+    fx_free(&fx);
 }
 END_TEST
 
@@ -455,6 +470,211 @@ START_TEST(echo_from_callback)
     ck_assert(f[0].len == 3 && memcmp(f[0].payload, "one", 3) == 0);
     ck_assert_int_eq(f[1].opcode, 0xA);
     ck_assert(f[2].len == 3 && memcmp(f[2].payload, "two", 3) == 0);
+    fx_free(&fx);
+}
+END_TEST
+
+/* ------------------------------------------------------------ reassembly bound */
+
+/* Heap bytes in use in this process (Check runs each test in its own fork):
+ * the sanitizer allocator's count under ASan, glibc's otherwise. */
+extern size_t __sanitizer_get_current_allocated_bytes(void) __attribute__((weak));
+
+static size_t heap_in_use(void)
+{
+    if (__sanitizer_get_current_allocated_bytes)
+        return __sanitizer_get_current_allocated_bytes();
+    struct mallinfo2 mi = mallinfo2();
+    return mi.uordblks + mi.hblkhd;
+}
+
+/* Issue 7 item 5: 60,000 one-byte fragments of an unfinished message used to
+ * cost 5.4 MiB (a chunk and a list node per fragment); now they cost what
+ * the 60,000 bytes of payload cost, rounded up to WS_RX_STEP. */
+START_TEST(fragments_cost_only_their_payload)
+{
+    enum { FRAGS = 60000 };
+    fixture_t fx = fx_new();
+    bytes_t all = {0};
+    frame(&all, 0, 0x1, "[", 1);
+    for (int i = 1; i < FRAGS; i++)
+        frame(&all, 0, 0x0, " ", 1);
+    size_t before = heap_in_use();
+    /* fed in 4 KiB reads, as a socket would deliver them */
+    for (size_t off = 0; off < all.len; off += 4096) {
+        size_t n = all.len - off < 4096 ? all.len - off : 4096;
+        ck_assert_int_eq(ws_conn_feed(fx.c, all.data + off, n, 2000), WS_OK);
+    }
+    size_t held = heap_in_use() - before;
+    ck_assert_uint_le(ws_conn_input_bytes(fx.c), FRAGS + WS_RX_STEP - 1);
+    ck_assert_uint_ge(ws_conn_input_bytes(fx.c), FRAGS);
+    ck_assert_msg(held <= FRAGS + WS_RX_STEP, "%zu bytes held for %d bytes of payload", held,
+                  FRAGS);
+    ck_assert_int_eq(fx.seen->count, 0);
+    /* the last fragment completes it: one message of 60,001 bytes */
+    fx.in.len = 0;
+    frame(&fx.in, 1, 0x0, "]", 1);
+    ck_assert_int_eq(fx_feed(&fx), WS_OK);
+    ck_assert_int_eq(fx.seen->count, 1);
+    ck_assert_uint_eq(fx.seen->last_len, FRAGS + 1);
+    ck_assert_int_eq(fx.seen->last[0], '[');
+    ck_assert_int_eq(fx.seen->last[FRAGS], ']');
+    /* between messages a connection keeps at most one step */
+    ck_assert_uint_le(ws_conn_input_bytes(fx.c), WS_RX_STEP);
+    free(all.data);
+    fx_free(&fx);
+}
+END_TEST
+
+/* Crossing the bound with fragments: the one that would take the message
+ * past WS_MAX_MESSAGE closes 1009 at its header, with the buffer at most
+ * the limit. */
+START_TEST(fragments_past_the_limit_1009)
+{
+    fixture_t fx = fx_new();
+    char *chunk = malloc(WS_MAX_MESSAGE);
+    memset(chunk, 'a', WS_MAX_MESSAGE);
+    frame(&fx.in, 0, 0x1, chunk, WS_MAX_MESSAGE - 1);
+    frame(&fx.in, 0, 0x0, "b", 1);
+    ck_assert_int_eq(fx_feed(&fx), WS_OK);
+    ck_assert_uint_le(ws_conn_input_bytes(fx.c), WS_MAX_MESSAGE);
+    /* an empty fragment is fine; one more byte is not */
+    frame(&fx.in, 0, 0x0, "", 0);
+    ck_assert_int_eq(fx_feed(&fx), WS_OK);
+    /* only the header of the fragment that crosses: no payload is needed */
+    uint8_t h[6] = {0x00, 0x81, 1, 2, 3, 4};
+    bytes_put(&fx.in, h, sizeof h);
+    ck_assert_int_eq(fx_feed(&fx), WS_CLOSING);
+    ck_assert_int_eq(fx.seen->count, 0);
+    expect_only_close(&fx, 1009);
+    ck_assert_uint_le(ws_conn_input_bytes(fx.c), WS_MAX_MESSAGE);
+    /* an announced length over the limit is refused before its payload */
+    fixture_t fy = fx_new();
+    uint8_t big[14] = {0x81, 0xff, 0, 0, 0, 0, 0x7f, 0xff, 0xff, 0xff, 1, 2, 3, 4};
+    bytes_put(&fy.in, big, sizeof big);
+    ck_assert_int_eq(fx_feed(&fy), WS_CLOSING);
+    expect_only_close(&fy, 1009);
+    ck_assert_uint_eq(ws_conn_input_bytes(fy.c), 0);
+    fx_free(&fy);
+    free(chunk);
+    fx_free(&fx);
+}
+END_TEST
+
+/* Bad UTF-8 fails at the fragment that carries it, not at the message's end. */
+START_TEST(invalid_utf8_fails_fast)
+{
+    fixture_t fx = fx_new();
+    frame(&fx.in, 0, 0x1, "ok \xce", 4);  /* a sequence left open: fine so far */
+    ck_assert_int_eq(fx_feed(&fx), WS_OK);
+    frame(&fx.in, 0, 0x0, "\xba ok", 4);   /* completes it: κ */
+    ck_assert_int_eq(fx_feed(&fx), WS_OK);
+    frame(&fx.in, 0, 0x0, "\xf5", 1);      /* never valid */
+    ck_assert_int_eq(fx_feed(&fx), WS_CLOSING);
+    expect_only_close(&fx, 1007);
+    fx_free(&fx);
+    /* open sequences that can no longer become valid fail at once too:
+     * overlong (E0 80), surrogate (ED A0), above U+10FFFF (F4 90) */
+    static const char *dead[] = {"a\xe0\x80", "a\xed\xa0", "a\xf4\x90\x80", "a\xc1"};
+    for (size_t i = 0; i < sizeof dead / sizeof dead[0]; i++) {
+        fx = fx_new();
+        frame(&fx.in, 0, 0x1, dead[i], strlen(dead[i]));
+        ck_assert_msg(fx_feed(&fx) == WS_CLOSING, "case %zu", i);
+        expect_only_close(&fx, 1007);
+        fx_free(&fx);
+    }
+}
+END_TEST
+
+/* ------------------------------------------------------------ close frames */
+
+/* A close frame with code and reason, masked, as the client sends it. */
+static void frame_close_reason(bytes_t *b, uint16_t code, const char *reason, size_t rlen)
+{
+    uint8_t p[125];
+    p[0] = (uint8_t)(code >> 8);
+    p[1] = (uint8_t)code;
+    memcpy(p + 2, reason, rlen);
+    frame(b, 1, 0x8, p, 2 + rlen);
+}
+
+/* Feeds b in two reads split at `at`, drains, returns the close code the
+ * server sent (0 if none). */
+static uint16_t close_answer_split(const bytes_t *b, size_t at)
+{
+    fixture_t fx = fx_new();
+    ws_conn_feed(fx.c, b->data, at, 2000);
+    ws_conn_feed(fx.c, b->data + at, b->len - at, 2000);
+    drain(fx.c, &fx.out);
+    sframe_t f[2];
+    size_t n = parse_frames(&fx.out, f, 2);
+    ck_assert_uint_eq(n, 1);
+    uint16_t code = close_code_of(&f[0]);
+    ck_assert(ws_conn_finished(fx.c));
+    fx_free(&fx);
+    return code;
+}
+
+/* Issue 7 item 7: the reason is checked over the whole payload, wherever
+ * TCP splits the frame (before, a split inside the payload shifted what was
+ * checked by two bytes: é-ok split inside é was 1007, a bad byte in the
+ * second packet was echoed with 1000). */
+START_TEST(close_reason_utf8_any_split)
+{
+    bytes_t good = {0}, bad = {0}, bad_end = {0};
+    frame_close_reason(&good, 1000, "\xc3\xa9-ok", 5);
+    frame_close_reason(&bad, 1000, "ok-\xff-ok", 7);
+    frame_close_reason(&bad_end, 1000, "ok-ok\xc3", 6); /* truncated at the end */
+    for (size_t at = 0; at <= good.len; at++)
+        ck_assert_msg(close_answer_split(&good, at) == 1000, "valid reason split at %zu", at);
+    for (size_t at = 0; at <= bad.len; at++)
+        ck_assert_msg(close_answer_split(&bad, at) == 1007, "bad reason split at %zu", at);
+    for (size_t at = 0; at <= bad_end.len; at++)
+        ck_assert_msg(close_answer_split(&bad_end, at) == 1007, "truncated split at %zu", at);
+    /* and byte by byte */
+    fixture_t fx = fx_new();
+    for (size_t i = 0; i < good.len; i++)
+        ws_conn_feed(fx.c, good.data + i, 1, 2000);
+    drain(fx.c, &fx.out);
+    expect_only_close(&fx, 1000);
+    ck_assert_uint_eq(ws_conn_peer_close_code(fx.c), 1000);
+    fx_free(&fx);
+    free(good.data);
+    free(bad.data);
+    free(bad_end.data);
+}
+END_TEST
+
+/* Codes the peer may send are echoed; the others are a protocol error. */
+START_TEST(close_codes)
+{
+    static const uint16_t ok[] = {1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011,
+                                  1012, 1013, 1014, 3000, 3999, 4000, 4999};
+    static const uint16_t bad[] = {0, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000,
+                                   2999, 5000, 65535};
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        bytes_t b = {0};
+        frame_close_reason(&b, ok[i], "bye", 3);
+        ck_assert_msg(close_answer_split(&b, b.len) == ok[i], "code %u", ok[i]);
+        free(b.data);
+    }
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        bytes_t b = {0};
+        frame_close_reason(&b, bad[i], "", 0);
+        ck_assert_msg(close_answer_split(&b, 3) == 1002, "code %u", bad[i]);
+        free(b.data);
+    }
+    /* an empty close is answered with an empty close; its code reads 1005 */
+    fixture_t fx = fx_new();
+    frame(&fx.in, 1, 0x8, "", 0);
+    ck_assert_int_eq(fx_feed(&fx), WS_CLOSING);
+    sframe_t f[2];
+    ck_assert_uint_eq(parse_frames(&fx.out, f, 2), 1);
+    ck_assert_int_eq(f[0].opcode, 0x8);
+    ck_assert_uint_eq(f[0].len, 0);
+    ck_assert_uint_eq(ws_conn_peer_close_code(fx.c), 1005);
+    ck_assert_uint_eq(ws_conn_close_code(fx.c), 1005);
+    ck_assert(ws_conn_finished(fx.c));
     fx_free(&fx);
 }
 END_TEST
@@ -652,6 +872,11 @@ static Suite *ws_suite(void)
     tcase_add_test(r, peer_close_handshake);
     tcase_add_test(r, our_close_handshake);
     tcase_add_test(r, echo_from_callback);
+    tcase_add_test(r, fragments_cost_only_their_payload);
+    tcase_add_test(r, fragments_past_the_limit_1009);
+    tcase_add_test(r, invalid_utf8_fails_fast);
+    tcase_add_test(r, close_reason_utf8_any_split);
+    tcase_add_test(r, close_codes);
     suite_add_tcase(s, r);
     TCase *w = tcase_create("send");
     tcase_add_test(w, order_text_and_shared);
