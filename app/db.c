@@ -37,7 +37,7 @@
     m ".id::text, " m ".seq, " m ".user_id::text, u.name, " m ".content, " TS(m ".inserted_at")
 
 enum stmt { ST_USERS_LIST, ST_USER_UPSERT, ST_MSG_INSERT, ST_MSG_BEFORE,
-            ST_MSG_AFTER, ST_PING, ST_COUNT };
+            ST_MSG_AFTER, ST_MSG_BY_CLIENT_ID, ST_PING, ST_COUNT };
 
 static const struct { const char *name, *sql; int nparams; } STMTS[ST_COUNT] = {
     [ST_USERS_LIST] = {"chatter_users_list",
@@ -49,17 +49,39 @@ static const struct { const char *name, *sql; int nparams; } STMTS[ST_COUNT] = {
         "ON CONFLICT (name) DO UPDATE SET updated_at = now() "
         "RETURNING id::text, name, (xmax = 0) AS created", 1},
     /* One statement for the whole batch: all or nothing, seq in input order
-     * (rows are inserted in the ORDER BY ord order the SELECT produces). */
+     * (rows are inserted in the ORDER BY ord order the SELECT produces).
+     * A row whose (user_id, client_id) is already stored, before or earlier
+     * in the same batch, is skipped by ON CONFLICT and answered with the
+     * stored row (existed = true).  The ids are made in `input` (MATERIALIZED:
+     * evaluated once) so that each inserted row finds its ordinal again.  The
+     * outer SELECT sees the statement's snapshot: a row another connection
+     * committed while this one waited on the index is in neither `ins` nor
+     * that snapshot, so its ordinal is missing from the result (db.h). */
     [ST_MSG_INSERT] = {"chatter_msg_insert",
-        "WITH input AS ("
-        " SELECT t.user_id, t.content, t.ord"
-        " FROM unnest($1::uuid[], $2::text[]) WITH ORDINALITY AS t(user_id, content, ord)),"
+        "WITH input AS MATERIALIZED ("
+        " SELECT t.ord, t.user_id, t.content, t.client_id, gen_random_uuid() AS id"
+        " FROM unnest($1::uuid[], $2::text[], $3::text[]) WITH ORDINALITY"
+        " AS t(user_id, content, client_id, ord)),"
         " ins AS ("
-        " INSERT INTO messages (user_id, content)"
-        " SELECT user_id, content FROM input ORDER BY ord"
-        " RETURNING id, seq, user_id, content, inserted_at)"
-        " SELECT " MSG_COLS("ins") " FROM ins JOIN users u ON u.id = ins.user_id"
-        " ORDER BY ins.seq", 2},
+        " INSERT INTO messages (id, user_id, content, client_id)"
+        " SELECT id, user_id, content, client_id FROM input ORDER BY ord"
+        " ON CONFLICT (user_id, client_id) DO NOTHING"
+        " RETURNING id, seq, user_id, content, client_id, inserted_at),"
+        " out AS ("
+        " SELECT i.ord, false AS existed, x.id, x.seq, x.user_id, x.content, x.inserted_at"
+        " FROM input i JOIN ins x ON x.id = i.id"
+        " UNION ALL"
+        " SELECT i.ord, true, s.id, s.seq, s.user_id, s.content, s.inserted_at FROM input i"
+        " CROSS JOIN LATERAL ("
+        " SELECT x.id, x.seq, x.user_id, x.content, x.inserted_at FROM ins x"
+        " WHERE x.user_id = i.user_id AND x.client_id = i.client_id"
+        " UNION ALL"
+        " SELECT y.id, y.seq, y.user_id, y.content, y.inserted_at FROM messages y"
+        " WHERE y.user_id = i.user_id AND y.client_id = i.client_id"
+        " LIMIT 1) s"
+        " WHERE i.client_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM ins z WHERE z.id = i.id))"
+        " SELECT " MSG_COLS("o") ", o.ord, o.existed FROM out o JOIN users u ON u.id = o.user_id"
+        " ORDER BY o.ord", 3},
     /* $2 is limit + 1: the extra row, if any, says `more`. */
     [ST_MSG_BEFORE] = {"chatter_msg_before",
         "SELECT * FROM (SELECT " MSG_COLS("m") " FROM messages m"
@@ -69,6 +91,10 @@ static const struct { const char *name, *sql; int nparams; } STMTS[ST_COUNT] = {
         "SELECT " MSG_COLS("m") " FROM messages m"
         " JOIN users u ON u.id = m.user_id WHERE m.seq > $1"
         " ORDER BY m.seq LIMIT $2", 2},
+    /* The stored message of a client_id (the unique index finds it). */
+    [ST_MSG_BY_CLIENT_ID] = {"chatter_msg_by_client_id",
+        "SELECT " MSG_COLS("m") " FROM messages m JOIN users u ON u.id = m.user_id"
+        " WHERE m.user_id = $1 AND m.client_id = $2", 2},
     [ST_PING] = {"chatter_ping", "SELECT 1", 0},
 };
 
@@ -82,7 +108,8 @@ typedef struct db_query {
     struct db_query *next;
     enum qkind kind;
     enum stmt stmt;
-    char *params[2];
+    char *params[3];
+    size_t ninput;        /* an insert's row count: its result is by ordinal */
     enum trim trim;
     int limit;
     union {
@@ -156,6 +183,7 @@ static void q_free(db_query *q)
     PQclear(q->res);
     free(q->params[0]);
     free(q->params[1]);
+    free(q->params[2]);
     free(q);
 }
 
@@ -305,9 +333,36 @@ static db_message_list *parse_messages(const PGresult *r, int first, int count, 
     return l;
 }
 
+/* An insert's result: one row per input ordinal (column 6, from 1), with
+ * column 7 saying whether it was already stored.  An ordinal with no row
+ * keeps id == NULL (db.h). */
+static db_message_list *parse_inserted(const db_query *q)
+{
+    const PGresult *r = q->res;
+    int n = PQntuples(r);
+    if (PQnfields(r) != 8 || (size_t)n > q->ninput) return NULL;
+    db_message_list *l = calloc(1, sizeof *l);
+    if (!l || !(l->messages = calloc(q->ninput, sizeof *l->messages))) {
+        free(l);
+        return NULL;
+    }
+    l->n = q->ninput;
+    for (int i = 0; i < n; i++) {
+        long long ord = strtoll(PQgetvalue(r, i, 6), NULL, 10);
+        db_message *m = ord >= 1 && (size_t)ord <= q->ninput ? &l->messages[ord - 1] : NULL;
+        if (!m || m->id || !message_from_row(m, r, i)) {
+            db_message_list_free(l);
+            return NULL;
+        }
+        m->existed = PQgetvalue(r, i, 7)[0] == 't';
+    }
+    return l;
+}
+
 /* The page of a limit + 1 query: the extra row only tells `more`. */
 static db_message_list *parse_page(const db_query *q)
 {
+    if (q->ninput) return parse_inserted(q);
     int n = PQntuples(q->res);
     bool more = q->trim != TRIM_NONE && n > q->limit;
     int count = more ? q->limit : n;
@@ -632,7 +687,7 @@ static int send_prepare(db_conn *c, enum stmt st)
  * pending query, completes as unavailable. */
 static int send_one(db_conn *c, db_query *q)
 {
-    const char *params[2] = {q->params[0], q->params[1]};
+    const char *params[3] = {q->params[0], q->params[1], q->params[2]};
     bool ok = (c->prepared & (1u << q->stmt)) || send_prepare(c, q->stmt) == 0;
     ok = ok && PQsendQueryPrepared(c->pg, STMTS[q->stmt].name, STMTS[q->stmt].nparams,
                                    params, NULL, NULL, 0) && PQpipelineSync(c->pg);
@@ -920,13 +975,21 @@ static void sb_array_elem(sbuf *b, const char *s, bool first)
     sb_putc(b, '"');
 }
 
-/* {"a","b",...} of the user_ids (which = 0) or the contents (which = 1). */
+/* {"a","b",...} of the user_ids (which = 0), the contents (1) or the
+ * client_ids (2, NULL for none). */
 static char *array_literal(const db_new_message *m, size_t n, int which)
 {
     sbuf b = {0};
     sb_putc(&b, '{');
-    for (size_t i = 0; i < n; i++)
-        sb_array_elem(&b, which == 0 ? m[i].user_id : m[i].content, i == 0);
+    for (size_t i = 0; i < n; i++) {
+        const char *v = which == 0 ? m[i].user_id : which == 1 ? m[i].content : m[i].client_id;
+        if (which == 2 && (!v || !*v)) {
+            if (i > 0) sb_putc(&b, ',');
+            for (const char *k = "NULL"; *k; k++) sb_putc(&b, *k);
+        } else {
+            sb_array_elem(&b, v, i == 0);
+        }
+    }
     sb_putc(&b, '}');
     if (b.oom) {
         free(b.p);
@@ -943,7 +1006,23 @@ int db_messages_insert(db_conn *c, const db_new_message *msgs, size_t n,
         if (!msgs[i].user_id || !msgs[i].content) return -1;
     db_query *q = q_new(Q_MSGS, ST_MSG_INSERT, ud);
     if (!q || !(q->params[0] = array_literal(msgs, n, 0)) ||
-        !(q->params[1] = array_literal(msgs, n, 1))) {
+        !(q->params[1] = array_literal(msgs, n, 1)) ||
+        !(q->params[2] = array_literal(msgs, n, 2))) {
+        q_free(q);
+        return -1;
+    }
+    q->cb.msgs = cb;
+    q->trim = TRIM_NONE;
+    q->ninput = n;
+    return submit(c, q);
+}
+
+int db_message_by_client_id(db_conn *c, const char *user_id, const char *client_id,
+                            db_message_list_cb cb, void *ud)
+{
+    if (!can_submit(c, (const void *)cb) || !user_id || !client_id || !*client_id) return -1;
+    db_query *q = q_new(Q_MSGS, ST_MSG_BY_CLIENT_ID, ud);
+    if (!q || !(q->params[0] = strdup(user_id)) || !(q->params[1] = strdup(client_id))) {
         q_free(q);
         return -1;
     }

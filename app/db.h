@@ -120,6 +120,8 @@ typedef struct db_message {
     char *name;         /* the author's, joined from users */
     char *content;
     char *inserted_at;  /* "2026-11-24T01:02:03.123456Z" */
+    bool existed;       /* insert only: (user_id, client_id) was already
+                           stored; this is that stored message */
 } db_message;
 
 typedef struct db_message_list {
@@ -131,6 +133,7 @@ typedef struct db_message_list {
 typedef struct db_new_message {
     const char *user_id;   /* UUID text of an existing user */
     const char *content;   /* no NUL inside (PROTOCOL.md forbids U+0000) */
+    const char *client_id; /* NULL or "" = none; else unique per user */
 } db_new_message;
 
 void db_user_free(db_user *u);
@@ -155,10 +158,22 @@ int db_users_list(db_conn *c, db_user_list_cb cb, void *ud);
 int db_user_get_or_create(db_conn *c, const char *name, db_user_cb cb, void *ud);
 
 /* Inserts msgs[0..n) (n >= 1) in ONE statement, so all or none commit, with
- * seq increasing in input order: res->messages[i] is msgs[i].  more=false.
- * A user_id that does not exist fails the batch with sqlstate 23503. */
+ * seq increasing in input order: res->n == n and res->messages[i] is msgs[i].
+ * more=false.  A user_id that does not exist fails the batch with sqlstate
+ * 23503.
+ * client_id: a row whose (user_id, client_id) is already stored, or appears
+ * earlier in the same batch, is not stored again: messages[i] is the stored
+ * message with existed = true.  Rarely (another connection committed that
+ * client_id while this statement ran) messages[i].id is NULL and every other
+ * field of it zero: the message exists but this statement could not read
+ * it; db_message_by_client_id can. */
 int db_messages_insert(db_conn *c, const db_new_message *msgs, size_t n,
                        db_message_list_cb cb, void *ud);
+
+/* The message this user stored with this client_id: a list of 0 or 1
+ * (existed = false in it).  A user_id that is not a UUID fails (22P02). */
+int db_message_by_client_id(db_conn *c, const char *user_id, const char *client_id,
+                            db_message_list_cb cb, void *ud);
 
 /* The newest `limit` messages (1..DB_MAX_LIMIT), oldest first; more = older
  * ones exist.  The `joined` reply's list. */
