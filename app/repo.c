@@ -80,6 +80,8 @@ act_pid_t repo_reader(void) {
 
 void repo_mark_migrated(void) { atomic_store(&g_migrated, true); }
 
+bool repo_migration_idle(void) { return !atomic_load(&g_migrating); }
+
 /* ------------------------------------------------------------ replies */
 
 static void free_batch(pending_insert_t *p) {
