@@ -120,6 +120,7 @@ typedef struct db_query {
     } cb;
     void *ud;
     uint64_t t0;          /* uv_hrtime at submission, for ping's rtt */
+    uint64_t t_sent;      /* uv_hrtime when it entered the pipeline */
     PGresult *res;        /* the statement's result, once received */
     bool expect_null;     /* libpq ends each statement's results with NULL */
     bool failed;          /* err below is set */
@@ -146,6 +147,12 @@ struct db_conn {
     db_poll *poll;
     uv_timer_t timer;      /* back-off wait, or connect timeout */
     uv_timer_t defer;      /* runs dispatch() on the next loop turn */
+    uv_timer_t deadline;   /* the oldest sent query's deadline */
+    unsigned query_timeout;
+    char *app_name;
+    char options[160];     /* the server settings sent at connect */
+    int backend_pid;       /* of the current connection, 0 if none */
+    unsigned deadline_drops;
     qlist waiting, sent, done;
     unsigned prepared;     /* bit per stmt prepared on this connection */
     uint64_t last_rtt_us;
@@ -515,6 +522,7 @@ static void poll_close(db_conn *c)
 }
 
 static void on_poll(uv_poll_t *h, int status, int events);
+static void arm_deadline(db_conn *c);
 
 /* A fresh handle for PQsocket: used at every connect step, because libpq may
  * have closed the old socket and a new one may even reuse its fd number,
@@ -568,7 +576,9 @@ static void pg_drop(db_conn *c)
     c->pg = NULL;
     c->gen++;
     c->prepared = 0;
+    c->backend_pid = 0;
     uv_timer_stop(&c->timer);
+    uv_timer_stop(&c->deadline);
 }
 
 /* The connection failed or broke: everything pending is `unavailable`. */
@@ -599,6 +609,7 @@ static void conn_ready(db_conn *c)
     }
     uv_timer_stop(&c->timer);
     c->backoff = c->backoff_min;
+    c->backend_pid = PQbackendPID(c->pg);
     set_state(c, DB_CONNECTED);
     if (poll_open(c, UV_READABLE) != 0) {
         conn_down(c, "cannot watch the socket");
@@ -637,7 +648,16 @@ static void connect_step(db_conn *c)
 
 static void conn_start(db_conn *c)
 {
-    c->pg = PQconnectStart(c->conninfo);
+    /* The caller's conninfo is expanded first; the keywords after it win.
+     * Keepalives only matter over TCP (libpq ignores them on a Unix
+     * socket): a silent peer is declared dead after 5 + 3 * 2 s, and an
+     * unacknowledged write after 10 s. */
+    const char *keys[] = {"dbname", "options", "application_name", "keepalives",
+                          "keepalives_idle", "keepalives_interval", "keepalives_count",
+                          "tcp_user_timeout", NULL};
+    const char *vals[] = {c->conninfo, c->options, c->app_name ? c->app_name : "chatter",
+                          "1", "5", "2", "3", "10000", NULL};
+    c->pg = PQconnectStartParams(keys, vals, 1);
     if (!c->pg) {
         conn_down(c, "out of memory");
         return;
@@ -649,6 +669,7 @@ static void conn_start(db_conn *c)
     PQsetNoticeProcessor(c->pg, notice_ignore, NULL);
     set_state(c, DB_CONNECTING);
     uv_timer_start(&c->timer, on_connect_timeout, c->connect_timeout, 0);
+    c->backend_pid = 0;
     /* libpq: before the first PQconnectPoll, act as if it said WRITING. */
     if (poll_open(c, UV_WRITABLE) != 0) conn_down(c, "cannot watch the socket");
 }
@@ -666,6 +687,36 @@ static int flush(db_conn *c)
     return 0;
 }
 
+/* A query that has waited in the pipeline for query_timeout gets no more
+ * time: the server is hung (stopped, swapping, a lock it does not time out)
+ * or the link is silently gone.  The connection is dropped, every pending
+ * query completes as DB_UNAVAILABLE, and the usual back-off reconnects.  The
+ * server's own statement_timeout (3/4 of ours) normally ends a slow query
+ * first, with an error and a rollback; this catches what it cannot. */
+static void on_deadline(uv_timer_t *t)
+{
+    db_conn *c = t->data;
+    if (c->state == DB_CONNECTED && c->sent.head) {
+        uint64_t age_ms = (uv_hrtime() - c->sent.head->t_sent) / 1000000;
+        if (age_ms >= c->query_timeout) {
+            c->deadline_drops++;
+            conn_down(c, "query deadline missed");
+        } else {
+            uv_timer_start(&c->deadline, on_deadline, c->query_timeout - age_ms, 0);
+        }
+    }
+    dispatch(c);
+}
+
+/* Armed for the oldest sent query; re-armed by on_deadline for the next. */
+static void arm_deadline(db_conn *c)
+{
+    if (c->closing || uv_is_active((uv_handle_t *)&c->deadline) || !c->sent.head) return;
+    uint64_t age_ms = (uv_hrtime() - c->sent.head->t_sent) / 1000000;
+    uv_timer_start(&c->deadline, on_deadline,
+                   age_ms >= c->query_timeout ? 0 : c->query_timeout - age_ms, 0);
+}
+
 static int send_prepare(db_conn *c, enum stmt st)
 {
     db_query *p = calloc(1, sizeof *p);
@@ -678,7 +729,9 @@ static int send_prepare(db_conn *c, enum stmt st)
         return -1;
     }
     c->prepared |= 1u << st;
+    p->t_sent = uv_hrtime();
     q_push(&c->sent, p);
+    arm_deadline(c);
     return 0;
 }
 
@@ -691,7 +744,9 @@ static int send_one(db_conn *c, db_query *q)
     bool ok = (c->prepared & (1u << q->stmt)) || send_prepare(c, q->stmt) == 0;
     ok = ok && PQsendQueryPrepared(c->pg, STMTS[q->stmt].name, STMTS[q->stmt].nparams,
                                    params, NULL, NULL, 0) && PQpipelineSync(c->pg);
+    q->t_sent = uv_hrtime();
     q_push(&c->sent, q);
+    arm_deadline(c);
     if (!ok) {
         conn_down_pg(c);
         return -1;
@@ -789,14 +844,31 @@ db_conn *db_conn_open(uv_loop_t *loop, const db_conn_opts *o)
     c->backoff_min = o->backoff_min_ms ? o->backoff_min_ms : 100;
     c->backoff_max = o->backoff_max_ms ? o->backoff_max_ms : 5000;
     c->connect_timeout = o->connect_timeout_ms ? o->connect_timeout_ms : 5000;
+    c->query_timeout = o->query_timeout_ms ? o->query_timeout_ms : DB_QUERY_TIMEOUT_MS;
+    if (o->application_name && !(c->app_name = strdup(o->application_name))) {
+        free(c->conninfo);
+        free(c);
+        return NULL;
+    }
+    /* Server-side bounds, per connection: a lock wait longer than 1/2 of our
+     * deadline, or a statement longer than 3/4, is cancelled and rolled back
+     * by the server (an error reply, 55P03 or 57014; the connection stays);
+     * a backend whose client went away notices within 1 s even mid-query and
+     * abandons it uncommitted. */
+    unsigned st = c->query_timeout * 3 / 4 ? c->query_timeout * 3 / 4 : 1;
+    unsigned lt = c->query_timeout / 2 ? c->query_timeout / 2 : 1;
+    snprintf(c->options, sizeof c->options,
+             "-c statement_timeout=%u -c lock_timeout=%u -c client_connection_check_interval=1000",
+             st, lt);
     c->backoff = c->backoff_min;
     c->on_state = o->on_state;
     c->ud = o->ud;
     c->state = c->reported = DB_DOWN;
     uv_timer_init(loop, &c->timer);
     uv_timer_init(loop, &c->defer);
-    c->timer.data = c->defer.data = c;
-    c->handles_open = 2;
+    uv_timer_init(loop, &c->deadline);
+    c->timer.data = c->defer.data = c->deadline.data = c;
+    c->handles_open = 3;
     conn_start(c);
     return c;
 }
@@ -808,6 +880,7 @@ static void on_handle_closed(uv_handle_t *h)
     void (*cb)(void *) = c->on_closed;
     void *ud = c->closed_ud;
     free(c->conninfo);
+    free(c->app_name);
     free(c);
     if (cb) cb(ud);
 }
@@ -824,6 +897,7 @@ void db_conn_close(db_conn *c, void (*on_closed)(void *), void *ud)
     dispatch(c);
     uv_close((uv_handle_t *)&c->timer, on_handle_closed);
     uv_close((uv_handle_t *)&c->defer, on_handle_closed);
+    uv_close((uv_handle_t *)&c->deadline, on_handle_closed);
 }
 
 void db_conn_reconnect(db_conn *c)
@@ -841,6 +915,17 @@ size_t db_conn_pending(const db_conn *c)
 }
 
 uint64_t db_conn_last_rtt_us(const db_conn *c) { return c->last_rtt_us; }
+
+int db_conn_backend_pid(const db_conn *c) { return c->state == DB_CONNECTED ? c->backend_pid : 0; }
+
+unsigned db_conn_deadline_drops(const db_conn *c) { return c->deadline_drops; }
+
+void db_conn_reset(db_conn *c, const char *why)
+{
+    if (c->closing || c->state == DB_DOWN) return;
+    conn_down(c, why);
+    arm_defer(c);
+}
 
 /* ------------------------------------------------------------ submitting */
 

@@ -31,9 +31,15 @@
  * doubling to 5 s; queries submitted while it is down fail on the next loop
  * turn with DB_UNAVAILABLE, while it is connecting they wait for the outcome.
  *
- * Not handled here: per-query timeouts (a query waiting on a lock waits; the
- * caller's request timeout covers it), and silent network partitions (add
- * keepalives=1 to a TCP conninfo).  Host names are resolved by libpq while
+ * Deadlines (issue 8 items 15, 16): a query that has been in the pipeline
+ * for query_timeout_ms (DB_QUERY_TIMEOUT_MS) drops the connection: it and
+ * every pending query complete with DB_UNAVAILABLE and the back-off
+ * reconnects.  Each connection also asks the server for a lock_timeout of
+ * 1/2 and a statement_timeout of 3/4 of that (a slow statement is cancelled
+ * and rolled back, an error the connection survives), client_connection_check_interval
+ * of 1 s (a backend whose client dropped it abandons its query), and TCP
+ * keepalives (a silent peer is dead after 11 s; not on a Unix socket).  These
+ * override `options` in the caller's conninfo.  Host names are resolved by libpq while
  * connecting, blocking the loop briefly; the development cluster's Unix
  * socket needs no resolution. */
 #ifndef CHATTER_DB_H
@@ -71,12 +77,19 @@ typedef enum db_reconnect {
 
 typedef struct db_conn db_conn;
 
+/* A query's deadline, from when it is sent.  Below the sessions' request
+ * timeouts (15 s, inserts 30 s), so that the repo, which knows the outcome
+ * is unknown, answers first. */
+#define DB_QUERY_TIMEOUT_MS 5000
+
 typedef struct db_conn_opts {
     const char *conninfo;           /* libpq URI or key=value; copied */
     db_reconnect reconnect;
     unsigned backoff_min_ms;        /* 0: 100 */
     unsigned backoff_max_ms;        /* 0: 5000 */
     unsigned connect_timeout_ms;    /* 0: 5000; an attempt longer fails */
+    unsigned query_timeout_ms;      /* 0: DB_QUERY_TIMEOUT_MS (above) */
+    const char *application_name;   /* NULL: "chatter"; shown in pg_stat_activity */
     /* Told of state changes from the loop, coalesced (a quick
      * DOWN->CONNECTING->DOWN may not be reported at all).  Never called
      * after db_conn_close.  May be NULL. */
@@ -98,6 +111,14 @@ void db_conn_reconnect(db_conn *c);
 db_state db_conn_state(const db_conn *c);
 size_t db_conn_pending(const db_conn *c);      /* queries not yet completed */
 uint64_t db_conn_last_rtt_us(const db_conn *c); /* of the last db_ping */
+/* The server process serving this connection (pg_stat_activity.pid), or 0
+ * when not connected. */
+int db_conn_backend_pid(const db_conn *c);
+/* How many times a missed deadline dropped this connection. */
+unsigned db_conn_deadline_drops(const db_conn *c);
+/* Drop the connection as if it broke (pending queries: DB_UNAVAILABLE, on a
+ * later loop turn) and reconnect with back-off.  Nothing if already DOWN. */
+void db_conn_reset(db_conn *c, const char *why);
 const char *db_state_name(db_state s);
 const char *db_errcode_name(db_errcode e);
 

@@ -10,6 +10,7 @@
  * start the cluster again even when it fails. */
 #include <check.h>
 #include <libpq-fe.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -951,6 +952,105 @@ START_TEST(test_outage_and_recovery)
 }
 END_TEST
 
+/* ------------------------------------------------------------ hung server */
+
+/* Backends this process stopped with SIGSTOP, written down before the
+ * signal so that main() resumes them even if a test dies midway. */
+#define STOPPED_FILE "_build/test_db.stopped"
+
+static void stop_backend(int pid)
+{
+    FILE *f = fopen(STOPPED_FILE, "a");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "%d\n", pid);
+    fclose(f);
+    ck_assert_int_eq(kill(pid, SIGSTOP), 0);
+}
+
+static void resume_stopped(void)
+{
+    FILE *f = fopen(STOPPED_FILE, "r");
+    if (!f) return;
+    int pid;
+    while (fscanf(f, "%d", &pid) == 1)
+        if (pid > 0) kill(pid, SIGCONT);
+    fclose(f);
+    unlink(STOPPED_FILE);
+}
+
+static bool pid_changed(void *arg)
+{
+    conn_watch *w = arg;
+    return db_conn_state(w->c) == DB_CONNECTED && db_conn_backend_pid(w->c) != (int)w->want;
+}
+
+/* Issue 8 item 16: the backend is stopped (hung, not dead).  A query past
+ * its deadline is answered DB_UNAVAILABLE, the connection is dropped and
+ * replaced by one to a new backend, which works. */
+START_TEST(test_deadline_drops_hung_connection)
+{
+    if (!devdb_cluster()) return; /* SIGSTOP only our own private cluster */
+    db_conn_opts o = {.conninfo = url(), .query_timeout_ms = 600, .application_name = "t-hung"};
+    db_conn *c = db_conn_open(&loop, &o);
+    ck_assert(wait_state(c, DB_CONNECTED, WAIT_MS));
+    int pid = db_conn_backend_pid(c);
+    ck_assert_int_gt(pid, 0);
+    PGconn *pg = side_conn();
+    char sql[128];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM pg_stat_activity WHERE pid = %d"
+             " AND application_name = 't-hung'", pid);
+    ck_assert_int_eq(scalar(pg, sql), 1);
+    stop_backend(pid);
+    res r = {0};
+    uint64_t t0 = uv_hrtime();
+    ck_assert_int_eq(db_ping(c, on_ping, &r), 0);
+    wait_res(&r);
+    uint64_t ms = (uv_hrtime() - t0) / 1000000;
+    ck_assert_int_eq(r.err.code, DB_UNAVAILABLE);
+    ck_assert_msg(ms >= 500 && ms < 5000, "answered after %llu ms", (unsigned long long)ms);
+    ck_assert_uint_eq(db_conn_deadline_drops(c), 1);
+    conn_watch w = {c, (db_state)pid};
+    ck_assert_msg(run_until(pid_changed, &w, WAIT_MS), "not replaced by a new backend");
+    res ok = {0};
+    ck_assert_int_eq(db_ping(c, on_ping, &ok), 0);
+    wait_ok(&ok);
+    kill(pid, SIGCONT);
+    PQfinish(pg);
+    close_conn(c);
+}
+END_TEST
+
+/* The server-side bound: a lock held elsewhere is waited for at most
+ * lock_timeout (1/2 of the deadline), then the statement fails with 55P03
+ * and is rolled back; the connection stays and the next query works. */
+START_TEST(test_lock_timeout_fails_statement_only)
+{
+    char name[128], sql[256];
+    name_for(name, sizeof name, "held");
+    PGconn *side = side_conn();
+    snprintf(sql, sizeof sql, "BEGIN; INSERT INTO users (name) VALUES ('%s')", name);
+    PGresult *pr = PQexec(side, sql);
+    ck_assert_int_eq(PQresultStatus(pr), PGRES_COMMAND_OK);
+    PQclear(pr);
+    db_conn_opts o = {.conninfo = url(), .query_timeout_ms = 800};
+    db_conn *c = db_conn_open(&loop, &o);
+    ck_assert(wait_state(c, DB_CONNECTED, WAIT_MS));
+    int pid = db_conn_backend_pid(c);
+    res r = {0}, after = {0};
+    ck_assert_int_eq(db_user_get_or_create(c, name, on_user, &r), 0);
+    wait_res(&r);
+    ck_assert_int_eq(r.err.code, DB_QUERY_FAILED);
+    ck_assert_str_eq(r.err.sqlstate, "55P03");
+    ck_assert_int_eq(db_ping(c, on_ping, &after), 0);
+    wait_ok(&after);
+    ck_assert_int_eq(db_conn_backend_pid(c), pid);
+    ck_assert_uint_eq(db_conn_deadline_drops(c), 0);
+    PQfinish(side);
+    res_free(&r);
+    close_conn(c);
+}
+END_TEST
+
 /* ------------------------------------------------------------ main */
 
 static Suite *db_suite(void)
@@ -985,6 +1085,8 @@ static Suite *db_suite(void)
     tcase_add_test(conn, test_close_fails_pending_with_closed);
     tcase_add_test(conn, test_callbacks_may_submit_and_close);
     tcase_add_test(conn, test_unreachable_is_unavailable);
+    tcase_add_test(conn, test_deadline_drops_hung_connection);
+    tcase_add_test(conn, test_lock_timeout_fails_statement_only);
     suite_add_tcase(s, conn);
 
     /* Last: it stops the shared cluster. */
@@ -1013,6 +1115,7 @@ int main(void)
     srunner_run_all(sr, CK_ENV);  /* CK_VERBOSITY=verbose lists each test */
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);
-    ensure_cluster_up();  /* whatever happened above */
+    resume_stopped();     /* whatever happened above */
+    ensure_cluster_up();
     return failed ? 1 : 0;
 }
