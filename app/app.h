@@ -74,6 +74,7 @@ enum {
   REPO_INSERTED,
   REPO_MESSAGES,
   REPO_USERS,
+  REPO_TICK,            /* internal: the writer's idle ping is due */
 
   /* pubsub */
   PUBSUB_SUBSCRIBE = 200, /* pubsub_sub_t -> PUBSUB_OK (a request: the ack

@@ -37,7 +37,7 @@
     m ".id::text, " m ".seq, " m ".user_id::text, u.name, " m ".content, " TS(m ".inserted_at")
 
 enum stmt { ST_USERS_LIST, ST_USER_UPSERT, ST_MSG_INSERT, ST_MSG_BEFORE,
-            ST_MSG_AFTER, ST_MSG_BY_CLIENT_ID, ST_PING, ST_COUNT };
+            ST_MSG_AFTER, ST_MSG_BY_CLIENT_ID, ST_BACKEND_END, ST_PING, ST_COUNT };
 
 static const struct { const char *name, *sql; int nparams; } STMTS[ST_COUNT] = {
     [ST_USERS_LIST] = {"chatter_users_list",
@@ -95,12 +95,19 @@ static const struct { const char *name, *sql; int nparams; } STMTS[ST_COUNT] = {
     [ST_MSG_BY_CLIENT_ID] = {"chatter_msg_by_client_id",
         "SELECT " MSG_COLS("m") " FROM messages m JOIN users u ON u.id = m.user_id"
         " WHERE m.user_id = $1 AND m.client_id = $2", 2},
+    /* Ends a backend of ours (same pid and application_name) and waits up
+     * to $3 ms for it to exit: true once it is gone, false if it still runs
+     * (a stopped process handles the signal only when it resumes). */
+    [ST_BACKEND_END] = {"chatter_backend_end",
+        "SELECT CASE WHEN EXISTS (SELECT 1 FROM pg_stat_activity"
+        " WHERE pid = $1 AND application_name = $2)"
+        " THEN pg_terminate_backend($1, $3) ELSE true END", 3},
     [ST_PING] = {"chatter_ping", "SELECT 1", 0},
 };
 
 /* ------------------------------------------------------------ types */
 
-enum qkind { Q_PREPARE, Q_USERS, Q_USER, Q_MSGS, Q_PING };
+enum qkind { Q_PREPARE, Q_USERS, Q_USER, Q_MSGS, Q_PING, Q_BOOL };
 /* Which end of an over-long (limit + 1) message page to drop. */
 enum trim { TRIM_NONE, TRIM_OLDEST, TRIM_NEWEST };
 
@@ -117,6 +124,7 @@ typedef struct db_query {
         db_user_cb user;
         db_message_list_cb msgs;
         db_ping_cb ping;
+        db_bool_cb flag;
     } cb;
     void *ud;
     uint64_t t0;          /* uv_hrtime at submission, for ping's rtt */
@@ -386,6 +394,7 @@ static void deliver_error(db_query *q)
     case Q_USER: q->cb.user(q->ud, &q->err, NULL, false); break;
     case Q_MSGS: q->cb.msgs(q->ud, &q->err, NULL); break;
     case Q_PING: q->cb.ping(q->ud, &q->err, 0); break;
+    case Q_BOOL: q->cb.flag(q->ud, &q->err, false); break;
     case Q_PREPARE: break;
     }
 }
@@ -432,6 +441,12 @@ static void deliver(db_conn *c, db_query *q)
             c->last_rtt_us = (uv_hrtime() - q->t0) / 1000;
             q->cb.ping(q->ud, NULL, c->last_rtt_us);
             return;
+        case Q_BOOL:
+            if (PQntuples(q->res) == 1 && PQnfields(q->res) == 1) {
+                q->cb.flag(q->ud, NULL, PQgetvalue(q->res, 0, 0)[0] == 't');
+                return;
+            }
+            break;
         case Q_PREPARE:
             return;
         }
@@ -1099,6 +1114,23 @@ int db_messages_insert(db_conn *c, const db_new_message *msgs, size_t n,
     q->cb.msgs = cb;
     q->trim = TRIM_NONE;
     q->ninput = n;
+    return submit(c, q);
+}
+
+int db_backend_end(db_conn *c, int pid, const char *application_name, unsigned wait_ms,
+                   db_bool_cb cb, void *ud)
+{
+    if (!can_submit(c, (const void *)cb) || pid <= 0 || !application_name) return -1;
+    db_query *q = q_new(Q_BOOL, ST_BACKEND_END, ud);
+    char p[16], w[16];
+    snprintf(p, sizeof p, "%d", pid);
+    snprintf(w, sizeof w, "%u", wait_ms);
+    if (!q || !(q->params[0] = strdup(p)) || !(q->params[1] = strdup(application_name)) ||
+        !(q->params[2] = strdup(w))) {
+        q_free(q);
+        return -1;
+    }
+    q->cb.flag = cb;
     return submit(c, q);
 }
 

@@ -165,6 +165,7 @@ typedef void (*db_user_list_cb)(void *ud, const db_error *err, db_user_list *res
 typedef void (*db_user_cb)(void *ud, const db_error *err, db_user *user, bool created);
 typedef void (*db_message_list_cb)(void *ud, const db_error *err, db_message_list *res);
 typedef void (*db_ping_cb)(void *ud, const db_error *err, uint64_t rtt_us);
+typedef void (*db_bool_cb)(void *ud, const db_error *err, bool value);
 
 /* ---- typed queries (prepared on first use on each connection) ---- */
 
@@ -209,6 +210,14 @@ int db_messages_before(db_conn *c, int64_t before, int limit,
  * more = messages newer than the last returned exist. */
 int db_messages_after(db_conn *c, int64_t after, int limit,
                       db_message_list_cb cb, void *ud);
+
+/* Ends the backend `pid` if it is still there with this application_name
+ * (pg_terminate_backend) and waits up to wait_ms for it to exit: value is
+ * true once it is gone, false if it still runs (a SIGSTOPped process only
+ * handles the signal when it resumes).  The writer's fence: whatever that
+ * backend was doing is final once it is gone. */
+int db_backend_end(db_conn *c, int pid, const char *application_name, unsigned wait_ms,
+                   db_bool_cb cb, void *ud);
 
 /* SELECT 1; rtt_us from submission to reply (includes any queue ahead). */
 int db_ping(db_conn *c, db_ping_cb cb, void *ud);

@@ -16,7 +16,21 @@
  *
  * When PostgreSQL goes away, db.c fails what was pending and reconnects with
  * back-off; meanwhile every request is answered `unavailable` (rc < 0) at
- * once, and /healthz says 503.  Nothing restarts.
+ * once, and /healthz says 503.  Nothing restarts.  A hung PostgreSQL (a
+ * stopped server, a stuck lock) is a query past db.c's deadline: the same.
+ *
+ * The writer's fence.  An insert answered `unavailable` because its
+ * connection was dropped may still commit: the old backend, stopped or slow,
+ * goes on when it resumes.  Were the writer to insert on a new connection
+ * meanwhile, that late commit could carry a seq below one already pushed and
+ * never be pushed itself.  So after any lost connection the writer (1) ends
+ * the old backend and waits until it is gone (db_backend_end; while it
+ * cannot, it stays down: unavailable, /healthz 503, retried with back-off),
+ * then (2) reads every message above the highest seq it had pushed and
+ * pushes those (the late commits, in seq order), and only then (3) takes new
+ * inserts.  A client that was told `unavailable` and retries with its
+ * client_id then finds the message (`existed`), and every stored message is
+ * pushed exactly once.
  */
 #include "app.h"
 #include "db.h"
@@ -28,6 +42,13 @@
 
 #define MAX_BATCH 256 /* rows per INSERT; the queue itself is bounded by the
                          sessions, each of which has one request in flight */
+#define PING_MS 1000  /* the idle writer pings this often, so that a hung
+                         server shows (/healthz) within PING_MS + the deadline */
+#define FENCE_WAIT_MS 1000 /* how long one fence waits for the old backend (at
+                              most half the deadline, inside statement_timeout) */
+
+/* The writer's recovery states (above). */
+enum { W_DOWN, W_FENCE, W_CATCH_UP, W_READY };
 
 typedef struct pending_insert {
   struct pending_insert *next;
@@ -46,6 +67,11 @@ typedef struct repo {
   size_t qlen;
   bool batch_in_flight;
   uv_loop_t *loop;
+  int wstate;      /* writer only: W_* */
+  int pid;         /* the backend of the current connection, 0 if none */
+  char app_name[32];
+  unsigned fence_wait_ms;
+  bool fencing;    /* a db_backend_end is in flight */
 } repo_t;
 
 /* One query's context.  Freed by the trampoline (as_repo) after the body
@@ -64,6 +90,11 @@ static _Atomic bool g_writer_up;
 static _Atomic bool g_migrated;
 static _Atomic bool g_migrating; /* a migration work item is queued or running */
 static _Atomic unsigned g_rr;
+/* The writer's fence, kept across incarnations of repo.0: a killed writer's
+ * backend may still commit too. */
+static _Atomic int g_fence_pid;        /* a former writer backend, 0 if none */
+static _Atomic int64_t g_last_seq;     /* the highest seq the writer pushed */
+static _Atomic bool g_last_seq_known;
 
 bool repo_database_up(void) { return atomic_load(&g_writer_up); }
 
@@ -298,6 +329,7 @@ static void on_user(void *ud, const db_error *err, db_user *u, bool created) {
 /* ------------------------------------------------------------ writes */
 
 static void submit_batch(repo_t *r);
+static void fail_queue(repo_t *r);
 
 static void broadcast(const proto_str *frag, int64_t seq) {
   proto_str push = proto_enc_message(frag);
@@ -384,7 +416,10 @@ static void inserted_body(cb_call_t *c) {
         reply_unavailable(p->from, p->ref, REPO_INSERTED);
         continue;
       }
-      if (!d->existed) broadcast(&frag, m.seq);
+      if (!d->existed) {
+        broadcast(&frag, m.seq);
+        if (m.seq > atomic_load(&g_last_seq)) atomic_store(&g_last_seq, m.seq);
+      }
       answer_inserted(p->from, p->ref, &frag, m.seq, d->existed);
       free(frag.ptr);
     }
@@ -410,6 +445,10 @@ static void fail_queue(repo_t *r) {
 
 static void submit_batch(repo_t *r) {
   if (r->batch_in_flight || !r->qhead || !r->db) return;
+  if (r->wstate != W_READY) { /* connecting or fencing: wait; down: tell */
+    if (db_conn_state(r->db) == DB_DOWN) fail_queue(r);
+    return;
+  }
   req_ctx_t *x = ctx_make(r, 0, 0);
   db_new_message *rows = calloc(MAX_BATCH, sizeof *rows);
   if (!x || !rows) { /* out of memory: nobody waits for ever */
@@ -492,23 +531,172 @@ static void migrate_done(uv_work_t *w, int status) {
   atomic_store(&g_migrating, false);
 }
 
-static void on_db_state(db_conn *c, db_state state, void *ud) {
-  (void)c;
-  repo_t *r = ud;
-  if (r->index != 0) return;
-  bool up = state == DB_CONNECTED;
-  if (up != atomic_load(&g_writer_up))
-    app_log(up ? LOG_INFO : LOG_WARN, "database %s", up ? "connected" : "unreachable");
-  atomic_store(&g_writer_up, up);
+/* ------------------------------------------------ the writer's fence */
+
+static void writer_catch_up(repo_t *r);
+
+static void writer_ready(repo_t *r) {
+  r->wstate = W_READY;
+  if (!atomic_load(&g_writer_up)) app_log(LOG_INFO, "database connected");
+  atomic_store(&g_writer_up, true);
+  submit_batch(r);
+}
+
+/* The connection failed inside the fence: drop it, the back-off retries. */
+static void writer_retry(repo_t *r, const char *why) {
+  app_log(LOG_WARN, "writer fence: %s", why);
+  if (r->db) db_conn_reset(r->db, why);
+}
+
+static void caught_up_body(cb_call_t *c) {
+  repo_t *r = c->x->repo;
+  db_message_list *l = c->res;
+  count_query(c->x, c->err);
+  if (!r->db || r->wstate != W_CATCH_UP) return;
+  if (!l) {
+    writer_retry(r, "catch-up failed");
+    return;
+  }
+  for (size_t i = 0; i < l->n; i++) { /* late commits, in seq order */
+    proto_message m = wire_message(&l->messages[i]);
+    proto_str frag = proto_frag_message(&m);
+    if (!frag.ptr) {
+      writer_retry(r, "out of memory");
+      return;
+    }
+    broadcast(&frag, m.seq);
+    free(frag.ptr);
+    tm_add(TM_MESSAGES, 1);
+    atomic_store(&g_last_seq, m.seq);
+  }
+  if (l->n) app_log(LOG_INFO, "writer fence: pushed %zu late commits", l->n);
+  if (l->more) writer_catch_up(r);
+  else writer_ready(r);
+}
+
+static void on_caught_up(void *ud, const db_error *err, db_message_list *res) {
+  as_repo(&(cb_call_t){caught_up_body, ud, err, res, free_msgs, false});
+}
+
+static void baseline_body(cb_call_t *c) {
+  repo_t *r = c->x->repo;
+  db_message_list *l = c->res;
+  count_query(c->x, c->err);
+  if (!r->db || r->wstate != W_CATCH_UP) return;
+  if (!l) {
+    writer_retry(r, "reading the newest seq failed");
+    return;
+  }
+  atomic_store(&g_last_seq, l->n ? l->messages[l->n - 1].seq : 0);
+  atomic_store(&g_last_seq_known, true);
+  writer_ready(r);
+}
+
+static void on_baseline(void *ud, const db_error *err, db_message_list *res) {
+  as_repo(&(cb_call_t){baseline_body, ud, err, res, free_msgs, false});
+}
+
+/* (2): push what committed above the last pushed seq; the first time in
+ * this process, only learn that seq. */
+static void writer_catch_up(repo_t *r) {
+  r->wstate = W_CATCH_UP;
+  req_ctx_t *x = ctx_make(r, 0, 0);
+  int rc = -1;
+  if (x && !atomic_load(&g_last_seq_known)) rc = db_messages_latest(r->db, 1, on_baseline, x);
+  else if (x) rc = db_messages_after(r->db, atomic_load(&g_last_seq), DB_CATCH_UP_LIMIT,
+                                     on_caught_up, x);
+  if (rc < 0) {
+    free(x);
+    writer_retry(r, "cannot submit the catch-up");
+  }
+}
+
+static void fenced_body(cb_call_t *c) {
+  repo_t *r = c->x->repo;
+  count_query(c->x, c->err);
+  r->fencing = false;
+  if (!r->db || r->wstate != W_FENCE) return;
+  if (c->err) {
+    writer_retry(r, c->err->message);
+    return;
+  }
+  if (!c->created) { /* still there (stopped?): the next tick tries again */
+    app_log(LOG_WARN, "writer fence: the previous writer backend %d still runs",
+            atomic_load(&g_fence_pid));
+    return;
+  }
+  atomic_store(&g_fence_pid, 0);
+  writer_catch_up(r);
+}
+
+static void on_fenced(void *ud, const db_error *err, bool gone) {
+  as_repo(&(cb_call_t){fenced_body, ud, err, NULL, NULL, gone});
+}
+
+/* (1): the former writer backend must be gone before anything else. */
+static void writer_fence(repo_t *r) {
+  r->wstate = W_FENCE;
+  int old = atomic_load(&g_fence_pid);
+  if (!old || old == r->pid) {
+    writer_catch_up(r);
+    return;
+  }
+  req_ctx_t *x = ctx_make(r, 0, 0);
+  if (!x || db_backend_end(r->db, old, r->app_name, r->fence_wait_ms, on_fenced, x) < 0) {
+    free(x);
+    writer_retry(r, "cannot submit the fence");
+    return;
+  }
+  r->fencing = true;
+}
+
+typedef struct state_call { repo_t *r; db_state state; } state_call_t;
+
+static void db_state_as_repo(void *arg) {
+  state_call_t *sc = arg;
+  repo_t *r = sc->r;
+  if (r->index != 0 || !r->db) return;
+  if (sc->state == DB_CONNECTED) {
+    int pid = db_conn_backend_pid(r->db);
+    if (r->pid && r->pid != pid && r->wstate == W_READY)
+      atomic_store(&g_fence_pid, r->pid); /* a DOWN we were not told of */
+    r->pid = pid;
+    if (r->wstate == W_DOWN) writer_fence(r);
+  } else if (sc->state == DB_DOWN) {
+    r->fencing = false;
+    /* Only a backend that took inserts needs fencing; one lost during the
+     * fence never did, and the one being fenced stays the one to end. */
+    if (r->pid && r->wstate == W_READY) atomic_store(&g_fence_pid, r->pid);
+    r->pid = 0;
+    r->wstate = W_DOWN;
+    if (atomic_exchange(&g_writer_up, false)) app_log(LOG_WARN, "database unreachable");
+    fail_queue(r);
+  }
   /* The database was away at start: migrate now, off the loop thread.  One
    * at a time, whichever incarnation of repo.0 asked. */
-  if (up && !atomic_load(&g_migrated) && !atomic_exchange(&g_migrating, true)) {
+  if (sc->state == DB_CONNECTED && !atomic_load(&g_migrated) &&
+      !atomic_exchange(&g_migrating, true)) {
     uv_work_t *w = calloc(1, sizeof *w);
     if (!w || uv_queue_work(r->loop, w, migrate_work, migrate_done) != 0) {
       free(w);
       atomic_store(&g_migrating, false); /* the next connect tries again */
     }
   }
+}
+
+/* db.c reports from libuv callbacks, outside any actor: as the repo. */
+static void on_db_state(db_conn *c, db_state state, void *ud) {
+  (void)c;
+  repo_t *r = ud;
+  state_call_t sc = {r, state};
+  if (act_self() == r->self || act_run_as(r->self, db_state_as_repo, &sc) != ACT_OK)
+    db_state_as_repo(&sc);
+}
+
+static void on_tick_ping(void *ud, const db_error *err, uint64_t rtt_us) {
+  (void)ud;
+  (void)err;
+  (void)rtt_us; /* a hung server shows as the deadline's drop, not here */
 }
 
 /* ----------------------------------------------------------- behaviour */
@@ -520,8 +708,17 @@ static int repo_init(void *args, void **state) {
   r->index = (int)(intptr_t)args;
   r->self = act_self();
   r->loop = act_loop();
-  db_conn_opts o = {.conninfo = app_config()->database_url, .on_state = on_db_state, .ud = r};
+  r->wstate = W_DOWN;
+  snprintf(r->app_name, sizeof r->app_name, "chatter repo.%d", r->index);
+  /* CHATTER_DB_TIMEOUT_MS: each query's deadline (db.h), 100 ms to 60 s. */
+  const char *t = getenv("CHATTER_DB_TIMEOUT_MS");
+  long timeout = t ? strtol(t, NULL, 10) : DB_QUERY_TIMEOUT_MS;
+  if (timeout < 100 || timeout > 60000) timeout = DB_QUERY_TIMEOUT_MS;
+  db_conn_opts o = {.conninfo = app_config()->database_url, .on_state = on_db_state, .ud = r,
+                    .query_timeout_ms = (unsigned)timeout, .application_name = r->app_name};
+  r->fence_wait_ms = FENCE_WAIT_MS < timeout / 2 ? FENCE_WAIT_MS : (unsigned)timeout / 2;
   r->db = db_conn_open(act_loop(), &o);
+  if (r->db && r->index == 0) act_send_after(PING_MS, r->self, REPO_TICK, NULL, 0);
   return r->db ? ACT_OK : ACT_ENOMEM;
 }
 
@@ -554,6 +751,13 @@ static void repo_handle(void *state, act_msg_t *m) {
     break;
   }
   case REPO_INSERT: queue_insert(r, m); break;
+  case REPO_TICK:
+    if (r->db && r->wstate == W_READY && db_conn_pending(r->db) == 0)
+      db_ping(r->db, on_tick_ping, NULL);
+    else if (r->db && r->wstate == W_FENCE && !r->fencing)
+      writer_fence(r); /* the old backend was still there last time */
+    act_send_after(PING_MS, r->self, REPO_TICK, NULL, 0);
+    break;
   case REPO_LATEST:
   case REPO_HISTORY:
   case REPO_CATCH_UP: read_page(r, m); break;
@@ -576,7 +780,11 @@ static void repo_terminate(void *state, act_reason_t why) {
   (void)why;
   repo_t *r = state;
   if (!r) return;
-  if (r->index == 0) atomic_store(&g_writer_up, false);
+  if (r->index == 0) {
+    atomic_store(&g_writer_up, false);
+    if (r->pid && r->wstate == W_READY)
+      atomic_store(&g_fence_pid, r->pid); /* it may still commit */
+  }
   db_conn *db = r->db;
   r->db = NULL; /* callbacks run inside the close: they must not submit */
   if (db) db_conn_close(db, NULL, NULL);

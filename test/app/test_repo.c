@@ -487,6 +487,108 @@ START_TEST(test_kill_writer_during_migration)
 }
 END_TEST
 
+/* ------------------------------------------------------------ hung writer */
+
+#define STOPPED_FILE "_build/test_repo.stopped"
+
+/* Written down before the signal: main() resumes it whatever happens. */
+static void stop_backend(int pid)
+{
+    FILE *f = fopen(STOPPED_FILE, "a");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "%d\n", pid);
+    fclose(f);
+    ck_assert_int_eq(kill(pid, SIGSTOP), 0);
+}
+
+static void resume_stopped(void)
+{
+    FILE *f = fopen(STOPPED_FILE, "r");
+    if (!f) return;
+    int pid;
+    while (fscanf(f, "%d", &pid) == 1)
+        if (pid > 0) kill(pid, SIGCONT);
+    fclose(f);
+    unlink(STOPPED_FILE);
+}
+
+static bool writer_down(void *arg)
+{
+    (void)arg;
+    return !repo_database_up();
+}
+
+static bool private_cluster(void)
+{
+    return strstr(url(), "_build/pg/run") != NULL;
+}
+
+/* Issue 8 items 15 and 16: the writer's backend is stopped (hung, not
+ * dead).  A send is answered unavailable at the deadline, the writer is down
+ * (/healthz 503) and answers at once while the old backend cannot be ended;
+ * once it resumes, the writer comes back, and the retry with the same
+ * client_id stores the message at most once and it is pushed exactly once,
+ * whether the hung backend committed it late or not. */
+START_TEST(test_hung_writer_unavailable_then_exactly_once)
+{
+    if (!private_cluster()) return; /* SIGSTOP only our own cluster */
+    setenv("CHATTER_DB_TIMEOUT_MS", "800", 1);
+    spawn_writer();
+    ck_assert(poll_until(writer_up, NULL, WAIT_MS));
+    char uid[PROTO_UUID_LEN + 1];
+    user_for("ruth", uid);
+    PGconn *pg = side_conn();
+    int pid = (int)scalar(pg, "SELECT pid FROM pg_stat_activity"
+                              " WHERE application_name = 'chatter repo.0'");
+    ck_assert_int_gt(pid, 0);
+    stop_backend(pid);
+
+    uint64_t t0 = uv_hrtime();
+    repo_inserted_t *a = call_insert(uid, "h1", "sent while hung");
+    uint64_t ms = (uv_hrtime() - t0) / 1000000;
+    ck_assert_int_lt(a->rc, 0);
+    ck_assert_msg(ms >= 700 && ms < 5000, "answered after %llu ms", (unsigned long long)ms);
+    ck_assert(poll_until(writer_down, NULL, WAIT_MS)); /* /healthz: 503 */
+    /* While the old backend cannot be ended, the writer stays down and
+     * answers at once. */
+    t0 = uv_hrtime();
+    repo_inserted_t *b = call_insert(uid, "h2", "also while hung");
+    ck_assert_int_lt(b->rc, 0);
+    ck_assert_int_lt((uv_hrtime() - t0) / 1000000, 700);
+    ck_assert_msg(!poll_until(writer_up, NULL, 1500), "up while the old backend still runs");
+    /* A late commit, as the hung backend could make: the writer, once back,
+     * pushes it (once) before anything new, and its retry finds it. */
+    char sql[256];
+    snprintf(sql, sizeof sql, "INSERT INTO messages (user_id, content, client_id)"
+             " VALUES ('%s', 'late', 'h3') RETURNING seq", uid);
+    long long late_seq = scalar(pg, sql);
+    ck_assert_int_gt(late_seq, 0);
+
+    kill(pid, SIGCONT);
+    ck_assert_msg(poll_until(writer_up, NULL, 3 * WAIT_MS), "the writer did not come back");
+    repo_inserted_t *d = call_insert(uid, "h3", "late");
+    ck_assert_int_eq(d->rc, 0);
+    ck_assert(d->existed);
+    ck_assert_int_eq(d->seq, late_seq);
+    settle();
+    ck_assert_int_eq(broadcasts_of(late_seq), 1);
+    free(d);
+    repo_inserted_t *c = call_insert(uid, "h1", "sent while hung");
+    ck_assert_int_eq(c->rc, 0);
+    settle();
+    ck_assert_int_eq(broadcasts_of(c->seq), 1);
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM messages WHERE user_id = '%s' AND client_id = 'h1'", uid);
+    ck_assert_int_eq(scalar(pg, sql), 1);
+    fprintf(stderr, "hung writer: the retry %s\n",
+            c->existed ? "found the late commit" : "stored it (the hung insert never committed)");
+    PQfinish(pg);
+    free(a);
+    free(b);
+    free(c);
+}
+END_TEST
+
 /* ------------------------------------------------------------ main */
 
 static Suite *repo_suite(void)
@@ -504,6 +606,7 @@ static Suite *repo_suite(void)
     tcase_add_checked_fixture(life, setup, teardown);
     tcase_set_timeout(life, 60);
     tcase_add_test(life, test_kill_writer_during_migration);
+    tcase_add_test(life, test_hung_writer_unavailable_then_exactly_once);
     suite_add_tcase(s, life);
     return s;
 }
@@ -523,5 +626,6 @@ int main(void)
     srunner_run_all(sr, CK_ENV);
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);
+    resume_stopped();
     return failed ? 1 : 0;
 }
