@@ -78,6 +78,7 @@ enum {
   REPO_INSERTED,
   REPO_MESSAGES,
   REPO_USERS,
+  REPO_TICK,            /* internal: the writer's idle ping is due */
 
   /* pubsub */
   PUBSUB_SUBSCRIBE = 200, /* pubsub_sub_t -> PUBSUB_OK (a request: the ack
@@ -280,5 +281,6 @@ act_pid_t repo_reader(void);
 bool repo_database_up(void); /* the writer's view: for /healthz */
 bool presence_ready(void);     /* the users list is loaded */
 void repo_mark_migrated(void); /* main applied the migrations at start */
+bool repo_migration_idle(void); /* no migration queued or running on the pool */
 
 #endif

@@ -16,7 +16,21 @@
  *
  * When PostgreSQL goes away, db.c fails what was pending and reconnects with
  * back-off; meanwhile every request is answered `unavailable` (rc < 0) at
- * once, and /healthz says 503.  Nothing restarts.
+ * once, and /healthz says 503.  Nothing restarts.  A hung PostgreSQL (a
+ * stopped server, a stuck lock) is a query past db.c's deadline: the same.
+ *
+ * The writer's fence.  An insert answered `unavailable` because its
+ * connection was dropped may still commit: the old backend, stopped or slow,
+ * goes on when it resumes.  Were the writer to insert on a new connection
+ * meanwhile, that late commit could carry a seq below one already pushed and
+ * never be pushed itself.  So after any lost connection the writer (1) ends
+ * the old backend and waits until it is gone (db_backend_end; while it
+ * cannot, it stays down: unavailable, /healthz 503, retried with back-off),
+ * then (2) reads every message above the highest seq it had pushed and
+ * pushes those (the late commits, in seq order), and only then (3) takes new
+ * inserts.  A client that was told `unavailable` and retries with its
+ * client_id then finds the message (`existed`), and every stored message is
+ * pushed exactly once.
  */
 #include "app.h"
 #include "db.h"
@@ -28,12 +42,20 @@
 
 #define MAX_BATCH 256 /* rows per INSERT; the queue itself is bounded by the
                          sessions, each of which has one request in flight */
+#define PING_MS 1000  /* the idle writer pings this often, so that a hung
+                         server shows (/healthz) within PING_MS + the deadline */
+#define FENCE_WAIT_MS 1000 /* how long one fence waits for the old backend (at
+                              most half the deadline, inside statement_timeout) */
+
+/* The writer's recovery states (above). */
+enum { W_DOWN, W_FENCE, W_CATCH_UP, W_READY };
 
 typedef struct pending_insert {
   struct pending_insert *next;
   act_pid_t from;
   act_ref_t ref;
   char user_id[PROTO_UUID_LEN + 1];
+  char client_id[REPO_CLIENT_ID_MAX + 1];
   char *content;
 } pending_insert_t;
 
@@ -44,13 +66,19 @@ typedef struct repo {
   pending_insert_t *qhead, *qtail; /* the writer's next batch */
   size_t qlen;
   bool batch_in_flight;
-  bool migrating;
   uv_loop_t *loop;
-  uv_work_t migrate_work;
+  int wstate;      /* writer only: W_* */
+  int pid;         /* the backend of the current connection, 0 if none */
+  char app_name[32];
+  unsigned fence_wait_ms;
+  bool fencing;    /* a db_backend_end is in flight */
 } repo_t;
 
+/* One query's context.  Freed by the trampoline (as_repo) after the body
+ * ran, even if the body crashed, together with the insert batch it holds. */
 typedef struct req_ctx {
   repo_t *repo;
+  act_pid_t self; /* the repo actor the callback runs as */
   act_pid_t from;
   act_ref_t ref;
   uint64_t t0;
@@ -60,7 +88,13 @@ typedef struct req_ctx {
 
 static _Atomic bool g_writer_up;
 static _Atomic bool g_migrated;
+static _Atomic bool g_migrating; /* a migration work item is queued or running */
 static _Atomic unsigned g_rr;
+/* The writer's fence, kept across incarnations of repo.0: a killed writer's
+ * backend may still commit too. */
+static _Atomic int g_fence_pid;        /* a former writer backend, 0 if none */
+static _Atomic int64_t g_last_seq;     /* the highest seq the writer pushed */
+static _Atomic bool g_last_seq_known;
 
 bool repo_database_up(void) { return atomic_load(&g_writer_up); }
 
@@ -77,14 +111,33 @@ act_pid_t repo_reader(void) {
 
 void repo_mark_migrated(void) { atomic_store(&g_migrated, true); }
 
+bool repo_migration_idle(void) { return !atomic_load(&g_migrating); }
+
 /* ------------------------------------------------------------ replies */
 
-static req_ctx_t *ctx_new(repo_t *r, act_msg_t *m) {
+static void free_batch(pending_insert_t *p) {
+  while (p) {
+    pending_insert_t *next = p->next;
+    free(p->content);
+    free(p);
+    p = next;
+  }
+}
+
+static void ctx_free(req_ctx_t *x) {
+  if (!x) return;
+  free_batch(x->batch);
+  free(x);
+}
+
+/* NULL when out of memory: the caller answers `unavailable`. */
+static req_ctx_t *ctx_make(repo_t *r, act_pid_t from, act_ref_t ref) {
   req_ctx_t *x = calloc(1, sizeof *x);
-  if (!x) act_crash("repo: out of memory");
+  if (!x) return NULL;
   x->repo = r;
-  x->from = m->from;
-  x->ref = m->ref;
+  x->self = r->self;
+  x->from = from;
+  x->ref = ref;
   x->t0 = uv_hrtime();
   return x;
 }
@@ -102,7 +155,7 @@ static void count_query(req_ctx_t *x, const db_error *err) {
             err->message);
 }
 
-static void reply_unavailable(act_pid_t to, act_ref_t ref, int type) {
+static void reply_rc(act_pid_t to, act_ref_t ref, int type, int rc) {
   union {
     repo_user_reply_t u;
     repo_inserted_t i;
@@ -110,11 +163,52 @@ static void reply_unavailable(act_pid_t to, act_ref_t ref, int type) {
     repo_users_t l;
   } none;
   memset(&none, 0, sizeof none);
-  none.u.rc = -1; /* rc is the first field of every reply */
+  none.u.rc = rc; /* rc is the first field of every reply */
   size_t size = type == REPO_USER ? sizeof none.u : type == REPO_INSERTED ? sizeof none.i
               : type == REPO_MESSAGES ? sizeof none.m : sizeof none.l;
   reply(to, ref, type, &none, size);
 }
+
+static void reply_unavailable(act_pid_t to, act_ref_t ref, int type) {
+  reply_rc(to, ref, type, -1);
+}
+
+/* ------------------------------------------- callbacks as the repo actor */
+
+/* db.c calls back from libuv callbacks, outside any actor: an act_crash
+ * there (say, out of memory) would abort the process.  Every callback
+ * therefore runs its body through act_run_as, as the repo actor: a crash
+ * ends that actor (its supervisor restarts it) and nothing else.  The
+ * context and the result are freed here whether or not the body finished,
+ * so a crash leaks nothing.  Cost: one act_run_as per query, a slot pin and
+ * a sigsetjmp, well under a microsecond. */
+typedef struct cb_call {
+  void (*body)(struct cb_call *);
+  req_ctx_t *x;
+  const db_error *err;
+  void *res;
+  void (*res_free)(void *);
+  bool created;
+} cb_call_t;
+
+static void cb_trampoline(void *arg) {
+  cb_call_t *c = arg;
+  c->body(c);
+}
+
+static void as_repo(cb_call_t *c) {
+  /* Inside the actor already (terminate's db_conn_close runs the pending
+   * callbacks), or, should the actor be gone, from here: the body never
+   * needs more than act_reply, which works from anywhere. */
+  if (act_self() == c->x->self || act_run_as(c->x->self, cb_trampoline, c) != ACT_OK)
+    c->body(c);
+  if (c->res && c->res_free) c->res_free(c->res);
+  ctx_free(c->x);
+}
+
+static void free_msgs(void *p) { db_message_list_free(p); }
+static void free_users(void *p) { db_user_list_free(p); }
+static void free_user(void *p) { db_user_free(p); }
 
 /* ------------------------------------------------------- encoding */
 
@@ -160,35 +254,39 @@ static repo_messages_t *encode_page(const db_message_list *l, size_t *size) {
 
 /* ------------------------------------------------------------- reads */
 
-static void on_page(void *ud, const db_error *err, db_message_list *res) {
-  req_ctx_t *x = ud;
-  count_query(x, err);
+static void page_body(cb_call_t *c) {
+  req_ctx_t *x = c->x;
+  count_query(x, c->err);
   size_t size;
-  repo_messages_t *page = res ? encode_page(res, &size) : NULL;
+  repo_messages_t *page = c->res ? encode_page(c->res, &size) : NULL;
   if (page) reply(x->from, x->ref, REPO_MESSAGES, page, size);
   else reply_unavailable(x->from, x->ref, REPO_MESSAGES);
   free(page);
-  if (res) db_message_list_free(res);
-  free(x);
+}
+
+static void on_page(void *ud, const db_error *err, db_message_list *res) {
+  as_repo(&(cb_call_t){page_body, ud, err, res, free_msgs, false});
 }
 
 static void read_page(repo_t *r, act_msg_t *m) {
   const repo_page_req_t *rq = m->data;
-  req_ctx_t *x = ctx_new(r, m);
+  req_ctx_t *x = ctx_make(r, m->from, m->ref);
   int limit = rq->limit > 0 && rq->limit <= PROTO_HISTORY_MAX ? rq->limit : PROTO_HISTORY_MAX;
-  int rc;
-  if (m->type == REPO_LATEST) rc = db_messages_latest(r->db, limit, on_page, x);
+  int rc = -1;
+  if (!x) rc = -1;
+  else if (m->type == REPO_LATEST) rc = db_messages_latest(r->db, limit, on_page, x);
   else if (m->type == REPO_HISTORY) rc = db_messages_before(r->db, rq->before, limit, on_page, x);
   else rc = db_messages_after(r->db, rq->after, DB_CATCH_UP_LIMIT, on_page, x);
   if (rc < 0) {
-    reply_unavailable(x->from, x->ref, REPO_MESSAGES);
+    reply_unavailable(m->from, m->ref, REPO_MESSAGES);
     free(x);
   }
 }
 
-static void on_users(void *ud, const db_error *err, db_user_list *res) {
-  req_ctx_t *x = ud;
-  count_query(x, err);
+static void users_body(cb_call_t *c) {
+  req_ctx_t *x = c->x;
+  db_user_list *res = c->res;
+  count_query(x, c->err);
   size_t size = sizeof(repo_users_t) + (res ? res->n : 0) * sizeof(repo_user_rec_t);
   repo_users_t *out = res ? calloc(1, size) : NULL;
   if (out) {
@@ -202,39 +300,36 @@ static void on_users(void *ud, const db_error *err, db_user_list *res) {
     reply_unavailable(x->from, x->ref, REPO_USERS);
   }
   free(out);
-  if (res) db_user_list_free(res);
-  free(x);
 }
 
-static void on_user(void *ud, const db_error *err, db_user *u, bool created) {
-  req_ctx_t *x = ud;
-  count_query(x, err);
+static void on_users(void *ud, const db_error *err, db_user_list *res) {
+  as_repo(&(cb_call_t){users_body, ud, err, res, free_users, false});
+}
+
+static void user_body(cb_call_t *c) {
+  req_ctx_t *x = c->x;
+  db_user *u = c->res;
+  count_query(x, c->err);
   if (u) {
     repo_user_reply_t out;
     memset(&out, 0, sizeof out);
-    out.created = created;
+    out.created = c->created;
     snprintf(out.id, sizeof out.id, "%s", u->id);
     snprintf(out.name, sizeof out.name, "%s", u->name);
     reply(x->from, x->ref, REPO_USER, &out, sizeof out);
-    db_user_free(u);
   } else {
     reply_unavailable(x->from, x->ref, REPO_USER);
   }
-  free(x);
+}
+
+static void on_user(void *ud, const db_error *err, db_user *u, bool created) {
+  as_repo(&(cb_call_t){user_body, ud, err, u, free_user, created});
 }
 
 /* ------------------------------------------------------------ writes */
 
 static void submit_batch(repo_t *r);
-
-static void free_batch(pending_insert_t *p) {
-  while (p) {
-    pending_insert_t *next = p->next;
-    free(p->content);
-    free(p);
-    p = next;
-  }
-}
+static void fail_queue(repo_t *r);
 
 static void broadcast(const proto_str *frag, int64_t seq) {
   proto_str push = proto_enc_message(frag);
@@ -247,53 +342,121 @@ static void broadcast(const proto_str *frag, int64_t seq) {
     ws_shared_release(frame);
 }
 
-static void answer_inserted(const pending_insert_t *p, const proto_str *frag, int64_t seq) {
+static void answer_inserted(act_pid_t to, act_ref_t ref, const proto_str *frag, int64_t seq,
+                            bool existed) {
   size_t size = sizeof(repo_inserted_t) + frag->len + 1;
   repo_inserted_t *out = calloc(1, size);
-  if (!out) return;
+  if (!out) {
+    reply_unavailable(to, ref, REPO_INSERTED);
+    return;
+  }
   out->seq = seq;
+  out->existed = existed;
   out->frag_len = frag->len;
   memcpy(out->frag, frag->ptr, frag->len);
-  reply(p->from, p->ref, REPO_INSERTED, out, size);
+  reply(to, ref, REPO_INSERTED, out, size);
   free(out);
 }
 
-/* Committed: broadcast in seq order, then answer each sender. */
-static void on_inserted(void *ud, const db_error *err, db_message_list *res) {
-  req_ctx_t *x = ud;
+/* REPO_FIND_CLIENT_ID's answer, and an insert's whose stored row this
+ * statement could not read (db.h): existed, REPO_NOT_FOUND or unavailable. */
+static void found_body(cb_call_t *c) {
+  req_ctx_t *x = c->x;
+  db_message_list *res = c->res;
+  count_query(x, c->err);
+  if (!res) {
+    reply_unavailable(x->from, x->ref, REPO_INSERTED);
+    return;
+  }
+  if (res->n == 0) {
+    reply_rc(x->from, x->ref, REPO_INSERTED, REPO_NOT_FOUND);
+    return;
+  }
+  proto_message m = wire_message(&res->messages[0]);
+  proto_str frag = proto_frag_message(&m);
+  if (frag.ptr) answer_inserted(x->from, x->ref, &frag, m.seq, true);
+  else reply_unavailable(x->from, x->ref, REPO_INSERTED);
+  free(frag.ptr);
+}
+
+static void on_found(void *ud, const db_error *err, db_message_list *res) {
+  as_repo(&(cb_call_t){found_body, ud, err, res, free_msgs, false});
+}
+
+static void find_client_id(repo_t *r, act_pid_t from, act_ref_t ref, const char *user_id,
+                           const char *client_id) {
+  req_ctx_t *x = ctx_make(r, from, ref);
+  if (!x || db_message_by_client_id(r->db, user_id, client_id, on_found, x) < 0) {
+    reply_unavailable(from, ref, REPO_INSERTED);
+    free(x);
+  }
+}
+
+/* Committed: broadcast the new rows in seq order, then answer each sender.
+ * A row that already existed is answered with the stored message and not
+ * broadcast again: it was when it was first stored. */
+static void inserted_body(cb_call_t *c) {
+  req_ctx_t *x = c->x;
   repo_t *r = x->repo;
-  count_query(x, err);
+  db_message_list *res = c->res;
+  count_query(x, c->err);
   pending_insert_t *p = x->batch;
   if (res && res->n == x->nbatch) {
-    tm_add(TM_MESSAGES, (long)res->n);
     for (size_t i = 0; i < res->n; i++, p = p->next) {
-      proto_message m = wire_message(&res->messages[i]);
+      const db_message *d = &res->messages[i];
+      if (!d->id) { /* stored by someone else meanwhile: read it */
+        if (r->db) find_client_id(r, p->from, p->ref, p->user_id, p->client_id);
+        else reply_unavailable(p->from, p->ref, REPO_INSERTED);
+        continue;
+      }
+      proto_message m = wire_message(d);
       proto_str frag = proto_frag_message(&m);
-      if (!frag.ptr) {
+      if (!d->existed) tm_add(TM_MESSAGES, 1);
+      if (!frag.ptr) { /* committed, but we cannot say it: the retry finds it */
         reply_unavailable(p->from, p->ref, REPO_INSERTED);
         continue;
       }
-      broadcast(&frag, m.seq);
-      answer_inserted(p, &frag, m.seq);
+      if (!d->existed) {
+        broadcast(&frag, m.seq);
+        if (m.seq > atomic_load(&g_last_seq)) atomic_store(&g_last_seq, m.seq);
+      }
+      answer_inserted(p->from, p->ref, &frag, m.seq, d->existed);
       free(frag.ptr);
     }
   } else {
     for (; p; p = p->next) reply_unavailable(p->from, p->ref, REPO_INSERTED);
   }
-  if (res) db_message_list_free(res);
-  free_batch(x->batch);
-  free(x);
   r->batch_in_flight = false;
   submit_batch(r);
 }
 
+static void on_inserted(void *ud, const db_error *err, db_message_list *res) {
+  as_repo(&(cb_call_t){inserted_body, ud, err, res, free_msgs, false});
+}
+
+/* Answers every queued insert `unavailable` and empties the queue. */
+static void fail_queue(repo_t *r) {
+  for (pending_insert_t *p = r->qhead; p; p = p->next)
+    reply_unavailable(p->from, p->ref, REPO_INSERTED);
+  free_batch(r->qhead);
+  r->qhead = r->qtail = NULL;
+  r->qlen = 0;
+}
+
 static void submit_batch(repo_t *r) {
   if (r->batch_in_flight || !r->qhead || !r->db) return;
-  req_ctx_t *x = calloc(1, sizeof *x);
+  if (r->wstate != W_READY) { /* connecting or fencing: wait; down: tell */
+    if (db_conn_state(r->db) == DB_DOWN) fail_queue(r);
+    return;
+  }
+  req_ctx_t *x = ctx_make(r, 0, 0);
   db_new_message *rows = calloc(MAX_BATCH, sizeof *rows);
-  if (!x || !rows) act_crash("repo: out of memory");
-  x->repo = r;
-  x->t0 = uv_hrtime();
+  if (!x || !rows) { /* out of memory: nobody waits for ever */
+    free(x);
+    free(rows);
+    fail_queue(r);
+    return;
+  }
   pending_insert_t **tail = &x->batch;
   while (r->qhead && x->nbatch < MAX_BATCH) {
     pending_insert_t *p = r->qhead;
@@ -303,6 +466,7 @@ static void submit_batch(repo_t *r) {
     tail = &p->next;
     rows[x->nbatch].user_id = p->user_id;
     rows[x->nbatch].content = p->content;
+    rows[x->nbatch].client_id = p->client_id;
     x->nbatch++;
     r->qlen--;
   }
@@ -311,8 +475,7 @@ static void submit_batch(repo_t *r) {
   if (db_messages_insert(r->db, rows, x->nbatch, on_inserted, x) < 0) {
     for (pending_insert_t *p = x->batch; p; p = p->next)
       reply_unavailable(p->from, p->ref, REPO_INSERTED);
-    free_batch(x->batch);
-    free(x);
+    ctx_free(x);
     r->batch_in_flight = false;
   }
   free(rows);
@@ -320,12 +483,23 @@ static void submit_batch(repo_t *r) {
 
 static void queue_insert(repo_t *r, act_msg_t *m) {
   const repo_insert_req_t *rq = m->data;
+  if (m->size < sizeof *rq || rq->content_len > m->size - sizeof *rq) {
+    reply_unavailable(m->from, m->ref, REPO_INSERTED); /* a malformed request */
+    return;
+  }
   pending_insert_t *p = calloc(1, sizeof *p);
   char *content = malloc(rq->content_len + 1);
-  if (!p || !content) act_crash("repo: out of memory");
+  if (!p || !content) {
+    free(p);
+    free(content);
+    reply_unavailable(m->from, m->ref, REPO_INSERTED);
+    return;
+  }
   p->from = m->from;
   p->ref = m->ref;
-  snprintf(p->user_id, sizeof p->user_id, "%s", rq->user_id);
+  snprintf(p->user_id, sizeof p->user_id, "%.*s", (int)sizeof p->user_id - 1, rq->user_id);
+  snprintf(p->client_id, sizeof p->client_id, "%.*s", (int)sizeof p->client_id - 1,
+           rq->client_id);
   memcpy(content, rq->content, rq->content_len);
   content[rq->content_len] = 0;
   p->content = content;
@@ -338,36 +512,191 @@ static void queue_insert(repo_t *r, act_msg_t *m) {
 
 /* ---------------------------------------------------- migrations */
 
+/* The work item is its own allocation, never part of the repo's state: a
+ * repo.0 killed while the migration runs on the thread pool frees its state
+ * at once, and the pool still writes to the item when it finishes (the use
+ * after free of issue 8 item 10).  Only globals are touched from here. */
 static void migrate_work(uv_work_t *w) {
-  repo_t *r = w->data;
+  (void)w;
   char err[256];
   int applied = 0;
   if (db_migrate(app_config()->database_url, app_config()->sql_dir, &applied, err,
                  sizeof err) == 0)
     atomic_store(&g_migrated, true);
-  (void)r;
 }
 
 static void migrate_done(uv_work_t *w, int status) {
   (void)status;
-  repo_t *r = w->data;
-  r->migrating = false;
+  free(w);
+  atomic_store(&g_migrating, false);
 }
 
+/* ------------------------------------------------ the writer's fence */
+
+static void writer_catch_up(repo_t *r);
+
+static void writer_ready(repo_t *r) {
+  r->wstate = W_READY;
+  if (!atomic_load(&g_writer_up)) app_log(LOG_INFO, "database connected");
+  atomic_store(&g_writer_up, true);
+  submit_batch(r);
+}
+
+/* The connection failed inside the fence: drop it, the back-off retries. */
+static void writer_retry(repo_t *r, const char *why) {
+  app_log(LOG_WARN, "writer fence: %s", why);
+  if (r->db) db_conn_reset(r->db, why);
+}
+
+static void caught_up_body(cb_call_t *c) {
+  repo_t *r = c->x->repo;
+  db_message_list *l = c->res;
+  count_query(c->x, c->err);
+  if (!r->db || r->wstate != W_CATCH_UP) return;
+  if (!l) {
+    writer_retry(r, "catch-up failed");
+    return;
+  }
+  for (size_t i = 0; i < l->n; i++) { /* late commits, in seq order */
+    proto_message m = wire_message(&l->messages[i]);
+    proto_str frag = proto_frag_message(&m);
+    if (!frag.ptr) {
+      writer_retry(r, "out of memory");
+      return;
+    }
+    broadcast(&frag, m.seq);
+    free(frag.ptr);
+    tm_add(TM_MESSAGES, 1);
+    atomic_store(&g_last_seq, m.seq);
+  }
+  if (l->n) app_log(LOG_INFO, "writer fence: pushed %zu late commits", l->n);
+  if (l->more) writer_catch_up(r);
+  else writer_ready(r);
+}
+
+static void on_caught_up(void *ud, const db_error *err, db_message_list *res) {
+  as_repo(&(cb_call_t){caught_up_body, ud, err, res, free_msgs, false});
+}
+
+static void baseline_body(cb_call_t *c) {
+  repo_t *r = c->x->repo;
+  db_message_list *l = c->res;
+  count_query(c->x, c->err);
+  if (!r->db || r->wstate != W_CATCH_UP) return;
+  if (!l) {
+    writer_retry(r, "reading the newest seq failed");
+    return;
+  }
+  atomic_store(&g_last_seq, l->n ? l->messages[l->n - 1].seq : 0);
+  atomic_store(&g_last_seq_known, true);
+  writer_ready(r);
+}
+
+static void on_baseline(void *ud, const db_error *err, db_message_list *res) {
+  as_repo(&(cb_call_t){baseline_body, ud, err, res, free_msgs, false});
+}
+
+/* (2): push what committed above the last pushed seq; the first time in
+ * this process, only learn that seq. */
+static void writer_catch_up(repo_t *r) {
+  r->wstate = W_CATCH_UP;
+  req_ctx_t *x = ctx_make(r, 0, 0);
+  int rc = -1;
+  if (x && !atomic_load(&g_last_seq_known)) rc = db_messages_latest(r->db, 1, on_baseline, x);
+  else if (x) rc = db_messages_after(r->db, atomic_load(&g_last_seq), DB_CATCH_UP_LIMIT,
+                                     on_caught_up, x);
+  if (rc < 0) {
+    free(x);
+    writer_retry(r, "cannot submit the catch-up");
+  }
+}
+
+static void fenced_body(cb_call_t *c) {
+  repo_t *r = c->x->repo;
+  count_query(c->x, c->err);
+  r->fencing = false;
+  if (!r->db || r->wstate != W_FENCE) return;
+  if (c->err) {
+    writer_retry(r, c->err->message);
+    return;
+  }
+  if (!c->created) { /* still there (stopped?): the next tick tries again */
+    app_log(LOG_WARN, "writer fence: the previous writer backend %d still runs",
+            atomic_load(&g_fence_pid));
+    return;
+  }
+  atomic_store(&g_fence_pid, 0);
+  writer_catch_up(r);
+}
+
+static void on_fenced(void *ud, const db_error *err, bool gone) {
+  as_repo(&(cb_call_t){fenced_body, ud, err, NULL, NULL, gone});
+}
+
+/* (1): the former writer backend must be gone before anything else. */
+static void writer_fence(repo_t *r) {
+  r->wstate = W_FENCE;
+  int old = atomic_load(&g_fence_pid);
+  if (!old || old == r->pid) {
+    writer_catch_up(r);
+    return;
+  }
+  req_ctx_t *x = ctx_make(r, 0, 0);
+  if (!x || db_backend_end(r->db, old, r->app_name, r->fence_wait_ms, on_fenced, x) < 0) {
+    free(x);
+    writer_retry(r, "cannot submit the fence");
+    return;
+  }
+  r->fencing = true;
+}
+
+typedef struct state_call { repo_t *r; db_state state; } state_call_t;
+
+static void db_state_as_repo(void *arg) {
+  state_call_t *sc = arg;
+  repo_t *r = sc->r;
+  if (r->index != 0 || !r->db) return;
+  if (sc->state == DB_CONNECTED) {
+    int pid = db_conn_backend_pid(r->db);
+    if (r->pid && r->pid != pid && r->wstate == W_READY)
+      atomic_store(&g_fence_pid, r->pid); /* a DOWN we were not told of */
+    r->pid = pid;
+    if (r->wstate == W_DOWN) writer_fence(r);
+  } else if (sc->state == DB_DOWN) {
+    r->fencing = false;
+    /* Only a backend that took inserts needs fencing; one lost during the
+     * fence never did, and the one being fenced stays the one to end. */
+    if (r->pid && r->wstate == W_READY) atomic_store(&g_fence_pid, r->pid);
+    r->pid = 0;
+    r->wstate = W_DOWN;
+    if (atomic_exchange(&g_writer_up, false)) app_log(LOG_WARN, "database unreachable");
+    fail_queue(r);
+  }
+  /* The database was away at start: migrate now, off the loop thread.  One
+   * at a time, whichever incarnation of repo.0 asked. */
+  if (sc->state == DB_CONNECTED && !atomic_load(&g_migrated) &&
+      !atomic_exchange(&g_migrating, true)) {
+    uv_work_t *w = calloc(1, sizeof *w);
+    if (!w || uv_queue_work(r->loop, w, migrate_work, migrate_done) != 0) {
+      free(w);
+      atomic_store(&g_migrating, false); /* the next connect tries again */
+    }
+  }
+}
+
+/* db.c reports from libuv callbacks, outside any actor: as the repo. */
 static void on_db_state(db_conn *c, db_state state, void *ud) {
   (void)c;
   repo_t *r = ud;
-  if (r->index != 0) return;
-  bool up = state == DB_CONNECTED;
-  if (up != atomic_load(&g_writer_up))
-    app_log(up ? LOG_INFO : LOG_WARN, "database %s", up ? "connected" : "unreachable");
-  atomic_store(&g_writer_up, up);
-  /* The database was away at start: migrate now, off the loop thread. */
-  if (up && !atomic_load(&g_migrated) && !r->migrating) {
-    r->migrating = true;
-    r->migrate_work.data = r;
-    uv_queue_work(r->loop, &r->migrate_work, migrate_work, migrate_done);
-  }
+  state_call_t sc = {r, state};
+  if (act_self() == r->self || act_run_as(r->self, db_state_as_repo, &sc) != ACT_OK)
+    db_state_as_repo(&sc);
+}
+
+static void on_tick_ping(void *ud, const db_error *err, uint64_t rtt_us) {
+  (void)ud;
+  (void)err;
+  (void)rtt_us; /* a hung server shows as the deadline's drop, not here */
 }
 
 /* ----------------------------------------------------------- behaviour */
@@ -379,8 +708,17 @@ static int repo_init(void *args, void **state) {
   r->index = (int)(intptr_t)args;
   r->self = act_self();
   r->loop = act_loop();
-  db_conn_opts o = {.conninfo = app_config()->database_url, .on_state = on_db_state, .ud = r};
+  r->wstate = W_DOWN;
+  snprintf(r->app_name, sizeof r->app_name, "chatter repo.%d", r->index);
+  /* CHATTER_DB_TIMEOUT_MS: each query's deadline (db.h), 100 ms to 60 s. */
+  const char *t = getenv("CHATTER_DB_TIMEOUT_MS");
+  long timeout = t ? strtol(t, NULL, 10) : DB_QUERY_TIMEOUT_MS;
+  if (timeout < 100 || timeout > 60000) timeout = DB_QUERY_TIMEOUT_MS;
+  db_conn_opts o = {.conninfo = app_config()->database_url, .on_state = on_db_state, .ud = r,
+                    .query_timeout_ms = (unsigned)timeout, .application_name = r->app_name};
+  r->fence_wait_ms = FENCE_WAIT_MS < timeout / 2 ? FENCE_WAIT_MS : (unsigned)timeout / 2;
   r->db = db_conn_open(act_loop(), &o);
+  if (r->db && r->index == 0) act_send_after(PING_MS, r->self, REPO_TICK, NULL, 0);
   return r->db ? ACT_OK : ACT_ENOMEM;
 }
 
@@ -389,22 +727,44 @@ static void repo_handle(void *state, act_msg_t *m) {
   switch (m->type) {
   case REPO_GET_USER: {
     repo_name_req_t *rq = m->data;
+    if (m->size < sizeof *rq) {
+      reply_unavailable(m->from, m->ref, REPO_USER);
+      break;
+    }
     rq->name[sizeof rq->name - 1] = 0;
-    req_ctx_t *x = ctx_new(r, m);
-    if (db_user_get_or_create(r->db, rq->name, on_user, x) < 0) {
-      reply_unavailable(x->from, x->ref, REPO_USER);
+    req_ctx_t *x = ctx_make(r, m->from, m->ref);
+    if (!x || db_user_get_or_create(r->db, rq->name, on_user, x) < 0) {
+      reply_unavailable(m->from, m->ref, REPO_USER);
       free(x);
     }
     break;
   }
+  case REPO_FIND_CLIENT_ID: {
+    repo_client_req_t *rq = m->data;
+    if (m->size < sizeof *rq) {
+      reply_unavailable(m->from, m->ref, REPO_INSERTED);
+      break;
+    }
+    rq->user_id[sizeof rq->user_id - 1] = 0;
+    rq->client_id[sizeof rq->client_id - 1] = 0;
+    find_client_id(r, m->from, m->ref, rq->user_id, rq->client_id);
+    break;
+  }
   case REPO_INSERT: queue_insert(r, m); break;
+  case REPO_TICK:
+    if (r->db && r->wstate == W_READY && db_conn_pending(r->db) == 0)
+      db_ping(r->db, on_tick_ping, NULL);
+    else if (r->db && r->wstate == W_FENCE && !r->fencing)
+      writer_fence(r); /* the old backend was still there last time */
+    act_send_after(PING_MS, r->self, REPO_TICK, NULL, 0);
+    break;
   case REPO_LATEST:
   case REPO_HISTORY:
   case REPO_CATCH_UP: read_page(r, m); break;
   case REPO_LIST_USERS: {
-    req_ctx_t *x = ctx_new(r, m);
-    if (db_users_list(r->db, on_users, x) < 0) {
-      reply_unavailable(x->from, x->ref, REPO_USERS);
+    req_ctx_t *x = ctx_make(r, m->from, m->ref);
+    if (!x || db_users_list(r->db, on_users, x) < 0) {
+      reply_unavailable(m->from, m->ref, REPO_USERS);
       free(x);
     }
     break;
@@ -420,13 +780,15 @@ static void repo_terminate(void *state, act_reason_t why) {
   (void)why;
   repo_t *r = state;
   if (!r) return;
-  if (r->index == 0) atomic_store(&g_writer_up, false);
+  if (r->index == 0) {
+    atomic_store(&g_writer_up, false);
+    if (r->pid && r->wstate == W_READY)
+      atomic_store(&g_fence_pid, r->pid); /* it may still commit */
+  }
   db_conn *db = r->db;
   r->db = NULL; /* callbacks run inside the close: they must not submit */
   if (db) db_conn_close(db, NULL, NULL);
-  for (pending_insert_t *p = r->qhead; p; p = p->next)
-    reply_unavailable(p->from, p->ref, REPO_INSERTED);
-  free_batch(r->qhead);
+  fail_queue(r);
   free(r);
 }
 
