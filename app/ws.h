@@ -9,7 +9,7 @@
  *   a binary frame                                          -> close 1003
  *   text that is not valid UTF-8                            -> close 1007
  *   a client that cannot keep up (WS_OUTBOUND_MAX queued)   -> close 1008
- *   a close frame with a bad code, or a reason not UTF-8     -> close 1002 / 1007
+ *   a close frame with a bad code / a reason not UTF-8      -> close 1002 / 1007
  *   any other framing error (RSV bits, reserved opcode, unmasked, a control
  *     frame over 125 bytes or fragmented, a 64-bit length with the top bit,
  *     a continuation with nothing to continue, a new message inside one)
