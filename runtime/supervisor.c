@@ -43,7 +43,8 @@ typedef struct {
 
 typedef struct {
   act_child_spec_t spec;
-  char name[ACT_NAME_MAX]; /* spec.name points here when set */
+  char name[ACT_NAME_MAX]; /* registered name, "" for none; spec.name is NULL:
+                            * a pointer into kids[] would dangle when it grows */
   act_pid_t pid;
   uint32_t restarts;
   bool dynamic;            /* added by start_child: removed when it ends */
@@ -87,12 +88,8 @@ static int64_t now_ms(void) {
 static void kid_set_spec(kid_t *k, const act_child_spec_t *spec, const char *name) {
   k->spec = *spec;
   k->spec.id[ACT_NAME_MAX - 1] = 0;
-  if (name) {
-    snprintf(k->name, sizeof k->name, "%s", name);
-    k->spec.name = k->name;
-  } else {
-    k->spec.name = NULL;
-  }
+  k->spec.name = NULL;
+  snprintf(k->name, sizeof k->name, "%s", name ? name : "");
 }
 
 static long find_pid(sup_t *s, act_pid_t pid) {
@@ -125,15 +122,13 @@ static void remove_kid(sup_t *s, size_t i) {
   if (k->spec.free_args) k->spec.free_args(k->spec.args);
   memmove(&s->kids[i], &s->kids[i + 1], (s->n - i - 1) * sizeof *k);
   s->n--;
-  for (size_t j = i; j < s->n; j++) /* memmove moved the name buffers */
-    if (s->kids[j].spec.name) s->kids[j].spec.name = s->kids[j].name;
 }
 
 static int start_kid(kid_t *k) {
   act_spawn_opts_t o = {
       .link = true,
       .scheduler = k->spec.scheduler,
-      .name = k->spec.name,
+      .name = k->name[0] ? k->name : NULL,
       .max_mailbox = k->spec.max_mailbox,
   };
   int err;
