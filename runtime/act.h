@@ -25,13 +25,19 @@
  *  - terminate() is called on every exit, `kill` included, because in C it is
  *    the only place that can free the state.  On `kill` it must not send
  *    messages expecting replies; the actor is already gone.
- *  - init() runs asynchronously on the new actor's scheduler, as the first
- *    thing the actor does.  act_spawn() returns the pid at once; a failing init
- *    makes the actor exit with an error reason, which its links and monitors
- *    see like any other crash (OTP's proc_lib would fail the start instead).
- *  - Names are registered at spawn time (opts.name), before the pid is
- *    returned, so that a supervisor's later children can rely on an earlier
- *    child's name as in OTP's synchronous start.
+ *  - init() runs on the new actor's scheduler as the first thing the actor
+ *    does, before any signal sent to it is acted upon (so an exit signal
+ *    cannot overtake init and a trap_exit set in init holds).  Starts are
+ *    OTP's proc_lib starts where blocking is allowed: act_spawn() from a
+ *    thread outside the runtime, act_supervisor_start() there, and the
+ *    blocking supervisor calls return only once init answered, with init's
+ *    error if it failed.  Inside an actor nothing may block, so act_spawn()
+ *    returns the pid at once (a failing init then shows as an exit, like a
+ *    crash), and a supervisor waits for its child's init asynchronously:
+ *    start_child is answered when the child's init acked.
+ *  - Names are registered at spawn time (opts.name), before init runs, so
+ *    that a supervisor's later children can rely on an earlier child's name
+ *    as in OTP's synchronous start.
  *
  * Errors are negative ACT_E* codes.  Everything is thread-safe unless noted;
  * "inside an actor" means from its init/handle/terminate on its scheduler.
@@ -69,7 +75,8 @@ enum {
   ACT_ETIMEDOUT = -4,/* a call's timeout ran out */
   ACT_EEXIST = -5,   /* name already registered / child id already present */
   ACT_ENOTACTOR = -6,/* called outside an actor where only an actor may call */
-  ACT_ESTATE = -7    /* runtime not started, or already stopped */
+  ACT_ESTATE = -7,   /* runtime not started, or already stopped */
+  ACT_EEXITED = -8   /* the actor exited before its init answered (a crash in init) */
 };
 const char *act_strerror(int err);
 
@@ -97,6 +104,11 @@ typedef struct act_reason {
 act_reason_t act_reason(act_reason_kind_t kind);           /* text = its name */
 act_reason_t act_reason_error(const char *fmt, ...)
     __attribute__((format(printf, 1, 2)));                  /* kind ACT_ERROR */
+/* OTP's {shutdown, Term}: kind ACT_SHUTDOWN, text "shutdown: <Term>".  Not
+ * a crash: a transient child ending so is not restarted, and links of a
+ * non-trapping actor end quietly with it as with plain `shutdown`. */
+act_reason_t act_reason_shutdown(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2)));
 
 /* ------------------------------------------------------------- messages */
 
@@ -107,6 +119,7 @@ enum {
   ACT_MSG_DOWN = -2,    /* monitor fired: payload act_down_msg_t */
   ACT_MSG_TIMEOUT = -3, /* an act_request() got no reply in time; msg->ref */
   ACT_MSG_SUP_REPLY = -4, /* answer of an async supervisor request */
+  ACT_MSG_INIT_ACK = -5,  /* opts.ack: the child's init answered; payload act_init_ack_t */
   ACT_MSG_SYSTEM_MIN = -100 /* below this: internal, never seen by handlers */
 };
 
@@ -119,6 +132,9 @@ typedef struct act_msg {
 } act_msg_t;
 
 typedef struct act_exit_msg { act_pid_t from; act_reason_t reason; } act_exit_msg_t;
+/* proc_lib's init_ack: result is ACT_OK, init's negative code, or
+ * ACT_EEXITED; msg->ref is the ack reference given at spawn. */
+typedef struct act_init_ack { act_pid_t pid; int result; } act_init_ack_t;
 typedef struct act_down_msg {
   act_ref_t ref;      /* the monitor reference */
   act_pid_t pid;      /* who went down */
@@ -176,12 +192,21 @@ typedef struct act_spawn_opts {
    * the message is dropped.  0 = unbounded. */
   size_t max_mailbox;
   int budget;              /* messages per turn; 0 = ACT_DEFAULT_BUDGET */
+  /* proc_lib:start without blocking (inside actors): once the child's init
+   * answered, the spawner gets an ACT_MSG_INIT_ACK whose ref is *ack_ref
+   * (set here at spawn).  Ordered before the child's EXIT or DOWN. */
+  bool ack;
+  act_ref_t *ack_ref;
 } act_spawn_opts_t;
 #define ACT_DEFAULT_BUDGET 64
 
 /* Spawn an actor.  Inside an actor, link/monitor are relative to the caller;
  * outside one, opts->link and opts->monitor are refused (ACT_EINVAL).
- * Returns the pid, or 0 with *err (if not NULL) set. */
+ * Returns the pid, or 0 with *err (if not NULL) set.  From a thread outside
+ * the runtime it returns only after init answered: a failed init gives 0
+ * and init's error (or ACT_EEXITED), and the actor is gone (its name too).
+ * Inside actors (and libuv callbacks on scheduler threads) it returns at
+ * once, init still to run. */
 act_pid_t act_spawn(const act_behaviour_t *b, void *args,
                     const act_spawn_opts_t *opts, int *err);
 act_pid_t act_spawn_link(const act_behaviour_t *b, void *args);
@@ -218,6 +243,13 @@ int act_unlink(act_pid_t pid);
 
 /* process_flag(trap_exit, on); returns the previous value. */
 bool act_trap_exit(bool on);
+/* The parent-EXIT rule (gen_server's): an actor that traps exits and gets
+ * an exit signal from its parent (the spawner: for a supervised child, its
+ * supervisor) does not receive it as a message but exits at once with that
+ * reason, running terminate -- so a supervisor's `shutdown` is never
+ * ignored.  act_parent_exit_as_message(true) opts out (a supervisor does,
+ * to stop its own children first); returns the previous value. */
+bool act_parent_exit_as_message(bool on);
 
 /* monitor/2 and demonitor/1 (inside actors).  Monitoring a dead pid delivers
  * ACT_MSG_DOWN with `noproc`.  demonitor with flush: any DOWN for this ref

@@ -111,6 +111,13 @@ typedef struct act_proc {
   bool is_proxy;               /* call.c: a waiting outside thread */
   act_reason_t *exit_reason;   /* set when the process is to end */
 
+  /* proc_lib's init_ack: who waits for init's answer (0: nobody, or sent) */
+  act_pid_t ack_to;
+  act_ref_t ack_ref;
+  int ack_result;              /* a failure to report when it dies */
+  bool ack_deferred;           /* init returned; the behaviour acks later */
+  bool parent_exit_as_msg;     /* supervisors: the parent's EXIT is a message */
+
   act_pidvec_t links;
   act_monvec_t monitors_in;    /* who watches me (ref, watcher) */
   act_monvec_t monitors_out;   /* whom I watch (ref, target) */
@@ -143,6 +150,12 @@ act_proc_t *act__current(void);
 act_proc_t *act__require_current(const char *what);
 act_pid_t act__spawn(const act_behaviour_t *b, void *args,
                      const act_spawn_opts_t *opts, uint32_t restarts, int *err);
+/* Inside init: do not ack when init returns; act__init_ack does it later
+ * (a supervisor acks once its static children are up). */
+void act__init_ack_later(void);
+/* Ack now if ok; otherwise remember the error, sent when the actor dies
+ * (after its name is freed, before its EXIT and DOWN). */
+void act__init_ack(act_proc_t *p, int result);
 /* Borrow a live proc for reading (introspection); release with act__unpin. */
 act_proc_t *act__pin(act_pid_t pid, act_slot_t **slot);
 void act__unpin(act_slot_t *slot);

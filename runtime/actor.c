@@ -49,6 +49,17 @@ act_reason_t act_reason(act_reason_kind_t kind) {
   return r;
 }
 
+act_reason_t act_reason_shutdown(const char *fmt, ...) {
+  act_reason_t r = {.kind = ACT_SHUTDOWN};
+  char term[ACT_REASON_TEXT];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(term, sizeof term, fmt, ap);
+  va_end(ap);
+  snprintf(r.text, sizeof r.text, "shutdown: %.*s", ACT_REASON_TEXT - 11, term);
+  return r;
+}
+
 act_reason_t act_reason_error(const char *fmt, ...) {
   act_reason_t r = {.kind = ACT_ERROR};
   va_list ap;
@@ -68,6 +79,7 @@ const char *act_strerror(int err) {
   case ACT_EEXIST: return "already exists";
   case ACT_ENOTACTOR: return "only an actor may do this";
   case ACT_ESTATE: return "runtime not running";
+  case ACT_EEXITED: return "exited before init answered";
   default: return "unknown error";
   }
 }
@@ -422,6 +434,38 @@ static void live_dec(void) {
 
 int act__registry_add(const char *name, act_pid_t pid, act_proc_t *p);
 
+/* proc_lib's init_ack: one message to whoever waits for init's answer.
+ * Sent at most once (ack_to is cleared).  If its 88 bytes cannot be
+ * allocated the waiter is not told: out of memory there is not survived. */
+static void send_ack(act_proc_t *p, int result) {
+  act_init_ack_t a = {p->pid, result};
+  act_pid_t to = p->ack_to;
+  p->ack_to = ACT_NOPID;
+  act__deliver_or_drop(to, act__env_new(ACT_MSG_INIT_ACK, p->pid, p->ack_ref, &a, sizeof a,
+                                        NULL));
+}
+
+void act__init_ack_later(void) { act__require_current("act__init_ack_later")->ack_deferred = true; }
+
+void act__init_ack(act_proc_t *p, int result) {
+  if (!p->ack_to) return;
+  if (result == ACT_OK) send_ack(p, ACT_OK);
+  else p->ack_result = result; /* sent by die(), once the name is free */
+}
+
+/* An outside thread's blocking start: wait for the ack on a proxy. */
+static int await_ack(act_proc_t *x, act_ref_t ref) {
+  for (;;) {
+    act_env_t *e = act__proxy_wait(x, -1);
+    if (!e) continue;
+    int rc = ACT_EEXITED;
+    bool mine = e->msg.type == ACT_MSG_INIT_ACK && e->msg.ref == ref;
+    if (mine) rc = ((act_init_ack_t *)e->msg.data)->result;
+    act__env_free(e);
+    if (mine) return rc;
+  }
+}
+
 act_pid_t act__spawn(const act_behaviour_t *b, void *args,
                      const act_spawn_opts_t *opts, uint32_t restarts, int *err) {
   int dummy;
@@ -433,12 +477,19 @@ act_pid_t act__spawn(const act_behaviour_t *b, void *args,
   if (caller && caller->is_proxy) caller = NULL;
   bool link = opts && opts->link, monitor = opts && opts->monitor;
   if (!caller && (link || monitor)) return *err = ACT_EINVAL, ACT_NOPID;
+  /* Blocking is for threads outside the runtime only: a scheduler thread
+   * (an actor, or a libuv callback) waiting for an init that its own loop
+   * must run would wait for ever. */
+  act_proc_t *waiter = NULL;
+  if (!caller && !act__sched_self() && !(waiter = act__proxy_new()))
+    return *err = ACT_ENOMEM, ACT_NOPID;
 
   act_proc_t *p = calloc(1, sizeof *p);
   act_sched_t *sched = act__sched_for(opts ? opts->scheduler : ACT_SCHED_CALLER, caller);
   act_pid_t pid = p ? slot_alloc((unsigned)sched->id) : ACT_NOPID;
   if (!pid) {
     free(p);
+    if (waiter) act__proxy_free(waiter);
     return *err = ACT_ENOMEM, ACT_NOPID;
   }
   p->pid = pid;
@@ -453,7 +504,13 @@ act_pid_t act__spawn(const act_behaviour_t *b, void *args,
   if (opts && opts->name && act__registry_add(opts->name, pid, p) != ACT_OK) {
     slot_release((uint32_t)pid);
     free(p);
+    if (waiter) act__proxy_free(waiter);
     return *err = ACT_EEXIST, ACT_NOPID;
+  }
+  if (waiter || (caller && opts && opts->ack)) {
+    p->ack_to = waiter ? waiter->pid : caller->pid;
+    p->ack_ref = act_make_ref();
+    if (!waiter && opts->ack_ref) *opts->ack_ref = p->ack_ref;
   }
   if (link) {
     act__pidvec_add(&p->links, caller->pid);
@@ -472,7 +529,13 @@ act_pid_t act__spawn(const act_behaviour_t *b, void *args,
   act_slot_t *s = slot_of(pid);
   atomic_store(&s->proc, p);
   atomic_store(&s->pid, pid);
+  act_ref_t ack_ref = p->ack_ref; /* p may be gone once scheduled */
   act__schedule(p);
+  if (waiter) {
+    int rc = await_ack(waiter, ack_ref);
+    act__proxy_free(waiter);
+    if (rc != ACT_OK) return *err = rc, ACT_NOPID;
+  }
   return pid;
 }
 
@@ -523,6 +586,13 @@ bool act_trap_exit(bool on) {
   return old;
 }
 
+bool act_parent_exit_as_message(bool on) {
+  act_proc_t *p = act__require_current("act_parent_exit_as_message");
+  bool old = p->parent_exit_as_msg;
+  p->parent_exit_as_msg = on;
+  return old;
+}
+
 static act_env_t *down_env(act_ref_t ref, act_pid_t pid, act_reason_t r, int type) {
   act_down_msg_t d = {ref, pid, r};
   return act__env_new(type, pid, ref, &d, sizeof d, NULL);
@@ -568,6 +638,14 @@ int act_exit(act_pid_t pid, act_reason_t reason) {
 
 /* An exit signal from `from` that reached p: OTP's receiving rules. */
 static void local_exit_signal(act_proc_t *p, act_pid_t from, act_reason_t r) {
+  /* The parent-EXIT rule of gen_server: a trapping child told to exit by
+   * its parent (the supervisor's `shutdown`) runs terminate with that
+   * reason at once instead of getting a message it might ignore.  A
+   * supervisor opts out: it stops its own children first. */
+  if (p->trap_exit && from == p->parent && from != ACT_NOPID && !p->parent_exit_as_msg) {
+    act__set_exit(p, r);
+    return;
+  }
   if (p->trap_exit) {
     act_exit_msg_t m = {from, r};
     act_env_t *e = act__env_new(ACT_MSG_EXIT, from, 0, &m, sizeof m, NULL);
@@ -696,6 +774,9 @@ static void die(act_proc_t *p) {
   atomic_store(&slot->proc, NULL);
   while (atomic_load(&slot->readers)) sched_yield();
   if (atomic_load(&p->has_name)) act__registry_drop_pid(p->pid);
+  /* A start still waiting hears of the failure before the EXIT, and after
+   * the name is free, so that it may start the child again at once. */
+  if (p->ack_to) send_ack(p, p->ack_result ? p->ack_result : ACT_EEXITED);
   notify_links_and_monitors(p, r);
   drain_dead_inbox(p);
   s->current = NULL;
@@ -713,17 +794,29 @@ static void die(act_proc_t *p) {
 
 static void run_init(act_proc_t *p) {
   int rc = p->b->init ? p->b->init(p->args, &p->state) : 0;
-  if (rc < 0) act__set_exit(p, act_reason_error("init failed (%d)", rc));
-  else p->initialised = true;
+  if (rc < 0) {
+    act__set_exit(p, act_reason_error("init failed (%d)", rc));
+    p->ack_result = rc;
+  } else {
+    p->initialised = true;
+  }
+}
+
+/* The first turn runs init before the inbox is even looked at: no signal
+ * sent during the start can act before init did (OTP's proc_lib start). */
+static void guarded_init(act_proc_t *p) {
+  sigjmp_buf jb;
+  act_sched_t *s = p->sched;
+  p->started = true;
+  s->crash_jb = &jb;
+  if (sigsetjmp(jb, 0) == 0) run_init(p);
+  s->crash_jb = NULL;
+  /* act_stop in init fails the start too: die() acks ACT_EEXITED */
+  if (p->initialised && !p->ack_deferred && !p->exit_reason) act__init_ack(p, ACT_OK);
 }
 
 static size_t run_handlers(act_proc_t *p) {
   size_t done = 0;
-  if (!p->started) { /* the first turn: init, before any message */
-    p->started = true;
-    done++;
-    run_init(p);
-  }
   for (int i = 0; i < p->budget && !p->exit_reason; i++) {
     act_env_t *e = pop_private(p);
     if (!e) break;
@@ -769,7 +862,12 @@ static size_t guarded_handlers(act_proc_t *p) {
 void act__turn(act_proc_t *p) {
   act_sched_t *s = p->sched;
   s->current = p;
-  size_t consumed = move_inbox(p);
+  size_t consumed = 0;
+  if (!p->started) { /* init counts as the first pending item */
+    guarded_init(p);
+    consumed = 1;
+  }
+  if (!p->exit_reason) consumed += move_inbox(p);
   consumed += guarded_handlers(p);
   if (p->exit_reason) {
     die(p);

@@ -308,25 +308,30 @@ static void never_term(void *s, act_reason_t r) {
 }
 static const act_behaviour_t failinit_b = {"failinit", failing_init, never_handle, never_term};
 static const act_behaviour_t crashinit_b = {"crashinit", crashing_init, never_handle, never_term};
-START_TEST(init_failure_is_a_crash) {
+/* From outside the runtime a start is proc_lib's: it returns only once
+ * init answered, with init's error, and leaves nothing behind (not even
+ * the name); no message reaches a failed actor. */
+START_TEST(init_failure_fails_the_start) {
   W = spawn_agent(99, false);
-  act_pid_t t = spawn_agent(98, true);
-  act_pid_t a = act_spawn(&failinit_b, NULL, NULL, NULL);
-  ck_assert(a != ACT_NOPID); /* spawn returns at once */
-  act_send(a, 1, NULL, 0);
-  ag_monitor(W, a);
-  ag_link(t, a);
-  act_reason_t r = wait_down(W, a);
-  ck_assert_msg(r.kind == ACT_ERROR || r.kind == ACT_NOPROC, "kind %d", r.kind);
-  if (r.kind == ACT_ERROR) ck_assert_msg(strncmp(r.text, "init failed", 11) == 0, "%s", r.text);
-  act_pid_t b = act_spawn(&crashinit_b, NULL, NULL, NULL);
-  ck_assert(b != ACT_NOPID);
-  ag_monitor(W, b);
-  r = wait_down(W, b);
-  ck_assert_msg(r.kind == ACT_ERROR || r.kind == ACT_NOPROC, "kind %d", r.kind);
+  int err = 0;
+  act_spawn_opts_t o = {.name = "failing"};
+  act_pid_t a = act_spawn(&failinit_b, NULL, &o, &err);
+  ck_assert(a == ACT_NOPID);
+  ck_assert_int_eq(err, ACT_EINVAL); /* failing_init's own code */
+  ck_assert(act_whereis("failing") == ACT_NOPID);
+  err = 0;
+  act_pid_t b = act_spawn(&crashinit_b, NULL, &o, &err);
+  ck_assert(b == ACT_NOPID);
+  ck_assert_int_eq(err, ACT_EEXITED);
+  ck_assert(act_whereis("failing") == ACT_NOPID);
   ck_assert_int_eq(log_count(q_user(70)), 0); /* no message handled */
   ck_assert(ag_alive(W));
-  ck_assert(ag_alive(t));
+  /* the name is free for a start that succeeds */
+  act_pid_t c = act_spawn(&agent_behaviour, &(agent_args_t){.tag = 5}, &o, &err);
+  ck_assert(c != ACT_NOPID);
+  ck_assert(act_whereis("failing") == c);
+  /* its init has run by the time act_spawn returned */
+  ck_assert_int_eq(log_count(q_init_tag(5)), 1);
 }
 END_TEST
 
@@ -447,7 +452,7 @@ static Suite *suite(void) {
   tcase_add_test(tc, assert_ends_only_that_actor);
   tcase_add_test(tc, crash_longjmps_stop_finishes_handler);
   tcase_add_test(tc, owned_memory_and_cleanups_released);
-  tcase_add_test(tc, init_failure_is_a_crash);
+  tcase_add_test(tc, init_failure_fails_the_start);
   tcase_add_test(tc, uv_handle_owned_and_run_as);
   tcase_add_test(tc, crash_in_terminate_contained);
   tcase_add_test(tc, mailbox_overflow_concurrent_producers);
