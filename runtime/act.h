@@ -117,7 +117,9 @@ act_reason_t act_reason_shutdown(const char *fmt, ...)
 enum {
   ACT_MSG_EXIT = -1,    /* trapped exit signal: payload act_exit_msg_t */
   ACT_MSG_DOWN = -2,    /* monitor fired: payload act_down_msg_t */
-  ACT_MSG_TIMEOUT = -3, /* an act_request() got no reply in time; msg->ref */
+  ACT_MSG_TIMEOUT = -3, /* an act_request() failed; msg->ref: no reply in time
+                         * (size 0), or the callee was or went down first
+                         * (payload act_down_msg_t: noproc or its exit reason) */
   ACT_MSG_SUP_REPLY = -4, /* answer of an async supervisor request */
   ACT_MSG_INIT_ACK = -5,  /* opts.ack: the child's init answered; payload act_init_ack_t */
   ACT_MSG_SYSTEM_MIN = -100 /* below this: internal, never seen by handlers */
@@ -284,7 +286,11 @@ act_ref_t act_make_ref(void);
 /* Inside an actor: send a request carrying a fresh ref.  The reply arrives
  * as an ordinary message with that ref; if none came within timeout_ms, an
  * ACT_MSG_TIMEOUT with that ref arrives instead and a later reply is dropped,
- * never delivered (OTP's alias semantics).  Returns the ref, or 0. */
+ * never delivered (OTP's alias semantics).  The callee is monitored for the
+ * life of the request, as gen_server:call does: if it is dead (or `to` is
+ * ACT_NOPID) or dies before replying, the ACT_MSG_TIMEOUT comes at once,
+ * carrying an act_down_msg_t with noproc or its exit reason, even with
+ * ACT_INFINITY.  Returns the ref, or 0. */
 act_ref_t act_request(act_pid_t to, int type, const void *data, size_t size,
                       int timeout_ms);
 /* Answer a request: a message to req->from with req->ref. */

@@ -110,6 +110,7 @@ typedef struct act_proc {
   bool initialised;
   bool is_proxy;               /* call.c: a waiting outside thread */
   act_reason_t *exit_reason;   /* set when the process is to end */
+  bool in_terminate;           /* a crash in terminate replaces the reason */
 
   /* proc_lib's init_ack: who waits for init's answer (0: nobody, or sent) */
   act_pid_t ack_to;
@@ -122,6 +123,7 @@ typedef struct act_proc {
   act_monvec_t monitors_in;    /* who watches me (ref, watcher) */
   act_monvec_t monitors_out;   /* whom I watch (ref, target) */
   act_monvec_t requests;       /* act_request in flight: (ref, timer ref) */
+  act_monvec_t callees;        /* the same refs: (ref, callee), monitored with ref */
 
   struct act_timer *timers;    /* timer.c: timers I own */
   struct act_owned *owned;     /* act_alloc blocks and act_defer cleanups */

@@ -418,7 +418,8 @@ _Noreturn void act_crash(const char *fmt, ...) {
     fprintf(stderr, "act_crash outside an actor: %s\n", text);
     abort();
   }
-  act__set_exit(p, act_reason_error("%s", text));
+  if (p->in_terminate) *p->exit_reason = act_reason_error("%s", text);
+  else act__set_exit(p, act_reason_error("%s", text));
   siglongjmp(*s->crash_jb, 1); /* no signal mask: handlers do not change it */
 }
 
@@ -565,9 +566,11 @@ int act_link(act_pid_t pid) {
   if (!e) return ACT_ENOMEM;
   act__pidvec_add(&p->links, pid);
   if (!act__deliver(pid, e)) {
+    /* noproc through our own inbox, behind whatever pid sent us before it
+     * died (OTP keeps per-pair order); the link goes when it arrives */
     act__env_free(e);
-    act__pidvec_del(&p->links, pid);
-    local_exit_signal(p, pid, act_reason(ACT_NOPROC));
+    act__exit_sig_t sig = {act_reason(ACT_NOPROC), true, false};
+    send_signal(p->pid, ACT__SIG_EXIT, pid, 0, &sig, sizeof sig);
     return ACT_ENOPROC;
   }
   return ACT_OK;
@@ -604,11 +607,9 @@ act_ref_t act_monitor(act_pid_t pid) {
   act_env_t *e = act__env_new(ACT__SIG_MONITOR, p->pid, ref, NULL, 0, NULL);
   if (!e) return 0;
   act__monvec_add(&p->monitors_out, ref, pid);
-  if (!act__deliver(pid, e)) {
+  if (!act__deliver(pid, e)) { /* as act_link: behind pid's earlier messages */
     act__env_free(e);
-    act__monvec_del(&p->monitors_out, ref, NULL);
-    act_env_t *d = down_env(ref, pid, act_reason(ACT_NOPROC), ACT_MSG_DOWN);
-    if (d) act__push_private(p, d);
+    act__deliver_or_drop(p->pid, down_env(ref, pid, act_reason(ACT_NOPROC), ACT__SIG_DOWN));
   }
   return ref;
 }
@@ -694,6 +695,11 @@ static bool accept_envelope(act_proc_t *p, act_env_t *e) {
       append_private(p, e);
       return false;
     }
+    if (request_done(p, m->ref)) { /* the callee is gone: the call fails now */
+      m->type = ACT_MSG_TIMEOUT;
+      append_private(p, e);
+      return false;
+    }
     act__env_free(e);
     return true;
   case ACT__SIG_TIMEOUT:
@@ -743,15 +749,21 @@ static void notify_links_and_monitors(act_proc_t *p, act_reason_t r) {
   for (uint32_t i = 0; i < p->monitors_out.n; i++)
     send_signal(p->monitors_out.v[i].pid, ACT__SIG_DEMONITOR, p->pid,
                 p->monitors_out.v[i].ref, NULL, 0);
+  for (uint32_t i = 0; i < p->callees.n; i++) /* requests in flight */
+    send_signal(p->callees.v[i].pid, ACT__SIG_DEMONITOR, p->pid, p->callees.v[i].ref, NULL, 0);
 }
 
+/* A crash inside terminate becomes the exit reason (act_crash overwrites
+ * it while in_terminate), as OTP's terminate raising does. */
 static void run_terminate(act_proc_t *p, act_reason_t r) {
   if (!p->initialised || !p->b->terminate) return;
   sigjmp_buf jb;
   act_sched_t *s = p->sched;
   sigjmp_buf *saved = s->crash_jb;
   s->crash_jb = &jb;
+  p->in_terminate = true;
   if (sigsetjmp(jb, 0) == 0) p->b->terminate(p->state, r);
+  p->in_terminate = false;
   s->crash_jb = saved;
 }
 
@@ -767,6 +779,7 @@ static void die(act_proc_t *p) {
     if (!cur->kept) act__env_free(cur);
   }
   run_terminate(p, r);
+  r = *p->exit_reason;
   act__timers_cancel_all(p);
   act__owned_release_all(p);
   act_slot_t *slot = slot_of(p->pid);
@@ -784,6 +797,7 @@ static void die(act_proc_t *p) {
   free(p->monitors_in.v);
   free(p->monitors_out.v);
   free(p->requests.v);
+  free(p->callees.v);
   free(p->exit_reason);
   slot_release((uint32_t)p->pid);
   free(p);
@@ -906,10 +920,15 @@ int act_run_as(act_pid_t pid, void (*fn)(void *arg), void *arg) {
 
 /* ----------------------------------------------------- request/reply */
 
+/* A request ends (reply, timeout or the callee's DOWN): stop its timer and
+ * its monitor of the callee.  The DOWN of a callee that died meanwhile may
+ * still come; with no monitor or request left for its ref, it is dropped. */
 static bool request_done(act_proc_t *p, act_ref_t ref) {
-  act_pid_t tref;
+  act_pid_t tref, callee;
   if (!act__monvec_del(&p->requests, ref, &tref)) return false;
   if (tref) act_cancel_timer(tref);
+  if (act__monvec_del(&p->callees, ref, &callee))
+    send_signal(callee, ACT__SIG_DEMONITOR, p->pid, ref, NULL, 0);
   return true;
 }
 
@@ -924,6 +943,16 @@ act_ref_t act_request(act_pid_t to, int type, const void *data, size_t size,
   act_ref_t tref = 0;
   if (timeout_ms >= 0) tref = act__timer_signal(p, (uint64_t)timeout_ms, ACT__SIG_TIMEOUT, ref);
   act__monvec_add(&p->requests, ref, tref);
+  /* gen_server:call monitors the callee: a dead one fails the call at once
+   * with noproc, one that dies before replying with its reason.  Cost: a
+   * monitor and a demonitor signal per request. */
+  act_env_t *mon = act__env_new(ACT__SIG_MONITOR, p->pid, ref, NULL, 0, NULL);
+  if (mon && act__deliver(to, mon)) {
+    act__monvec_add(&p->callees, ref, to);
+  } else {
+    if (mon) act__env_free(mon);
+    act__deliver_or_drop(p->pid, down_env(ref, to, act_reason(ACT_NOPROC), ACT__SIG_DOWN));
+  }
   act__deliver_or_drop(to, e);
   return ref;
 }

@@ -321,7 +321,11 @@ static void child_exited(sup_t *s, size_t i, act_reason_t r) {
   kid_t *k = &s->kids[i];
   k->pid = ACT_NOPID;
   if (!wants_restart(k, r)) {
-    if (k->dynamic || k->spec.restart == ACT_TEMPORARY) remove_kid(s, i);
+    /* OTP deletes only a temporary child's spec; a transient one that ended
+     * normally stays listed, not running.  A dynamic child without an id
+     * cannot be named again (restart_child, delete_child), so keeping it
+     * would only leak: it goes, as in a DynamicSupervisor. */
+    if (k->spec.restart == ACT_TEMPORARY || (k->dynamic && !k->spec.id[0])) remove_kid(s, i);
     return;
   }
   if (!note_restart(s)) {

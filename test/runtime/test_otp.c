@@ -8,6 +8,11 @@
  *    and restarts nothing; act_supervisor_start returns with every child
  *    started and named;
  *  - item 4: the parent-EXIT rule; item 8: {shutdown, Term} is not a crash;
+ *  - item 2: the noproc EXIT/DOWN of a link or monitor to a dead pid comes
+ *    after that pid's earlier messages;
+ *  - item 3: act_request monitors the callee: noproc at once, a crash's
+ *    reason at once, even with ACT_INFINITY;
+ *  - item 5: a dynamic transient child that exits normally stays listed;
  *
  * Children are agents (rt_test.h) that log init/terminate with their tag.
  */
@@ -218,6 +223,124 @@ START_TEST(shutdown_with_a_term_is_not_a_crash) {
 }
 END_TEST
 
+/* ------------------------------------------------ item 2: per-pair order */
+
+static act_pid_t g_x, g_w;
+static void fn_send_to_w_and_stop(void *a) {
+  (void)a;
+  int64_t v = 555;
+  act_send(g_w, 555, &v, sizeof v);
+  act_stop(act_reason(ACT_NORMAL));
+}
+/* Inside W: have X send us 555 and die, wait (blocking this handler, so
+ * 555 stays in our inbox) until X is gone, then link and monitor it. */
+static void fn_order(void *a) {
+  (void)a;
+  ag_cmd_t c = {fn_send_to_w_and_stop, NULL, 0};
+  act_send(g_x, AG_RUN, &c, sizeof c);
+  int64_t dl = now_ms() + TMO;
+  while (is_alive(g_x) && now_ms() < dl) sleep_ms(1);
+  act_link(g_x);
+  act_monitor(g_x);
+}
+START_TEST(noproc_comes_after_earlier_messages) {
+  g_w = spawn_agent_on(1, true, 0); /* traps: the noproc EXIT is a message */
+  g_x = spawn_agent_on(2, false, 1);
+  agent_run(g_w, fn_order, NULL);
+  ck_assert(log_wait1(q_down(g_w, g_x), NULL));
+  ck_assert(log_wait1(q_exit(g_w, g_x), NULL));
+  int64_t msg = log_first_seq(q_msg(g_w, 555));
+  ck_assert_int_ge(msg, 0);
+  ck_assert_int_lt(msg, log_first_seq(q_exit(g_w, g_x)));
+  ck_assert_int_lt(msg, log_first_seq(q_down(g_w, g_x)));
+  ev_t e = {0};
+  ck_assert(log_nth(q_down(g_w, g_x), 1, &e));
+  ck_assert_int_eq(e.reason.kind, ACT_NOPROC);
+}
+END_TEST
+
+/* ------------------------------------------------ item 3: calls monitor */
+
+static char g_fail_text[ACT_REASON_TEXT];
+static void on_request_failed(agent_t *ag, act_msg_t *m) {
+  (void)ag;
+  if (m->type != ACT_MSG_TIMEOUT) return;
+  act_down_msg_t d;
+  if (m->size != sizeof d) {
+    log_user(80, -1); /* a plain timeout */
+    return;
+  }
+  memcpy(&d, m->data, sizeof d);
+  snprintf(g_fail_text, sizeof g_fail_text, "%s", d.reason.text);
+  log_user(80, d.reason.kind);
+}
+static act_pid_t g_callee;
+static act_ref_t g_req;
+static void fn_request_infinity(void *a) {
+  int *type = a;
+  g_req = act_request(g_callee, *type, NULL, 0, ACT_INFINITY);
+}
+START_TEST(request_to_dead_or_dying_callee_fails_at_once) {
+  agent_args_t wa = {.tag = 1, .on_msg = on_request_failed};
+  act_pid_t w = spawn_agent_ex(&wa, ACT_SCHED_NEXT);
+  /* dead */
+  g_callee = spawn_agent(2, false);
+  act_exit(g_callee, act_reason(ACT_KILL));
+  await_exit(g_callee);
+  int type = AG_PING;
+  agent_run(w, fn_request_infinity, &type);
+  ev_t e = {0};
+  ck_assert(log_wait1(q_user(80), &e)); /* with ACT_INFINITY this waited for ever */
+  ck_assert_int_eq(e.val, ACT_NOPROC);
+  ck_assert(log_nth(q_msg(w, ACT_MSG_TIMEOUT), 1, &e));
+  ck_assert(e.ref == g_req);
+  /* crashes on the request */
+  g_callee = spawn_agent(3, false);
+  type = AG_CRASH;
+  agent_run(w, fn_request_infinity, &type);
+  ck_assert(log_wait(q_user(80), 2, TMO, &e));
+  ck_assert_int_eq(e.val, ACT_ERROR);
+  ck_assert_str_eq(g_fail_text, "crash 3");
+  /* ACT_NOPID (an act_whereis that found nobody) */
+  g_callee = ACT_NOPID;
+  type = AG_PING;
+  agent_run(w, fn_request_infinity, &type);
+  ck_assert(log_wait(q_user(80), 3, TMO, &e));
+  ck_assert_int_eq(e.val, ACT_NOPROC);
+  ck_assert(ag_alive(w));
+}
+END_TEST
+
+/* ------------------------------------------------ item 5: transient kept */
+
+START_TEST(dynamic_transient_child_stays_listed_after_normal_exit) {
+  W = spawn_agent(99, false);
+  act_sup_spec_t spec = {FLAGS(ACT_ONE_FOR_ONE, 10, 5000), NULL, 0};
+  act_pid_t sup = start_sup(&spec);
+  static agent_args_t a1 = {.tag = 1}, a2 = {.tag = 2};
+  act_child_spec_t k = kid("t", &a1, ACT_TRANSIENT, 1000);
+  act_pid_t p = 0;
+  ck_assert_int_eq(act_supervisor_start_child(sup, &k, &p), ACT_OK);
+  ag_monitor(W, p);
+  send_stop(p, act_reason(ACT_NORMAL));
+  wait_down(W, p);
+  act_child_info_t ci[4];
+  ck_assert_int_eq(act_supervisor_which_children(sup, ci, 4), 1);
+  ck_assert_str_eq(ci[0].id, "t");
+  ck_assert(ci[0].pid == ACT_NOPID);
+  ck_assert_int_eq(act_supervisor_start_child(sup, &k, &p), ACT_EEXIST); /* already_present */
+  ck_assert_int_eq(log_count(q_init_tag(1)), 1);
+  /* an anonymous one (no id: nobody could name it again) goes */
+  act_child_spec_t anon = kid("", &a2, ACT_TRANSIENT, 1000);
+  ck_assert_int_eq(act_supervisor_start_child(sup, &anon, &p), ACT_OK);
+  ck_assert_int_eq(act_supervisor_which_children(sup, ci, 4), 2);
+  ag_monitor(W, p);
+  send_stop(p, act_reason(ACT_NORMAL));
+  wait_down(W, p);
+  ck_assert_int_eq(act_supervisor_which_children(sup, ci, 4), 1);
+}
+END_TEST
+
 static Suite *suite(void) {
   Suite *s = suite_create("otp");
   TCase *tc = rt_tcase("supervisor", 2, 60);
@@ -227,6 +350,9 @@ static Suite *suite(void) {
   tcase_add_test(tc, supervisor_start_returns_with_children_started_and_named);
   tcase_add_test(tc, trapping_child_terminates_on_its_parents_shutdown);
   tcase_add_test(tc, shutdown_with_a_term_is_not_a_crash);
+  tcase_add_test(tc, noproc_comes_after_earlier_messages);
+  tcase_add_test(tc, request_to_dead_or_dying_callee_fails_at_once);
+  tcase_add_test(tc, dynamic_transient_child_stays_listed_after_normal_exit);
   suite_add_tcase(s, tc);
   return s;
 }
