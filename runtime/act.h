@@ -268,13 +268,22 @@ act_pid_t act_whereis(const char *name);           /* ACT_NOPID if none */
 
 /* -------------------------------------------------------------- timers */
 
-/* erlang:send_after/3 (inside actors): the timer belongs to the caller and
- * is cancelled when the caller exits.  Returns the timer reference. */
+/* erlang:send_after/3, on a scheduler thread (inside actors, or a libuv
+ * callback there): the timer belongs to its destination -- it fires even
+ * if its creator has exited, and a destination that died drops it.
+ * Returns the timer reference, or 0 (off scheduler threads, no memory). */
 act_ref_t act_send_after(uint64_t ms, act_pid_t to, int type,
                          const void *data, size_t size);
-/* cancel_timer/1: >= 0 milliseconds that were left, or -1 if the timer
- * already fired (its message may be queued) or is unknown. */
+/* erlang:start_timer/3: the same, and the message carries the timer
+ * reference in msg->ref ({timeout, TRef, Msg}). */
+act_ref_t act_start_timer(uint64_t ms, act_pid_t to, int type,
+                          const void *data, size_t size);
+/* cancel_timer/1, from anywhere (any actor, any thread): >= 0 milliseconds
+ * that were left, or -1 if the timer already fired (its message may be
+ * queued) or is unknown.  After a result >= 0 the message never comes. */
 int64_t act_cancel_timer(act_ref_t tref);
+/* read_timer/1, from anywhere: milliseconds left, or -1 as cancel_timer. */
+int64_t act_read_timer(act_ref_t tref);
 
 act_ref_t act_make_ref(void);
 

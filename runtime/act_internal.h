@@ -125,7 +125,6 @@ typedef struct act_proc {
   act_monvec_t requests;       /* act_request in flight: (ref, timer ref) */
   act_monvec_t callees;        /* the same refs: (ref, callee), monitored with ref */
 
-  struct act_timer *timers;    /* timer.c: timers I own */
   struct act_owned *owned;     /* act_alloc blocks and act_defer cleanups */
   act_msg_t *current;          /* the message being handled, for crashes */
 
@@ -187,6 +186,7 @@ typedef struct act_sched {
   _Atomic int sleeping;
   sigjmp_buf *crash_jb;           /* where act_crash lands during a turn */
   act_proc_t *current;
+  struct act_timer *timers;       /* timer.c: this loop's timers, until closed */
 } act_sched_t;
 
 void act__schedule(act_proc_t *p);
@@ -196,7 +196,7 @@ void act__turn(act_proc_t *p);   /* actor.c */
 bool act__running(void);
 
 /* ----------------------------------------------------------- timer.c */
-void act__timers_cancel_all(act_proc_t *p);
+void act__timers_free_sched(act_sched_t *s);
 
 /* -------------------------------------------------------- registry.c */
 void act__registry_drop_pid(act_pid_t pid);

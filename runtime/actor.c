@@ -780,7 +780,6 @@ static void die(act_proc_t *p) {
   }
   run_terminate(p, r);
   r = *p->exit_reason;
-  act__timers_cancel_all(p);
   act__owned_release_all(p);
   act_slot_t *slot = slot_of(p->pid);
   atomic_store(&slot->pid, ACT_NOPID);

@@ -156,6 +156,7 @@ static void *sched_main(void *arg) {
   uv_walk(&s->loop, close_walk, NULL);
   uv_run(&s->loop, UV_RUN_DEFAULT);
   uv_loop_close(&s->loop);
+  act__timers_free_sched(s);
   act__env_cache(false);
   tls_sched = NULL;
   return NULL;

@@ -13,6 +13,8 @@
  *  - item 3: act_request monitors the callee: noproc at once, a crash's
  *    reason at once, even with ACT_INFINITY;
  *  - item 5: a dynamic transient child that exits normally stays listed;
+ *  - item 7: timers are cancelled and read by reference from any actor or
+ *    thread, the time left comes from a fresh clock; start_timer (item 8);
  *
  * Children are agents (rt_test.h) that log init/terminate with their tag.
  */
@@ -341,6 +343,88 @@ START_TEST(dynamic_transient_child_stays_listed_after_normal_exit) {
 }
 END_TEST
 
+/* ------------------------------------------------ item 7: timers */
+
+typedef struct tmr {
+  uint64_t ms;
+  act_pid_t to;
+  int type;
+  act_ref_t ref;
+  int64_t left;
+  int busy_ms; /* fn_set_busy_cancel: block this long before cancelling */
+} tmr_t;
+static void fn_set(void *a) {
+  tmr_t *t = a;
+  t->ref = act_send_after(t->ms, t->to, t->type, NULL, 0);
+}
+static void fn_cancel(void *a) {
+  tmr_t *t = a;
+  t->left = act_cancel_timer(t->ref);
+}
+static void fn_set_busy_cancel(void *a) {
+  tmr_t *t = a;
+  t->ref = act_send_after(t->ms, t->to, t->type, NULL, 0);
+  sleep_ms(t->busy_ms); /* the loop does not poll meanwhile: its clock is stale */
+  t->left = act_cancel_timer(t->ref);
+}
+START_TEST(timers_cancelled_by_reference_from_anywhere) {
+  W = spawn_agent(99, false);
+  act_pid_t a = spawn_agent_on(1, false, 0), b = spawn_agent_on(2, false, 1);
+  /* set by a, cancelled by b (another actor, another thread) */
+  tmr_t t1 = {.ms = 300, .to = W, .type = 901};
+  agent_run(a, fn_set, &t1);
+  ck_assert(t1.ref != 0);
+  ck_assert_int_ge(act_read_timer(t1.ref), 0);
+  agent_run(b, fn_cancel, &t1);
+  ck_assert_int_ge(t1.left, 0);
+  ck_assert_int_le(t1.left, 300);
+  ck_assert_int_eq(act_read_timer(t1.ref), -1);
+  /* set by a, cancelled from this thread (outside actors: no abort) */
+  tmr_t t2 = {.ms = 300, .to = W, .type = 902};
+  agent_run(a, fn_set, &t2);
+  int64_t left = act_cancel_timer(t2.ref);
+  ck_assert_int_ge(left, 0);
+  ck_assert_int_le(left, 300);
+  ck_assert_int_eq(act_cancel_timer(t2.ref), -1); /* once */
+  /* a control set later on the same loop: once it came, the two are moot */
+  tmr_t c = {.ms = 400, .to = W, .type = 903};
+  agent_run(a, fn_set, &c);
+  ck_assert(log_wait1(q_msg(W, 903), NULL));
+  ck_assert_int_eq(log_count(q_msg(W, 901)), 0);
+  ck_assert_int_eq(log_count(q_msg(W, 902)), 0);
+  ck_assert_int_eq(act_cancel_timer(c.ref), -1); /* fired */
+  ck_assert_int_eq(act_cancel_timer(0), -1);
+}
+END_TEST
+
+START_TEST(time_left_from_a_fresh_clock) {
+  act_pid_t a = spawn_agent_on(1, false, 0);
+  tmr_t t = {.ms = 10000, .to = a, .type = 904, .busy_ms = 300};
+  agent_run(a, fn_set_busy_cancel, &t);
+  ck_assert_int_ge(t.left, 0);
+  /* the stale loop clock answered 10000 after 300 ms */
+  ck_assert_msg(t.left <= 10000 - 250, "left %lld", (long long)t.left);
+}
+END_TEST
+
+static void fn_start_timer(void *a) {
+  tmr_t *t = a;
+  t->ref = act_start_timer(t->ms, t->to, t->type, NULL, 0);
+}
+START_TEST(start_timer_carries_its_reference) {
+  W = spawn_agent(99, false);
+  tmr_t t = {.ms = 20, .to = W, .type = 905};
+  agent_run(W, fn_start_timer, &t);
+  ck_assert(t.ref != 0);
+  ev_t e = {0};
+  ck_assert(log_wait1(q_msg(W, 905), &e));
+  ck_assert(e.ref == t.ref);
+  ck_assert_int_eq(act_read_timer(t.ref), -1);
+  /* off scheduler threads there is no loop to set one on: 0, no abort */
+  ck_assert(act_send_after(10, W, 906, NULL, 0) == 0);
+}
+END_TEST
+
 static Suite *suite(void) {
   Suite *s = suite_create("otp");
   TCase *tc = rt_tcase("supervisor", 2, 60);
@@ -353,6 +437,9 @@ static Suite *suite(void) {
   tcase_add_test(tc, noproc_comes_after_earlier_messages);
   tcase_add_test(tc, request_to_dead_or_dying_callee_fails_at_once);
   tcase_add_test(tc, dynamic_transient_child_stays_listed_after_normal_exit);
+  tcase_add_test(tc, timers_cancelled_by_reference_from_anywhere);
+  tcase_add_test(tc, time_left_from_a_fresh_clock);
+  tcase_add_test(tc, start_timer_carries_its_reference);
   suite_add_tcase(s, tc);
   return s;
 }
