@@ -84,7 +84,8 @@ const char *act_strerror(int err) {
   }
 }
 
-act_ref_t act_make_ref(void) { return atomic_fetch_add(&g_refs, 1); }
+/* relaxed: only uniqueness matters, and an RMW is unique in any order */
+act_ref_t act_make_ref(void) { return atomic_fetch_add_explicit(&g_refs, 1, memory_order_relaxed); }
 
 /* ---------------------------------------------------------- vectors */
 
@@ -212,9 +213,9 @@ void act_msg_free(act_msg_t *msg) {
 void act__slots_init(uint32_t max) {
   g_max = max;
   g_slots = calloc(max, sizeof *g_slots); /* untouched pages cost no RSS */
-  atomic_store(&g_high, 0);
+  atomic_store(&g_high, 0); /* seq_cst: before any thread runs; cost is nil here */
   g_free_head = UINT32_MAX;
-  atomic_store(&g_live, 0);
+  atomic_store(&g_live, 0); /* seq_cst: before any thread runs */
 }
 
 void act__slots_free(void) {
@@ -223,7 +224,8 @@ void act__slots_free(void) {
   g_max = 0;
 }
 
-uint32_t act__slot_high_water(void) { return atomic_load(&g_high); }
+/* acquire: pairs with slot_alloc's release, so slots below it are initialised */
+uint32_t act__slot_high_water(void) { return atomic_load_explicit(&g_high, memory_order_acquire); }
 act_slot_t *act__slot_at(uint32_t idx) { return &g_slots[idx]; }
 
 /* pid = generation (24 bits) | scheduler (8 bits) | slot index (32 bits).
@@ -238,9 +240,9 @@ static act_pid_t slot_alloc(unsigned sched_tag) {
   if (g_free_head != UINT32_MAX) {
     idx = g_free_head;
     g_free_head = g_slots[idx].next_free;
-  } else if (atomic_load(&g_high) < g_max) {
-    idx = atomic_load(&g_high);
-    atomic_store(&g_high, idx + 1);
+  } else if (atomic_load_explicit(&g_high, memory_order_relaxed) < g_max) { /* under g_free_mu */
+    idx = atomic_load_explicit(&g_high, memory_order_relaxed);
+    atomic_store_explicit(&g_high, idx + 1, memory_order_release); /* readers of g_high see a zeroed slot */
   } else {
     pthread_mutex_unlock(&g_free_mu);
     return ACT_NOPID;
@@ -261,24 +263,27 @@ static void slot_release(uint32_t idx) {
 
 static act_slot_t *slot_of(act_pid_t pid) {
   uint32_t idx = (uint32_t)pid;
-  if (!g_slots || idx >= atomic_load(&g_high)) return NULL;
+  if (!g_slots || idx >= atomic_load_explicit(&g_high, memory_order_acquire)) return NULL; /* as act__slot_high_water */
   return &g_slots[idx];
 }
 
 act_proc_t *act__pin(act_pid_t pid, act_slot_t **out) {
   act_slot_t *s = slot_of(pid);
   if (!s || pid == ACT_NOPID) return NULL;
+  /* seq_cst, all three: Dekker with die(), which stores pid/proc and then
+   * loads readers; either it sees our count or we see its unpublishing */
   atomic_fetch_add(&s->readers, 1);
   act_proc_t *p = atomic_load(&s->proc);
   if (p && atomic_load(&s->pid) == pid) {
     *out = s;
     return p;
   }
-  atomic_fetch_sub(&s->readers, 1);
+  atomic_fetch_sub_explicit(&s->readers, 1, memory_order_release); /* our reads are done */
   return NULL;
 }
 
-void act__unpin(act_slot_t *s) { atomic_fetch_sub(&s->readers, 1); }
+/* release: our reads of the process happen before die() sees readers == 0 */
+void act__unpin(act_slot_t *s) { atomic_fetch_sub_explicit(&s->readers, 1, memory_order_release); }
 
 /* ---------------------------------------------------------- delivery */
 
@@ -288,12 +293,14 @@ static bool is_signal(const act_env_t *e) { return e->msg.type <= ACT_MSG_SYSTEM
  * die; later ones drop their message.  Signals are never refused. */
 static bool admit(act_proc_t *p, act_env_t *e, act_pid_t to) {
   if (!p->max_mailbox || is_signal(e)) return true;
-  if (atomic_load(&p->overflow)) return false;
-  if (atomic_load(&p->pending) < p->max_mailbox) return true;
-  if (!atomic_exchange(&p->overflow, true)) {
+  /* relaxed: the bound is advisory (a few messages over it are fine); the
+   * exchange alone decides who sends the one overflow signal */
+  if (atomic_load_explicit(&p->overflow, memory_order_relaxed)) return false;
+  if (atomic_load_explicit(&p->pending, memory_order_relaxed) < p->max_mailbox) return true;
+  if (!atomic_exchange_explicit(&p->overflow, true, memory_order_relaxed)) {
     act__exit_sig_t sig = {act_reason_error("mailbox_overflow"), false, true};
     act_env_t *k = act__env_new(ACT__SIG_EXIT, to, 0, &sig, sizeof sig, NULL);
-    if (k) {
+    if (k) { /* seq_cst: as every pending increment, see deliver_local */
       if (atomic_fetch_add(&p->pending, 1) == 0) act__schedule(p);
       act__mpsc_push(&p->inbox, &k->node);
     }
@@ -305,9 +312,15 @@ static bool admit(act_proc_t *p, act_env_t *e, act_pid_t to) {
  * this thread runs it.  No pin, no reader count. */
 static bool deliver_local(act_pid_t to, act_env_t *e) {
   act_slot_t *s = slot_of(to);
-  if (!s || atomic_load_explicit(&s->pid, memory_order_relaxed) != to) return false;
-  act_proc_t *p = atomic_load_explicit(&s->proc, memory_order_relaxed);
+  /* acquire: pairs with the release publishing the slot (act__spawn), so
+   * the process it names is fully built even if another thread spawned it
+   * (free on x86: a plain load either way) */
+  if (!s || atomic_load_explicit(&s->pid, memory_order_acquire) != to) return false;
+  act_proc_t *p = atomic_load_explicit(&s->proc, memory_order_acquire);
+  if (!p) return false;
   if (admit(p, e, to)) {
+    /* seq_cst: the turn's fetch_sub and this fetch_add decide, between
+     * them, who schedules the process: exactly one sees the count leave 0 */
     size_t old = atomic_fetch_add(&p->pending, 1);
     act__mpsc_push(&p->inbox, &e->node);
     if (old == 0) act__schedule(p);
@@ -324,7 +337,7 @@ bool act__deliver(act_pid_t to, act_env_t *e) {
   act_proc_t *p = act__pin(to, &s);
   if (!p) return false;
   if (admit(p, e, to)) {
-    size_t old = atomic_fetch_add(&p->pending, 1);
+    size_t old = atomic_fetch_add(&p->pending, 1); /* seq_cst: as deliver_local */
     act__mpsc_push(&p->inbox, &e->node);
     if (old == 0) act__schedule(p);
   } else {
@@ -367,7 +380,7 @@ static void append_private(act_proc_t *p, act_env_t *e) {
 
 void act__push_private(act_proc_t *p, act_env_t *e) {
   append_private(p, e);
-  if (atomic_fetch_add(&p->pending, 1) == 0) act__schedule(p);
+  if (atomic_fetch_add(&p->pending, 1) == 0) act__schedule(p); /* seq_cst: as deliver_local */
 }
 
 static act_env_t *pop_private(act_proc_t *p) {
@@ -426,7 +439,7 @@ _Noreturn void act_crash(const char *fmt, ...) {
 /* -------------------------------------------------------------- spawn */
 
 static void live_dec(void) {
-  if (atomic_fetch_sub(&g_live, 1) == 1) {
+  if (atomic_fetch_sub(&g_live, 1) == 1) { /* seq_cst: rare; kill_all reads it under g_live_mu */
     pthread_mutex_lock(&g_live_mu);
     pthread_cond_broadcast(&g_live_cv);
     pthread_mutex_unlock(&g_live_mu);
@@ -434,6 +447,7 @@ static void live_dec(void) {
 }
 
 int act__registry_add(const char *name, act_pid_t pid, act_proc_t *p);
+static void drain_dead_inbox(act_proc_t *p);
 
 /* proc_lib's init_ack: one message to whoever waits for init's answer.
  * Sent at most once (ack_to is cleared).  If its 88 bytes cannot be
@@ -500,9 +514,25 @@ act_pid_t act__spawn(const act_behaviour_t *b, void *args,
   p->parent = caller ? caller->pid : ACT_NOPID;
   p->max_mailbox = opts ? opts->max_mailbox : 0;
   p->budget = opts && opts->budget > 0 ? opts->budget : ACT_DEFAULT_BUDGET;
-  atomic_store(&p->restarts, restarts);
+  atomic_store_explicit(&p->restarts, restarts, memory_order_relaxed); /* published with the slot */
   act__mpsc_init(&p->inbox);
+  /* init counts as the first pending item: set before anyone can see the
+   * process, so that no sender schedules it a second time. */
+  atomic_store_explicit(&p->pending, 1, memory_order_relaxed); /* published with the slot */
+  act_slot_t *s = slot_of(pid);
+  /* Publish the slot first, then the name: whoever finds the name can send
+   * (the other order dropped a send made in between).  seq_cst (a release
+   * at least): everything above is visible to whoever reads the slot;
+   * seq_cst as the other half of pin's Dekker. */
+  atomic_store(&s->proc, p);
+  atomic_store(&s->pid, pid);
   if (opts && opts->name && act__registry_add(opts->name, pid, p) != ACT_OK) {
+    /* Nobody was given the pid, but act_list may have seen it: unpublish
+     * as die() does and answer what came meanwhile. */
+    atomic_store(&s->pid, ACT_NOPID); /* seq_cst: Dekker with act__pin */
+    atomic_store(&s->proc, NULL);
+    while (atomic_load(&s->readers)) sched_yield();
+    drain_dead_inbox(p);
     slot_release((uint32_t)pid);
     free(p);
     if (waiter) act__proxy_free(waiter);
@@ -523,13 +553,7 @@ act_pid_t act__spawn(const act_behaviour_t *b, void *args,
     act__monvec_add(&caller->monitors_out, ref, pid);
     if (opts->monitor_ref) *opts->monitor_ref = ref;
   }
-  atomic_fetch_add(&g_live, 1);
-  /* init counts as the first pending item: set before anyone can see the
-   * process, so that no sender schedules it a second time. */
-  atomic_store(&p->pending, 1);
-  act_slot_t *s = slot_of(pid);
-  atomic_store(&s->proc, p);
-  atomic_store(&s->pid, pid);
+  atomic_fetch_add(&g_live, 1); /* seq_cst: once per spawn, against kill_all's loop */
   act_ref_t ack_ref = p->ack_ref; /* p may be gone once scheduled */
   act__schedule(p);
   if (waiter) {
@@ -782,10 +806,12 @@ static void die(act_proc_t *p) {
   r = *p->exit_reason;
   act__owned_release_all(p);
   act_slot_t *slot = slot_of(p->pid);
+  /* seq_cst: Dekker with act__pin (stores, then the load of readers) */
   atomic_store(&slot->pid, ACT_NOPID);
   atomic_store(&slot->proc, NULL);
   while (atomic_load(&slot->readers)) sched_yield();
-  if (atomic_load(&p->has_name)) act__registry_drop_pid(p->pid);
+  /* acquire: pairs with registry.c's store under its mutex */
+  if (atomic_load_explicit(&p->has_name, memory_order_acquire)) act__registry_drop_pid(p->pid);
   /* A start still waiting hears of the failure before the EXIT, and after
    * the name is free, so that it may start the child again at once. */
   if (p->ack_to) send_ack(p, p->ack_result ? p->ack_result : ACT_EEXITED);
@@ -837,7 +863,7 @@ static size_t run_handlers(act_proc_t *p) {
     if (!e->flushed) {
       p->current = &e->msg;
       p->b->handle(p->state, &e->msg);
-      atomic_fetch_add_explicit(&p->handled, 1, memory_order_relaxed);
+      atomic_fetch_add_explicit(&p->handled, 1, memory_order_relaxed); /* a statistic */
       p->current = NULL;
     }
     if (!e->kept) act__env_free(e);
@@ -887,7 +913,7 @@ void act__turn(act_proc_t *p) {
     return;
   }
   s->current = NULL;
-  size_t left = atomic_fetch_sub(&p->pending, consumed) - consumed;
+  size_t left = atomic_fetch_sub(&p->pending, consumed) - consumed; /* seq_cst: as deliver_local */
   if (left > 0) act__schedule(p);
 }
 
@@ -898,8 +924,9 @@ int act_run_as(act_pid_t pid, void (*fn)(void *arg), void *arg) {
   act_slot_t *slot;
   act_proc_t *p = act__pin(pid, &slot);
   if (!p) return ACT_ENOPROC;
-  act__unpin(slot); /* it can only die on this very thread */
-  if (!s || p->sched != s) return ACT_ENOPROC; /* not this thread's to run */
+  bool here = s && p->sched == s; /* read while pinned: elsewhere p may die now */
+  act__unpin(slot); /* on this thread it can only die on this very thread */
+  if (!here) return ACT_ENOPROC; /* not this thread's to run */
   act_proc_t *saved = s->current;
   sigjmp_buf *saved_jb = s->crash_jb;
   sigjmp_buf jb;
@@ -978,6 +1005,7 @@ static void fill_info(act_proc_t *p, act_info_t *o) {
   o->pid = p->pid;
   snprintf(o->behaviour, sizeof o->behaviour, "%s", p->b && p->b->name ? p->b->name : "");
   o->parent = p->parent;
+  /* relaxed: statistics, read while the owner runs; a snapshot, not a fact */
   o->mailbox_len = atomic_load_explicit(&p->pending, memory_order_relaxed);
   o->messages = atomic_load_explicit(&p->handled, memory_order_relaxed);
   o->restarts = atomic_load_explicit(&p->restarts, memory_order_relaxed);
@@ -1001,7 +1029,7 @@ size_t act_list(act_info_t *out, size_t max) {
   size_t n = 0;
   uint32_t high = act__slot_high_water();
   for (uint32_t i = 0; i < high; i++) {
-    act_pid_t pid = atomic_load(&g_slots[i].pid);
+    act_pid_t pid = atomic_load_explicit(&g_slots[i].pid, memory_order_relaxed); /* a hint: pin checks */
     if (!pid) continue;
     act_slot_t *s;
     act_proc_t *p = act__pin(pid, &s);
@@ -1020,10 +1048,10 @@ size_t act_list(act_info_t *out, size_t max) {
 /* ----------------------------------------------------- system stop */
 
 void act__kill_all(void) {
-  for (int round = 0; round < 200 && atomic_load(&g_live) > 0; round++) {
+  for (int round = 0; round < 200 && atomic_load(&g_live) > 0; round++) { /* seq_cst: rare */
     uint32_t high = act__slot_high_water();
     for (uint32_t i = 0; i < high; i++) {
-      act_pid_t pid = atomic_load(&g_slots[i].pid);
+      act_pid_t pid = atomic_load_explicit(&g_slots[i].pid, memory_order_relaxed); /* a hint: pin checks */
       act_slot_t *s;
       act_proc_t *p = pid ? act__pin(pid, &s) : NULL;
       if (!p) continue;
@@ -1036,7 +1064,7 @@ void act__kill_all(void) {
     ts.tv_nsec += 50 * 1000 * 1000;
     if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
     pthread_mutex_lock(&g_live_mu);
-    if (atomic_load(&g_live) > 0) pthread_cond_timedwait(&g_live_cv, &g_live_mu, &ts);
+    if (atomic_load(&g_live) > 0) pthread_cond_timedwait(&g_live_cv, &g_live_mu, &ts); /* seq_cst: rare */
     pthread_mutex_unlock(&g_live_mu);
   }
 }
@@ -1065,7 +1093,7 @@ act_proc_t *act__proxy_new(void) {
   p->pid = pid;
   act__mpsc_init(&p->inbox);
   act_slot_t *s = slot_of(pid);
-  atomic_store(&s->proc, p);
+  atomic_store(&s->proc, p); /* seq_cst: as act__spawn's publication */
   atomic_store(&s->pid, pid);
   return p;
 }
@@ -1081,10 +1109,10 @@ act_env_t *act__proxy_wait(act_proc_t *p, int timeout_ms) {
   }
   pthread_mutex_lock(p->proxy_mu);
   for (;;) {
-    if (atomic_load(&p->pending) > 0) {
+    if (atomic_load(&p->pending) > 0) { /* seq_cst: as deliver_local; under proxy_mu too */
       act_node_t *n = act__mpsc_pop(&p->inbox);
       if (n) {
-        atomic_fetch_sub(&p->pending, 1);
+        atomic_fetch_sub(&p->pending, 1); /* seq_cst: as deliver_local */
         pthread_mutex_unlock(p->proxy_mu);
         return (act_env_t *)((char *)n - offsetof(act_env_t, node));
       }
@@ -1096,7 +1124,7 @@ act_env_t *act__proxy_wait(act_proc_t *p, int timeout_ms) {
     }
     int rc = timeout_ms < 0 ? pthread_cond_wait(p->proxy_cv, p->proxy_mu)
                             : pthread_cond_timedwait(p->proxy_cv, p->proxy_mu, &dl);
-    if (rc != 0 && atomic_load(&p->pending) == 0) {
+    if (rc != 0 && atomic_load(&p->pending) == 0) { /* seq_cst: as above */
       pthread_mutex_unlock(p->proxy_mu);
       return NULL;
     }
@@ -1105,7 +1133,7 @@ act_env_t *act__proxy_wait(act_proc_t *p, int timeout_ms) {
 
 void act__proxy_free(act_proc_t *p) {
   act_slot_t *s = slot_of(p->pid);
-  atomic_store(&s->pid, ACT_NOPID);
+  atomic_store(&s->pid, ACT_NOPID); /* seq_cst: Dekker with act__pin, as in die() */
   atomic_store(&s->proc, NULL);
   while (atomic_load(&s->readers)) sched_yield();
   for (uint32_t i = 0; i < p->monitors_out.n; i++)

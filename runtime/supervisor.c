@@ -183,7 +183,7 @@ static bool note_restart(sup_t *s) {
   s->stamps[s->stamp_head] = now; /* overwrites the oldest once full */
   s->stamp_head = (s->stamp_head + 1) % cap;
   if (s->nstamps < cap) s->nstamps++;
-  atomic_fetch_add(&act__current()->restarts, 1);
+  atomic_fetch_add_explicit(&act__current()->restarts, 1, memory_order_relaxed); /* a statistic */
   return true;
 }
 

@@ -15,10 +15,15 @@
  *  - item 5: a dynamic transient child that exits normally stays listed;
  *  - item 7: timers are cancelled and read by reference from any actor or
  *    thread, the time left comes from a fresh clock; start_timer (item 8);
+ *  - item 14: a name is registered only once its pid can receive: a thread
+ *    that finds the name and sends at once never loses the message (a
+ *    stress test: the window it closes was a few instructions wide);
  *
  * Children are agents (rt_test.h) that log init/terminate with their tag.
  */
 #include "rt_test.h"
+
+#include <sched.h>
 
 static act_pid_t W; /* watcher agent */
 
@@ -425,6 +430,48 @@ START_TEST(start_timer_carries_its_reference) {
 }
 END_TEST
 
+/* ------------------------------------------------ item 14: publication */
+
+static _Atomic act_pid_t g_seen;
+static atomic_bool g_pub_stop;
+static void *name_sender(void *a) {
+  (void)a;
+  act_pid_t last = ACT_NOPID;
+  while (!atomic_load(&g_pub_stop)) {
+    act_pid_t p = act_whereis("pub");
+    if (p && p != last) {
+      int64_t v = (int64_t)p;
+      act_send(p, 907, &v, sizeof v);
+      atomic_store(&g_seen, p);
+      last = p;
+    }
+  }
+  return NULL;
+}
+START_TEST(name_found_means_sendable) {
+  pthread_t th;
+  atomic_store(&g_pub_stop, false);
+  atomic_store(&g_seen, ACT_NOPID);
+  pthread_create(&th, NULL, name_sender, NULL);
+  static agent_args_t a = {.tag = 3};
+  for (int i = 0; i < 200; i++) {
+    act_spawn_opts_t o = {.name = "pub", .scheduler = ACT_SCHED_NEXT};
+    int err = 0;
+    act_pid_t p = act_spawn(&agent_behaviour, &a, &o, &err);
+    ck_assert_msg(p != ACT_NOPID, "spawn: %d", err);
+    int64_t dl = now_ms() + TMO;
+    while (atomic_load(&g_seen) != p && now_ms() < dl) sched_yield();
+    ck_assert(atomic_load(&g_seen) == p);
+    evq_t q = {.kind = EV_MSG, .self = p, .has_type = true, .type = 907};
+    ck_assert_msg(log_wait(q, 1, TMO, NULL), "the send to a found name was lost (round %d)", i);
+    act_exit(p, act_reason(ACT_KILL));
+    await_exit(p);
+  }
+  atomic_store(&g_pub_stop, true);
+  pthread_join(th, NULL);
+}
+END_TEST
+
 static Suite *suite(void) {
   Suite *s = suite_create("otp");
   TCase *tc = rt_tcase("supervisor", 2, 60);
@@ -440,6 +487,7 @@ static Suite *suite(void) {
   tcase_add_test(tc, timers_cancelled_by_reference_from_anywhere);
   tcase_add_test(tc, time_left_from_a_fresh_clock);
   tcase_add_test(tc, start_timer_carries_its_reference);
+  tcase_add_test(tc, name_found_means_sendable);
   suite_add_tcase(s, tc);
   return s;
 }
