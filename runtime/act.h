@@ -343,7 +343,7 @@ int act_run_as(act_pid_t pid, void (*fn)(void *arg), void *arg);
 /* ---------------------------------------------------------- the system */
 
 typedef struct act_config {
-  int threads;         /* schedulers; 0 = $CHATTER_THREADS or the core count */
+  int threads;         /* schedulers; 0 = the core count (no environment is read) */
   uint32_t max_actors; /* slot table size; 0 = 1<<21 */
 } act_config_t;
 

@@ -168,11 +168,11 @@ static void *sched_main(void *arg) {
 
 #define MAX_SCHEDULERS 255 /* the scheduler travels in 8 bits of every pid */
 
+/* Only act_config_t: the runtime reads no application's environment (the
+ * server's CHATTER_THREADS is app/config.c's business). */
 static int threads_wanted(const act_config_t *cfg) {
   int n = 0;
-  const char *env = getenv("CHATTER_THREADS");
   if (cfg && cfg->threads > 0) n = cfg->threads;
-  else if (env && atoi(env) > 0) n = atoi(env);
   else n = (int)sysconf(_SC_NPROCESSORS_ONLN);
   if (n < 1) n = 1;
   return n > MAX_SCHEDULERS ? MAX_SCHEDULERS : n;
