@@ -25,13 +25,19 @@
  *  - terminate() is called on every exit, `kill` included, because in C it is
  *    the only place that can free the state.  On `kill` it must not send
  *    messages expecting replies; the actor is already gone.
- *  - init() runs asynchronously on the new actor's scheduler, as the first
- *    thing the actor does.  act_spawn() returns the pid at once; a failing init
- *    makes the actor exit with an error reason, which its links and monitors
- *    see like any other crash (OTP's proc_lib would fail the start instead).
- *  - Names are registered at spawn time (opts.name), before the pid is
- *    returned, so that a supervisor's later children can rely on an earlier
- *    child's name as in OTP's synchronous start.
+ *  - init() runs on the new actor's scheduler as the first thing the actor
+ *    does, before any signal sent to it is acted upon (so an exit signal
+ *    cannot overtake init and a trap_exit set in init holds).  Starts are
+ *    OTP's proc_lib starts where blocking is allowed: act_spawn() from a
+ *    thread outside the runtime, act_supervisor_start() there, and the
+ *    blocking supervisor calls return only once init answered, with init's
+ *    error if it failed.  Inside an actor nothing may block, so act_spawn()
+ *    returns the pid at once (a failing init then shows as an exit, like a
+ *    crash), and a supervisor waits for its child's init asynchronously:
+ *    start_child is answered when the child's init acked.
+ *  - Names are registered at spawn time (opts.name), before init runs, so
+ *    that a supervisor's later children can rely on an earlier child's name
+ *    as in OTP's synchronous start.
  *
  * Errors are negative ACT_E* codes.  Everything is thread-safe unless noted;
  * "inside an actor" means from its init/handle/terminate on its scheduler.
@@ -69,7 +75,8 @@ enum {
   ACT_ETIMEDOUT = -4,/* a call's timeout ran out */
   ACT_EEXIST = -5,   /* name already registered / child id already present */
   ACT_ENOTACTOR = -6,/* called outside an actor where only an actor may call */
-  ACT_ESTATE = -7    /* runtime not started, or already stopped */
+  ACT_ESTATE = -7,   /* runtime not started, or already stopped */
+  ACT_EEXITED = -8   /* the actor exited before its init answered (a crash in init) */
 };
 const char *act_strerror(int err);
 
@@ -97,6 +104,11 @@ typedef struct act_reason {
 act_reason_t act_reason(act_reason_kind_t kind);           /* text = its name */
 act_reason_t act_reason_error(const char *fmt, ...)
     __attribute__((format(printf, 1, 2)));                  /* kind ACT_ERROR */
+/* OTP's {shutdown, Term}: kind ACT_SHUTDOWN, text "shutdown: <Term>".  Not
+ * a crash: a transient child ending so is not restarted, and links of a
+ * non-trapping actor end quietly with it as with plain `shutdown`. */
+act_reason_t act_reason_shutdown(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2)));
 
 /* ------------------------------------------------------------- messages */
 
@@ -105,8 +117,11 @@ act_reason_t act_reason_error(const char *fmt, ...)
 enum {
   ACT_MSG_EXIT = -1,    /* trapped exit signal: payload act_exit_msg_t */
   ACT_MSG_DOWN = -2,    /* monitor fired: payload act_down_msg_t */
-  ACT_MSG_TIMEOUT = -3, /* an act_request() got no reply in time; msg->ref */
+  ACT_MSG_TIMEOUT = -3, /* an act_request() failed; msg->ref: no reply in time
+                         * (size 0), or the callee was or went down first
+                         * (payload act_down_msg_t: noproc or its exit reason) */
   ACT_MSG_SUP_REPLY = -4, /* answer of an async supervisor request */
+  ACT_MSG_INIT_ACK = -5,  /* opts.ack: the child's init answered; payload act_init_ack_t */
   ACT_MSG_SYSTEM_MIN = -100 /* below this: internal, never seen by handlers */
 };
 
@@ -119,6 +134,9 @@ typedef struct act_msg {
 } act_msg_t;
 
 typedef struct act_exit_msg { act_pid_t from; act_reason_t reason; } act_exit_msg_t;
+/* proc_lib's init_ack: result is ACT_OK, init's negative code, or
+ * ACT_EEXITED; msg->ref is the ack reference given at spawn. */
+typedef struct act_init_ack { act_pid_t pid; int result; } act_init_ack_t;
 typedef struct act_down_msg {
   act_ref_t ref;      /* the monitor reference */
   act_pid_t pid;      /* who went down */
@@ -176,12 +194,21 @@ typedef struct act_spawn_opts {
    * the message is dropped.  0 = unbounded. */
   size_t max_mailbox;
   int budget;              /* messages per turn; 0 = ACT_DEFAULT_BUDGET */
+  /* proc_lib:start without blocking (inside actors): once the child's init
+   * answered, the spawner gets an ACT_MSG_INIT_ACK whose ref is *ack_ref
+   * (set here at spawn).  Ordered before the child's EXIT or DOWN. */
+  bool ack;
+  act_ref_t *ack_ref;
 } act_spawn_opts_t;
 #define ACT_DEFAULT_BUDGET 64
 
 /* Spawn an actor.  Inside an actor, link/monitor are relative to the caller;
  * outside one, opts->link and opts->monitor are refused (ACT_EINVAL).
- * Returns the pid, or 0 with *err (if not NULL) set. */
+ * Returns the pid, or 0 with *err (if not NULL) set.  From a thread outside
+ * the runtime it returns only after init answered: a failed init gives 0
+ * and init's error (or ACT_EEXITED), and the actor is gone (its name too).
+ * Inside actors (and libuv callbacks on scheduler threads) it returns at
+ * once, init still to run. */
 act_pid_t act_spawn(const act_behaviour_t *b, void *args,
                     const act_spawn_opts_t *opts, int *err);
 act_pid_t act_spawn_link(const act_behaviour_t *b, void *args);
@@ -218,6 +245,13 @@ int act_unlink(act_pid_t pid);
 
 /* process_flag(trap_exit, on); returns the previous value. */
 bool act_trap_exit(bool on);
+/* The parent-EXIT rule (gen_server's): an actor that traps exits and gets
+ * an exit signal from its parent (the spawner: for a supervised child, its
+ * supervisor) does not receive it as a message but exits at once with that
+ * reason, running terminate -- so a supervisor's `shutdown` is never
+ * ignored.  act_parent_exit_as_message(true) opts out (a supervisor does,
+ * to stop its own children first); returns the previous value. */
+bool act_parent_exit_as_message(bool on);
 
 /* monitor/2 and demonitor/1 (inside actors).  Monitoring a dead pid delivers
  * ACT_MSG_DOWN with `noproc`.  demonitor with flush: any DOWN for this ref
@@ -234,13 +268,22 @@ act_pid_t act_whereis(const char *name);           /* ACT_NOPID if none */
 
 /* -------------------------------------------------------------- timers */
 
-/* erlang:send_after/3 (inside actors): the timer belongs to the caller and
- * is cancelled when the caller exits.  Returns the timer reference. */
+/* erlang:send_after/3, on a scheduler thread (inside actors, or a libuv
+ * callback there): the timer belongs to its destination -- it fires even
+ * if its creator has exited, and a destination that died drops it.
+ * Returns the timer reference, or 0 (off scheduler threads, no memory). */
 act_ref_t act_send_after(uint64_t ms, act_pid_t to, int type,
                          const void *data, size_t size);
-/* cancel_timer/1: >= 0 milliseconds that were left, or -1 if the timer
- * already fired (its message may be queued) or is unknown. */
+/* erlang:start_timer/3: the same, and the message carries the timer
+ * reference in msg->ref ({timeout, TRef, Msg}). */
+act_ref_t act_start_timer(uint64_t ms, act_pid_t to, int type,
+                          const void *data, size_t size);
+/* cancel_timer/1, from anywhere (any actor, any thread): >= 0 milliseconds
+ * that were left, or -1 if the timer already fired (its message may be
+ * queued) or is unknown.  After a result >= 0 the message never comes. */
 int64_t act_cancel_timer(act_ref_t tref);
+/* read_timer/1, from anywhere: milliseconds left, or -1 as cancel_timer. */
+int64_t act_read_timer(act_ref_t tref);
 
 act_ref_t act_make_ref(void);
 
@@ -252,7 +295,11 @@ act_ref_t act_make_ref(void);
 /* Inside an actor: send a request carrying a fresh ref.  The reply arrives
  * as an ordinary message with that ref; if none came within timeout_ms, an
  * ACT_MSG_TIMEOUT with that ref arrives instead and a later reply is dropped,
- * never delivered (OTP's alias semantics).  Returns the ref, or 0. */
+ * never delivered (OTP's alias semantics).  The callee is monitored for the
+ * life of the request, as gen_server:call does: if it is dead (or `to` is
+ * ACT_NOPID) or dies before replying, the ACT_MSG_TIMEOUT comes at once,
+ * carrying an act_down_msg_t with noproc or its exit reason, even with
+ * ACT_INFINITY.  Returns the ref, or 0. */
 act_ref_t act_request(act_pid_t to, int type, const void *data, size_t size,
                       int timeout_ms);
 /* Answer a request: a message to req->from with req->ref. */
@@ -296,7 +343,7 @@ int act_run_as(act_pid_t pid, void (*fn)(void *arg), void *arg);
 /* ---------------------------------------------------------- the system */
 
 typedef struct act_config {
-  int threads;         /* schedulers; 0 = $CHATTER_THREADS or the core count */
+  int threads;         /* schedulers; 0 = the core count (no environment is read) */
   uint32_t max_actors; /* slot table size; 0 = 1<<21 */
 } act_config_t;
 

@@ -110,13 +110,21 @@ typedef struct act_proc {
   bool initialised;
   bool is_proxy;               /* call.c: a waiting outside thread */
   act_reason_t *exit_reason;   /* set when the process is to end */
+  bool in_terminate;           /* a crash in terminate replaces the reason */
+
+  /* proc_lib's init_ack: who waits for init's answer (0: nobody, or sent) */
+  act_pid_t ack_to;
+  act_ref_t ack_ref;
+  int ack_result;              /* a failure to report when it dies */
+  bool ack_deferred;           /* init returned; the behaviour acks later */
+  bool parent_exit_as_msg;     /* supervisors: the parent's EXIT is a message */
 
   act_pidvec_t links;
   act_monvec_t monitors_in;    /* who watches me (ref, watcher) */
   act_monvec_t monitors_out;   /* whom I watch (ref, target) */
   act_monvec_t requests;       /* act_request in flight: (ref, timer ref) */
+  act_monvec_t callees;        /* the same refs: (ref, callee), monitored with ref */
 
-  struct act_timer *timers;    /* timer.c: timers I own */
   struct act_owned *owned;     /* act_alloc blocks and act_defer cleanups */
   act_msg_t *current;          /* the message being handled, for crashes */
 
@@ -143,6 +151,12 @@ act_proc_t *act__current(void);
 act_proc_t *act__require_current(const char *what);
 act_pid_t act__spawn(const act_behaviour_t *b, void *args,
                      const act_spawn_opts_t *opts, uint32_t restarts, int *err);
+/* Inside init: do not ack when init returns; act__init_ack does it later
+ * (a supervisor acks once its static children are up). */
+void act__init_ack_later(void);
+/* Ack now if ok; otherwise remember the error, sent when the actor dies
+ * (after its name is freed, before its EXIT and DOWN). */
+void act__init_ack(act_proc_t *p, int result);
 /* Borrow a live proc for reading (introspection); release with act__unpin. */
 act_proc_t *act__pin(act_pid_t pid, act_slot_t **slot);
 void act__unpin(act_slot_t *slot);
@@ -172,6 +186,7 @@ typedef struct act_sched {
   _Atomic int sleeping;
   sigjmp_buf *crash_jb;           /* where act_crash lands during a turn */
   act_proc_t *current;
+  struct act_timer *timers;       /* timer.c: this loop's timers, until closed */
 } act_sched_t;
 
 void act__schedule(act_proc_t *p);
@@ -181,7 +196,7 @@ void act__turn(act_proc_t *p);   /* actor.c */
 bool act__running(void);
 
 /* ----------------------------------------------------------- timer.c */
-void act__timers_cancel_all(act_proc_t *p);
+void act__timers_free_sched(act_sched_t *s);
 
 /* -------------------------------------------------------- registry.c */
 void act__registry_drop_pid(act_pid_t pid);

@@ -49,6 +49,17 @@ act_reason_t act_reason(act_reason_kind_t kind) {
   return r;
 }
 
+act_reason_t act_reason_shutdown(const char *fmt, ...) {
+  act_reason_t r = {.kind = ACT_SHUTDOWN};
+  char term[ACT_REASON_TEXT];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(term, sizeof term, fmt, ap);
+  va_end(ap);
+  snprintf(r.text, sizeof r.text, "shutdown: %.*s", ACT_REASON_TEXT - 11, term);
+  return r;
+}
+
 act_reason_t act_reason_error(const char *fmt, ...) {
   act_reason_t r = {.kind = ACT_ERROR};
   va_list ap;
@@ -68,11 +79,13 @@ const char *act_strerror(int err) {
   case ACT_EEXIST: return "already exists";
   case ACT_ENOTACTOR: return "only an actor may do this";
   case ACT_ESTATE: return "runtime not running";
+  case ACT_EEXITED: return "exited before init answered";
   default: return "unknown error";
   }
 }
 
-act_ref_t act_make_ref(void) { return atomic_fetch_add(&g_refs, 1); }
+/* relaxed: only uniqueness matters, and an RMW is unique in any order */
+act_ref_t act_make_ref(void) { return atomic_fetch_add_explicit(&g_refs, 1, memory_order_relaxed); }
 
 /* ---------------------------------------------------------- vectors */
 
@@ -200,9 +213,9 @@ void act_msg_free(act_msg_t *msg) {
 void act__slots_init(uint32_t max) {
   g_max = max;
   g_slots = calloc(max, sizeof *g_slots); /* untouched pages cost no RSS */
-  atomic_store(&g_high, 0);
+  atomic_store(&g_high, 0); /* seq_cst: before any thread runs; cost is nil here */
   g_free_head = UINT32_MAX;
-  atomic_store(&g_live, 0);
+  atomic_store(&g_live, 0); /* seq_cst: before any thread runs */
 }
 
 void act__slots_free(void) {
@@ -211,7 +224,8 @@ void act__slots_free(void) {
   g_max = 0;
 }
 
-uint32_t act__slot_high_water(void) { return atomic_load(&g_high); }
+/* acquire: pairs with slot_alloc's release, so slots below it are initialised */
+uint32_t act__slot_high_water(void) { return atomic_load_explicit(&g_high, memory_order_acquire); }
 act_slot_t *act__slot_at(uint32_t idx) { return &g_slots[idx]; }
 
 /* pid = generation (24 bits) | scheduler (8 bits) | slot index (32 bits).
@@ -226,9 +240,9 @@ static act_pid_t slot_alloc(unsigned sched_tag) {
   if (g_free_head != UINT32_MAX) {
     idx = g_free_head;
     g_free_head = g_slots[idx].next_free;
-  } else if (atomic_load(&g_high) < g_max) {
-    idx = atomic_load(&g_high);
-    atomic_store(&g_high, idx + 1);
+  } else if (atomic_load_explicit(&g_high, memory_order_relaxed) < g_max) { /* under g_free_mu */
+    idx = atomic_load_explicit(&g_high, memory_order_relaxed);
+    atomic_store_explicit(&g_high, idx + 1, memory_order_release); /* readers of g_high see a zeroed slot */
   } else {
     pthread_mutex_unlock(&g_free_mu);
     return ACT_NOPID;
@@ -249,24 +263,27 @@ static void slot_release(uint32_t idx) {
 
 static act_slot_t *slot_of(act_pid_t pid) {
   uint32_t idx = (uint32_t)pid;
-  if (!g_slots || idx >= atomic_load(&g_high)) return NULL;
+  if (!g_slots || idx >= atomic_load_explicit(&g_high, memory_order_acquire)) return NULL; /* as act__slot_high_water */
   return &g_slots[idx];
 }
 
 act_proc_t *act__pin(act_pid_t pid, act_slot_t **out) {
   act_slot_t *s = slot_of(pid);
   if (!s || pid == ACT_NOPID) return NULL;
+  /* seq_cst, all three: Dekker with die(), which stores pid/proc and then
+   * loads readers; either it sees our count or we see its unpublishing */
   atomic_fetch_add(&s->readers, 1);
   act_proc_t *p = atomic_load(&s->proc);
   if (p && atomic_load(&s->pid) == pid) {
     *out = s;
     return p;
   }
-  atomic_fetch_sub(&s->readers, 1);
+  atomic_fetch_sub_explicit(&s->readers, 1, memory_order_release); /* our reads are done */
   return NULL;
 }
 
-void act__unpin(act_slot_t *s) { atomic_fetch_sub(&s->readers, 1); }
+/* release: our reads of the process happen before die() sees readers == 0 */
+void act__unpin(act_slot_t *s) { atomic_fetch_sub_explicit(&s->readers, 1, memory_order_release); }
 
 /* ---------------------------------------------------------- delivery */
 
@@ -276,12 +293,14 @@ static bool is_signal(const act_env_t *e) { return e->msg.type <= ACT_MSG_SYSTEM
  * die; later ones drop their message.  Signals are never refused. */
 static bool admit(act_proc_t *p, act_env_t *e, act_pid_t to) {
   if (!p->max_mailbox || is_signal(e)) return true;
-  if (atomic_load(&p->overflow)) return false;
-  if (atomic_load(&p->pending) < p->max_mailbox) return true;
-  if (!atomic_exchange(&p->overflow, true)) {
+  /* relaxed: the bound is advisory (a few messages over it are fine); the
+   * exchange alone decides who sends the one overflow signal */
+  if (atomic_load_explicit(&p->overflow, memory_order_relaxed)) return false;
+  if (atomic_load_explicit(&p->pending, memory_order_relaxed) < p->max_mailbox) return true;
+  if (!atomic_exchange_explicit(&p->overflow, true, memory_order_relaxed)) {
     act__exit_sig_t sig = {act_reason_error("mailbox_overflow"), false, true};
     act_env_t *k = act__env_new(ACT__SIG_EXIT, to, 0, &sig, sizeof sig, NULL);
-    if (k) {
+    if (k) { /* seq_cst: as every pending increment, see deliver_local */
       if (atomic_fetch_add(&p->pending, 1) == 0) act__schedule(p);
       act__mpsc_push(&p->inbox, &k->node);
     }
@@ -293,9 +312,15 @@ static bool admit(act_proc_t *p, act_env_t *e, act_pid_t to) {
  * this thread runs it.  No pin, no reader count. */
 static bool deliver_local(act_pid_t to, act_env_t *e) {
   act_slot_t *s = slot_of(to);
-  if (!s || atomic_load_explicit(&s->pid, memory_order_relaxed) != to) return false;
-  act_proc_t *p = atomic_load_explicit(&s->proc, memory_order_relaxed);
+  /* acquire: pairs with the release publishing the slot (act__spawn), so
+   * the process it names is fully built even if another thread spawned it
+   * (free on x86: a plain load either way) */
+  if (!s || atomic_load_explicit(&s->pid, memory_order_acquire) != to) return false;
+  act_proc_t *p = atomic_load_explicit(&s->proc, memory_order_acquire);
+  if (!p) return false;
   if (admit(p, e, to)) {
+    /* seq_cst: the turn's fetch_sub and this fetch_add decide, between
+     * them, who schedules the process: exactly one sees the count leave 0 */
     size_t old = atomic_fetch_add(&p->pending, 1);
     act__mpsc_push(&p->inbox, &e->node);
     if (old == 0) act__schedule(p);
@@ -312,7 +337,7 @@ bool act__deliver(act_pid_t to, act_env_t *e) {
   act_proc_t *p = act__pin(to, &s);
   if (!p) return false;
   if (admit(p, e, to)) {
-    size_t old = atomic_fetch_add(&p->pending, 1);
+    size_t old = atomic_fetch_add(&p->pending, 1); /* seq_cst: as deliver_local */
     act__mpsc_push(&p->inbox, &e->node);
     if (old == 0) act__schedule(p);
   } else {
@@ -355,7 +380,7 @@ static void append_private(act_proc_t *p, act_env_t *e) {
 
 void act__push_private(act_proc_t *p, act_env_t *e) {
   append_private(p, e);
-  if (atomic_fetch_add(&p->pending, 1) == 0) act__schedule(p);
+  if (atomic_fetch_add(&p->pending, 1) == 0) act__schedule(p); /* seq_cst: as deliver_local */
 }
 
 static act_env_t *pop_private(act_proc_t *p) {
@@ -406,14 +431,15 @@ _Noreturn void act_crash(const char *fmt, ...) {
     fprintf(stderr, "act_crash outside an actor: %s\n", text);
     abort();
   }
-  act__set_exit(p, act_reason_error("%s", text));
+  if (p->in_terminate) *p->exit_reason = act_reason_error("%s", text);
+  else act__set_exit(p, act_reason_error("%s", text));
   siglongjmp(*s->crash_jb, 1); /* no signal mask: handlers do not change it */
 }
 
 /* -------------------------------------------------------------- spawn */
 
 static void live_dec(void) {
-  if (atomic_fetch_sub(&g_live, 1) == 1) {
+  if (atomic_fetch_sub(&g_live, 1) == 1) { /* seq_cst: rare; kill_all reads it under g_live_mu */
     pthread_mutex_lock(&g_live_mu);
     pthread_cond_broadcast(&g_live_cv);
     pthread_mutex_unlock(&g_live_mu);
@@ -421,6 +447,39 @@ static void live_dec(void) {
 }
 
 int act__registry_add(const char *name, act_pid_t pid, act_proc_t *p);
+static void drain_dead_inbox(act_proc_t *p);
+
+/* proc_lib's init_ack: one message to whoever waits for init's answer.
+ * Sent at most once (ack_to is cleared).  If its 88 bytes cannot be
+ * allocated the waiter is not told: out of memory there is not survived. */
+static void send_ack(act_proc_t *p, int result) {
+  act_init_ack_t a = {p->pid, result};
+  act_pid_t to = p->ack_to;
+  p->ack_to = ACT_NOPID;
+  act__deliver_or_drop(to, act__env_new(ACT_MSG_INIT_ACK, p->pid, p->ack_ref, &a, sizeof a,
+                                        NULL));
+}
+
+void act__init_ack_later(void) { act__require_current("act__init_ack_later")->ack_deferred = true; }
+
+void act__init_ack(act_proc_t *p, int result) {
+  if (!p->ack_to) return;
+  if (result == ACT_OK) send_ack(p, ACT_OK);
+  else p->ack_result = result; /* sent by die(), once the name is free */
+}
+
+/* An outside thread's blocking start: wait for the ack on a proxy. */
+static int await_ack(act_proc_t *x, act_ref_t ref) {
+  for (;;) {
+    act_env_t *e = act__proxy_wait(x, -1);
+    if (!e) continue;
+    int rc = ACT_EEXITED;
+    bool mine = e->msg.type == ACT_MSG_INIT_ACK && e->msg.ref == ref;
+    if (mine) rc = ((act_init_ack_t *)e->msg.data)->result;
+    act__env_free(e);
+    if (mine) return rc;
+  }
+}
 
 act_pid_t act__spawn(const act_behaviour_t *b, void *args,
                      const act_spawn_opts_t *opts, uint32_t restarts, int *err) {
@@ -433,12 +492,19 @@ act_pid_t act__spawn(const act_behaviour_t *b, void *args,
   if (caller && caller->is_proxy) caller = NULL;
   bool link = opts && opts->link, monitor = opts && opts->monitor;
   if (!caller && (link || monitor)) return *err = ACT_EINVAL, ACT_NOPID;
+  /* Blocking is for threads outside the runtime only: a scheduler thread
+   * (an actor, or a libuv callback) waiting for an init that its own loop
+   * must run would wait for ever. */
+  act_proc_t *waiter = NULL;
+  if (!caller && !act__sched_self() && !(waiter = act__proxy_new()))
+    return *err = ACT_ENOMEM, ACT_NOPID;
 
   act_proc_t *p = calloc(1, sizeof *p);
   act_sched_t *sched = act__sched_for(opts ? opts->scheduler : ACT_SCHED_CALLER, caller);
   act_pid_t pid = p ? slot_alloc((unsigned)sched->id) : ACT_NOPID;
   if (!pid) {
     free(p);
+    if (waiter) act__proxy_free(waiter);
     return *err = ACT_ENOMEM, ACT_NOPID;
   }
   p->pid = pid;
@@ -448,12 +514,34 @@ act_pid_t act__spawn(const act_behaviour_t *b, void *args,
   p->parent = caller ? caller->pid : ACT_NOPID;
   p->max_mailbox = opts ? opts->max_mailbox : 0;
   p->budget = opts && opts->budget > 0 ? opts->budget : ACT_DEFAULT_BUDGET;
-  atomic_store(&p->restarts, restarts);
+  atomic_store_explicit(&p->restarts, restarts, memory_order_relaxed); /* published with the slot */
   act__mpsc_init(&p->inbox);
+  /* init counts as the first pending item: set before anyone can see the
+   * process, so that no sender schedules it a second time. */
+  atomic_store_explicit(&p->pending, 1, memory_order_relaxed); /* published with the slot */
+  act_slot_t *s = slot_of(pid);
+  /* Publish the slot first, then the name: whoever finds the name can send
+   * (the other order dropped a send made in between).  seq_cst (a release
+   * at least): everything above is visible to whoever reads the slot;
+   * seq_cst as the other half of pin's Dekker. */
+  atomic_store(&s->proc, p);
+  atomic_store(&s->pid, pid);
   if (opts && opts->name && act__registry_add(opts->name, pid, p) != ACT_OK) {
+    /* Nobody was given the pid, but act_list may have seen it: unpublish
+     * as die() does and answer what came meanwhile. */
+    atomic_store(&s->pid, ACT_NOPID); /* seq_cst: Dekker with act__pin */
+    atomic_store(&s->proc, NULL);
+    while (atomic_load(&s->readers)) sched_yield();
+    drain_dead_inbox(p);
     slot_release((uint32_t)pid);
     free(p);
+    if (waiter) act__proxy_free(waiter);
     return *err = ACT_EEXIST, ACT_NOPID;
+  }
+  if (waiter || (caller && opts && opts->ack)) {
+    p->ack_to = waiter ? waiter->pid : caller->pid;
+    p->ack_ref = act_make_ref();
+    if (!waiter && opts->ack_ref) *opts->ack_ref = p->ack_ref;
   }
   if (link) {
     act__pidvec_add(&p->links, caller->pid);
@@ -465,14 +553,14 @@ act_pid_t act__spawn(const act_behaviour_t *b, void *args,
     act__monvec_add(&caller->monitors_out, ref, pid);
     if (opts->monitor_ref) *opts->monitor_ref = ref;
   }
-  atomic_fetch_add(&g_live, 1);
-  /* init counts as the first pending item: set before anyone can see the
-   * process, so that no sender schedules it a second time. */
-  atomic_store(&p->pending, 1);
-  act_slot_t *s = slot_of(pid);
-  atomic_store(&s->proc, p);
-  atomic_store(&s->pid, pid);
+  atomic_fetch_add(&g_live, 1); /* seq_cst: once per spawn, against kill_all's loop */
+  act_ref_t ack_ref = p->ack_ref; /* p may be gone once scheduled */
   act__schedule(p);
+  if (waiter) {
+    int rc = await_ack(waiter, ack_ref);
+    act__proxy_free(waiter);
+    if (rc != ACT_OK) return *err = rc, ACT_NOPID;
+  }
   return pid;
 }
 
@@ -502,9 +590,11 @@ int act_link(act_pid_t pid) {
   if (!e) return ACT_ENOMEM;
   act__pidvec_add(&p->links, pid);
   if (!act__deliver(pid, e)) {
+    /* noproc through our own inbox, behind whatever pid sent us before it
+     * died (OTP keeps per-pair order); the link goes when it arrives */
     act__env_free(e);
-    act__pidvec_del(&p->links, pid);
-    local_exit_signal(p, pid, act_reason(ACT_NOPROC));
+    act__exit_sig_t sig = {act_reason(ACT_NOPROC), true, false};
+    send_signal(p->pid, ACT__SIG_EXIT, pid, 0, &sig, sizeof sig);
     return ACT_ENOPROC;
   }
   return ACT_OK;
@@ -523,6 +613,13 @@ bool act_trap_exit(bool on) {
   return old;
 }
 
+bool act_parent_exit_as_message(bool on) {
+  act_proc_t *p = act__require_current("act_parent_exit_as_message");
+  bool old = p->parent_exit_as_msg;
+  p->parent_exit_as_msg = on;
+  return old;
+}
+
 static act_env_t *down_env(act_ref_t ref, act_pid_t pid, act_reason_t r, int type) {
   act_down_msg_t d = {ref, pid, r};
   return act__env_new(type, pid, ref, &d, sizeof d, NULL);
@@ -534,11 +631,9 @@ act_ref_t act_monitor(act_pid_t pid) {
   act_env_t *e = act__env_new(ACT__SIG_MONITOR, p->pid, ref, NULL, 0, NULL);
   if (!e) return 0;
   act__monvec_add(&p->monitors_out, ref, pid);
-  if (!act__deliver(pid, e)) {
+  if (!act__deliver(pid, e)) { /* as act_link: behind pid's earlier messages */
     act__env_free(e);
-    act__monvec_del(&p->monitors_out, ref, NULL);
-    act_env_t *d = down_env(ref, pid, act_reason(ACT_NOPROC), ACT_MSG_DOWN);
-    if (d) act__push_private(p, d);
+    act__deliver_or_drop(p->pid, down_env(ref, pid, act_reason(ACT_NOPROC), ACT__SIG_DOWN));
   }
   return ref;
 }
@@ -568,6 +663,14 @@ int act_exit(act_pid_t pid, act_reason_t reason) {
 
 /* An exit signal from `from` that reached p: OTP's receiving rules. */
 static void local_exit_signal(act_proc_t *p, act_pid_t from, act_reason_t r) {
+  /* The parent-EXIT rule of gen_server: a trapping child told to exit by
+   * its parent (the supervisor's `shutdown`) runs terminate with that
+   * reason at once instead of getting a message it might ignore.  A
+   * supervisor opts out: it stops its own children first. */
+  if (p->trap_exit && from == p->parent && from != ACT_NOPID && !p->parent_exit_as_msg) {
+    act__set_exit(p, r);
+    return;
+  }
   if (p->trap_exit) {
     act_exit_msg_t m = {from, r};
     act_env_t *e = act__env_new(ACT_MSG_EXIT, from, 0, &m, sizeof m, NULL);
@@ -613,6 +716,11 @@ static bool accept_envelope(act_proc_t *p, act_env_t *e) {
   case ACT__SIG_DOWN:
     if (act__monvec_del(&p->monitors_out, m->ref, NULL)) {
       m->type = ACT_MSG_DOWN;
+      append_private(p, e);
+      return false;
+    }
+    if (request_done(p, m->ref)) { /* the callee is gone: the call fails now */
+      m->type = ACT_MSG_TIMEOUT;
       append_private(p, e);
       return false;
     }
@@ -665,15 +773,21 @@ static void notify_links_and_monitors(act_proc_t *p, act_reason_t r) {
   for (uint32_t i = 0; i < p->monitors_out.n; i++)
     send_signal(p->monitors_out.v[i].pid, ACT__SIG_DEMONITOR, p->pid,
                 p->monitors_out.v[i].ref, NULL, 0);
+  for (uint32_t i = 0; i < p->callees.n; i++) /* requests in flight */
+    send_signal(p->callees.v[i].pid, ACT__SIG_DEMONITOR, p->pid, p->callees.v[i].ref, NULL, 0);
 }
 
+/* A crash inside terminate becomes the exit reason (act_crash overwrites
+ * it while in_terminate), as OTP's terminate raising does. */
 static void run_terminate(act_proc_t *p, act_reason_t r) {
   if (!p->initialised || !p->b->terminate) return;
   sigjmp_buf jb;
   act_sched_t *s = p->sched;
   sigjmp_buf *saved = s->crash_jb;
   s->crash_jb = &jb;
+  p->in_terminate = true;
   if (sigsetjmp(jb, 0) == 0) p->b->terminate(p->state, r);
+  p->in_terminate = false;
   s->crash_jb = saved;
 }
 
@@ -689,13 +803,18 @@ static void die(act_proc_t *p) {
     if (!cur->kept) act__env_free(cur);
   }
   run_terminate(p, r);
-  act__timers_cancel_all(p);
+  r = *p->exit_reason;
   act__owned_release_all(p);
   act_slot_t *slot = slot_of(p->pid);
+  /* seq_cst: Dekker with act__pin (stores, then the load of readers) */
   atomic_store(&slot->pid, ACT_NOPID);
   atomic_store(&slot->proc, NULL);
   while (atomic_load(&slot->readers)) sched_yield();
-  if (atomic_load(&p->has_name)) act__registry_drop_pid(p->pid);
+  /* acquire: pairs with registry.c's store under its mutex */
+  if (atomic_load_explicit(&p->has_name, memory_order_acquire)) act__registry_drop_pid(p->pid);
+  /* A start still waiting hears of the failure before the EXIT, and after
+   * the name is free, so that it may start the child again at once. */
+  if (p->ack_to) send_ack(p, p->ack_result ? p->ack_result : ACT_EEXITED);
   notify_links_and_monitors(p, r);
   drain_dead_inbox(p);
   s->current = NULL;
@@ -703,6 +822,7 @@ static void die(act_proc_t *p) {
   free(p->monitors_in.v);
   free(p->monitors_out.v);
   free(p->requests.v);
+  free(p->callees.v);
   free(p->exit_reason);
   slot_release((uint32_t)p->pid);
   free(p);
@@ -713,17 +833,29 @@ static void die(act_proc_t *p) {
 
 static void run_init(act_proc_t *p) {
   int rc = p->b->init ? p->b->init(p->args, &p->state) : 0;
-  if (rc < 0) act__set_exit(p, act_reason_error("init failed (%d)", rc));
-  else p->initialised = true;
+  if (rc < 0) {
+    act__set_exit(p, act_reason_error("init failed (%d)", rc));
+    p->ack_result = rc;
+  } else {
+    p->initialised = true;
+  }
+}
+
+/* The first turn runs init before the inbox is even looked at: no signal
+ * sent during the start can act before init did (OTP's proc_lib start). */
+static void guarded_init(act_proc_t *p) {
+  sigjmp_buf jb;
+  act_sched_t *s = p->sched;
+  p->started = true;
+  s->crash_jb = &jb;
+  if (sigsetjmp(jb, 0) == 0) run_init(p);
+  s->crash_jb = NULL;
+  /* act_stop in init fails the start too: die() acks ACT_EEXITED */
+  if (p->initialised && !p->ack_deferred && !p->exit_reason) act__init_ack(p, ACT_OK);
 }
 
 static size_t run_handlers(act_proc_t *p) {
   size_t done = 0;
-  if (!p->started) { /* the first turn: init, before any message */
-    p->started = true;
-    done++;
-    run_init(p);
-  }
   for (int i = 0; i < p->budget && !p->exit_reason; i++) {
     act_env_t *e = pop_private(p);
     if (!e) break;
@@ -731,7 +863,7 @@ static size_t run_handlers(act_proc_t *p) {
     if (!e->flushed) {
       p->current = &e->msg;
       p->b->handle(p->state, &e->msg);
-      atomic_fetch_add_explicit(&p->handled, 1, memory_order_relaxed);
+      atomic_fetch_add_explicit(&p->handled, 1, memory_order_relaxed); /* a statistic */
       p->current = NULL;
     }
     if (!e->kept) act__env_free(e);
@@ -769,14 +901,19 @@ static size_t guarded_handlers(act_proc_t *p) {
 void act__turn(act_proc_t *p) {
   act_sched_t *s = p->sched;
   s->current = p;
-  size_t consumed = move_inbox(p);
+  size_t consumed = 0;
+  if (!p->started) { /* init counts as the first pending item */
+    guarded_init(p);
+    consumed = 1;
+  }
+  if (!p->exit_reason) consumed += move_inbox(p);
   consumed += guarded_handlers(p);
   if (p->exit_reason) {
     die(p);
     return;
   }
   s->current = NULL;
-  size_t left = atomic_fetch_sub(&p->pending, consumed) - consumed;
+  size_t left = atomic_fetch_sub(&p->pending, consumed) - consumed; /* seq_cst: as deliver_local */
   if (left > 0) act__schedule(p);
 }
 
@@ -787,8 +924,9 @@ int act_run_as(act_pid_t pid, void (*fn)(void *arg), void *arg) {
   act_slot_t *slot;
   act_proc_t *p = act__pin(pid, &slot);
   if (!p) return ACT_ENOPROC;
-  act__unpin(slot); /* it can only die on this very thread */
-  if (!s || p->sched != s) return ACT_ENOPROC; /* not this thread's to run */
+  bool here = s && p->sched == s; /* read while pinned: elsewhere p may die now */
+  act__unpin(slot); /* on this thread it can only die on this very thread */
+  if (!here) return ACT_ENOPROC; /* not this thread's to run */
   act_proc_t *saved = s->current;
   sigjmp_buf *saved_jb = s->crash_jb;
   sigjmp_buf jb;
@@ -808,10 +946,15 @@ int act_run_as(act_pid_t pid, void (*fn)(void *arg), void *arg) {
 
 /* ----------------------------------------------------- request/reply */
 
+/* A request ends (reply, timeout or the callee's DOWN): stop its timer and
+ * its monitor of the callee.  The DOWN of a callee that died meanwhile may
+ * still come; with no monitor or request left for its ref, it is dropped. */
 static bool request_done(act_proc_t *p, act_ref_t ref) {
-  act_pid_t tref;
+  act_pid_t tref, callee;
   if (!act__monvec_del(&p->requests, ref, &tref)) return false;
   if (tref) act_cancel_timer(tref);
+  if (act__monvec_del(&p->callees, ref, &callee))
+    send_signal(callee, ACT__SIG_DEMONITOR, p->pid, ref, NULL, 0);
   return true;
 }
 
@@ -826,6 +969,16 @@ act_ref_t act_request(act_pid_t to, int type, const void *data, size_t size,
   act_ref_t tref = 0;
   if (timeout_ms >= 0) tref = act__timer_signal(p, (uint64_t)timeout_ms, ACT__SIG_TIMEOUT, ref);
   act__monvec_add(&p->requests, ref, tref);
+  /* gen_server:call monitors the callee: a dead one fails the call at once
+   * with noproc, one that dies before replying with its reason.  Cost: a
+   * monitor and a demonitor signal per request. */
+  act_env_t *mon = act__env_new(ACT__SIG_MONITOR, p->pid, ref, NULL, 0, NULL);
+  if (mon && act__deliver(to, mon)) {
+    act__monvec_add(&p->callees, ref, to);
+  } else {
+    if (mon) act__env_free(mon);
+    act__deliver_or_drop(p->pid, down_env(ref, to, act_reason(ACT_NOPROC), ACT__SIG_DOWN));
+  }
   act__deliver_or_drop(to, e);
   return ref;
 }
@@ -852,6 +1005,7 @@ static void fill_info(act_proc_t *p, act_info_t *o) {
   o->pid = p->pid;
   snprintf(o->behaviour, sizeof o->behaviour, "%s", p->b && p->b->name ? p->b->name : "");
   o->parent = p->parent;
+  /* relaxed: statistics, read while the owner runs; a snapshot, not a fact */
   o->mailbox_len = atomic_load_explicit(&p->pending, memory_order_relaxed);
   o->messages = atomic_load_explicit(&p->handled, memory_order_relaxed);
   o->restarts = atomic_load_explicit(&p->restarts, memory_order_relaxed);
@@ -875,7 +1029,7 @@ size_t act_list(act_info_t *out, size_t max) {
   size_t n = 0;
   uint32_t high = act__slot_high_water();
   for (uint32_t i = 0; i < high; i++) {
-    act_pid_t pid = atomic_load(&g_slots[i].pid);
+    act_pid_t pid = atomic_load_explicit(&g_slots[i].pid, memory_order_relaxed); /* a hint: pin checks */
     if (!pid) continue;
     act_slot_t *s;
     act_proc_t *p = act__pin(pid, &s);
@@ -894,10 +1048,10 @@ size_t act_list(act_info_t *out, size_t max) {
 /* ----------------------------------------------------- system stop */
 
 void act__kill_all(void) {
-  for (int round = 0; round < 200 && atomic_load(&g_live) > 0; round++) {
+  for (int round = 0; round < 200 && atomic_load(&g_live) > 0; round++) { /* seq_cst: rare */
     uint32_t high = act__slot_high_water();
     for (uint32_t i = 0; i < high; i++) {
-      act_pid_t pid = atomic_load(&g_slots[i].pid);
+      act_pid_t pid = atomic_load_explicit(&g_slots[i].pid, memory_order_relaxed); /* a hint: pin checks */
       act_slot_t *s;
       act_proc_t *p = pid ? act__pin(pid, &s) : NULL;
       if (!p) continue;
@@ -910,7 +1064,7 @@ void act__kill_all(void) {
     ts.tv_nsec += 50 * 1000 * 1000;
     if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
     pthread_mutex_lock(&g_live_mu);
-    if (atomic_load(&g_live) > 0) pthread_cond_timedwait(&g_live_cv, &g_live_mu, &ts);
+    if (atomic_load(&g_live) > 0) pthread_cond_timedwait(&g_live_cv, &g_live_mu, &ts); /* seq_cst: rare */
     pthread_mutex_unlock(&g_live_mu);
   }
 }
@@ -939,7 +1093,7 @@ act_proc_t *act__proxy_new(void) {
   p->pid = pid;
   act__mpsc_init(&p->inbox);
   act_slot_t *s = slot_of(pid);
-  atomic_store(&s->proc, p);
+  atomic_store(&s->proc, p); /* seq_cst: as act__spawn's publication */
   atomic_store(&s->pid, pid);
   return p;
 }
@@ -955,10 +1109,10 @@ act_env_t *act__proxy_wait(act_proc_t *p, int timeout_ms) {
   }
   pthread_mutex_lock(p->proxy_mu);
   for (;;) {
-    if (atomic_load(&p->pending) > 0) {
+    if (atomic_load(&p->pending) > 0) { /* seq_cst: as deliver_local; under proxy_mu too */
       act_node_t *n = act__mpsc_pop(&p->inbox);
       if (n) {
-        atomic_fetch_sub(&p->pending, 1);
+        atomic_fetch_sub(&p->pending, 1); /* seq_cst: as deliver_local */
         pthread_mutex_unlock(p->proxy_mu);
         return (act_env_t *)((char *)n - offsetof(act_env_t, node));
       }
@@ -970,7 +1124,7 @@ act_env_t *act__proxy_wait(act_proc_t *p, int timeout_ms) {
     }
     int rc = timeout_ms < 0 ? pthread_cond_wait(p->proxy_cv, p->proxy_mu)
                             : pthread_cond_timedwait(p->proxy_cv, p->proxy_mu, &dl);
-    if (rc != 0 && atomic_load(&p->pending) == 0) {
+    if (rc != 0 && atomic_load(&p->pending) == 0) { /* seq_cst: as above */
       pthread_mutex_unlock(p->proxy_mu);
       return NULL;
     }
@@ -979,7 +1133,7 @@ act_env_t *act__proxy_wait(act_proc_t *p, int timeout_ms) {
 
 void act__proxy_free(act_proc_t *p) {
   act_slot_t *s = slot_of(p->pid);
-  atomic_store(&s->pid, ACT_NOPID);
+  atomic_store(&s->pid, ACT_NOPID); /* seq_cst: Dekker with act__pin, as in die() */
   atomic_store(&s->proc, NULL);
   while (atomic_load(&s->readers)) sched_yield();
   for (uint32_t i = 0; i < p->monitors_out.n; i++)

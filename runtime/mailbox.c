@@ -12,19 +12,24 @@
 #include "act_internal.h"
 
 void act__mpsc_init(act_mpsc_t *q) {
+  /* relaxed: the queue is not shared yet; publishing its owner publishes it */
   atomic_store_explicit(&q->stub.next, NULL, memory_order_relaxed);
   atomic_store_explicit(&q->head, &q->stub, memory_order_relaxed);
   q->tail = &q->stub;
 }
 
 void act__mpsc_push(act_mpsc_t *q, act_node_t *n) {
-  atomic_store_explicit(&n->next, NULL, memory_order_relaxed);
+  atomic_store_explicit(&n->next, NULL, memory_order_relaxed); /* released by the exchange */
+  /* acq_rel: release our node's contents to the consumer; acquire prev's
+   * next field from the producer that exchanged before us */
   act_node_t *prev = atomic_exchange_explicit(&q->head, n, memory_order_acq_rel);
-  atomic_store_explicit(&prev->next, n, memory_order_release);
+  atomic_store_explicit(&prev->next, n, memory_order_release); /* the consumer's acquire pairs */
 }
 
 act_node_t *act__mpsc_pop(act_mpsc_t *q) {
   act_node_t *tail = q->tail;
+  /* acquire (all loads below): pairs with push's release, so a node's
+   * contents are visible once it is reachable */
   act_node_t *next = atomic_load_explicit(&tail->next, memory_order_acquire);
   if (tail == &q->stub) {
     if (next == NULL) return NULL;

@@ -56,7 +56,7 @@ uint64_t act_defer(act_cleanup_fn fn, void *arg) {
   if (!o) return 0;
   o->fn = fn;
   o->arg = arg;
-  o->id = atomic_fetch_add(&g_ids, 1);
+  o->id = atomic_fetch_add_explicit(&g_ids, 1, memory_order_relaxed); /* unique is all */
   add(p, o);
   return o->id;
 }

@@ -52,7 +52,7 @@ static int add_locked(const char *name, act_pid_t pid, act_proc_t *p) {
   strcpy(e->name, name);
   e->pid = pid;
   *pp = e;
-  atomic_store(&p->has_name, true);
+  atomic_store_explicit(&p->has_name, true, memory_order_release); /* die()'s acquire pairs */
   return ACT_OK;
 }
 
@@ -69,6 +69,7 @@ int act_register(const char *name, act_pid_t pid) {
   if (!p) return ACT_ENOPROC;
   pthread_mutex_lock(&g_mu);
   int rc = add_locked(name, pid, p);
+  /* seq_cst: after has_name's store, against die()'s unpublish-then-check */
   if (rc == ACT_OK && atomic_load(&s->pid) != pid) { /* died meanwhile */
     entry_t **pp = find(name);
     entry_t *e = *pp;

@@ -39,6 +39,7 @@ static inline void cpu_relax(void) {
 #endif
 }
 
+/* seq_cst: rare (spawn, calls), and ordered against act_start/stop's stores */
 bool act__running(void) { return atomic_load(&g_running); }
 act_sched_t *act__sched_self(void) { return tls_sched; }
 int act_scheduler_count(void) { return g_nsched; }
@@ -54,7 +55,7 @@ uv_loop_t *act_loop(void) {
 act_sched_t *act__sched_for(int want, act_proc_t *caller) {
   if (want > 0) return &g_scheds[(want - 1) % g_nsched];
   if (want == ACT_SCHED_CALLER && caller && caller->sched) return caller->sched;
-  unsigned i = atomic_fetch_add_explicit(&g_rr, 1, memory_order_relaxed);
+  unsigned i = atomic_fetch_add_explicit(&g_rr, 1, memory_order_relaxed); /* spreading only */
   return &g_scheds[i % (unsigned)g_nsched];
 }
 
@@ -73,6 +74,8 @@ void act__schedule(act_proc_t *p) {
     s->local_tail = p;
     return;
   }
+  /* seq_cst, both: Dekker with sched_main (stores sleeping, then loads
+   * runq_len): either it sees our work or we see it asleep and wake it */
   atomic_fetch_add(&s->runq_len, 1);
   act__mpsc_push(&s->runq, &p->run_node);
   if (atomic_load(&s->sleeping)) uv_async_send(&s->wakeup);
@@ -95,17 +98,17 @@ static act_proc_t *pop_remote(act_sched_t *s);
  * other threads wait behind a busy neighbourhood. */
 static act_proc_t *next_runnable(act_sched_t *s) {
   if (s->local_head && (++s->picks % REMOTE_EVERY != 0 ||
-                        atomic_load_explicit(&s->runq_len, memory_order_relaxed) == 0))
+                        atomic_load_explicit(&s->runq_len, memory_order_relaxed) == 0)) /* a hint */
     return pop_local(s);
   act_proc_t *p = pop_remote(s);
   return p ? p : pop_local(s);
 }
 
 static act_proc_t *pop_remote(act_sched_t *s) {
-  while (atomic_load(&s->runq_len) > 0) {
+  while (atomic_load_explicit(&s->runq_len, memory_order_relaxed) > 0) { /* the queue's acquire publishes */
     act_node_t *n = act__mpsc_pop(&s->runq);
     if (n) {
-      atomic_fetch_sub(&s->runq_len, 1);
+      atomic_fetch_sub_explicit(&s->runq_len, 1, memory_order_relaxed); /* a count; the queue orders */
       return (act_proc_t *)((char *)n - offsetof(act_proc_t, run_node));
     }
     cpu_relax(); /* a push is half done */
@@ -116,7 +119,7 @@ static act_proc_t *pop_remote(act_sched_t *s) {
 static bool idle_spin(act_sched_t *s) {
   if (s->local_head) return true; /* a libuv callback made someone runnable */
   for (int i = 0; i < IDLE_SPINS; i++) {
-    if (atomic_load_explicit(&s->runq_len, memory_order_relaxed) > 0) return true;
+    if (atomic_load_explicit(&s->runq_len, memory_order_relaxed) > 0) return true; /* a hint */
     cpu_relax();
   }
   return false;
@@ -134,7 +137,7 @@ static void *sched_main(void *arg) {
   tls_sched = s;
   act__env_cache(true);
   unsigned turns = 0;
-  while (!atomic_load(&g_stopping)) {
+  while (!atomic_load_explicit(&g_stopping, memory_order_relaxed)) { /* the wake-up orders */
     act_proc_t *p;
     while ((p = next_runnable(s))) {
       act__turn(p);
@@ -142,13 +145,14 @@ static void *sched_main(void *arg) {
     }
     uv_run(&s->loop, UV_RUN_NOWAIT);
     if (idle_spin(s)) continue;
+    /* seq_cst: Dekker with act__schedule (see there) */
     atomic_store(&s->sleeping, 1);
     if (s->local_head || atomic_load(&s->runq_len) > 0 || atomic_load(&g_stopping)) {
-      atomic_store(&s->sleeping, 0);
+      atomic_store_explicit(&s->sleeping, 0, memory_order_relaxed); /* a spurious wake-up is harmless */
       continue;
     }
     uv_run(&s->loop, UV_RUN_ONCE);
-    atomic_store(&s->sleeping, 0);
+    atomic_store_explicit(&s->sleeping, 0, memory_order_relaxed); /* as above */
   }
   pthread_mutex_lock(&s->wakeup_mu); /* no uv_async_send may follow the close */
   s->wakeup_closed = true;
@@ -156,6 +160,7 @@ static void *sched_main(void *arg) {
   uv_walk(&s->loop, close_walk, NULL);
   uv_run(&s->loop, UV_RUN_DEFAULT);
   uv_loop_close(&s->loop);
+  act__timers_free_sched(s);
   act__env_cache(false);
   tls_sched = NULL;
   return NULL;
@@ -163,23 +168,23 @@ static void *sched_main(void *arg) {
 
 #define MAX_SCHEDULERS 255 /* the scheduler travels in 8 bits of every pid */
 
+/* Only act_config_t: the runtime reads no application's environment (the
+ * server's CHATTER_THREADS is app/config.c's business). */
 static int threads_wanted(const act_config_t *cfg) {
   int n = 0;
-  const char *env = getenv("CHATTER_THREADS");
   if (cfg && cfg->threads > 0) n = cfg->threads;
-  else if (env && atoi(env) > 0) n = atoi(env);
   else n = (int)sysconf(_SC_NPROCESSORS_ONLN);
   if (n < 1) n = 1;
   return n > MAX_SCHEDULERS ? MAX_SCHEDULERS : n;
 }
 
 int act_start(const act_config_t *cfg) {
-  if (atomic_load(&g_running)) return ACT_ESTATE;
+  if (atomic_load(&g_running)) return ACT_ESTATE; /* seq_cst: start and stop are rare */
   g_nsched = threads_wanted(cfg);
   act__slots_init(cfg && cfg->max_actors ? cfg->max_actors : (1u << 21));
   g_scheds = calloc((size_t)g_nsched, sizeof *g_scheds);
   if (!g_scheds) return ACT_ENOMEM;
-  atomic_store(&g_stopping, false);
+  atomic_store(&g_stopping, false); /* seq_cst: before the threads exist */
   for (int i = 0; i < g_nsched; i++) {
     act_sched_t *s = &g_scheds[i];
     s->id = i;
@@ -188,16 +193,16 @@ int act_start(const act_config_t *cfg) {
     uv_async_init(&s->loop, &s->wakeup, on_wakeup);
     pthread_mutex_init(&s->wakeup_mu, NULL);
   }
-  atomic_store(&g_running, true);
+  atomic_store(&g_running, true); /* seq_cst: rare */
   for (int i = 0; i < g_nsched; i++)
     pthread_create(&g_scheds[i].thread, NULL, sched_main, &g_scheds[i]);
   return ACT_OK;
 }
 
 void act_stop_system(void) {
-  if (!atomic_load(&g_running)) return;
+  if (!atomic_load(&g_running)) return; /* seq_cst: rare */
   act__kill_all();
-  atomic_store(&g_stopping, true);
+  atomic_store(&g_stopping, true); /* seq_cst: then the wake-ups, under wakeup_mu */
   for (int i = 0; i < g_nsched; i++) {
     act_sched_t *s = &g_scheds[i];
     pthread_mutex_lock(&s->wakeup_mu);
@@ -208,7 +213,7 @@ void act_stop_system(void) {
     pthread_join(g_scheds[i].thread, NULL);
     pthread_mutex_destroy(&g_scheds[i].wakeup_mu);
   }
-  atomic_store(&g_running, false);
+  atomic_store(&g_running, false); /* seq_cst: rare */
   act__registry_clear();
   act__slots_free();
   free(g_scheds);

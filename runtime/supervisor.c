@@ -43,13 +43,25 @@ typedef struct {
 
 typedef struct {
   act_child_spec_t spec;
-  char name[ACT_NAME_MAX]; /* spec.name points here when set */
+  char name[ACT_NAME_MAX]; /* registered name, "" for none; spec.name is NULL:
+                            * a pointer into kids[] would dangle when it grows */
   act_pid_t pid;
   uint32_t restarts;
   bool dynamic;            /* added by start_child: removed when it ends */
 } kid_t;
 
-typedef enum { AFTER_NOTHING, AFTER_RESTART_FROM, AFTER_REMOVE, AFTER_EXIT } after_t;
+typedef enum {
+  AFTER_NOTHING,
+  AFTER_RESTART_FROM,
+  AFTER_REMOVE,
+  AFTER_EXIT,
+  AFTER_FAIL_START /* a static child failed: ack the error, exit */
+} after_t;
+
+/* A start in progress: proc_lib's start_link, without blocking.  The
+ * child is spawned with an init ack to us; until it comes, every other
+ * message waits (as the OTP supervisor waits inside start_link). */
+typedef enum { START_NONE, START_STATIC, START_DYNAMIC } start_t;
 
 typedef struct {
   act_sup_flags_t flags;
@@ -70,8 +82,19 @@ typedef struct {
   act_pid_t reply_to;        /* AFTER_REMOVE: the terminate_child caller */
   act_ref_t reply_ref;
 
+  /* the start job */
+  start_t starting;
+  act_ref_t start_ref;       /* the child's init ack carries it */
+  size_t start_idx;          /* START_STATIC: its index in spec; the kid
+                              * being started is always kids[n - 1] */
+  const act_sup_spec_t *spec;/* START_STATIC: the static children */
+  act_pid_t start_to;        /* START_DYNAMIC: who asked */
+  act_ref_t start_req;
+  int start_err;             /* AFTER_FAIL_START */
+
+  /* a FIFO: deferred[dhead..ndef) wait, popped in O(1) */
   act_msg_t **deferred; /* bounded by what callers send a busy supervisor */
-  size_t ndef, capdef;
+  size_t dhead, ndef, capdef;
 } sup_t;
 
 static void dispatch(sup_t *s, act_msg_t *m);
@@ -87,12 +110,8 @@ static int64_t now_ms(void) {
 static void kid_set_spec(kid_t *k, const act_child_spec_t *spec, const char *name) {
   k->spec = *spec;
   k->spec.id[ACT_NAME_MAX - 1] = 0;
-  if (name) {
-    snprintf(k->name, sizeof k->name, "%s", name);
-    k->spec.name = k->name;
-  } else {
-    k->spec.name = NULL;
-  }
+  k->spec.name = NULL;
+  snprintf(k->name, sizeof k->name, "%s", name ? name : "");
 }
 
 static long find_pid(sup_t *s, act_pid_t pid) {
@@ -125,16 +144,19 @@ static void remove_kid(sup_t *s, size_t i) {
   if (k->spec.free_args) k->spec.free_args(k->spec.args);
   memmove(&s->kids[i], &s->kids[i + 1], (s->n - i - 1) * sizeof *k);
   s->n--;
-  for (size_t j = i; j < s->n; j++) /* memmove moved the name buffers */
-    if (s->kids[j].spec.name) s->kids[j].spec.name = s->kids[j].name;
 }
 
-static int start_kid(kid_t *k) {
+/* Spawn a child linked to us; with ack_ref, its init's answer comes as an
+ * ACT_MSG_INIT_ACK carrying *ack_ref.  Restarts do not wait for it: a
+ * restart whose init fails exits like a crash and is counted again. */
+static int start_kid(kid_t *k, act_ref_t *ack_ref) {
   act_spawn_opts_t o = {
       .link = true,
       .scheduler = k->spec.scheduler,
-      .name = k->spec.name,
+      .name = k->name[0] ? k->name : NULL,
       .max_mailbox = k->spec.max_mailbox,
+      .ack = ack_ref != NULL,
+      .ack_ref = ack_ref,
   };
   int err;
   k->pid = act__spawn(k->spec.behaviour, k->spec.args, &o, k->restarts, &err);
@@ -161,7 +183,7 @@ static bool note_restart(sup_t *s) {
   s->stamps[s->stamp_head] = now; /* overwrites the oldest once full */
   s->stamp_head = (s->stamp_head + 1) % cap;
   if (s->nstamps < cap) s->nstamps++;
-  atomic_fetch_add(&act__current()->restarts, 1);
+  atomic_fetch_add_explicit(&act__current()->restarts, 1, memory_order_relaxed); /* a statistic */
   return true;
 }
 
@@ -224,9 +246,9 @@ static void restart_from(sup_t *s, size_t from);
 static void escalate(sup_t *s);
 
 static void replay_deferred(sup_t *s) {
-  while (!s->busy && s->ndef) {
-    act_msg_t *m = s->deferred[0];
-    memmove(s->deferred, s->deferred + 1, --s->ndef * sizeof *s->deferred);
+  while (!s->busy && !s->starting && s->dhead < s->ndef) {
+    act_msg_t *m = s->deferred[s->dhead++];
+    if (s->dhead == s->ndef) s->dhead = s->ndef = 0;
     dispatch(s, m);
     act_msg_free(m);
   }
@@ -250,6 +272,10 @@ static void finish_job(sup_t *s) {
   case AFTER_EXIT:
     act_stop(s->after_reason);
     return;
+  case AFTER_FAIL_START:
+    act__init_ack(act__current(), s->start_err); /* told when we are gone */
+    act_stop(s->after_reason);
+    return;
   case AFTER_NOTHING:
     break;
   }
@@ -261,7 +287,7 @@ static void finish_job(sup_t *s) {
 static void restart_kid(sup_t *s, size_t i) {
   kid_t *k = &s->kids[i];
   k->restarts++;
-  if (start_kid(k) != ACT_OK) /* OTP's try_again_restart: counts again */
+  if (start_kid(k, NULL) != ACT_OK) /* OTP's try_again_restart: counts again */
     act_send(act_self(), SUP_RETRY_RESTART, k->spec.id, sizeof k->spec.id);
 }
 
@@ -295,7 +321,11 @@ static void child_exited(sup_t *s, size_t i, act_reason_t r) {
   kid_t *k = &s->kids[i];
   k->pid = ACT_NOPID;
   if (!wants_restart(k, r)) {
-    if (k->dynamic || k->spec.restart == ACT_TEMPORARY) remove_kid(s, i);
+    /* OTP deletes only a temporary child's spec; a transient one that ended
+     * normally stays listed, not running.  A dynamic child without an id
+     * cannot be named again (restart_child, delete_child), so keeping it
+     * would only leak: it goes, as in a DynamicSupervisor. */
+    if (k->spec.restart == ACT_TEMPORARY || (k->dynamic && !k->spec.id[0])) remove_kid(s, i);
     return;
   }
   if (!note_restart(s)) {
@@ -355,12 +385,15 @@ static void on_start_child(sup_t *s, act_msg_t *m) {
     } else {
       kid_set_spec(k, &rq->spec, rq->spec.name ? rq->name : NULL);
       k->dynamic = true;
-      r.result = start_kid(k);
-      r.pid = k->pid;
-      if (r.result != ACT_OK) {
-        k->spec.free_args = NULL; /* the caller keeps its args on failure */
-        remove_kid(s, s->n - 1);
+      r.result = start_kid(k, &s->start_ref);
+      if (r.result == ACT_OK) { /* answered when its init acks */
+        s->starting = START_DYNAMIC;
+        s->start_to = m->from;
+        s->start_req = m->ref;
+        return;
       }
+      k->spec.free_args = NULL; /* the caller keeps its args on failure */
+      remove_kid(s, s->n - 1);
     }
   }
   act_reply(m, ACT_MSG_SUP_REPLY, &r, sizeof r);
@@ -395,6 +428,59 @@ static void on_which_children(sup_t *s, act_msg_t *m) {
   free(out);
 }
 
+/* ---------------------------------------------------------- start jobs */
+
+/* Start static child i (and, as each acks, the next); the last ack acks
+ * our own init, so that act_supervisor_start returns with every child up
+ * and named. */
+static void start_static(sup_t *s, size_t i) {
+  if (i == s->spec->nchildren) {
+    s->starting = START_NONE;
+    act__init_ack(act__current(), ACT_OK);
+    return;
+  }
+  kid_t *k = add_kid(s);
+  int rc = ACT_ENOMEM;
+  if (k) {
+    kid_set_spec(k, &s->spec->children[i], s->spec->children[i].name);
+    k->spec.free_args = NULL; /* static specs belong to the caller */
+    rc = start_kid(k, &s->start_ref);
+  }
+  if (rc == ACT_OK) {
+    s->starting = START_STATIC;
+    s->start_idx = i;
+    return;
+  }
+  if (k) remove_kid(s, s->n - 1);
+  s->starting = START_NONE;
+  s->start_err = rc;
+  s->after_reason = act_reason_shutdown("failed_to_start_child %s", s->spec->children[i].id);
+  begin_stop(s, 0, s->n, AFTER_FAIL_START); /* those started go, in reverse */
+}
+
+static void on_init_ack(sup_t *s, const act_init_ack_t *a) {
+  start_t kind = s->starting;
+  s->starting = START_NONE;
+  if (kind == START_DYNAMIC) {
+    act_sup_reply_t r = {a->result, a->result == ACT_OK ? a->pid : ACT_NOPID};
+    act_msg_t fake = {.from = s->start_to, .ref = s->start_req};
+    if (a->result != ACT_OK) { /* nothing to restart: its EXIT is ignored */
+      s->kids[s->n - 1].spec.free_args = NULL; /* the caller keeps its args */
+      remove_kid(s, s->n - 1);
+    }
+    act_reply(&fake, ACT_MSG_SUP_REPLY, &r, sizeof r);
+  } else if (a->result == ACT_OK) {
+    start_static(s, s->start_idx + 1);
+  } else {
+    remove_kid(s, s->n - 1);
+    s->start_err = a->result;
+    s->after_reason = act_reason_shutdown("failed_to_start_child %s",
+                                          s->spec->children[s->start_idx].id);
+    begin_stop(s, 0, s->n, AFTER_FAIL_START);
+  }
+  replay_deferred(s);
+}
+
 /* ----------------------------------------------------------- behaviour */
 
 static void dispatch(sup_t *s, act_msg_t *m) {
@@ -409,6 +495,11 @@ static void dispatch(sup_t *s, act_msg_t *m) {
 }
 
 static void defer(sup_t *s, act_msg_t *m) {
+  if (s->ndef == s->capdef && s->dhead > 0) { /* reuse the popped front */
+    memmove(s->deferred, s->deferred + s->dhead, (s->ndef - s->dhead) * sizeof *s->deferred);
+    s->ndef -= s->dhead;
+    s->dhead = 0;
+  }
   if (s->ndef == s->capdef) {
     size_t ncap = s->capdef ? s->capdef * 2 : 16;
     act_msg_t **nd = realloc(s->deferred, ncap * sizeof *nd);
@@ -421,6 +512,11 @@ static void defer(sup_t *s, act_msg_t *m) {
 
 static void sup_handle(void *state, act_msg_t *m) {
   sup_t *s = state;
+  if (s->starting) {
+    if (m->type == ACT_MSG_INIT_ACK && m->ref == s->start_ref) on_init_ack(s, m->data);
+    else defer(s, m);
+    return;
+  }
   if (!s->busy) {
     dispatch(s, m);
     return;
@@ -432,21 +528,10 @@ static void sup_handle(void *state, act_msg_t *m) {
 
 static void sup_terminate(void *state, act_reason_t r);
 
-/* Start the static children in order.  A failure undoes what was done: an
- * init that fails gets no terminate() (as OTP's init returning {stop, _}),
- * so it must not leave its state or its first children behind. */
-static int start_children(sup_t *s, const act_sup_spec_t *spec) {
-  for (size_t i = 0; i < spec->nchildren; i++) {
-    kid_t *k = add_kid(s);
-    if (!k) return ACT_ENOMEM;
-    kid_set_spec(k, &spec->children[i], spec->children[i].name);
-    k->spec.free_args = NULL; /* static specs belong to the caller */
-    int rc = start_kid(k);
-    if (rc != ACT_OK) return rc;
-  }
-  return ACT_OK;
-}
-
+/* init returns at once and the static children start one by one, each
+ * after the previous one's init acked (start_static); our own ack waits
+ * for the last.  A failure stops those started, in reverse, then fails
+ * the start with the child's error and exits {shutdown, failed_to_start_child}. */
 static int sup_init(void *args, void **state) {
   const act_sup_spec_t *spec = args;
   sup_t *s = calloc(1, sizeof *s);
@@ -455,13 +540,16 @@ static int sup_init(void *args, void **state) {
   s->stamps = calloc((size_t)(s->flags.intensity > 0 ? s->flags.intensity : 0) + 1,
                      sizeof *s->stamps);
   s->parent = act__current()->parent;
+  act_parent_exit_as_message(true); /* on_exit_msg stops the children first */
   act_trap_exit(true);
-  int rc = s->stamps ? start_children(s, spec) : ACT_ENOMEM;
-  if (rc != ACT_OK) {
+  if (!s->stamps) {
     sup_terminate(s, act_reason_error("start failed"));
-    return rc;
+    return ACT_ENOMEM;
   }
+  s->spec = spec;
   *state = s;
+  act__init_ack_later();
+  start_static(s, 0);
   return ACT_OK;
 }
 
@@ -475,7 +563,7 @@ static void sup_terminate(void *state, act_reason_t r) {
     if (s->kids[i].pid) act_exit(s->kids[i].pid, act_reason(ACT_KILL));
   for (size_t i = 0; i < s->n; i++)
     if (s->kids[i].spec.free_args) s->kids[i].spec.free_args(s->kids[i].spec.args);
-  for (size_t i = 0; i < s->ndef; i++) act_msg_free(s->deferred[i]);
+  for (size_t i = s->dhead; i < s->ndef; i++) act_msg_free(s->deferred[i]);
   free(s->deferred);
   free(s->kids);
   free(s->stamps);

@@ -3,7 +3,7 @@
  * that actor only (others, even on the same scheduler, keep running);
  * terminate is called with the reason; act_alloc memory and act_defer
  * cleanups are released (after terminate; act_undefer forgets one; ASan
- * checks the memory); a dead actor's timers never fire; init failure and a
+ * checks the memory); a dead actor's timers still reach a live destination; init failure and a
  * crash inside init; mailbox overflow (max_mailbox) ends the actor with an
  * error reason and drops (and frees) what it could not take; a libuv handle
  * owned through act_defer is closed when its actor dies, and act_run_as runs
@@ -233,7 +233,8 @@ START_TEST(uv_handle_owned_and_run_as) {
 }
 END_TEST
 
-/* A crash inside terminate is contained too; the exit reason stays. */
+/* A crash inside terminate is contained too, and (OTP: terminate raising)
+ * its reason becomes the exit reason that links and monitors see. */
 static void crash_in_term(void *s, act_reason_t r) {
   (void)s;
   log_term(NULL, r);
@@ -250,13 +251,18 @@ START_TEST(crash_in_terminate_contained) {
   act_pid_t a = act_spawn(&termcrash_b, NULL, NULL, NULL);
   ag_monitor(W, a);
   act_send(a, 1, NULL, 0);
-  ck_assert_str_eq(wait_down(W, a).text, "first reason");
+  act_reason_t r = wait_down(W, a);
+  ck_assert_int_eq(r.kind, ACT_ERROR);
+  ck_assert_str_eq(r.text, "in terminate");
   ck_assert(ag_alive(W));
 }
 END_TEST
 
 /* ------------------------------------------------ timers of the dead */
 
+/* OTP: a timer belongs to its destination.  The creator's crash does not
+ * cancel it (777 reaches W); a timer to the dead creator itself is dropped
+ * (778 never handled: the actor is gone). */
 static act_pid_t g_timer_to;
 static void timer_handle(void *s, act_msg_t *m) {
   (void)s;
@@ -268,9 +274,10 @@ static void timer_handle(void *s, act_msg_t *m) {
   if (m->type == 2) {
     act_send_after(200, g_timer_to, 779, NULL, 0); /* the control */
   }
+  if (m->type == 778) log_user(78, 1);
 }
 static const act_behaviour_t timer_b = {"timers", null_init, timer_handle, log_term};
-START_TEST(dead_actors_timers_never_fire) {
+START_TEST(dead_actors_timers_belong_to_their_destination) {
   /* one scheduler: timers of both actors live on the same loop */
   W = spawn_agent(99, false);
   g_timer_to = W;
@@ -281,7 +288,9 @@ START_TEST(dead_actors_timers_never_fire) {
   ck_assert_str_eq(wait_down(W, a).text, "with timers");
   act_send(ctl, 2, NULL, 0);
   ck_assert(log_wait1(q_msg(W, 779), NULL)); /* the later control timer fired */
-  ck_assert_int_eq(log_count(q_msg(W, 777)), 0);
+  ck_assert_int_eq(log_count(q_msg(W, 777)), 1);
+  ck_assert_int_lt(log_first_seq(q_msg(W, 777)), log_first_seq(q_msg(W, 779)));
+  ck_assert_int_eq(log_count(q_user(78)), 0);
 }
 END_TEST
 
@@ -308,25 +317,30 @@ static void never_term(void *s, act_reason_t r) {
 }
 static const act_behaviour_t failinit_b = {"failinit", failing_init, never_handle, never_term};
 static const act_behaviour_t crashinit_b = {"crashinit", crashing_init, never_handle, never_term};
-START_TEST(init_failure_is_a_crash) {
+/* From outside the runtime a start is proc_lib's: it returns only once
+ * init answered, with init's error, and leaves nothing behind (not even
+ * the name); no message reaches a failed actor. */
+START_TEST(init_failure_fails_the_start) {
   W = spawn_agent(99, false);
-  act_pid_t t = spawn_agent(98, true);
-  act_pid_t a = act_spawn(&failinit_b, NULL, NULL, NULL);
-  ck_assert(a != ACT_NOPID); /* spawn returns at once */
-  act_send(a, 1, NULL, 0);
-  ag_monitor(W, a);
-  ag_link(t, a);
-  act_reason_t r = wait_down(W, a);
-  ck_assert_msg(r.kind == ACT_ERROR || r.kind == ACT_NOPROC, "kind %d", r.kind);
-  if (r.kind == ACT_ERROR) ck_assert_msg(strncmp(r.text, "init failed", 11) == 0, "%s", r.text);
-  act_pid_t b = act_spawn(&crashinit_b, NULL, NULL, NULL);
-  ck_assert(b != ACT_NOPID);
-  ag_monitor(W, b);
-  r = wait_down(W, b);
-  ck_assert_msg(r.kind == ACT_ERROR || r.kind == ACT_NOPROC, "kind %d", r.kind);
+  int err = 0;
+  act_spawn_opts_t o = {.name = "failing"};
+  act_pid_t a = act_spawn(&failinit_b, NULL, &o, &err);
+  ck_assert(a == ACT_NOPID);
+  ck_assert_int_eq(err, ACT_EINVAL); /* failing_init's own code */
+  ck_assert(act_whereis("failing") == ACT_NOPID);
+  err = 0;
+  act_pid_t b = act_spawn(&crashinit_b, NULL, &o, &err);
+  ck_assert(b == ACT_NOPID);
+  ck_assert_int_eq(err, ACT_EEXITED);
+  ck_assert(act_whereis("failing") == ACT_NOPID);
   ck_assert_int_eq(log_count(q_user(70)), 0); /* no message handled */
   ck_assert(ag_alive(W));
-  ck_assert(ag_alive(t));
+  /* the name is free for a start that succeeds */
+  act_pid_t c = act_spawn(&agent_behaviour, &(agent_args_t){.tag = 5}, &o, &err);
+  ck_assert(c != ACT_NOPID);
+  ck_assert(act_whereis("failing") == c);
+  /* its init has run by the time act_spawn returned */
+  ck_assert_int_eq(log_count(q_init_tag(5)), 1);
 }
 END_TEST
 
@@ -447,13 +461,13 @@ static Suite *suite(void) {
   tcase_add_test(tc, assert_ends_only_that_actor);
   tcase_add_test(tc, crash_longjmps_stop_finishes_handler);
   tcase_add_test(tc, owned_memory_and_cleanups_released);
-  tcase_add_test(tc, init_failure_is_a_crash);
+  tcase_add_test(tc, init_failure_fails_the_start);
   tcase_add_test(tc, uv_handle_owned_and_run_as);
   tcase_add_test(tc, crash_in_terminate_contained);
   tcase_add_test(tc, mailbox_overflow_concurrent_producers);
   suite_add_tcase(s, tc);
   TCase *t1 = rt_tcase("one_scheduler", 1, 60);
-  tcase_add_test(t1, dead_actors_timers_never_fire);
+  tcase_add_test(t1, dead_actors_timers_belong_to_their_destination);
   tcase_add_test(t1, init_failure_reason_seen_by_monitor);
   tcase_add_test(t1, mailbox_overflow_ends_actor);
   tcase_add_test(t1, mailbox_bound_not_hit_is_fine);
