@@ -37,7 +37,7 @@ APP_TESTS:= $(patsubst test/app/%.c,$(B)/test/app/%,$(wildcard test/app/test_*.c
 BENCHES  := $(patsubst bench/%.c,$(B)/bench/%,$(wildcard bench/*.c))
 
 .PHONY: all build deps run test test-runtime test-app test-tsan test-asan \
-        test-protocol test-browser bench bench-compare db-start stop-db clean install
+        test-protocol test-browser bench bench-compare bench-repo db-start stop-db clean install
 
 all: build
 build: $(B)/libact.a $(B)/chatter $(RT_TESTS) $(APP_TESTS) $(BENCHES)
@@ -72,6 +72,11 @@ $(B)/test/app/%: test/app/%.c $(wildcard test/app/*.h) $(B)/libchatter.a $(B)/li
 $(B)/bench/%: bench/%.c bench/bench.h $(B)/libact.a
 	@mkdir -p $(dir $@)
 	$(CC) $(RT_CFLAGS) -Iruntime -Ibench $< $(B)/libact.a $(RT_LIBS) -o $@
+
+# The repo's insert benchmark drives app/repo.c, so it links the app too.
+$(B)/bench/repo_insert: bench/repo_insert.c bench/bench.h $(B)/libchatter.a $(B)/libact.a
+	@mkdir -p $(dir $@)
+	$(CC) $(APP_CFLAGS) -Ibench $< $(B)/libchatter.a $(B)/libact.a $(APP_LIBS) -o $@
 
 # ------------------------------------------------------------------ set-up
 
@@ -170,6 +175,11 @@ test-browser: $(B)/chatter
 
 bench: $(BENCHES)
 	@for b in pingpong ring skynet fanout restart memory; do $(B)/bench/$$b; done
+
+# Committed messages/s through the repo's writer, batched and one per round
+# trip, against the private cluster (or $DATABASE_URL).
+bench-repo: db-start $(B)/bench/repo_insert
+	@export DATABASE_URL="$${DATABASE_URL:-$$(bash sql/devdb.sh url)}"; $(B)/bench/repo_insert
 
 bench-compare: deps-bench $(BENCHES)
 	@bash bench/compare.sh $(B)/bench
