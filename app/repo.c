@@ -41,8 +41,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#define MAX_BATCH 256 /* rows per INSERT; the queue itself is bounded by the
-                         sessions, each of which has one request in flight */
+#define MAX_BATCH 1024 /* rows per INSERT.  A commit costs one WAL flush
+                          (14 ms measured on this machine's disk), so rows per
+                          commit is what the rate scales with; 1,024 rows are
+                          about 100 kB of parameters.  The queue itself is
+                          bounded by the sessions, one request in flight each */
 #define PING_MS 1000  /* the idle writer pings this often, so that a hung
                          server shows (/healthz) within PING_MS + the deadline */
 #define FENCE_WAIT_MS 1000 /* how long one fence waits for the old backend (at

@@ -6,9 +6,9 @@
  *
  * Measures, each as committed messages per second (a message counts once its
  * REPO_INSERTED reply came back, i.e. after COMMIT):
- *   batched   S senders (default 200), each with one insert in flight, as
- *             sessions are: while one batch commits the next gathers, so a
- *             commit carries up to 256 rows;
+ *   batched   S senders (BENCH_SENDERS, default 2,000), each with one
+ *             insert in flight, as sessions are: while one batch commits the
+ *             next gathers, so a commit carries up to 1,024 rows (MAX_BATCH);
  *   serial    one sender, one insert in flight: one round trip and one
  *             commit per message, the rate without batching.
  * N messages (argv[1], default 100,000) for batched, N/20 for serial.  The
@@ -166,7 +166,7 @@ static void exec_or_die(PGconn *pg, const char *sql) {
 
 int main(int argc, char **argv) {
   uint64_t n = arg_n(argc, argv, 100000);
-  int senders = getenv("BENCH_SENDERS") ? atoi(getenv("BENCH_SENDERS")) : 200;
+  int senders = getenv("BENCH_SENDERS") ? atoi(getenv("BENCH_SENDERS")) : 2000;
   if (senders < 1) senders = 1;
   app_config_load(argv[0]);
   if (!app_config()->database_url[0]) {

@@ -219,7 +219,8 @@ static int one_run(long fail_at, long *count_out)
         snprintf(dq.user_id, sizeof dq.user_id, "%s", uid);
         reply = NULL;
         rc = act_call(drv, DRIVE, &dq, sizeof dq, &reply, 3 * CALL_MS);
-        if (rc != ACT_OK || ((int *)reply->data)[1] != 0) {
+        /* ACT_ENOMEM: the harness's own call was refused at once, no test. */
+        if ((rc != ACT_OK && rc != ACT_ENOMEM) || (rc == ACT_OK && ((int *)reply->data)[1] != 0)) {
             fprintf(stderr, "  send: %s\n",
                     rc != ACT_OK ? act_strerror(rc) : "an insert was never answered");
             bad = 1;
