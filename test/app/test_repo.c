@@ -538,8 +538,10 @@ START_TEST(test_hung_writer_unavailable_then_exactly_once)
     char uid[PROTO_UUID_LEN + 1];
     user_for("ruth", uid);
     PGconn *pg = side_conn();
-    int pid = (int)scalar(pg, "SELECT pid FROM pg_stat_activity"
-                              " WHERE application_name = 'chatter repo.0'");
+    char q[160];
+    snprintf(q, sizeof q, "SELECT pid FROM pg_stat_activity"
+             " WHERE application_name = 'chatter.%d repo.0'", (int)getpid());
+    int pid = (int)scalar(pg, q);
     ck_assert_int_gt(pid, 0);
     stop_backend(pid);
 

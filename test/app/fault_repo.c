@@ -1,0 +1,325 @@
+/* fault_repo.c: fault injection (SQLite-style) along the repo's part of a
+ * join and a send, run in-process on the runtime against the real cluster.
+ *
+ * Two builds (Makefile):
+ *   fault_repo      the app's objects (libchatter.a) with malloc, calloc,
+ *                   realloc and strdup renamed to fault_* by objcopy: only the
+ *                   app's allocations can fail.  `make test-faults`, and a
+ *                   short run in `make test-asan`.
+ *   fault_repo_all  -DFAULT_ALL, linked with -Wl,--wrap=...: the runtime's
+ *                   allocations too.  `make test-faults-all`, for the report
+ *                   (the runtime is not this suite's to fix).
+ * libpq, libuv and cJSON allocate for themselves and are never failed.
+ *
+ * One child process per N: it starts the runtime, a stand-in pubsub and
+ * repo.0, then, with the Nth allocation armed to fail once, asks the repo
+ * for a new user (join), sends three inserts in one turn (so that one goes
+ * alone and two meet in a batch started from the first one's callback),
+ * repeats one of them by client_id and looks it up (REPO_FIND_CLIENT_ID).
+ * Every request must be answered, with success or `unavailable` (rc < 0), or
+ * end with the repo actor's death (a supervisor restarts it; its caller is
+ * told noproc); none may go unanswered.  Then the runtime is stopped and the
+ * child exits: under ASan+LSan any crash, memory error or leak fails it.
+ * The parent first counts the allocations of an unarmed run (T), then runs
+ * N = 1..T in steps of FAULT_STRIDE (default 1; `make test-asan` uses a
+ * larger stride to stay short).  Prints what each failing N did. */
+#include <libpq-fe.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "app.h"
+#include "db.h"
+
+#define CALL_MS 4000
+
+/* ------------------------------------------------------------ the wrapper */
+
+#ifdef FAULT_ALL
+void *__real_malloc(size_t n);
+void *__real_calloc(size_t n, size_t size);
+void *__real_realloc(void *p, size_t n);
+char *__real_strdup(const char *s);
+#define REAL(f) __real_##f
+#else
+#define REAL(f) f
+#endif
+
+static atomic_bool g_armed;
+static atomic_long g_count;  /* allocations since armed */
+static long g_fail_at;       /* 0: none */
+static atomic_long g_failed; /* how many were failed */
+
+/* ASan's, when linked in: where the failed allocation was (FAULT_TRACE=1). */
+extern void __sanitizer_print_stack_trace(void) __attribute__((weak));
+static bool g_trace;
+
+static bool fail_now(void)
+{
+    if (!atomic_load_explicit(&g_armed, memory_order_relaxed)) return false;
+    long k = atomic_fetch_add(&g_count, 1) + 1;
+    if (k != g_fail_at) return false;
+    atomic_fetch_add(&g_failed, 1);
+    if (g_trace && __sanitizer_print_stack_trace) __sanitizer_print_stack_trace();
+    return true;
+}
+
+#ifdef FAULT_ALL
+#define WRAP(f) __wrap_##f
+#else
+#define WRAP(f) fault_##f
+#endif
+void *WRAP(malloc)(size_t n);
+void *WRAP(calloc)(size_t n, size_t size);
+void *WRAP(realloc)(void *p, size_t n);
+char *WRAP(strdup)(const char *s);
+void *WRAP(malloc)(size_t n) { return fail_now() ? NULL : REAL(malloc)(n); }
+void *WRAP(calloc)(size_t n, size_t size) { return fail_now() ? NULL : REAL(calloc)(n, size); }
+void *WRAP(realloc)(void *p, size_t n) { return fail_now() ? NULL : REAL(realloc)(p, n); }
+char *WRAP(strdup)(const char *s) { return fail_now() ? NULL : REAL(strdup)(s); }
+
+/* ------------------------------------------------------------ actors */
+
+static int sink_init(void *args, void **state)
+{
+    (void)args;
+    *state = NULL;
+    return ACT_OK;
+}
+static void sink_handle(void *state, act_msg_t *m)
+{
+    (void)state;
+    (void)m;
+}
+static const act_behaviour_t sink = {"fault_pubsub", sink_init, sink_handle, NULL};
+
+#define DRIVE 9200
+#define NREQ 3
+
+/* Sends NREQ inserts in one turn; answers the test's call with how many
+ * were answered (a reply or an ACT_MSG_TIMEOUT: the latter is a failure). */
+typedef struct driver { act_msg_t *call; act_ref_t refs[NREQ]; int got, timeouts; } driver_t;
+
+typedef struct drive_req { char user_id[PROTO_UUID_LEN + 1]; } drive_req_t;
+
+static int dr_init(void *args, void **state)
+{
+    (void)args;
+    *state = REAL(calloc)(1, sizeof(driver_t)); /* the harness: never failed */
+    return *state ? ACT_OK : ACT_ENOMEM;
+}
+
+static void dr_handle(void *state, act_msg_t *m)
+{
+    driver_t *d = state;
+    if (m->type == DRIVE) {
+        const drive_req_t *rq = m->data;
+        d->call = act_msg_keep(m);
+        d->got = d->timeouts = 0;
+        for (int i = 0; i < NREQ; i++) {
+            struct { repo_insert_req_t h; char text[16]; } ins;
+            memset(&ins, 0, sizeof ins);
+            snprintf(ins.h.user_id, sizeof ins.h.user_id, "%s", rq->user_id);
+            snprintf(ins.h.client_id, sizeof ins.h.client_id, "f%d", i);
+            ins.h.content_len = (size_t)snprintf(ins.h.content, 16, "fault %d", i);
+            d->refs[i] = act_request(repo_writer(), REPO_INSERT, &ins, sizeof ins, CALL_MS);
+            if (!d->refs[i]) d->got++; /* refused at once (no memory): an answer */
+        }
+    } else {
+        for (int i = 0; i < NREQ; i++) {
+            if (!d->refs[i] || d->refs[i] != m->ref) continue;
+            d->refs[i] = 0;
+            d->got++;
+            if (m->type == ACT_MSG_TIMEOUT) d->timeouts++;
+        }
+    }
+    if (d->call && d->got == NREQ) {
+        int out[2] = {d->got, d->timeouts};
+        act_reply(d->call, DRIVE, out, sizeof out);
+        act_msg_free(d->call);
+        d->call = NULL;
+    }
+}
+
+static void dr_terminate(void *state, act_reason_t why)
+{
+    (void)why;
+    driver_t *d = state;
+    act_msg_free(d->call);
+    free(d);
+}
+
+static const act_behaviour_t driver = {"fault_driver", dr_init, dr_handle, dr_terminate};
+
+/* ------------------------------------------------------------ one run */
+
+/* An answered call: ok, unavailable, or the repo died (noproc).  A missing
+ * answer (timeout) or an unknown rc is a finding. */
+static int check_call(const char *what, int rc, act_msg_t *reply, int want_type)
+{
+    int bad = 0;
+    if (rc == ACT_OK) {
+        int r = *(const int *)reply->data;
+        if (reply->type != want_type || (r != 0 && r != -1 && r != REPO_NOT_FOUND)) bad = 1;
+    } else if (rc == ACT_ETIMEDOUT) {
+        bad = 1;
+    } /* ACT_ENOPROC: the repo died; ACT_ENOMEM: refused at once. */
+    if (bad) fprintf(stderr, "  %s: not answered (%s)\n", what, act_strerror(rc));
+    act_msg_free(reply);
+    return bad;
+}
+
+static bool writer_up(void)
+{
+    for (int i = 0; i < 2000; i++) { /* start-up, before anything is armed */
+        if (repo_writer() && repo_database_up()) return true;
+        usleep(5000);
+    }
+    return false;
+}
+
+/* The child's whole life; returns its exit code. */
+static int one_run(long fail_at, long *count_out)
+{
+    app_config_load("fault_repo");
+    act_config_t cfg = {2, 0};
+    if (act_start(&cfg) != ACT_OK) return 10;
+    act_spawn_opts_t po = {.name = APP_NAME_PUBSUB};
+    act_spawn(&sink, NULL, &po, NULL);
+    act_spawn_opts_t wo = {.name = "repo.0", .scheduler = ACT_SCHED_ON(0)};
+    act_pid_t w = act_spawn(repo_conn_behaviour(), (void *)(intptr_t)0, &wo, NULL);
+    act_spawn_opts_t dopt = {.scheduler = ACT_SCHED_ON(1)};
+    act_pid_t drv = act_spawn(&driver, NULL, &dopt, NULL);
+    if (!w || !drv || !writer_up()) return 11;
+
+    int bad = 0;
+    g_fail_at = fail_at;
+    atomic_store(&g_count, 0);
+    atomic_store(&g_armed, true);
+
+    repo_name_req_t nq;
+    memset(&nq, 0, sizeof nq);
+    snprintf(nq.name, sizeof nq.name, "fault-%d-%llu", (int)getpid(),
+             (unsigned long long)uv_hrtime());
+    act_msg_t *reply = NULL;
+    int rc = act_call(repo_writer(), REPO_GET_USER, &nq, sizeof nq, &reply, CALL_MS);
+    char uid[PROTO_UUID_LEN + 1] = "";
+    if (rc == ACT_OK && reply->type == REPO_USER && ((repo_user_reply_t *)reply->data)->rc == 0)
+        snprintf(uid, sizeof uid, "%s", ((repo_user_reply_t *)reply->data)->id);
+    bad |= check_call("join: get user", rc, reply, REPO_USER);
+
+    if (uid[0]) {
+        /* The writer may have died above: wait for nothing, use whoever is
+         * repo.0 (nobody restarts it here; a dead one answers noproc). */
+        drive_req_t dq;
+        snprintf(dq.user_id, sizeof dq.user_id, "%s", uid);
+        reply = NULL;
+        rc = act_call(drv, DRIVE, &dq, sizeof dq, &reply, 3 * CALL_MS);
+        /* ACT_ENOMEM: the harness's own call was refused at once, no test. */
+        if ((rc != ACT_OK && rc != ACT_ENOMEM) || (rc == ACT_OK && ((int *)reply->data)[1] != 0)) {
+            fprintf(stderr, "  send: %s\n",
+                    rc != ACT_OK ? act_strerror(rc) : "an insert was never answered");
+            bad = 1;
+        }
+        act_msg_free(reply);
+
+        struct { repo_insert_req_t h; char text[16]; } again;
+        memset(&again, 0, sizeof again);
+        snprintf(again.h.user_id, sizeof again.h.user_id, "%s", uid);
+        snprintf(again.h.client_id, sizeof again.h.client_id, "f1");
+        again.h.content_len = (size_t)snprintf(again.h.content, 16, "retry");
+        reply = NULL;
+        rc = act_call(repo_writer(), REPO_INSERT, &again, sizeof again, &reply, CALL_MS);
+        bad |= check_call("send: retry by client_id", rc, reply, REPO_INSERTED);
+
+        repo_client_req_t fq;
+        memset(&fq, 0, sizeof fq);
+        snprintf(fq.user_id, sizeof fq.user_id, "%s", uid);
+        snprintf(fq.client_id, sizeof fq.client_id, "f2");
+        reply = NULL;
+        rc = act_call(repo_writer(), REPO_FIND_CLIENT_ID, &fq, sizeof fq, &reply, CALL_MS);
+        bad |= check_call("send: find client_id", rc, reply, REPO_INSERTED);
+    }
+    atomic_store(&g_armed, false);
+    *count_out = atomic_load(&g_count);
+    act_stop_system();
+    return bad ? 3 : 0;
+}
+
+/* ------------------------------------------------------------ main */
+
+int main(void)
+{
+    const char *url = getenv("DATABASE_URL");
+    if (!url) {
+        fprintf(stderr, "fault_repo: set DATABASE_URL\n");
+        return 1;
+    }
+    char err[512] = "";
+    if (db_migrate(url, "sql", NULL, err, sizeof err) != 0) {
+        fprintf(stderr, "fault_repo: migrations failed: %s\n", err);
+        return 1;
+    }
+    repo_mark_migrated();
+    long stride = getenv("FAULT_STRIDE") ? atol(getenv("FAULT_STRIDE")) : 1;
+    g_trace = getenv("FAULT_TRACE") != NULL;
+    long only = getenv("FAULT_ONLY") ? atol(getenv("FAULT_ONLY")) : 0; /* one N */
+    if (stride < 1) stride = 1;
+
+    /* The unarmed run: how many allocations the path makes. */
+    int pipefd[2];
+    if (pipe(pipefd) != 0) return 1;
+    pid_t p = fork();
+    if (p == 0) {
+        long count = 0;
+        int code = one_run(0, &count);
+        if (write(pipefd[1], &count, sizeof count) != sizeof count) code = 12;
+        _exit(code);
+    }
+    long total = 0;
+    int st;
+    if (read(pipefd[0], &total, sizeof total) != sizeof total) total = 0;
+    waitpid(p, &st, 0);
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0 || total <= 0) {
+        fprintf(stderr, "fault_repo: the unarmed run failed (status %d)\n", st);
+        return 1;
+    }
+    printf("fault_repo: %ld allocations along a join and a send; failing N = 1..%ld step %ld\n",
+           total, total, stride);
+    fflush(stdout);
+
+    int failures = 0, runs = 0;
+    for (long n = only ? only : 1; n <= (only ? only : total); n += stride) {
+        fflush(stdout);
+        fflush(stderr);
+        p = fork();
+        if (p == 0) {
+            long count = 0;
+            exit(one_run(n, &count)); /* exit(), not _exit(): LSan checks at exit */
+        }
+        waitpid(p, &st, 0);
+        runs++;
+        if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+            failures++;
+            if (WIFSIGNALED(st))
+                printf("fault_repo: N=%ld: killed by signal %d\n", n, WTERMSIG(st));
+            else
+                printf("fault_repo: N=%ld: exit %d\n", n, WEXITSTATUS(st));
+        }
+    }
+
+    /* The runs' messages and users, so that the lobby holds no test text. */
+    PGconn *pg = PQconnectdb(url);
+    if (PQstatus(pg) == CONNECTION_OK) {
+        PQclear(PQexec(pg, "DELETE FROM messages WHERE user_id IN"
+                           " (SELECT id FROM users WHERE name LIKE 'fault-%')"));
+        PQclear(PQexec(pg, "DELETE FROM users WHERE name LIKE 'fault-%'"));
+    }
+    PQfinish(pg);
+    printf("fault_repo: %d runs, %d failed\n", runs, failures);
+    return failures ? 1 : 0;
+}
