@@ -17,6 +17,7 @@
  */
 #include "endpoint.h"
 
+#include "dashboard.h"
 #include "http.h"
 
 #include <errno.h>
@@ -380,7 +381,7 @@ static void on_ping_tick(uv_timer_t *t) {
   flush_ws(c);
 }
 
-static void upgrade(conn_t *c, const char *rest, size_t rest_len) {
+static void upgrade(conn_t *c, const char *rest, size_t rest_len, bool dashboard) {
   c->upgraded = true;
   free(c->http);
   c->http = NULL;
@@ -392,7 +393,8 @@ static void upgrade(conn_t *c, const char *rest, size_t rest_len) {
   tm_add(TM_WS_CONNECTIONS, 1);
   tm_add(TM_WS_OPEN, 1);
   uv_timer_start(&c->timer, on_ping_tick, PING_INTERVAL_MS, PING_INTERVAL_MS);
-  start_session(c);
+  if (dashboard) dashboard_start(c->id);
+  else start_session(c);
   if (rest_len) {
     ws_conn_feed(c->ws, rest, rest_len, uv_now(c->tcp.loop));
     flush_ws(c);
@@ -425,12 +427,14 @@ static bool route(conn_t *c, const char *rest, size_t rest_len) {
   http_buf_t buf;
   http_buf_init(&buf);
   tm_add(TM_HTTP_REQUESTS, 1);
-  if (strcmp(r->path, "/ws") == 0) {
+  bool dashboard = dashboard_is_ws(r->path); /* dashboard.c: /dashboard/ws */
+  if (strcmp(r->path, "/ws") == 0 || dashboard) {
     int st = http_ws_handshake(r, &buf);
     write_http(c, &buf, st != 101);
-    if (st == 101) upgrade(c, rest, rest_len);
+    if (st == 101) upgrade(c, rest, rest_len, dashboard);
     return false;
   }
+  if (dashboard_is_page(r->path)) strcpy(r->path, DASHBOARD_PAGE);
   if (strcmp(r->path, "/debug/kill") == 0 && getenv("CHATTER_DEBUG")) {
     debug_kill(r, &buf);
   } else if (strcmp(r->path, "/healthz") == 0) {
