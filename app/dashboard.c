@@ -229,6 +229,9 @@ dash_snapshot_t *dash_snapshot_build(const act_info_t *infos, size_t n,
     }
   }
   qsort(s->actors, s->nactors, sizeof *s->actors, by_pid);
+  /* No session yet: the fold still hangs under the sessions supervisor. */
+  for (size_t i = 0; !s->sessions && i < s->nactors; i++)
+    if (!strcmp(s->actors[i].name, APP_NAME_SESSIONS)) s->folded_parent = s->actors[i].pid;
   if (!prev || now_ms <= prev->at_ms) return s;
   uint64_t dt = now_ms - prev->at_ms;
   for (size_t i = 0; i < s->nactors; i++) {
