@@ -66,6 +66,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* ------------------------------------------------------------ mode */
 
@@ -104,6 +105,13 @@ bool dash_may_control(dash_mode_t mode, bool debug, const char *peer) {
   if (mode == DASH_CONTROL) return true;
   if (mode != DASH_AUTO) return false;
   return debug || strncmp(peer, "127.", 4) == 0 || strcmp(peer, "::/64") == 0;
+}
+
+bool dash_origin_ok(const char *origin, const char *host) {
+  if (!origin[0]) return true;
+  const char *rest = !strncmp(origin, "http://", 7) ? origin + 7
+                     : !strncmp(origin, "https://", 8) ? origin + 8 : NULL;
+  return rest && host[0] && !strcasecmp(rest, host);
 }
 
 bool dashboard_is_ws(const char *path) {

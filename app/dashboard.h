@@ -46,6 +46,11 @@ dash_mode_t dash_mode(void);                    /* read once, then cached */
 dash_mode_t dash_mode_parse(const char *value); /* NULL or "" = auto; bad = -1 */
 /* May a socket from this peer (conn_state's rate-limit key) use controls? */
 bool dash_may_control(dash_mode_t mode, bool debug, const char *peer);
+/* A browser says which page opened the socket (Origin): it must be one of
+ * ours (http or https, this Host), else a page from any site open in the
+ * developer's browser could use the controls over loopback.  No Origin (a
+ * program, not a browser) is allowed. */
+bool dash_origin_ok(const char *origin, const char *host);
 
 /* ------------------------------------------------------- snapshots */
 

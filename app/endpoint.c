@@ -428,6 +428,11 @@ static bool route(conn_t *c, const char *rest, size_t rest_len) {
   http_buf_init(&buf);
   tm_add(TM_HTTP_REQUESTS, 1);
   bool dashboard = dashboard_is_ws(r->path); /* dashboard.c: /dashboard/ws */
+  if (dashboard && !dash_origin_ok(r->origin, r->host)) { /* another site's page */
+    http_response_error(&buf, 403, false, false);
+    write_http(c, &buf, true);
+    return false;
+  }
   if (strcmp(r->path, "/ws") == 0 || dashboard) {
     int st = http_ws_handshake(r, &buf);
     write_http(c, &buf, st != 101);

@@ -43,6 +43,7 @@ static int on_message_begin(http_parser *p)
     http_req_t *r = &c->req;
     r->url[0] = r->path[0] = r->query[0] = r->host[0] = r->connection[0] = '\0';
     r->upgrade_hdr[0] = r->ws_key[0] = r->ws_version[0] = r->if_none_match[0] = '\0';
+    r->origin[0] = '\0';
     r->body_len = 0;
     r->keep_alive = r->upgrade = false;
     c->header_bytes = 0;
@@ -107,6 +108,7 @@ static char *header_slot(http_conn_t *c, size_t *cap)
         {"sec-websocket-key", offsetof(http_req_t, ws_key), HTTP_WS_KEY_MAX + 1},
         {"sec-websocket-version", offsetof(http_req_t, ws_version), HTTP_WS_VERSION_MAX + 1},
         {"if-none-match", offsetof(http_req_t, if_none_match), HTTP_INM_MAX + 1},
+        {"origin", offsetof(http_req_t, origin), HTTP_ORIGIN_MAX + 1},
     };
     if (c->field_overflow)
         return NULL;
@@ -329,6 +331,7 @@ const char *http_reason(int status)
     case 200: return "OK";
     case 304: return "Not Modified";
     case 400: return "Bad Request";
+    case 403: return "Forbidden";
     case 404: return "Not Found";
     case 405: return "Method Not Allowed";
     case 413: return "Payload Too Large";

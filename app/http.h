@@ -39,6 +39,7 @@
 #define HTTP_WS_KEY_MAX     63u   /* a valid key is exactly 24 characters */
 #define HTTP_WS_VERSION_MAX 15u
 #define HTTP_INM_MAX        1023u /* If-None-Match */
+#define HTTP_ORIGIN_MAX     300u  /* Origin: scheme, a Host, a port */
 
 /* One parsed request. Strings are NUL-terminated; path and query are the raw
  * (still percent-encoded) parts of the URL. Valid until the next feed. */
@@ -57,6 +58,7 @@ typedef struct http_req {
     char ws_key[HTTP_WS_KEY_MAX + 1];
     char ws_version[HTTP_WS_VERSION_MAX + 1];
     char if_none_match[HTTP_INM_MAX + 1];
+    char origin[HTTP_ORIGIN_MAX + 1];    /* "" if none (not a browser) */
     size_t body_len;                 /* body bytes seen (discarded; <= HTTP_LIMIT_BODY) */
 } http_req_t;
 

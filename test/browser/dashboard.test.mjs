@@ -44,13 +44,13 @@ async function openDashboard(p) {
 // ------------------------------------------------ a raw /dashboard/ws client
 
 class Dash {
-  static open(base) {
-    const d = new Dash(base.replace(/^http/, 'ws') + '/dashboard/ws');
+  static open(base, options = {}) {
+    const d = new Dash(base.replace(/^http/, 'ws') + '/dashboard/ws', options);
     return d.first;
   }
 
-  constructor(url) {
-    this.ws = new WebSocket(url);
+  constructor(url, options) {
+    this.ws = new WebSocket(url, options);
     this.frames = [];
     this.waiters = [];
     this.closed = new Promise((resolve) => this.ws.on('close', (code, why) => resolve({ code, why: String(why) })));
@@ -280,6 +280,19 @@ test('/dashboard/ws: snapshot then deltas, chaos set live, bad requests change n
   const deleted = d.frames.filter((m) => m.type === 'delta').flatMap((m) => m.del || []);
   const named = new Map(snap.actors.map((a) => [a.pid, a.name]));
   assert.deepEqual(deleted.filter((p) => named.get(p)), [pubsub.pid]);
+
+  // A page of another site may not open the socket (its controls would work
+  // over loopback); our own page may; an Origin past HTTP_ORIGIN_MAX (300
+  // bytes) is a bad request.
+  const host = new URL(env.server.base).host;
+  await assert.rejects(Dash.open(env.server.base, { origin: 'http://evil.example' }), /403/);
+  await assert.rejects(Dash.open(env.server.base, { origin: `http://${host}.evil.example` }), /403/);
+  const ours = await Dash.open(env.server.base, { origin: `http://${host}` });
+  await ours.close();
+  const long = `http://${'a'.repeat(300 - 7 - host.length - 1)}.${host}`;
+  assert.equal(long.length, 300);
+  await assert.rejects(Dash.open(env.server.base, { origin: long }), /403/); // fits: compared, refused
+  await assert.rejects(Dash.open(env.server.base, { origin: long + 'a' }), /400/);
 
   // resync: a whole snapshot at once, with the next version.
   const last = d.frames.filter((m) => m.type !== 'reply').at(-1).v;
