@@ -43,6 +43,17 @@ typedef struct app_config {
   char sql_dir[PATH_MAX];   /* sql/ */
   bool log_logfmt;          /* LOG_FORMAT=logfmt (default when not a tty) */
   char log_file[PATH_MAX];  /* LOG_FILE, "" = stderr; reopened on SIGHUP */
+  /* The endpoint's bounds (README "Bounds"; listener.c, conn.c, routes.c) */
+  char host[256];           /* HOST, default 127.0.0.1 */
+  int max_conns;            /* CHATTER_MAX_CONNS: 0 = descriptor limit - reserve */
+  int fd_reserve;           /* CHATTER_FD_RESERVE, default 64 descriptors */
+  int max_conns_per_addr;   /* CHATTER_MAX_CONNS_PER_ADDR, default 1024; 0 = none */
+  int idle_timeout_ms;      /* CHATTER_IDLE_TIMEOUT_MS, default 10 s */
+  int header_timeout_ms;    /* CHATTER_HEADER_TIMEOUT_MS, default 10 s */
+  int keepalive_timeout_ms; /* CHATTER_KEEPALIVE_TIMEOUT_MS, default 60 s */
+  int send_timeout_ms;      /* CHATTER_SEND_TIMEOUT_MS, default 30 s */
+  char allowed_origins[2048]; /* CHATTER_ALLOWED_ORIGINS: comma list, "*" = any */
+  char allowed_hosts[2048];   /* CHATTER_ALLOWED_HOSTS: comma list, "*" = any */
 } app_config_t;
 
 const app_config_t *app_config(void);

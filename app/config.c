@@ -14,6 +14,11 @@
  * Callers write key=value pairs into the text where a figure matters; logfmt
  * keeps them inside msg, quoted, so that no caller can forge a field.
  * LOG_FILE is opened for appending and reopened on SIGHUP (logrotate).
+ *   The endpoint's bounds: CHATTER_MAX_CONNS, CHATTER_FD_RESERVE (64),
+ *   CHATTER_MAX_CONNS_PER_ADDR (1024), CHATTER_IDLE_TIMEOUT_MS (10000),
+ *   CHATTER_HEADER_TIMEOUT_MS (10000), CHATTER_KEEPALIVE_TIMEOUT_MS (60000),
+ *   CHATTER_SEND_TIMEOUT_MS (30000), CHATTER_ALLOWED_ORIGINS,
+ *   CHATTER_ALLOWED_HOSTS (README "Bounds" and "Origins and hosts")
  */
 #include "app.h"
 
@@ -96,6 +101,19 @@ void app_config_load(const char *argv0) {
   if (g_cfg.chaos > 1) g_cfg.chaos = 1;
   const char *url = getenv("DATABASE_URL");
   snprintf(g_cfg.database_url, sizeof g_cfg.database_url, "%s", url ? url : "");
+  const char *host = getenv("HOST");
+  snprintf(g_cfg.host, sizeof g_cfg.host, "%s", host && *host ? host : "127.0.0.1");
+  g_cfg.max_conns = env_int("CHATTER_MAX_CONNS", 0, 0, 10000000);
+  g_cfg.fd_reserve = env_int("CHATTER_FD_RESERVE", 64, 0, 100000);
+  g_cfg.max_conns_per_addr = env_int("CHATTER_MAX_CONNS_PER_ADDR", 1024, 0, 10000000);
+  g_cfg.idle_timeout_ms = env_int("CHATTER_IDLE_TIMEOUT_MS", 10000, 100, 3600000);
+  g_cfg.header_timeout_ms = env_int("CHATTER_HEADER_TIMEOUT_MS", 10000, 100, 3600000);
+  g_cfg.keepalive_timeout_ms = env_int("CHATTER_KEEPALIVE_TIMEOUT_MS", 60000, 100, 3600000);
+  g_cfg.send_timeout_ms = env_int("CHATTER_SEND_TIMEOUT_MS", 30000, 100, 3600000);
+  const char *origins = getenv("CHATTER_ALLOWED_ORIGINS");
+  snprintf(g_cfg.allowed_origins, sizeof g_cfg.allowed_origins, "%s", origins ? origins : "");
+  const char *hosts = getenv("CHATTER_ALLOWED_HOSTS");
+  snprintf(g_cfg.allowed_hosts, sizeof g_cfg.allowed_hosts, "%s", hosts ? hosts : "");
   find_dir(g_cfg.web_root, "CHATTER_WEB_ROOT", "web");
   find_dir(g_cfg.sql_dir, "CHATTER_SQL_DIR", "sql");
   const char *fmt = getenv("LOG_FORMAT");

@@ -58,6 +58,7 @@
 
 #include "app.h"
 #include "endpoint.h"
+#include "http.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -66,7 +67,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 /* ------------------------------------------------------------ mode */
 
@@ -107,19 +107,22 @@ bool dash_may_control(dash_mode_t mode, bool debug, const char *peer) {
   return debug || strncmp(peer, "127.", 4) == 0 || strcmp(peer, "::/64") == 0;
 }
 
-bool dash_origin_ok(const char *origin, const char *host) {
-  if (!origin[0]) return true;
-  const char *rest = !strncmp(origin, "http://", 7) ? origin + 7
-                     : !strncmp(origin, "https://", 8) ? origin + 8 : NULL;
-  return rest && host[0] && !strcasecmp(rest, host);
-}
-
 bool dashboard_is_ws(const char *path) {
   return dash_mode() != DASH_OFF && strcmp(path, "/dashboard/ws") == 0;
 }
 
 bool dashboard_is_page(const char *path) {
   return dash_mode() != DASH_OFF && strcmp(path, "/dashboard") == 0;
+}
+
+/* GET /dashboard: web/dashboard.html, through the static files' checks
+ * (ETag, HEAD, 405).  A copy of the request (~10 KiB, once per page load)
+ * with the file's path, since the router's request is read-only. */
+int dashboard_serve_page(const http_static_t *st, const http_req_t *r, http_buf_t *out) {
+  static _Thread_local http_req_t page;
+  page = *r;
+  snprintf(page.path, sizeof page.path, "%s", DASHBOARD_PAGE);
+  return http_serve_static(st, &page, out);
 }
 
 int dashboard_set_chaos(double v) {

@@ -19,6 +19,7 @@
 #define CHATTER_DASHBOARD_H
 
 #include "act.h"
+#include "http.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -46,11 +47,6 @@ dash_mode_t dash_mode(void);                    /* read once, then cached */
 dash_mode_t dash_mode_parse(const char *value); /* NULL or "" = auto; bad = -1 */
 /* May a socket from this peer (conn_state's rate-limit key) use controls? */
 bool dash_may_control(dash_mode_t mode, bool debug, const char *peer);
-/* A browser says which page opened the socket (Origin): it must be one of
- * ours (http or https, this Host), else a page from any site open in the
- * developer's browser could use the controls over loopback.  No Origin (a
- * program, not a browser) is allowed. */
-bool dash_origin_ok(const char *origin, const char *host);
 
 /* ------------------------------------------------------- snapshots */
 
@@ -127,13 +123,16 @@ void dash_parse_request(const char *json, size_t len, dash_req_t *out);
 
 /* ------------------------------------------------------- the viewer */
 
-/* The route hooks (endpoint): is this path the dashboard's socket or page
- * (false when CHATTER_DASHBOARD=off)?  After the 101 of /dashboard/ws, the
- * endpoint calls dashboard_start on the acceptor instead of starting a
- * session. */
+/* The route hooks (routes.c, conn.c): is this path the dashboard's socket
+ * or page (false when CHATTER_DASHBOARD=off)?  The socket passes /ws's Host
+ * and Origin checks (routes.c: a page of another site open in the
+ * developer's browser must not reach the controls over loopback); after its
+ * 101 the conn calls dashboard_start on the acceptor instead of starting a
+ * session.  The page is served by dashboard_serve_page. */
 bool dashboard_is_ws(const char *path);
 bool dashboard_is_page(const char *path);
 #define DASHBOARD_PAGE "/dashboard.html"
+int dashboard_serve_page(const http_static_t *st, const http_req_t *r, http_buf_t *out);
 void dashboard_start(uint64_t conn_id);
 const act_behaviour_t *dashboard_viewer_behaviour(void);
 

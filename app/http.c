@@ -44,6 +44,7 @@ static int on_message_begin(http_parser *p)
     r->url[0] = r->path[0] = r->query[0] = r->host[0] = r->connection[0] = '\0';
     r->upgrade_hdr[0] = r->ws_key[0] = r->ws_version[0] = r->if_none_match[0] = '\0';
     r->origin[0] = '\0';
+    c->host_count = 0;
     r->body_len = 0;
     r->keep_alive = r->upgrade = false;
     c->header_bytes = 0;
@@ -86,6 +87,9 @@ static int on_header_field(http_parser *p, const char *at, size_t len)
         c->field_overflow = false;
         c->value_dst = NULL;
     }
+    /* libhttp-parser, built lenient, lets a blank into a name ("Host :"). */
+    if (memchr(at, ' ', len) || memchr(at, '\t', len))
+        return fail(c, 400);
     if (c->field_overflow)
         return 0;
     if (c->field_len + len >= sizeof c->field) {
@@ -141,6 +145,10 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
     if (!c->in_value) { /* first chunk of this header's value */
         c->in_value = true;
         c->value_dst = header_slot(c, &c->value_cap);
+        if (c->value_dst == c->req.host && ++c->host_count > 1)
+            return fail(c, 400); /* two Hosts: which one did a proxy route on? */
+        if (c->value_dst == c->req.origin && c->value_dst[0])
+            return fail(c, 400); /* two Origins */
         /* A repeated list header (Connection: a / Connection: b) joins. */
         if (c->value_dst && c->value_dst[0] &&
             append_bounded(c->value_dst, c->value_cap, ", ", 2))
@@ -157,6 +165,10 @@ static int on_headers_complete(http_parser *p)
     c->req.method = p->method;
     c->req.http_major = p->http_major;
     c->req.http_minor = p->http_minor;
+    if (p->http_major != 1)
+        return fail(c, 505);
+    if (p->http_minor >= 1 && c->host_count != 1)
+        return fail(c, 400);
     /* content_length is ULLONG_MAX when no Content-Length was sent. */
     if (p->content_length != ULLONG_MAX && p->content_length > HTTP_LIMIT_BODY)
         return fail(c, 413);
@@ -332,6 +344,10 @@ const char *http_reason(int status)
     case 304: return "Not Modified";
     case 400: return "Bad Request";
     case 403: return "Forbidden";
+    case 408: return "Request Timeout";
+    case 426: return "Upgrade Required";
+    case 429: return "Too Many Requests";
+    case 505: return "HTTP Version Not Supported";
     case 404: return "Not Found";
     case 405: return "Method Not Allowed";
     case 413: return "Payload Too Large";
@@ -355,9 +371,10 @@ static int put_head(http_buf_t *b, int status, const char *content_type,
     strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT", &tm);
     int r = buf_printf(b, "HTTP/1.1 %d %s\r\nDate: %s\r\nServer: chatter\r\n",
                        status, http_reason(status), date);
+    if (!r)
+        r = buf_append(b, HTTP_SECURITY_HEADERS, sizeof HTTP_SECURITY_HEADERS - 1);
     if (!r && content_type)
-        r = buf_printf(b, "Content-Type: %s\r\nX-Content-Type-Options: nosniff\r\n",
-                       content_type);
+        r = buf_printf(b, "Content-Type: %s\r\n", content_type);
     if (!r && content_length >= 0)
         r = buf_printf(b, "Content-Length: %lld\r\n", content_length);
     if (!r && etag) /* no-cache: revalidate with the ETag each time */
@@ -378,14 +395,23 @@ int http_response_text(http_buf_t *out, int status, const char *content_type,
     return head_only ? 0 : buf_append(out, body, body_len);
 }
 
-int http_response_error(http_buf_t *out, int status, bool keep_alive, bool head_only)
+int http_response_error_allow(http_buf_t *out, int status, const char *allow,
+                              bool keep_alive, bool head_only)
 {
-    char body[80];
+    char body[80], extra[64];
     int n = snprintf(body, sizeof body, "%d %s\n", status, http_reason(status));
-    const char *extra = status == 405 ? "Allow: GET, HEAD\r\n" : NULL;
-    if (put_head(out, status, "text/plain; charset=utf-8", n, NULL, keep_alive, extra))
+    if (allow)
+        snprintf(extra, sizeof extra, "Allow: %.40s\r\n", allow);
+    if (put_head(out, status, "text/plain; charset=utf-8", n, NULL, keep_alive,
+                 allow ? extra : NULL))
         return -1;
     return head_only ? 0 : buf_append(out, body, (size_t)n);
+}
+
+int http_response_error(http_buf_t *out, int status, bool keep_alive, bool head_only)
+{
+    return http_response_error_allow(out, status, status == 405 ? "GET, HEAD" : NULL,
+                                     keep_alive, head_only);
 }
 
 /* ------------------------------------------------------------ static files */
@@ -682,35 +708,44 @@ static bool ws_key_valid(const char *key)
            n == 16;
 }
 
-static bool ws_request_valid(const http_req_t *req, char *key, size_t key_cap)
+/* 101 for a valid handshake, 426 for one in another version, else 400. */
+static int ws_request_check(const http_req_t *req, char *key, size_t key_cap)
 {
     char version[HTTP_WS_VERSION_MAX + 1];
-    return req->method == HTTP_GET &&
+    bool valid = req->method == HTTP_GET &&
            (req->http_major > 1 || (req->http_major == 1 && req->http_minor >= 1)) &&
            has_token(req->upgrade_hdr, "websocket") &&
            has_token(req->connection, "upgrade") &&
-           trim_copy(req->ws_version, version, sizeof version) &&
-           strcmp(version, "13") == 0 &&
            trim_copy(req->ws_key, key, key_cap) && ws_key_valid(key);
+    if (!valid)
+        return 400;
+    if (!trim_copy(req->ws_version, version, sizeof version) || strcmp(version, "13") != 0)
+        return 426;
+    return 101;
 }
 
 int http_ws_handshake(const http_req_t *req, http_buf_t *out)
 {
     char key[HTTP_WS_KEY_MAX + 1];
-    if (!ws_request_valid(req, key, sizeof key)) {
-        static const char body[] = "400 Bad Request: not a WebSocket handshake\n";
+    int status = ws_request_check(req, key, sizeof key);
+    if (status != 101) {
+        static const char bad[] = "400 Bad Request: not a WebSocket handshake\n";
+        static const char old[] = "426 Upgrade Required: WebSocket version 13 only\n";
+        const char *body = status == 400 ? bad : old;
+        size_t len = status == 400 ? sizeof bad - 1 : sizeof old - 1;
         /* The version header tells a client speaking another version ours. */
-        if (put_head(out, 400, "text/plain; charset=utf-8", sizeof body - 1, NULL,
-                     false, "Sec-WebSocket-Version: 13\r\n") ||
-            buf_append(out, body, sizeof body - 1))
+        if (put_head(out, status, "text/plain; charset=utf-8", (long long)len, NULL, false,
+                     status == 426 ? "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+                                   : "Sec-WebSocket-Version: 13\r\n") ||
+            (req->method != HTTP_HEAD && buf_append(out, body, len)))
             return -1;
-        return 400;
+        return status;
     }
     char accept[HTTP_WS_ACCEPT_LEN + 1];
     http_ws_accept(key, accept);
-    if (buf_printf(out, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+    if (buf_printf(out, "HTTP/1.1 101 Switching Protocols\r\n%sUpgrade: websocket\r\n"
                         "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n",
-                   accept))
+                   HTTP_SECURITY_HEADERS, accept))
         return -1;
     return 101;
 }

@@ -39,7 +39,19 @@
 #define HTTP_WS_KEY_MAX     63u   /* a valid key is exactly 24 characters */
 #define HTTP_WS_VERSION_MAX 15u
 #define HTTP_INM_MAX        1023u /* If-None-Match */
-#define HTTP_ORIGIN_MAX     300u  /* Origin: scheme, a Host, a port */
+#define HTTP_ORIGIN_MAX     511u  /* Origin: scheme://host[:port] */
+
+/* Headers sent with every response (issue 7 item 10): the client loads
+ * nothing from elsewhere and has no inline script or style, so the policy
+ * can be this strict (images may also be data: URLs: the favicon is one,
+ * and an image cannot run code); no page may frame us (clickjacking), and
+ * no Referer leaves for the links users post. */
+#define HTTP_SECURITY_HEADERS                                                     \
+    "Content-Security-Policy: default-src 'self'; connect-src 'self'; "          \
+    "img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; "            \
+    "form-action 'self'\r\n"                                                      \
+    "X-Frame-Options: DENY\r\nReferrer-Policy: no-referrer\r\n"                 \
+    "X-Content-Type-Options: nosniff\r\n"
 
 /* One parsed request. Strings are NUL-terminated; path and query are the raw
  * (still percent-encoded) parts of the URL. Valid until the next feed. */
@@ -58,7 +70,7 @@ typedef struct http_req {
     char ws_key[HTTP_WS_KEY_MAX + 1];
     char ws_version[HTTP_WS_VERSION_MAX + 1];
     char if_none_match[HTTP_INM_MAX + 1];
-    char origin[HTTP_ORIGIN_MAX + 1];    /* "" if none (not a browser) */
+    char origin[HTTP_ORIGIN_MAX + 1];
     size_t body_len;                 /* body bytes seen (discarded; <= HTTP_LIMIT_BODY) */
 } http_req_t;
 
@@ -76,6 +88,7 @@ typedef struct http_conn {
     char *value_dst;       /* where the current header's value goes, or NULL */
     size_t value_cap;
     bool paused;           /* stopped after a complete request */
+    unsigned host_count;   /* Host lines: RFC 9112 3.2 wants exactly one in 1.1 */
 } http_conn_t;
 
 typedef enum http_feed_result {
@@ -92,7 +105,10 @@ void http_conn_init(http_conn_t *c);
  * When req.upgrade is set the connection has left HTTP: the bytes after the
  * returned count belong to the next protocol (give them to ws_conn_feed after
  * a 101), and the conn must not be fed again. After HTTP_FEED_ERROR answer
- * conn->error_status (400, 413, 414 or 431) with Connection: close. */
+ * conn->error_status (400, 413, 414, 431 or 505) with Connection: close.
+ * Besides the size bounds, 400 for HTTP/1.1 without exactly one Host and
+ * for blanks between a header's name and its colon (RFC 9112 5.1: a
+ * smuggling vector), 505 for a version other than HTTP/1.x. */
 size_t http_conn_feed(http_conn_t *c, const char *data, size_t len,
                       http_feed_result_t *res);
 
@@ -120,6 +136,9 @@ int http_response_text(http_buf_t *out, int status, const char *content_type,
 
 /* A short text/plain error (400, 404, 405 adds "Allow: GET, HEAD", 413, 503...). */
 int http_response_error(http_buf_t *out, int status, bool keep_alive, bool head_only);
+/* The same with the Allow header given (a 405 for a resource with other methods). */
+int http_response_error_allow(http_buf_t *out, int status, const char *allow,
+                              bool keep_alive, bool head_only);
 
 /* ---- static files under the web root ---- */
 typedef struct http_static {
@@ -164,8 +183,10 @@ void http_ws_accept(const char *key, char out[HTTP_WS_ACCEPT_LEN + 1]);
 
 /* Validates a WebSocket upgrade request (GET, HTTP/1.1, Upgrade: websocket,
  * Connection: upgrade, Sec-WebSocket-Version: 13, a key that is base64 of 16
- * bytes) and appends the 101 response, or a 400 (with Connection: close and
- * Sec-WebSocket-Version: 13). Returns 101, 400, or -1 when out of memory. */
+ * bytes) and appends the 101 response, or a 426 for another version (RFC
+ * 6455 4.4), or a 400, both with Connection: close and
+ * Sec-WebSocket-Version: 13 (no body for HEAD). Returns 101, 400, 426, or
+ * -1 when out of memory. */
 int http_ws_handshake(const http_req_t *req, http_buf_t *out);
 
 #endif

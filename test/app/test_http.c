@@ -107,13 +107,13 @@ END_TEST
 START_TEST(keep_alive_rules)
 {
     http_conn_t c;
-    parse_one(&c, "GET / HTTP/1.1\r\nConnection: close\r\n\r\n");
+    parse_one(&c, "GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n");
     ck_assert(!c.req.keep_alive);
     parse_one(&c, "GET / HTTP/1.0\r\n\r\n");
     ck_assert(!c.req.keep_alive);
     parse_one(&c, "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
     ck_assert(c.req.keep_alive);
-    parse_one(&c, "GET / HTTP/1.1\r\n\r\n");
+    parse_one(&c, "GET / HTTP/1.1\r\nHost: h\r\n\r\n");
     ck_assert(c.req.keep_alive);
 }
 END_TEST
@@ -157,7 +157,7 @@ START_TEST(pipelined_and_keep_alive)
     off += http_conn_feed(&c, raw + off, len - off, &res);
     ck_assert_int_eq(res, HTTP_FEED_MORE);
     ck_assert_uint_eq(off, len);
-    const char *rest = ".txt HTTP/1.1\r\n\r\n"; /* the third one, later */
+    const char *rest = ".txt HTTP/1.1\r\nHost: h\r\n\r\n"; /* the third one, later */
     http_conn_feed(&c, rest, strlen(rest), &res);
     ck_assert_int_eq(res, HTTP_FEED_REQUEST);
     ck_assert_str_eq(c.req.path, "/c.txt");
@@ -167,7 +167,7 @@ END_TEST
 START_TEST(repeated_header_joins)
 {
     http_conn_t c;
-    parse_one(&c, "GET /ws HTTP/1.1\r\nConnection: keep-alive\r\nConnection: Upgrade\r\n\r\n");
+    parse_one(&c, "GET /ws HTTP/1.1\r\nHost: h\r\nConnection: keep-alive\r\nConnection: Upgrade\r\n\r\n");
     ck_assert_str_eq(c.req.connection, "keep-alive, Upgrade");
 }
 END_TEST
@@ -199,13 +199,13 @@ START_TEST(oversized_url)
     char *raw = malloc(ulen + 64);
     strcpy(raw, "GET /");
     memset(raw + 5, 'a', ulen - 1);
-    strcpy(raw + 4 + ulen, " HTTP/1.1\r\n\r\n");
+    strcpy(raw + 4 + ulen, " HTTP/1.1\r\nHost: h\r\n\r\n");
     int st;
     ck_assert_int_eq(parse_status(raw, strlen(raw), &st), HTTP_FEED_ERROR);
     ck_assert_int_eq(st, 414);
     /* exactly at the bound is fine */
     raw[4 + ulen - 1] = '\0';
-    strcat(raw, " HTTP/1.1\r\n\r\n");
+    strcat(raw, " HTTP/1.1\r\nHost: h\r\n\r\n");
     ck_assert_int_eq(parse_status(raw, strlen(raw), &st), HTTP_FEED_REQUEST);
     free(raw);
 }
@@ -215,7 +215,7 @@ START_TEST(oversized_headers)
 {
     size_t cap = HTTP_LIMIT_HEADER_BYTES + 1024;
     char *raw = malloc(cap);
-    strcpy(raw, "GET / HTTP/1.1\r\nX-Big: ");
+    strcpy(raw, "GET / HTTP/1.1\r\nHost: h\r\nX-Big: ");
     size_t n = strlen(raw);
     memset(raw + n, 'v', HTTP_LIMIT_HEADER_BYTES);
     strcpy(raw + n + HTTP_LIMIT_HEADER_BYTES, "\r\n\r\n");
@@ -229,8 +229,8 @@ END_TEST
 START_TEST(too_many_headers)
 {
     char raw[4096];
-    int off = snprintf(raw, sizeof raw, "GET / HTTP/1.1\r\n");
-    for (unsigned i = 0; i < HTTP_LIMIT_HEADER_COUNT; i++)
+    int off = snprintf(raw, sizeof raw, "GET / HTTP/1.1\r\nHost: h\r\n");
+    for (unsigned i = 1; i < HTTP_LIMIT_HEADER_COUNT; i++) /* Host is the first */
         off += snprintf(raw + off, sizeof raw - (size_t)off, "X-%u: v\r\n", i);
     int st;
     char ok[4200];
@@ -245,7 +245,7 @@ END_TEST
 START_TEST(needed_header_too_long)
 {
     char raw[1024];
-    snprintf(raw, sizeof raw, "GET / HTTP/1.1\r\nSec-WebSocket-Key: %0100d\r\n\r\n", 0);
+    snprintf(raw, sizeof raw, "GET / HTTP/1.1\r\nHost: h\r\nSec-WebSocket-Key: %0100d\r\n\r\n", 0);
     int st;
     ck_assert_int_eq(parse_status(raw, strlen(raw), &st), HTTP_FEED_ERROR);
     ck_assert_int_eq(st, 400);
@@ -255,12 +255,12 @@ END_TEST
 START_TEST(bodies)
 {
     int st;
-    const char *big = "POST / HTTP/1.1\r\nContent-Length: 1025\r\n\r\n";
+    const char *big = "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1025\r\n\r\n";
     ck_assert_int_eq(parse_status(big, strlen(big), &st), HTTP_FEED_ERROR);
     ck_assert_int_eq(st, 413);
     char chunked[3000];
     int off = snprintf(chunked, sizeof chunked,
-                       "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n");
+                       "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n");
     for (int i = 0; i < 3; i++) {
         off += snprintf(chunked + off, sizeof chunked - (size_t)off, "190\r\n");
         memset(chunked + off, 'b', 0x190);
@@ -269,7 +269,7 @@ START_TEST(bodies)
     }
     ck_assert_int_eq(parse_status(chunked, (size_t)off, &st), HTTP_FEED_ERROR);
     ck_assert_int_eq(st, 413);
-    const char *small = "POST /x HTTP/1.1\r\nContent-Length: 5\r\n\r\nhelloGET / HTTP/1.1\r\n\r\n";
+    const char *small = "POST /x HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhelloGET / HTTP/1.1\r\nHost: h\r\n\r\n";
     http_conn_t c;
     http_conn_init(&c);
     http_feed_result_t res;
@@ -288,9 +288,9 @@ START_TEST(malformed)
     static const char *bad[] = {
         "GARBAGE\r\n\r\n",
         "GET / HTTP/9.9.9\r\n\r\n",
-        "GET / HTTP/1.1\r\nNo colon here\r\n\r\n",
-        "GET  HTTP/1.1\r\n\r\n",
-        "GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: h\r\nNo colon here\r\n\r\n",
+        "GET  HTTP/1.1\r\nHost: h\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         int st;
@@ -518,7 +518,7 @@ START_TEST(head_request)
     ck_assert_int_eq(atoi(v), (int)strlen("style.css"));
     ck_assert_str_eq(resp_body(r), "");
     free(r);
-    r = serve("HEAD /missing.css HTTP/1.1\r\n\r\n");
+    r = serve("HEAD /missing.css HTTP/1.1\r\nHost: h\r\n\r\n");
     ck_assert_int_eq(resp_status(r), 404);
     ck_assert_str_eq(resp_body(r), "");
     free(r);
@@ -528,10 +528,10 @@ END_TEST
 START_TEST(method_not_allowed)
 {
     static const char *raws[] = {
-        "POST /index.html HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi",
-        "PUT / HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
-        "DELETE /app.js HTTP/1.1\r\n\r\n",
-        "OPTIONS * HTTP/1.1\r\n\r\n",
+        "POST /index.html HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\nhi",
+        "PUT / HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n",
+        "DELETE /app.js HTTP/1.1\r\nHost: h\r\n\r\n",
+        "OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n",
     };
     for (size_t i = 0; i < 4; i++) {
         char *r = serve(raws[i]);
@@ -550,7 +550,7 @@ END_TEST
 
 START_TEST(errors_close_connection)
 {
-    char *r = serve("GET / HTTP/1.1\r\nContent-Length: 99999\r\n\r\n");
+    char *r = serve("GET / HTTP/1.1\r\nHost: h\r\nContent-Length: 99999\r\n\r\n");
     char v[64];
     ck_assert_int_eq(resp_status(r), 413);
     ck_assert(resp_header(r, "Connection", v, sizeof v));
@@ -631,7 +631,7 @@ START_TEST(handshake_ok)
     ck_assert_str_eq(resp_body(r), "");
     free(r);
     /* list forms and case are fine */
-    ck_assert_int_eq(handshake("GET /ws HTTP/1.1\r\nUpgrade: WebSocket\r\n"
+    ck_assert_int_eq(handshake("GET /ws HTTP/1.1\r\nHost: h\r\nUpgrade: WebSocket\r\n"
                                "Connection: keep-alive, upgrade\r\n"
                                "Sec-WebSocket-Key:  AQIDBAUGBwgJCgsMDQ4PEA== \r\n"
                                "Sec-WebSocket-Version: 13\r\n\r\n", &r), 101);
@@ -643,27 +643,23 @@ START_TEST(handshake_bad)
 {
     static const char *bad[] = {
         /* no Upgrade */
-        "GET /ws HTTP/1.1\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        "GET /ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
         /* wrong Upgrade */
-        "GET /ws HTTP/1.1\r\nUpgrade: h2c\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        "GET /ws HTTP/1.1\r\nHost: h\r\nUpgrade: h2c\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
         /* no Connection: upgrade */
-        "GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: keep-alive\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        "GET /ws HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: keep-alive\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
         /* "upgraded" is not the token "upgrade" */
-        "GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgraded\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-        /* old version */
-        "GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n\r\n",
-        /* no version */
-        "GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+        "GET /ws HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: upgraded\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
         /* no key */
-        "GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        "GET /ws HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n",
         /* key of 15 bytes */
-        "GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25j\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        "GET /ws HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25j\r\nSec-WebSocket-Version: 13\r\n\r\n",
         /* key not base64 */
-        "GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25j*Q==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        "GET /ws HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25j*Q==\r\nSec-WebSocket-Version: 13\r\n\r\n",
         /* key whose padding bits are set: not the encoding of 16 bytes */
-        "GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZR==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        "GET /ws HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZR==\r\nSec-WebSocket-Version: 13\r\n\r\n",
         /* POST */
-        "POST /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nContent-Length: 0\r\n\r\n",
+        "POST /ws HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nContent-Length: 0\r\n\r\n",
         /* HTTP/1.0 */
         "GET /ws HTTP/1.0\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
     };
@@ -679,6 +675,125 @@ START_TEST(handshake_bad)
         ck_assert(!strstr(r, "Sec-WebSocket-Accept"));
         free(r);
     }
+}
+END_TEST
+
+
+/* ------------------------------------------------------------ conformance
+ * Issue 7 items 8 and 10: RFC 9112/9110 and the security headers. */
+
+START_TEST(host_exactly_once)
+{
+    int st;
+    const char *none = "GET / HTTP/1.1\r\n\r\n";
+    ck_assert_int_eq(parse_status(none, strlen(none), &st), HTTP_FEED_ERROR);
+    ck_assert_int_eq(st, 400);
+    const char *two = "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n";
+    ck_assert_int_eq(parse_status(two, strlen(two), &st), HTTP_FEED_ERROR);
+    ck_assert_int_eq(st, 400);
+    /* HTTP/1.0 needs none; one is fine in both */
+    const char *old = "GET / HTTP/1.0\r\n\r\n";
+    ck_assert_int_eq(parse_status(old, strlen(old), &st), HTTP_FEED_REQUEST);
+    const char *one = "GET / HTTP/1.1\r\nhost: a\r\n\r\n";
+    ck_assert_int_eq(parse_status(one, strlen(one), &st), HTTP_FEED_REQUEST);
+    const char *two_origins = "GET / HTTP/1.1\r\nHost: a\r\nOrigin: http://a\r\nOrigin: http://b\r\n\r\n";
+    ck_assert_int_eq(parse_status(two_origins, strlen(two_origins), &st), HTTP_FEED_ERROR);
+    ck_assert_int_eq(st, 400);
+}
+END_TEST
+
+START_TEST(blank_before_colon)
+{
+    static const char *bad[] = {
+        "GET / HTTP/1.1\r\nHost : a\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding : chunked\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a\r\nX-A\t: b\r\n\r\n",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        int st;
+        ck_assert_msg(parse_status(bad[i], strlen(bad[i]), &st) == HTTP_FEED_ERROR, "case %zu", i);
+        ck_assert_int_eq(st, 400);
+    }
+}
+END_TEST
+
+START_TEST(version_not_supported)
+{
+    int st;
+    const char *h2 = "GET / HTTP/2.0\r\nHost: a\r\n\r\n";
+    ck_assert_int_eq(parse_status(h2, strlen(h2), &st), HTTP_FEED_ERROR);
+    ck_assert_int_eq(st, 505);
+    http_buf_t b;
+    http_buf_init(&b);
+    http_response_error(&b, 505, false, false);
+    ck_assert_int_eq(resp_status(b.data), 505);
+    http_buf_free(&b);
+}
+END_TEST
+
+START_TEST(security_headers_everywhere)
+{
+    http_buf_t b;
+    char v[256];
+    int statuses[] = {200, 400, 403, 404, 405, 408, 426, 429, 500, 503, 505};
+    for (size_t i = 0; i < sizeof statuses / sizeof statuses[0]; i++) {
+        http_buf_init(&b);
+        if (statuses[i] == 200)
+            http_response_text(&b, 200, "text/plain", "ok", 2, true, false);
+        else
+            http_response_error(&b, statuses[i], false, false);
+        ck_assert_msg(resp_header(b.data, "Content-Security-Policy", v, sizeof v), "%d", statuses[i]);
+        ck_assert_str_eq(v, "default-src 'self'; connect-src 'self'; img-src 'self' data:; "
+                            "frame-ancestors 'none'; base-uri 'none'; form-action 'self'");
+        ck_assert(!strstr(v, "unsafe-inline"));
+        ck_assert(resp_header(b.data, "X-Frame-Options", v, sizeof v));
+        ck_assert_str_eq(v, "DENY");
+        ck_assert(resp_header(b.data, "Referrer-Policy", v, sizeof v));
+        ck_assert_str_eq(v, "no-referrer");
+        ck_assert(resp_header(b.data, "X-Content-Type-Options", v, sizeof v));
+        ck_assert_str_eq(v, "nosniff");
+        ck_assert(http_reason(statuses[i])[0]);
+        http_buf_free(&b);
+    }
+    char *r;
+    ck_assert_int_eq(handshake(ws_ok, &r), 101);
+    ck_assert(resp_header(r, "X-Frame-Options", v, sizeof v));
+    free(r);
+}
+END_TEST
+
+START_TEST(handshake_wrong_version_426)
+{
+    static const char *old[] = {
+        "GET /ws HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n\r\n",
+        "GET /ws HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+    };
+    for (size_t i = 0; i < sizeof old / sizeof old[0]; i++) {
+        char *r, v[64];
+        ck_assert_msg(handshake(old[i], &r) == 426, "case %zu", i);
+        ck_assert_int_eq(resp_status(r), 426);
+        ck_assert(resp_header(r, "Sec-WebSocket-Version", v, sizeof v));
+        ck_assert_str_eq(v, "13");
+        ck_assert(!strstr(r, "Sec-WebSocket-Accept"));
+        free(r);
+    }
+}
+END_TEST
+
+START_TEST(handshake_head_has_no_body)
+{
+    char *r, v[64];
+    ck_assert_int_eq(handshake("HEAD /ws HTTP/1.1\r\nHost: h\r\n\r\n", &r), 400);
+    ck_assert(resp_header(r, "Content-Length", v, sizeof v));
+    ck_assert_str_ne(v, "0");
+    ck_assert_str_eq(resp_body(r), "");
+    free(r);
+    http_buf_t b;
+    http_buf_init(&b);
+    http_response_error_allow(&b, 405, "GET", false, false);
+    ck_assert(resp_header(b.data, "Allow", v, sizeof v));
+    ck_assert_str_eq(v, "GET");
+    http_buf_free(&b);
 }
 END_TEST
 
@@ -714,6 +829,12 @@ static Suite *http_suite(void)
     tcase_add_test(r, accept_key_rfc_example);
     tcase_add_test(r, handshake_ok);
     tcase_add_test(r, handshake_bad);
+    tcase_add_test(r, handshake_wrong_version_426);
+    tcase_add_test(r, handshake_head_has_no_body);
+    tcase_add_test(r, security_headers_everywhere);
+    tcase_add_test(p, host_exactly_once);
+    tcase_add_test(p, blank_before_colon);
+    tcase_add_test(p, version_not_supported);
     suite_add_tcase(s, r);
     return s;
 }

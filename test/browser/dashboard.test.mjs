@@ -282,15 +282,15 @@ test('/dashboard/ws: snapshot then deltas, chaos set live, bad requests change n
   assert.deepEqual(deleted.filter((p) => named.get(p)), [pubsub.pid]);
 
   // A page of another site may not open the socket (its controls would work
-  // over loopback); our own page may; an Origin past HTTP_ORIGIN_MAX (300
-  // bytes) is a bad request.
+  // over loopback); our own page may (routes.c's check, as for /ws); an
+  // Origin past HTTP_ORIGIN_MAX (511 bytes) is a bad request.
   const host = new URL(env.server.base).host;
   await assert.rejects(Dash.open(env.server.base, { origin: 'http://evil.example' }), /403/);
   await assert.rejects(Dash.open(env.server.base, { origin: `http://${host}.evil.example` }), /403/);
   const ours = await Dash.open(env.server.base, { origin: `http://${host}` });
   await ours.close();
-  const long = `http://${'a'.repeat(300 - 7 - host.length - 1)}.${host}`;
-  assert.equal(long.length, 300);
+  const long = `http://${'a'.repeat(511 - 7 - host.length - 1)}.${host}`;
+  assert.equal(long.length, 511);
   await assert.rejects(Dash.open(env.server.base, { origin: long }), /403/); // fits: compared, refused
   await assert.rejects(Dash.open(env.server.base, { origin: long + 'a' }), /400/);
 

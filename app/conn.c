@@ -1,0 +1,766 @@
+/*
+ * conn.c -- one client socket: its reads and writes, its bounds and its
+ * timers, from accept to close, in HTTP and then as a WebSocket; and the
+ * session-facing calls of endpoint.h.
+ *
+ * Bounds held here (README "Bounds"; issue 7 items 2 to 4):
+ *   CHATTER_IDLE_TIMEOUT_MS (10 s)      a new connection that sends nothing
+ *   CHATTER_HEADER_TIMEOUT_MS (10 s)    from a request's first byte to its
+ *                                       end (slowloris): 408, closed
+ *   CHATTER_KEEPALIVE_TIMEOUT_MS (60 s) between requests on a kept-alive one
+ *   CHATTER_SEND_TIMEOUT_MS (30 s)      bytes waiting for the peer with none
+ *                                       taken for this long: closed (1008 on
+ *                                       a WebSocket), whatever is queued --
+ *                                       pushes, replies and snapshots alike
+ *   CONN_HTTP_MAX_UNSENT (256 KiB)      HTTP response bytes not yet taken by
+ *                                       the kernel; past it the conn stops
+ *                                       reading (back-pressure), so pipelined
+ *                                       requests wait in the peer's socket,
+ *                                       not in our memory
+ *   CONN_HTTP_MAX_STASH (64 KiB)        bytes read but not yet parsed while
+ *                                       stopped: at most one read
+ *   CONN_MAX_QUEUED_FRAMES/BYTES        WebSocket requests waiting for the
+ *                                       session (endpoint.h): 1008
+ *   WS_OUTBOUND_MAX (ws.h)              pushes queued: 1008
+ *
+ * One uv_timer_t per conn serves every timeout: in HTTP it is armed for the
+ * nearest deadline of the conn's state (conn_http_rearm), as a WebSocket it
+ * ticks for pings and the send deadline, and while closing it is the grace.
+ * Writes try uv_try_write first: one that the kernel takes whole (the common
+ * case for a push) costs no uv_write_t, no callback and no epoll_ctl.
+ *
+ * Thread rule (endpoint.h): a conn is touched only on its scheduler's thread.
+ */
+#include "conn.h"
+#include "dashboard.h"
+
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define PING_INTERVAL_MS 30000 /* a ping every 30 s, close if no pong */
+#define CLOSE_GRACE_MS 5000    /* a closing peer gets this long to answer */
+#define CONN_HTTP_MAX_UNSENT (256u * 1024)
+#define CONN_READ_SLAB (64u * 1024) /* one read, per thread, shared by its conns */
+#define CONN_HTTP_MAX_STASH CONN_READ_SLAB
+#define CONN_WS_IOV 16 /* buffers per write */
+
+typedef struct frame {
+  struct frame *next;
+  size_t len;
+  char text[];
+} frame_t;
+
+/* An HTTP response the kernel did not take whole: the rest, in flight. */
+typedef struct http_write {
+  uv_write_t req;
+  conn_t *conn;
+  size_t len;
+  char *bytes;
+} http_write_t;
+
+struct conn {
+  uint64_t id;
+  struct conn *hnext;          /* the acceptor's table */
+  struct conn *iprev, *inext;  /* the acceptor's idle list */
+  uv_tcp_t tcp;
+  uv_timer_t timer;            /* the nearest deadline (see the top) */
+  act_pid_t acceptor;
+  bool upgraded, closing, writing, timer_closed, tcp_closed, idle_listed;
+  bool reading;                /* uv_read_start in force */
+  bool close_after_write;      /* HTTP: Connection: close, then close */
+  http_conn_t *http;           /* until the upgrade */
+  ws_conn_t *ws;               /* after it */
+  /* HTTP state */
+  size_t http_unsent;          /* bytes in uv_writes not yet completed */
+  char *stash;                 /* read but not parsed while stopped */
+  size_t stash_len;
+  uint64_t opened_ms, req_started_ms, last_active_ms;
+  uint32_t nrequests;
+  /* output progress, both phases: when the kernel last took bytes */
+  uint64_t progress_ms;
+  uint64_t ping_due_ms;
+  /* WebSocket */
+  uv_write_t wreq;
+  act_pid_t session;
+  bool in_flight;              /* the head frame was handed to the session */
+  frame_t *fhead, *ftail;
+  size_t nframes, frame_bytes;
+  conn_state_t st;
+};
+
+static void conn_shutdown(conn_t *c);
+static void flush_ws(conn_t *c);
+static void feed_http(conn_t *c, const char *data, size_t len);
+static void on_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf);
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+
+static uint64_t now_ms(const conn_t *c) { return uv_now(c->tcp.loop); }
+uint64_t conn_id(const conn_t *c) { return c->id; }
+
+/* ------------------------------------------------------------- table */
+
+static int sched_of(uint64_t id) { return (int)(id & 0xff); }
+
+conn_t *conn_get(uint64_t id) {
+  acceptor_t *a = endpoint_local_acceptor();
+  if (!a || sched_of(id) != a->sched) return NULL;
+  for (conn_t *c = a->table[(id >> 8) % ENDPOINT_TABLE_BUCKETS]; c; c = c->hnext)
+    if (c->id == id) return c->closing ? NULL : c;
+  return NULL;
+}
+
+static void table_add(acceptor_t *a, conn_t *c) {
+  conn_t **b = &a->table[(c->id >> 8) % ENDPOINT_TABLE_BUCKETS];
+  c->hnext = *b;
+  *b = c;
+  a->nconns++;
+}
+
+static void table_del(acceptor_t *a, conn_t *c) {
+  for (conn_t **pp = &a->table[(c->id >> 8) % ENDPOINT_TABLE_BUCKETS]; *pp; pp = &(*pp)->hnext)
+    if (*pp == c) {
+      *pp = c->hnext;
+      a->nconns--;
+      return;
+    }
+}
+
+/* The idle list: HTTP conns with no request under way and nothing unsent. */
+static void idle_del(conn_t *c) {
+  acceptor_t *a = endpoint_local_acceptor();
+  if (!c->idle_listed || !a) return;
+  if (c->iprev) c->iprev->inext = c->inext;
+  else a->idle_head = c->inext;
+  if (c->inext) c->inext->iprev = c->iprev;
+  else a->idle_tail = c->iprev;
+  c->iprev = c->inext = NULL;
+  c->idle_listed = false;
+}
+
+static void idle_add(conn_t *c) {
+  acceptor_t *a = endpoint_local_acceptor();
+  if (c->idle_listed || !a || c->closing || c->upgraded) return;
+  c->iprev = a->idle_tail;
+  c->inext = NULL;
+  if (a->idle_tail) a->idle_tail->inext = c;
+  else a->idle_head = c;
+  a->idle_tail = c;
+  c->idle_listed = true;
+}
+
+bool conn_evict_idle(acceptor_t *a) {
+  conn_t *c = a->idle_head;
+  if (!c) return false;
+  conn_shutdown(c); /* takes it off the list */
+  return true;
+}
+
+void conn_close_all(acceptor_t *a) {
+  for (size_t b = 0; b < ENDPOINT_TABLE_BUCKETS; b++)
+    while (a->table[b]) conn_shutdown(a->table[b]);
+}
+
+conn_state_t *conn_state(conn_t *c) { return &c->st; }
+act_pid_t conn_acceptor(const conn_t *c) { return c->acceptor; }
+
+/* ------------------------------------------------------------ frames */
+
+/* The next request goes to the session only once the replies before it
+ * have mostly left: a client that asks without reading stops being served,
+ * and the send timeout closes it. */
+static void pump(conn_t *c) {
+  if (c->in_flight || !c->session || !c->fhead || c->closing) return;
+  if (c->ws && ws_conn_queued_bytes(c->ws) >= WS_OUTBOUND_MAX) return;
+  c->in_flight = true;
+  conn_frame_t f = {c->id};
+  act_send(c->session, CONN_FRAME, &f, sizeof f);
+}
+
+static void on_text(void *user, const char *msg, size_t len) {
+  conn_t *c = user;
+  if (c->nframes >= CONN_MAX_QUEUED_FRAMES || c->frame_bytes + len > CONN_MAX_QUEUED_BYTES) {
+    app_log(LOG_WARN, "conn %llx: too many requests queued, closing",
+            (unsigned long long)c->id);
+    conn_close(c, WS_CLOSE_POLICY, "too many requests in flight");
+    return;
+  }
+  frame_t *f = malloc(sizeof *f + len + 1);
+  if (!f) {
+    conn_close(c, WS_CLOSE_INTERNAL, "out of memory");
+    return;
+  }
+  f->next = NULL;
+  f->len = len;
+  memcpy(f->text, msg, len);
+  f->text[len] = 0;
+  if (c->ftail) c->ftail->next = f;
+  else c->fhead = f;
+  c->ftail = f;
+  c->nframes++;
+  c->frame_bytes += len;
+  pump(c);
+}
+
+const char *conn_frame(conn_t *c, size_t *len) {
+  if (!c->fhead) return NULL;
+  *len = c->fhead->len;
+  return c->fhead->text;
+}
+
+void conn_frame_done(conn_t *c) {
+  frame_t *f = c->fhead;
+  if (f) {
+    c->fhead = f->next;
+    if (!c->fhead) c->ftail = NULL;
+    c->nframes--;
+    c->frame_bytes -= f->len;
+    free(f);
+  }
+  c->in_flight = false;
+  c->st.head_crashed = false;
+  pump(c);
+}
+
+void conn_attach(conn_t *c, act_pid_t session) {
+  c->session = session;
+  c->in_flight = false; /* a request a crashed session held is redelivered */
+  c->st.session_starts++;
+  pump(c);
+}
+
+void conn_detach(conn_t *c, act_pid_t session) {
+  if (c->session != session) return;
+  c->session = ACT_NOPID;
+  c->in_flight = false;
+}
+
+/* ------------------------------------------------------- WebSocket output */
+
+/* The tick: the next ping, or sooner the send deadline if bytes wait. */
+static void on_ws_tick(uv_timer_t *t);
+
+static void ws_rearm(conn_t *c) {
+  if (c->closing || c->tcp_closed) return;
+  uint64_t now = now_ms(c), due = c->ping_due_ms;
+  if (ws_conn_queued_bytes(c->ws) > 0) {
+    uint64_t send_due = c->progress_ms + (uint64_t)app_config()->send_timeout_ms;
+    if (send_due < due) due = send_due;
+  }
+  uv_timer_start(&c->timer, on_ws_tick, due > now ? due - now : 0, 0);
+}
+
+static void on_ws_written(uv_write_t *req, int status) {
+  conn_t *c = req->data;
+  c->writing = false;
+  ws_conn_output_done(c->ws);
+  if (status < 0) {
+    conn_shutdown(c);
+    return;
+  }
+  c->progress_ms = now_ms(c);
+  flush_ws(c);
+  pump(c); /* a request may have been waiting for the queue to drain */
+}
+
+/* Writes what ws.c has queued: uv_try_write first (the kernel usually
+ * takes a push whole: no request, no callback, no change to the poll set),
+ * then one uv_write for whatever it did not take. */
+static void flush_ws(conn_t *c) {
+  while (!c->tcp_closed && !c->writing) {
+    struct iovec iov[CONN_WS_IOV];
+    size_t n = ws_conn_output(c->ws, iov, CONN_WS_IOV);
+    if (n == 0) break;
+    int w = uv_try_write((uv_stream_t *)&c->tcp, (uv_buf_t *)iov, (unsigned)n);
+    if (w == UV_EAGAIN) w = 0;
+    if (w < 0) {
+      ws_conn_output_done(c->ws);
+      conn_shutdown(c);
+      return;
+    }
+    size_t done = (size_t)w, i = 0;
+    if (done > 0) c->progress_ms = now_ms(c);
+    while (i < n && done >= iov[i].iov_len) done -= iov[i++].iov_len;
+    if (i == n) {
+      ws_conn_output_done(c->ws);
+      continue;
+    }
+    iov[i].iov_base = (char *)iov[i].iov_base + done;
+    iov[i].iov_len -= done;
+    c->writing = true;
+    c->wreq.data = c;
+    if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, (uv_buf_t *)&iov[i], (unsigned)(n - i),
+                 on_ws_written) < 0) {
+      c->writing = false;
+      ws_conn_output_done(c->ws);
+      conn_shutdown(c);
+      return;
+    }
+    ws_rearm(c); /* the send deadline now counts */
+    return;
+  }
+  if (!c->tcp_closed && !c->writing && ws_conn_finished(c->ws)) conn_shutdown(c);
+}
+
+static bool after_send(conn_t *c, ws_status_t st) {
+  if (st == WS_OVERFLOW) {
+    tm_add(TM_SLOW_CLIENTS, 1);
+    app_log(LOG_WARN, "conn %llx: client cannot keep up, closing with 1008",
+            (unsigned long long)c->id);
+    conn_close(c, WS_CLOSE_POLICY, NULL);
+  }
+  flush_ws(c);
+  return st == WS_OK;
+}
+
+bool conn_send_json(conn_t *c, const char *json, size_t len) {
+  if (!c->ws || c->closing) return false;
+  return after_send(c, ws_conn_send_reply(c->ws, json, len));
+}
+
+bool conn_send_snapshot(conn_t *c, ws_shared_t *frame) {
+  if (!c->ws || c->closing) return false;
+  return after_send(c, ws_conn_send_reply_shared(c->ws, frame));
+}
+
+bool conn_backlogged(conn_t *c) {
+  return c->ws && ws_conn_queued_bytes(c->ws) >= WS_OUTBOUND_MAX;
+}
+
+bool conn_send_str(conn_t *c, proto_str s) {
+  if (!s.ptr) {
+    conn_close(c, WS_CLOSE_INTERNAL, "out of memory");
+    return false;
+  }
+  bool ok = conn_send_json(c, s.ptr, s.len);
+  free(s.ptr);
+  return ok;
+}
+
+bool conn_send_shared(conn_t *c, ws_shared_t *frame) {
+  if (!c->ws || c->closing) return false;
+  return after_send(c, ws_conn_send_shared(c->ws, frame));
+}
+
+/* ------------------------------------------------------------- close */
+
+static void free_frames(conn_t *c) {
+  while (c->fhead) {
+    frame_t *f = c->fhead;
+    c->fhead = f->next;
+    free(f);
+  }
+  c->ftail = NULL;
+}
+
+static void on_handle_closed(uv_handle_t *h) {
+  conn_t *c = h->data;
+  if (h == (uv_handle_t *)&c->tcp) c->tcp_closed = true;
+  else c->timer_closed = true;
+  if (!c->tcp_closed || !c->timer_closed) return;
+  if (c->ws) ws_conn_free(c->ws);
+  free(c->http);
+  free(c->stash);
+  free_frames(c);
+  free(c);
+}
+
+/* The socket is done: tell the session and presence, give the descriptor
+ * back to the accept policy, and free it all. */
+static void conn_shutdown(conn_t *c) {
+  if (c->tcp_closed || uv_is_closing((uv_handle_t *)&c->tcp)) return;
+  acceptor_t *a = endpoint_local_acceptor();
+  c->closing = true;
+  idle_del(c);
+  if (a) table_del(a, c);
+  if (c->upgraded) tm_add(TM_WS_OPEN, -1);
+  if (c->session) act_send(c->session, CONN_CLOSED, NULL, 0);
+  if (c->st.joined || c->upgraded) {
+    presence_leave_t l = {c->id};
+    act_send(act_whereis(APP_NAME_PRESENCE), PRESENCE_LEAVE, &l, sizeof l);
+  }
+  c->session = ACT_NOPID;
+  uv_timer_stop(&c->timer);
+  uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+  uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
+  listener_release(c->st.peer);
+  if (a) listener_resume(a->listener); /* a descriptor is coming back */
+}
+
+static void on_grace_over(uv_timer_t *t) { conn_shutdown(t->data); }
+
+/* The close handshake began (ours or the peer's): the session is done with
+ * the socket, and the peer gets CLOSE_GRACE_MS to answer before we cut it.
+ * The grace timer replaces the tick on the same handle. */
+static void begin_closing(conn_t *c) {
+  c->closing = true;
+  if (c->session) act_send(c->session, CONN_CLOSED, NULL, 0);
+  c->session = ACT_NOPID;
+  uv_timer_start(&c->timer, on_grace_over, CLOSE_GRACE_MS, 0);
+}
+
+void conn_close(conn_t *c, uint16_t code, const char *why) {
+  if (!c->ws) {
+    conn_shutdown(c);
+    return;
+  }
+  if (!c->closing) {
+    ws_conn_close(c->ws, code, why);
+    begin_closing(c);
+  }
+  flush_ws(c);
+}
+
+void conn_session_failed(uint64_t id, int err) {
+  conn_t *c = conn_get(id);
+  if (!c) return;
+  app_log(LOG_ERROR, "conn %llx: no session could be started (%s), closing with 1011",
+          (unsigned long long)id, act_strerror(err));
+  conn_close(c, WS_CLOSE_INTERNAL, "no session");
+}
+
+void conn_close_upgraded(acceptor_t *a, uint16_t code, const char *why) {
+  for (size_t b = 0; b < ENDPOINT_TABLE_BUCKETS; b++)
+    for (conn_t *c = a->table[b], *next; c; c = next) {
+      next = c->hnext; /* conn_close may take c out of the table */
+      if (c->upgraded && !c->closing) conn_close(c, code, why);
+    }
+}
+
+void conn_take_over(uint64_t id) {
+  conn_t *c = conn_get(id);
+  if (!c) return;
+  c->st.joined = false;
+  c->st.token[0] = 0;
+  conn_send_str(c, proto_enc_error(NULL, PROTO_TAKEN_OVER, "another tab took this name over"));
+  if (c->session) act_send(c->session, CONN_TAKEN_OVER, NULL, 0);
+}
+
+static void on_ws_tick(uv_timer_t *t) {
+  conn_t *c = t->data;
+  uint64_t now = now_ms(c);
+  if (ws_conn_queued_bytes(c->ws) > 0 &&
+      now - c->progress_ms >= (uint64_t)app_config()->send_timeout_ms) {
+    tm_add(TM_SLOW_CLIENTS, 1);
+    app_log(LOG_WARN, "conn %llx: %zu bytes unread for %d ms, closing with 1008",
+            (unsigned long long)c->id, ws_conn_queued_bytes(c->ws),
+            app_config()->send_timeout_ms);
+    conn_close(c, WS_CLOSE_POLICY, "not reading");
+    return;
+  }
+  if (now >= c->ping_due_ms) {
+    if (ws_conn_awaiting_pong(c->ws)) {
+      app_log(LOG_INFO, "conn %llx: no pong in %d ms, closing", (unsigned long long)c->id,
+              PING_INTERVAL_MS);
+      conn_close(c, WS_CLOSE_GOING_AWAY, "ping timeout");
+      return;
+    }
+    ws_conn_ping(c->ws, now);
+    c->ping_due_ms = now + PING_INTERVAL_MS;
+    flush_ws(c);
+    if (c->closing) return;
+  }
+  ws_rearm(c);
+}
+
+/* ------------------------------------------------------------- HTTP */
+
+static void on_http_timer(uv_timer_t *t);
+
+/* Arms the timer for the nearest deadline of the conn's HTTP state. */
+static void http_rearm(conn_t *c) {
+  if (c->closing || c->upgraded) return;
+  const app_config_t *cfg = app_config();
+  uint64_t due;
+  if (c->http_unsent) due = c->progress_ms + (uint64_t)cfg->send_timeout_ms;
+  else if (c->req_started_ms) due = c->req_started_ms + (uint64_t)cfg->header_timeout_ms;
+  else if (c->nrequests == 0) due = c->opened_ms + (uint64_t)cfg->idle_timeout_ms;
+  else due = c->last_active_ms + (uint64_t)cfg->keepalive_timeout_ms;
+  uint64_t now = now_ms(c);
+  uv_timer_start(&c->timer, on_http_timer, due > now ? due - now : 0, 0);
+}
+
+static void write_http(conn_t *c, http_buf_t *buf, bool close_after);
+
+static void on_http_timer(uv_timer_t *t) {
+  conn_t *c = t->data;
+  const app_config_t *cfg = app_config();
+  uint64_t now = now_ms(c);
+  if (c->http_unsent) {
+    if (now - c->progress_ms < (uint64_t)cfg->send_timeout_ms) goto rearm;
+    app_log(LOG_INFO, "conn %llx: %zu response bytes unread for %d ms, closing",
+            (unsigned long long)c->id, c->http_unsent, cfg->send_timeout_ms);
+  } else if (c->req_started_ms) {
+    if (now - c->req_started_ms < (uint64_t)cfg->header_timeout_ms) goto rearm;
+    app_log(LOG_INFO, "conn %llx: request not complete in %d ms, 408",
+            (unsigned long long)c->id, cfg->header_timeout_ms);
+    http_buf_t buf;
+    http_buf_init(&buf);
+    http_response_error(&buf, 408, false, false);
+    write_http(c, &buf, true);
+    return;
+  } else {
+    uint64_t since = c->nrequests ? c->last_active_ms : c->opened_ms;
+    int limit = c->nrequests ? cfg->keepalive_timeout_ms : cfg->idle_timeout_ms;
+    if (now - since < (uint64_t)limit) goto rearm;
+  }
+  conn_shutdown(c);
+  return;
+rearm:
+  http_rearm(c);
+}
+
+/* The kernel took every byte of the conn's responses (or some: progress). */
+static void http_output_progress(conn_t *c, size_t sent) {
+  c->http_unsent -= sent;
+  c->progress_ms = now_ms(c);
+  if (c->http_unsent) return;
+  c->last_active_ms = c->progress_ms;
+  if (c->close_after_write) {
+    conn_shutdown(c);
+    return;
+  }
+  if (!c->req_started_ms) idle_add(c);
+}
+
+/* Below the bound again: parse what was stashed, then read again. */
+static void http_resume(conn_t *c) {
+  if (c->closing || c->upgraded || c->reading || c->http_unsent >= CONN_HTTP_MAX_UNSENT)
+    return;
+  char *s = c->stash;
+  size_t n = c->stash_len;
+  c->stash = NULL;
+  c->stash_len = 0;
+  if (s) {
+    feed_http(c, s, n);
+    free(s);
+  }
+  if (!c->closing && !c->upgraded && !c->stash && !c->reading) {
+    c->reading = true;
+    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read_cb);
+  }
+}
+
+static void on_http_written(uv_write_t *req, int status) {
+  http_write_t *w = (http_write_t *)req;
+  conn_t *c = w->conn;
+  size_t len = w->len;
+  free(w->bytes);
+  free(w);
+  if (c->tcp_closed || uv_is_closing((uv_handle_t *)&c->tcp)) return;
+  if (status < 0) {
+    conn_shutdown(c);
+    return;
+  }
+  http_output_progress(c, len);
+  if (!c->closing) {
+    http_resume(c);
+    http_rearm(c);
+  }
+}
+
+static void write_http(conn_t *c, http_buf_t *buf, bool close_after) {
+  size_t len;
+  char *bytes = http_buf_take(buf, &len);
+  if (!bytes) {
+    conn_shutdown(c);
+    return;
+  }
+  if (close_after) c->close_after_write = true;
+  idle_del(c);
+  c->http_unsent += len;
+  uv_buf_t b = uv_buf_init(bytes, (unsigned)len);
+  int w = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+  if (w == UV_EAGAIN) w = 0;
+  if (w < 0) {
+    free(bytes);
+    conn_shutdown(c);
+    return;
+  }
+  if ((size_t)w == len) {
+    free(bytes);
+    http_output_progress(c, len);
+    return;
+  }
+  http_write_t *wr = malloc(sizeof *wr);
+  if (!wr) {
+    free(bytes);
+    conn_shutdown(c);
+    return;
+  }
+  if (w > 0) {
+    c->http_unsent -= (size_t)w;
+    c->progress_ms = now_ms(c);
+  }
+  wr->conn = c;
+  wr->len = len - (size_t)w;
+  wr->bytes = bytes;
+  b = uv_buf_init(bytes + w, (unsigned)(len - (size_t)w));
+  if (uv_write(&wr->req, (uv_stream_t *)&c->tcp, &b, 1, on_http_written) < 0) {
+    free(bytes);
+    free(wr);
+    conn_shutdown(c);
+  }
+}
+
+static void upgrade(conn_t *c, const char *rest, size_t rest_len) {
+  bool dashboard = dashboard_is_ws(c->http->req.path); /* dashboard.c */
+  c->upgraded = true;
+  idle_del(c);
+  free(c->http);
+  c->http = NULL;
+  c->ws = ws_conn_new(on_text, c, now_ms(c));
+  if (!c->ws) {
+    conn_shutdown(c);
+    return;
+  }
+  tm_add(TM_WS_CONNECTIONS, 1);
+  tm_add(TM_WS_OPEN, 1);
+  c->ping_due_ms = now_ms(c) + PING_INTERVAL_MS;
+  c->progress_ms = now_ms(c);
+  ws_rearm(c);
+  if (dashboard) dashboard_start(conn_id(c));
+  else endpoint_start_session(c);
+  if (rest_len) {
+    ws_conn_feed(c->ws, rest, rest_len, now_ms(c));
+    flush_ws(c);
+  }
+}
+
+/* Keeps the unparsed rest of a read while output is over its bound. */
+static void stash(conn_t *c, const char *data, size_t len) {
+  if (c->reading) {
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    c->reading = false;
+  }
+  if (!len) return;
+  c->stash = malloc(len); /* at most one read: CONN_HTTP_MAX_STASH */
+  if (!c->stash) {
+    conn_shutdown(c);
+    return;
+  }
+  memcpy(c->stash, data, len);
+  c->stash_len = len;
+}
+
+static void feed_http(conn_t *c, const char *data, size_t len) {
+  while (len > 0 && c->http && !c->closing && !c->close_after_write) {
+    if (c->http_unsent >= CONN_HTTP_MAX_UNSENT) {
+      stash(c, data, len); /* back-pressure: the peer must read first */
+      break;
+    }
+    if (!c->req_started_ms) {
+      c->req_started_ms = now_ms(c);
+      idle_del(c);
+    }
+    http_feed_result_t res;
+    size_t n = http_conn_feed(c->http, data, len, &res);
+    data += n;
+    len -= n;
+    if (res == HTTP_FEED_ERROR) {
+      http_buf_t buf;
+      http_buf_init(&buf);
+      http_response_error(&buf, c->http->error_status, false, false);
+      write_http(c, &buf, true);
+      return;
+    }
+    if (res != HTTP_FEED_REQUEST) break;
+    c->req_started_ms = 0;
+    c->nrequests++;
+    c->last_active_ms = now_ms(c);
+    http_buf_t buf;
+    http_buf_init(&buf);
+    route_action_t act = routes_answer(&c->http->req, &buf);
+    write_http(c, &buf, act == ROUTE_CLOSE);
+    if (act == ROUTE_UPGRADE) {
+      if (!c->closing) {
+        c->close_after_write = false;
+        upgrade(c, data, len);
+      }
+      return;
+    }
+  }
+  http_rearm(c);
+}
+
+/* ------------------------------------------------------------- reads */
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  (void)h;
+  (void)suggested;
+  static _Thread_local char slab[CONN_READ_SLAB]; /* one read at a time per thread */
+  *buf = uv_buf_init(slab, sizeof slab);
+}
+
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
+  conn_t *c = s->data;
+  if (n < 0) {
+    conn_shutdown(c);
+    return;
+  }
+  if (n == 0) return;
+  if (!c->upgraded) {
+    feed_http(c, buf->base, (size_t)n);
+    return;
+  }
+  if (!c->ws) return;
+  ws_status_t st = ws_conn_feed(c->ws, buf->base, (size_t)n, uv_now(s->loop));
+  if (st == WS_NOMEM) {
+    conn_shutdown(c);
+    return;
+  }
+  if (st == WS_CLOSING && !c->closing) begin_closing(c); /* the peer's close, or 1009... */
+  flush_ws(c);
+}
+
+/* libuv callbacks run outside any actor turn: run them as the acceptor. */
+typedef struct { uv_stream_t *stream; ssize_t n; const uv_buf_t *buf; } read_ev_t;
+
+static void read_as_acceptor(void *arg) {
+  read_ev_t *ev = arg;
+  on_read(ev->stream, ev->n, ev->buf);
+}
+
+static void on_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
+  read_ev_t ev = {s, n, buf};
+  conn_t *c = s->data;
+  if (act_run_as(c->acceptor, read_as_acceptor, &ev) != ACT_OK) on_read(s, n, buf);
+}
+
+static _Atomic uint64_t g_conn_ids = 1;
+
+void conn_open(acceptor_t *a, int fd, const char *peer) {
+  conn_t *c = calloc(1, sizeof *c);
+  http_conn_t *h = c ? malloc(sizeof *h) : NULL;
+  if (!c || !h || uv_tcp_init(act_loop(), &c->tcp) < 0) {
+    free(c);
+    free(h);
+    close(fd);
+    listener_release(peer);
+    return;
+  }
+  c->http = h;
+  http_conn_init(h);
+  c->id = (atomic_fetch_add(&g_conn_ids, 1) << 8) | (uint64_t)a->sched;
+  c->acceptor = a->self;
+  c->st.rl_tokens = 10;
+  snprintf(c->st.peer, sizeof c->st.peer, "%s", peer);
+  uv_timer_init(act_loop(), &c->timer);
+  c->tcp.data = c;
+  c->timer.data = c;
+  table_add(a, c);
+  if (uv_tcp_open(&c->tcp, fd) < 0) {
+    close(fd);
+    conn_shutdown(c);
+    return;
+  }
+  uv_tcp_nodelay(&c->tcp, 1);
+  c->opened_ms = c->last_active_ms = now_ms(c);
+  idle_add(c);
+  c->reading = true;
+  uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read_cb);
+  http_rearm(c);
+}

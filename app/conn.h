@@ -1,0 +1,88 @@
+/*
+ * conn.h -- private to the endpoint's files: the connection record and the
+ * calls between the four of them.  Sessions use endpoint.h, never this.
+ *
+ *   listener.c  the listening socket and the accept policy: descriptors
+ *               reserved below RLIMIT_NOFILE, connections per process and
+ *               per source address, what happens at EMFILE (no spinning)
+ *   conn.c      one socket's I/O, its bounds and its timers: HTTP header,
+ *               idle, keep-alive and send timeouts, unsent HTTP bytes and
+ *               pipelining (back-pressure), the WebSocket stall bound, and
+ *               the session-facing calls of endpoint.h
+ *   routes.c    what an HTTP request is answered: static files, /healthz,
+ *               /metrics, the /ws upgrade with its Host and Origin checks
+ *   endpoint.c  the acceptor actor that owns a scheduler's conns, and the
+ *               glue to the sessions supervisor
+ */
+#ifndef CHATTER_CONN_H
+#define CHATTER_CONN_H
+
+#include "endpoint.h"
+#include "http.h"
+#include "ws.h"
+
+#include <sys/socket.h>
+
+#define ENDPOINT_MAX_SCHEDULERS 256
+#define ENDPOINT_TABLE_BUCKETS 4096
+
+typedef struct listener listener_t;
+
+/* One scheduler's acceptor: its listener, its conns by id, and the list of
+ * idle HTTP conns (accepted or kept alive, no request under way, nothing
+ * unsent), oldest first: the ones given up when descriptors run short, as
+ * nginx drains its "reusable" connections. */
+typedef struct acceptor {
+  act_pid_t self;
+  listener_t *listener;
+  int sched;
+  conn_t *table[ENDPOINT_TABLE_BUCKETS];
+  size_t nconns;
+  conn_t *idle_head, *idle_tail;
+  act_pid_t sessions_pid;   /* the sessions supervisor our sessions live under */
+  act_ref_t sessions_mon;   /* its monitor */
+} acceptor_t;
+
+/* ---- endpoint.c ---- */
+acceptor_t *endpoint_local_acceptor(void);
+/* Asks the sessions supervisor for this conn's session (answer: acc_handle). */
+void endpoint_start_session(conn_t *c);
+
+/* ---- conn.c ---- */
+/* Takes an accepted socket (non-blocking); peer is its rate-limit key. The
+ * caller has counted it in (listener_admit); the conn counts it out. */
+void conn_open(acceptor_t *a, int fd, const char *peer);
+uint64_t conn_id(const conn_t *c);
+/* Closes the oldest idle HTTP conn of a; false if there is none. */
+bool conn_evict_idle(acceptor_t *a);
+/* Every conn of a, at once (the acceptor exits). */
+void conn_close_all(acceptor_t *a);
+/* The sessions supervisor could not start this conn's session: 1011. */
+void conn_session_failed(uint64_t conn_id, int err);
+/* Every WebSocket of a, closed with code (their sessions are gone). */
+void conn_close_upgraded(acceptor_t *a, uint16_t code, const char *why);
+/* Presence says another socket took this conn's name over. */
+void conn_take_over(uint64_t conn_id);
+
+/* ---- routes.c ---- */
+typedef enum route_action {
+  ROUTE_KEEP,    /* answered; the connection stays open for the next request */
+  ROUTE_CLOSE,   /* answered with Connection: close */
+  ROUTE_UPGRADE, /* 101 written into the buffer: the conn becomes a WebSocket */
+} route_action_t;
+route_action_t routes_answer(const http_req_t *r, http_buf_t *out);
+int endpoint_static_open(const char *root);
+
+/* ---- listener.c ---- */
+/* Listens on the configured HOST:PORT (SO_REUSEPORT, one per scheduler);
+ * accepted sockets go to conn_open on this acceptor. NULL and *err on error. */
+listener_t *listener_open(acceptor_t *a, int *err);
+void listener_close(listener_t *l);
+/* A descriptor came back: accept again if accepting was paused at EMFILE. */
+void listener_resume(listener_t *l);
+/* A conn's descriptor and its source address are given back. */
+void listener_release(const char *peer);
+/* The process-wide connection cap in force (descriptor limit - reserve). */
+long listener_max_conns(void);
+
+#endif
