@@ -32,6 +32,7 @@
  * Thread rule (endpoint.h): a conn is touched only on its scheduler's thread.
  */
 #include "conn.h"
+#include "dashboard.h"
 
 #include <errno.h>
 #include <stdatomic.h>
@@ -606,6 +607,7 @@ static void write_http(conn_t *c, http_buf_t *buf, bool close_after) {
 }
 
 static void upgrade(conn_t *c, const char *rest, size_t rest_len) {
+  bool dashboard = dashboard_is_ws(c->http->req.path); /* dashboard.c */
   c->upgraded = true;
   idle_del(c);
   free(c->http);
@@ -620,7 +622,8 @@ static void upgrade(conn_t *c, const char *rest, size_t rest_len) {
   c->ping_due_ms = now_ms(c) + PING_INTERVAL_MS;
   c->progress_ms = now_ms(c);
   ws_rearm(c);
-  endpoint_start_session(c);
+  if (dashboard) dashboard_start(conn_id(c));
+  else endpoint_start_session(c);
   if (rest_len) {
     ws_conn_feed(c->ws, rest, rest_len, now_ms(c));
     flush_ws(c);

@@ -6,6 +6,8 @@
  *   /healthz   GET, HEAD: 200 "ok" or 503; else 405 with Allow
  *   /metrics   GET, HEAD: Prometheus text; else 405 with Allow
  *   /debug/kill  only with CHATTER_DEBUG=1 (see debug_kill)
+ *   /dashboard, /dashboard/ws  the live tree (dashboard.c), unless
+ *              CHATTER_DASHBOARD=off; the socket passes the same checks as /ws
  *   anything else: a static file under web/ (http.c)
  *
  * Two checks come first (issue 7 items 9 and 10):
@@ -22,6 +24,7 @@
  * Security headers go on every response (http.c's put_head).
  */
 #include "conn.h"
+#include "dashboard.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -164,7 +167,7 @@ route_action_t routes_answer(const http_req_t *r, http_buf_t *buf) {
     http_response_error(buf, 403, false, head);
     return ROUTE_CLOSE;
   }
-  if (strcmp(r->path, "/ws") == 0) return answer_ws(r, buf);
+  if (strcmp(r->path, "/ws") == 0 || dashboard_is_ws(r->path)) return answer_ws(r, buf);
   if (strcmp(r->path, "/debug/kill") == 0 && getenv("CHATTER_DEBUG")) {
     debug_kill(r, buf);
   } else if (strcmp(r->path, "/healthz") == 0 || strcmp(r->path, "/metrics") == 0) {
@@ -181,6 +184,8 @@ route_action_t routes_answer(const http_req_t *r, http_buf_t *buf) {
                          body ? body : "", body ? len : 0, r->keep_alive, head);
       free(body);
     }
+  } else if (g_static_open && dashboard_is_page(r->path)) {
+    dashboard_serve_page(&g_static, r, buf); /* dashboard.c: /dashboard */
   } else if (!g_static_open) {
     http_response_error(buf, 404, r->keep_alive, head);
   } else {

@@ -1035,13 +1035,17 @@ size_t act_list(act_info_t *out, size_t max) {
     act_proc_t *p = act__pin(pid, &s);
     if (!p) continue;
     if (!p->is_proxy) {
-      if (n < max) fill_info(p, &out[n]);
+      if (n < max) {
+        fill_info(p, &out[n]);
+        out[n].name[0] = atomic_load(&p->has_name); /* 1: look it up below */
+      }
       n++;
     }
     act__unpin(s);
   }
+  /* Only named actors pay for the registry's lock (each lookup scans it). */
   for (size_t i = 0; i < n && i < max; i++)
-    act__registry_name_of(out[i].pid, out[i].name, sizeof out[i].name);
+    if (out[i].name[0]) act__registry_name_of(out[i].pid, out[i].name, sizeof out[i].name);
   return n;
 }
 

@@ -1,0 +1,143 @@
+/*
+ * dashboard.h -- /dashboard: the live supervision tree, as data.
+ *
+ * Two halves.  The pure half (dash_snapshot_*, dash_encode_*, dash_pid_*)
+ * turns the runtime's introspection (act_list) into a snapshot -- the
+ * non-session actors one by one, the sessions folded into a count and the
+ * top few by mailbox, one line per scheduler -- and encodes a snapshot or
+ * the delta between two of them as the JSON of the /dashboard/ws protocol
+ * (documented at the top of dashboard.c and in README.md).  It touches no
+ * socket and no global, so the Check suite drives it with made-up actors.
+ *
+ * The actor half is the viewer: one per /dashboard/ws socket, a temporary
+ * child of the `sessions` supervisor on the socket's scheduler, attached to
+ * the conn as a session would be.  It pushes an update every DASH_TICK_MS
+ * and carries out the controls (exit signals, CHATTER_CHAOS) when the
+ * socket may use them.
+ */
+#ifndef CHATTER_DASHBOARD_H
+#define CHATTER_DASHBOARD_H
+
+#include "act.h"
+#include "http.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---------------------------------------------------------- bounds */
+
+#define DASH_TICK_MS 200         /* updates: 5 a second */
+#define DASH_TOP_SESSIONS 5      /* folded sessions: this many shown by mailbox */
+#define DASH_MAX_ACTORS 1024     /* non-session actors drawn; more are counted
+                                    in "truncated" (the tree has ~20) */
+#define DASH_MAX_VIEWERS 8       /* dashboard sockets at once; the next is
+                                    closed with 1008 */
+#define DASH_MAX_SCHEDULERS 256
+#define DASH_REASON_MAX (ACT_REASON_TEXT - 1) /* a crash reason's bytes */
+#define DASH_FOLDED "session"    /* the behaviour folded into a count */
+
+/* ------------------------------------------------------------ mode */
+
+/* CHATTER_DASHBOARD: off (no /dashboard at all), read (never controls),
+ * control (controls for every viewer), auto (the default: controls when
+ * CHATTER_DEBUG=1 or the socket comes from loopback, read-only otherwise). */
+typedef enum { DASH_OFF, DASH_READ, DASH_CONTROL, DASH_AUTO } dash_mode_t;
+dash_mode_t dash_mode(void);                    /* read once, then cached */
+dash_mode_t dash_mode_parse(const char *value); /* NULL or "" = auto; bad = -1 */
+/* May a socket from this peer (conn_state's rate-limit key) use controls? */
+bool dash_may_control(dash_mode_t mode, bool debug, const char *peer);
+
+/* ------------------------------------------------------- snapshots */
+
+typedef struct dash_actor {
+  act_pid_t pid, parent;
+  char name[ACT_NAME_MAX];
+  char behaviour[32];
+  int scheduler;
+  size_t mailbox;
+  uint64_t messages;       /* handled so far: the rate's base */
+  uint32_t restarts;
+  uint32_t rate;           /* messages handled per second, last interval */
+  /* Filled when the runtime tells (-1 / "" when it does not yet). */
+  char strategy[16];       /* supervisors: one_for_one ... */
+  int intensity, period_ms;
+} dash_actor_t;
+
+typedef struct dash_sched {
+  int id;
+  uint32_t actors;
+  size_t mailbox;          /* messages queued in its actors' mailboxes */
+  uint64_t messages;       /* handled by its live actors so far */
+  uint32_t rate;           /* messages per second, last interval */
+  long runq, turns_per_s;  /* -1 until the runtime tells */
+  int idle_pct;            /* -1 until the runtime tells */
+} dash_sched_t;
+
+typedef struct dash_snapshot {
+  uint64_t at_ms;          /* monotonic time it was taken */
+  double chaos;
+  size_t nactors;          /* actors[], sorted by pid */
+  size_t truncated;        /* non-session actors past DASH_MAX_ACTORS */
+  dash_actor_t *actors;
+  act_pid_t folded_parent; /* the supervisor of the folded sessions */
+  size_t sessions, sessions_mailbox;
+  uint64_t sessions_messages;
+  uint32_t sessions_rate;
+  size_t ntop;             /* top[]: by mailbox, then by pid */
+  dash_actor_t top[DASH_TOP_SESSIONS];
+  int nsched;
+  dash_sched_t sched[DASH_MAX_SCHEDULERS];
+} dash_snapshot_t;
+
+/* Build a snapshot of infos[0..n) taken at now_ms; prev (may be NULL) is
+ * the one before, for the rates.  NULL when out of memory.  O(n log k). */
+dash_snapshot_t *dash_snapshot_build(const act_info_t *infos, size_t n,
+                                     const dash_snapshot_t *prev, uint64_t now_ms,
+                                     int nsched, double chaos);
+void dash_snapshot_free(dash_snapshot_t *s);
+
+/* "<scheduler.slot.generation>", as Erlang writes <0.84.0>; out >= 32. */
+void dash_pid_format(act_pid_t pid, char *out, size_t cap);
+/* Its inverse; ACT_NOPID for anything malformed. */
+act_pid_t dash_pid_parse(const char *s);
+
+/* The JSON frames (malloc'd, NUL-terminated; NULL when out of memory).
+ * A delta is NULL with *changed = false when nothing changed since old. */
+char *dash_encode_snapshot(const dash_snapshot_t *s, uint64_t version, bool control);
+char *dash_encode_delta(const dash_snapshot_t *old, const dash_snapshot_t *cur,
+                        uint64_t version, bool *changed);
+
+/* A control request (one client frame): what it asks.  Parsing only; bad
+ * input gives DASH_REQ_BAD with a reason in `error`. */
+typedef enum { DASH_REQ_BAD, DASH_REQ_EXIT, DASH_REQ_CHAOS, DASH_REQ_RESYNC } dash_req_kind_t;
+typedef struct dash_req {
+  dash_req_kind_t kind;
+  char ref[32];            /* echoed in the reply; "" if none */
+  act_pid_t pid;           /* EXIT */
+  act_reason_t reason;     /* EXIT: kill, shutdown, or a crash text */
+  double chaos;            /* CHAOS: 0..1 */
+  const char *error;       /* BAD: why (static text) */
+} dash_req_t;
+void dash_parse_request(const char *json, size_t len, dash_req_t *out);
+
+/* ------------------------------------------------------- the viewer */
+
+/* The route hooks (routes.c, conn.c): is this path the dashboard's socket
+ * or page (false when CHATTER_DASHBOARD=off)?  The socket passes /ws's Host
+ * and Origin checks (routes.c: a page of another site open in the
+ * developer's browser must not reach the controls over loopback); after its
+ * 101 the conn calls dashboard_start on the acceptor instead of starting a
+ * session.  The page is served by dashboard_serve_page. */
+bool dashboard_is_ws(const char *path);
+bool dashboard_is_page(const char *path);
+#define DASHBOARD_PAGE "/dashboard.html"
+int dashboard_serve_page(const http_static_t *st, const http_req_t *r, http_buf_t *out);
+void dashboard_start(uint64_t conn_id);
+const act_behaviour_t *dashboard_viewer_behaviour(void);
+
+/* CHATTER_CHAOS, live: sessions read app_config()->chaos on each request
+ * and push.  v must be within 0..1 (ACT_EINVAL otherwise). */
+int dashboard_set_chaos(double v);
+
+#endif
