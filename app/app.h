@@ -334,5 +334,6 @@ act_pid_t repo_reader(void);
 bool repo_database_up(void); /* the writer's view: for /healthz */
 bool presence_ready(void);     /* the users list is loaded */
 void repo_mark_migrated(void); /* main applied the migrations at start */
+bool repo_migration_idle(void); /* no migration queued or running on the pool */
 
 #endif
