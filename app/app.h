@@ -112,6 +112,7 @@ enum {
   CONN_TAKE_OVER_NOTICE,  /* presence -> acceptor: conn_notice_t */
   SESSION_RETRY,      /* a retry timer (catch-up, back-pressure) */
   SESSION_START,          /* retry the start once pubsub and presence are back */
+  SESSION_DIFF,           /* the next paced presence_diff may go out */
 
   TELEMETRY_TICK = 500
 };
