@@ -728,7 +728,6 @@ static bool waits_on_service(step_t step) {
  * handled stays at the head of the conn's queue and is delivered again. */
 static void restart_in_place(session_t *s, conn_t *c) {
   conn_detach(c, act_self());
-  if (s->joining && s->step != RQ_SUB_LOBBY) s->joining = false;
   s->joining = false; /* a redelivered join finds its meta, if presence kept it */
   if (s->snapshot) act_msg_free(s->snapshot);
   s->snapshot = NULL;

@@ -142,7 +142,12 @@ test('users: a name moves between the indexes with its presence_diff', async () 
 
 test('users: a page never shows a change whose diff this socket has not been sent', async () => {
   // A joins; B asks for pages as fast as it can.  The first page that lists A
-  // online must come after the diff that announced A to B.
+  // online must come after the diff that announced A to B.  300 sockets
+  // subscribed before B make pubsub's fan-out reach B late, so that a page,
+  // which presence sends to B directly, would overtake the diff if the
+  // session did not hold it.
+  const crowd = [];
+  for (let i = 0; i < 300; i += 50) crowd.push(...await Promise.all(Array.from({ length: 50 }, () => connect(server.wsUrl))));
   const b = await connect(server.wsUrl);
   const name = P + 'race';
   const a = await connect(server.wsUrl);
@@ -163,6 +168,7 @@ test('users: a page never shows a change whose diff this socket has not been sen
     if (f.type === 'users' && i > diffAt) assert.equal(f.users.length, 1, `page at ${i} after the diff does not list ${name}`);
   });
   assert.ok(b.frames.slice(after).some((f) => f.type === 'users' && f.users.length === 1));
+  await Promise.all(crowd.map((c) => c.close()));
 });
 
 test('server still running', () => checkAlive(assert, server));

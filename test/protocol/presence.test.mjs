@@ -114,8 +114,9 @@ test('reusing an offline name: presence_diff, same id, the total unchanged', asy
 });
 
 test('no presence_diff for requests that change nothing (failed joins)', async () => {
-  const a = await joined(server.wsUrl);
   const home = await connect(server.wsUrl);
+  const a = await joined(server.wsUrl);
+  await home.push('presence_diff', joinsOf(a.user.name)); // a's own join, first
   const since = home.mark();
   const b = await connect(server.wsUrl);
   assert.equal((await b.join(a.user.name)).code, 'name_taken');

@@ -61,9 +61,9 @@ test('pubsub killed: sessions restart, nothing lost, nothing twice, nobody goes 
 });
 
 test('presence killed: invisible to users (no close, no one offline, names kept, directory intact)', async () => {
+  const home = await connect(server.wsUrl);
   const a = await joined(server.wsUrl, uniq('pa'));
   const b = await joined(server.wsUrl, uniq('pb'));
-  const home = await connect(server.wsUrl);
   await home.push('presence_diff', (d) => b.user.name in d.joins);
   const since = home.mark();
   await kill('presence');
