@@ -104,6 +104,7 @@ typedef struct session {
   int64_t diffq_last;     /* version of the last diff queued */
   uint64_t diff_at_ms;    /* when the last diff was written (monotonic) */
   bool pacer_armed;
+  int64_t sub_epoch;      /* pubsub_epoch() when the lobby subscription was acked */
   int64_t held_last_seq;  /* ... with this last seq */
 } session_t;
 
@@ -160,6 +161,7 @@ static bool chaos_strikes(void) {
 typedef struct latest {
   atomic_int refs;
   int64_t last_seq;
+  int64_t epoch;        /* pubsub_epoch() when the reader's subscription was acked */
   repo_messages_t msgs; /* followed by its spans and array bytes */
 } latest_t;
 
@@ -173,22 +175,24 @@ static void latest_release(latest_t *l) {
 static latest_t *latest_get(void) {
   pthread_mutex_lock(&g_latest_lock);
   latest_t *l = g_latest;
-  if (l && l->last_seq >= pubsub_latest_seq()) atomic_fetch_add(&l->refs, 1);
+  if (l && l->epoch == pubsub_epoch() && l->last_seq >= pubsub_latest_seq())
+    atomic_fetch_add(&l->refs, 1);
   else l = NULL;
   pthread_mutex_unlock(&g_latest_lock);
   return l;
 }
 
-static void latest_put(const repo_messages_t *r) {
+static void latest_put(const repo_messages_t *r, int64_t epoch) {
   size_t size = sizeof(latest_t) + r->n * sizeof(repo_msg_span_t) + r->array_len;
   latest_t *l = malloc(size);
   if (!l) return; /* a cache: without it, the next join reads again */
   atomic_init(&l->refs, 1);
   l->last_seq = r->n ? r->spans[r->n - 1].seq : 0;
+  l->epoch = epoch;
   memcpy(&l->msgs, r, sizeof *r + r->n * sizeof(repo_msg_span_t) + r->array_len);
   pthread_mutex_lock(&g_latest_lock);
   latest_t *old = g_latest;
-  if (!old || old->last_seq <= l->last_seq) g_latest = l;
+  if (!old || old->epoch < l->epoch || old->last_seq <= l->last_seq) g_latest = l;
   else old = l; /* an older read finished later: keep the newer */
   pthread_mutex_unlock(&g_latest_lock);
   latest_release(old);
@@ -564,6 +568,7 @@ static void on_join_reply(session_t *s, conn_t *c, act_msg_t *m) {
     break;
   }
   case RQ_SUB_LOBBY: {
+    s->sub_epoch = pubsub_epoch();
     latest_t *l = latest_get(); /* subscribed: anything newer will be pushed */
     if (l) {
       send_joined(s, c, &l->msgs);
@@ -577,7 +582,7 @@ static void on_join_reply(session_t *s, conn_t *c, act_msg_t *m) {
   case RQ_LATEST: {
     const repo_messages_t *r = m->data;
     if (r->rc < 0) return join_fail(s, c, PROTO_UNAVAILABLE);
-    latest_put(r);
+    latest_put(r, s->sub_epoch);
     send_joined(s, c, r);
     break;
   }
