@@ -128,8 +128,7 @@ deps-test: deps
 	$(call apt_ensure,chromium)
 	@command -v node >/dev/null && command -v npm >/dev/null || { \
 	  $(call apt_ensure_cmd,nodejs npm) }
-	@if [ ! -d test/node_modules/playwright-core ] || [ ! -d test/node_modules/ws ]; then \
-	  cd test && npm install --no-audit --no-fund --loglevel=error; fi
+	@cd test && node lib/check-deps.mjs || npm install --no-audit --no-fund --loglevel=error
 
 deps-bench: deps
 	$(call apt_ensure,$(DEB_BENCH))
@@ -201,11 +200,11 @@ test-faults-all:
 
 test-protocol: $(B)/chatter
 	@export DATABASE_URL="$${DATABASE_URL:-$$(bash sql/devdb.sh url)}"; \
-	 CHATTER_BIN=$(B)/chatter node --test --test-concurrency=1 test/protocol/
+	 CHATTER_BIN=$(B)/chatter node test/lib/run-tests.mjs test/protocol
 
 test-browser: $(B)/chatter
 	@export DATABASE_URL="$${DATABASE_URL:-$$(bash sql/devdb.sh url)}"; \
-	 CHATTER_BIN=$(B)/chatter node --test --test-concurrency=1 test/browser/
+	 CHATTER_BIN=$(B)/chatter node test/lib/run-tests.mjs test/browser
 
 # ---------------------------------------------------------------- fuzzing
 

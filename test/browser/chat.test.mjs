@@ -1,13 +1,13 @@
 // End-to-end browser tests: the real chatter server, headless Debian chromium
-// driven by playwright-core.  Run with
-//   node --test --test-concurrency=1 test/browser/
+// driven by playwright-core, protocol v2.  Run with
+//   node test/lib/run-tests.mjs test/browser      (or: make test-browser)
 // Screenshots of each view land in _build/screenshots/.
 import { test, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   setUp, tearDown, openPage, gotoHome, join, waitJoined, send, waitForMessage, messageIds,
   countMessagesWithText, userDot, uniqueName, screenshot, assertNoProblems, ensureMessages, DESKTOP, PHONE,
-  startServerOn, freePort,
+  startServerOn, freePort, numberIn,
 } from './helpers.mjs';
 
 let env;
@@ -48,8 +48,8 @@ test('two users join, see each other online, chat both ways, and see a leave', {
   // Bob's home view shows Alice online, live, with the counts.
   await gotoHome(b);
   await b.waitForSelector(userDot(alice, 'online'));
-  const total = Number(await b.textContent('#total-users'));
-  const online = Number(await b.textContent('#online-count'));
+  const total = await numberIn(b, '#total-users');
+  const online = await numberIn(b, '#online-count');
   assert.ok(total >= 1 && online >= 1 && online <= total, `counts: ${online} online of ${total}`);
   await screenshot(b, 'home.png');
 
@@ -83,20 +83,29 @@ test('two users join, see each other online, chat both ways, and see a leave', {
 
   // A phone-sized chat view.
   const phone = await page(PHONE);
-  await join(phone, uniqueName('phone'));
+  const phoneName = uniqueName('phone');
+  await join(phone, phoneName);
   await phone.waitForSelector(`#messages .message[data-id="${id2}"]`);
   await screenshot(phone, 'chat-phone.png');
   await phone.click('#people-toggle');
   await phone.waitForSelector(`#chat-people-slot ${userDot(alice, 'online')}:visible`);
   await screenshot(phone, 'chat-phone-people.png');
 
-  // Bob leaves: he is home again, and Alice sees his dot go grey.
+  // Bob leaves: he is home again; Alice sees him leave the Online section
+  // and the count drop, and finds him Offline by searching his name.
+  await a.waitForSelector(userDot(phoneName, 'online'));   // every join so far is counted
+  const onlineBefore = await numberIn(a, '#online-count');
   await b.click('#leave-button');
   await b.waitForSelector('#name-input:visible');
   assert.equal(new URL(b.url()).pathname, '/');
-  await a.waitForSelector(userDot(bob, 'offline'));
+  await a.waitForSelector(`#online-list .user[data-name="${bob}"]`, { state: 'detached' });
+  await a.waitForFunction((n) => Number(document.querySelector('#online-count').textContent.replace(/,/g, '')) === n,
+    onlineBefore - 1);
+  await a.fill('#people-search', bob);
+  await a.waitForSelector(`#offline-list ${userDot(bob, 'offline')}`);
   assert.equal(await a.$(userDot(bob, 'online')), null);
-  await b.waitForSelector(userDot(bob, 'offline'));
+  await b.fill('#people-search', bob);
+  await b.waitForSelector(`#offline-list ${userDot(bob, 'offline')}`);
 
   assertNoProblems(assert, a, b, phone);
 });
@@ -372,4 +381,114 @@ test('the client rides out a server restart: reconnects, rejoins, catches up', {
     page.problems.errors = page.problems.errors.filter((e) => !/WebSocket connection to .* failed/.test(e));
   }
   assertNoProblems(assert, o, p);
+});
+
+test('a message whose `sent` never came is re-sent with its client_id after the reconnect and shown once',
+  { timeout: 90000 }, async () => {
+    const quinn = uniqueName('quinn');
+    const rita = uniqueName('rita');
+    const q = await page();
+    const r = await page();
+    await join(q, quinn);
+    await join(r, rita);
+
+    // The socket drops right after the `send` frame leaves, before any reply:
+    // the server may have stored the message (and pushed it to Rita) or not.
+    await q.evaluate(() => {
+      const conn = window.chatter.conn;
+      const ws = conn.ws;
+      const plain = ws.send.bind(ws);
+      ws.send = (data) => {
+        plain(data);
+        if (JSON.parse(data).type === 'send') conn.drop(60000);   // held until released below
+      };
+    });
+    const lost = `${quinn}: the reply to this one is lost`;
+    await q.fill('#message-input', lost);
+    await q.click('#send-button');
+    await q.waitForSelector('#conn-status[data-state="reconnecting"]');
+    assert.equal(await q.textContent('#pending-list .message.pending .message-content'), lost,
+      'shown as pending while unconfirmed');
+    await screenshot(q, 'chat-pending.png');
+
+    // Composed while the socket is down: queued, sent after the rejoin.
+    const queued = `${quinn}: written while reconnecting`;
+    await q.fill('#message-input', queued);
+    await q.click('#send-button');
+    assert.equal(await q.inputValue('#message-input'), '');
+    assert.equal(await q.$$eval('#pending-list .message.pending', (n) => n.length), 2);
+
+    await q.evaluate(() => {
+      window.chatter.conn.holdUntil = 0;
+      window.chatter.conn.kick();
+    });
+    await waitJoined(q);
+    await waitForMessage(q, lost, quinn);
+    await waitForMessage(q, queued, quinn);
+    await q.waitForFunction(() => document.querySelectorAll('#pending-list .message').length === 0);
+
+    // Every send of `lost` carried the same client_id, a fresh one unlike the
+    // second message's.
+    const sends = q.sent.filter((m) => m.type === 'send');
+    const lostSends = sends.filter((m) => m.content === lost);
+    assert.ok(lostSends.length >= 2, `sent before the drop and again after: ${JSON.stringify(sends)}`);
+    assert.match(lostSends[0].client_id, /^[A-Za-z0-9_-]{1,64}$/);
+    assert.ok(lostSends.every((m) => m.client_id === lostSends[0].client_id), 'one client_id for every retry');
+    const queuedSends = sends.filter((m) => m.content === queued);
+    assert.equal(queuedSends.length, 1);
+    assert.notEqual(queuedSends[0].client_id, lostSends[0].client_id);
+
+    // Exactly once for both, in order: a later message has arrived after any
+    // duplicate would have (pushes come in seq order).
+    const last = `${quinn}: after the reconnect`;
+    const lastId = await send(q, last);
+    assert.equal(await waitForMessage(r, last, quinn), lastId);
+    for (const p of [q, r]) {
+      assert.equal(await countMessagesWithText(p, lost), 1, 'the lost-reply message once');
+      assert.equal(await countMessagesWithText(p, queued), 1, 'the queued message once');
+      const ids = await messageIds(p);
+      assert.equal(new Set(ids).size, ids.length, 'no message element twice');
+    }
+    for (const p of [q, r]) {
+      p.problems.errors = p.problems.errors.filter((e) => !/WebSocket/.test(e));
+    }
+    assertNoProblems(assert, q, r);
+  });
+
+test('user text is isolated for bidi and shown as text; invisible names are refused', { timeout: 60000 }, async () => {
+  const sam = uniqueName('sam');
+  const s = await page();
+  const u = await page();
+  await join(s, sam);
+  await join(u, uniqueName('uma'));
+  // CVE-2021-42574's trick: a right-to-left override left open, an isolate
+  // left open.  Inside the message they act; outside it they must not.
+  const tricky = `admin\u202E gnp.exe\u2067 says hi`;
+  const id = await send(s, tricky);
+  await waitForMessage(u, tricky, sam);
+  for (const p of [s, u]) {
+    const shown = await p.$eval(`#messages .message[data-id="${id}"]`, (node) => {
+      const parts = ['.message-name', '.message-content'].map((sel) => node.querySelector(sel));
+      return parts.map((n) => ({ dir: n.getAttribute('dir'), bidi: getComputedStyle(n).unicodeBidi, text: n.textContent }));
+    });
+    assert.deepEqual(shown, [
+      { dir: 'auto', bidi: 'isolate', text: sam },
+      { dir: 'auto', bidi: 'isolate', text: tricky },
+    ]);
+    const names = await p.$$eval('.user .user-name, #me-name', (nodes) =>
+      nodes.map((n) => `${n.getAttribute('dir')} ${getComputedStyle(n).unicodeBidi}`));
+    assert.ok(names.length > 0);
+    assert.deepEqual([...new Set(names)], ['auto isolate'], 'every name is isolated');
+  }
+
+  // A name that renders blank (U+3164 HANGUL FILLER is a letter) is refused
+  // by the form before anything is sent.
+  const v = await page();
+  await gotoHome(v);
+  await v.fill('#name-input', '\u3164\u3164');
+  await v.click('#join-button');
+  await v.waitForSelector('#name-error:visible');
+  assert.equal(v.sent.filter((m) => m.type === 'join').length, 0);
+  assert.equal(new URL(v.url()).pathname, '/');
+  assertNoProblems(assert, s, u, v);
 });

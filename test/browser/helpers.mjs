@@ -21,8 +21,13 @@ export function uniqueName(prefix) {
   return `${prefix}_${Math.random().toString(36).slice(2, 8)}`;
 }
 
+// What every browser-test server is started with.
+// No limit on new names per address: every test creates fresh names from
+// 127.0.0.1 (the limit itself is the protocol suite's to test).
+export const SERVER_ENV = { CHATTER_NEW_USERS_PER_MINUTE: '0' };
+
 export async function setUp() {
-  const server = await startServer();
+  const server = await startServer({ env: SERVER_ENV });
   const browser = await chromium.launch({
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
     args: CHROMIUM_ARGS,
@@ -37,7 +42,11 @@ export async function tearDown({ server, browser } = {}) {
 }
 
 // A new browser context and page.  page.problems collects uncaught errors,
-// console errors and dialogs (any dialog is a failure: alert() must never run).
+// console errors and dialogs (any dialog is a failure: alert() must never
+// run).  web/index.html carries a strict Content-Security-Policy of its own
+// (default-src 'self'), so an inline script or style, or a resource from
+// elsewhere, is refused with a console error ("Refused to ...") and fails
+// the test whatever header the server sends.
 export async function openPage(browser, base, options = DESKTOP) {
   const context = await browser.newContext(options);
   const page = await context.newPage();
@@ -45,6 +54,7 @@ export async function openPage(browser, base, options = DESKTOP) {
   page.problems = { errors: [], dialogs: [], badFrames: [] };
   // Every frame from the server must be one JSON object (PROTOCOL.md).
   page.frames_ = [];
+  page.sent = [];             // every request this page sent, parsed, in order
   const note = (line) => {
     page.frames_.push(`${new Date().toISOString().slice(11, 23)} ${line.slice(0, 240)}`);
     if (page.frames_.length > 40) page.frames_.shift();
@@ -53,7 +63,10 @@ export async function openPage(browser, base, options = DESKTOP) {
     note(`open ${ws.url()}`);
     ws.on('close', () => note('close'));
     ws.on('socketerror', (e) => note(`socket error ${e}`));
-    ws.on('framesent', ({ payload }) => note(`> ${String(payload)}`));
+    ws.on('framesent', ({ payload }) => {
+      note(`> ${String(payload)}`);
+      try { page.sent.push(JSON.parse(String(payload))); } catch { /* not ours to judge */ }
+    });
     ws.on('framereceived', ({ payload }) => {
       const text = String(payload);
       note(`< ${text}`);
@@ -148,23 +161,49 @@ export function userDot(name, state) {
   return `.user[data-name="${name}"] .dot.${state}`;
 }
 
-// Sends a message through the UI and waits until the server confirmed it
-// (the input is cleared after `sent`) and it is on screen.
+// Sends a message through the UI and waits until it is on screen as a stored
+// message (it has an id: a `sent` reply or a push, not the pending copy of
+// the outbox).  The client itself retries `unavailable` with the same
+// client_id, so the helper does not.
 export async function send(page, text) {
   await page.fill('#message-input', text);
-  for (let attempt = 1; ; attempt++) {
-    await page.click('#send-button');
-    // Cleared after `sent`, or an error under the box.
-    await explained(page, () => page.waitForFunction(() => document.querySelector('#message-input').value === ''
-      || !document.querySelector('#composer-error').hidden));
-    if ((await page.inputValue('#message-input')) === '') break;
-    const error = await page.textContent('#composer-error');
-    if (!/unavailable/i.test(error) || attempt >= 5) {
-      throw new Error(`send failed: ${error}\nlast frames:\n  ${page.frames_.join('\n  ')}`);
-    }
-    await waitHealthy(page.base);
+  await page.click('#send-button');
+  // Taken into the outbox (the box is cleared), or refused under the box.
+  await explained(page, () => page.waitForFunction(() => document.querySelector('#message-input').value === ''
+    || !document.querySelector('#composer-error').hidden));
+  if ((await page.inputValue('#message-input')) !== '') {
+    throw new Error(`send refused: ${await page.textContent('#composer-error')}\nlast frames:\n  ${page.frames_.join('\n  ')}`);
   }
   return waitForMessage(page, text, await page.textContent('#me-name'));
+}
+
+// A count shown on the page ("100,001" -> 100001).
+export function numberIn(page, selector) {
+  return page.$eval(selector, (n) => Number(n.textContent.replace(/,/g, '')));
+}
+
+// When things happened in the page, in ms since navigation started: the
+// client script ran, the welcome came, each section's first page showed.
+export function pageTiming(page) {
+  return page.evaluate(() => {
+    const c = window.chatter;
+    const r = (x) => (x === null ? null : Math.round(x));
+    return { script: r(c.state.scriptAt), welcome: r(c.state.welcomeAt),
+      online: r(c.users.firstPageAt.online), offline: r(c.users.firstPageAt.offline) };
+  });
+}
+
+// The names shown in a directory section ('online' or 'offline'), in order.
+export function sectionNames(page, section) {
+  return page.$$eval(`#${section}-list .user`, (nodes) => nodes.map((n) => n.dataset.name));
+}
+
+// Waits until a directory section's pages are loaded and settled.
+export async function sectionSettled(page, section) {
+  await explained(page, () => page.waitForFunction((s) => {
+    const st = document.querySelector(`#${s}-status`).dataset.state;
+    return st !== 'loading' && st !== 'idle';
+  }, section));
 }
 
 // Waits until a message with exactly this text (and, if given, from this
@@ -288,7 +327,7 @@ export async function ensureMessages(wsUrl, min, name = uniqueName('backfill')) 
 // A server on a port chosen by the caller, so that it can be stopped and
 // started again where the browsers expect it.  Resolves once /healthz is 200.
 export function startServerOn(port, timeoutMs = 20000) {
-  return startServer({ port, timeoutMs });
+  return startServer({ port, timeoutMs, env: SERVER_ENV });
 }
 
 export { freePort };

@@ -1,13 +1,14 @@
 // Chatter's browser client: the home view (pick a name, see who is around)
 // and the chat view (the lobby), over one WebSocket that reconnects by itself.
-// Wire protocol: PROTOCOL.md.  User text only ever reaches the page through
-// textContent (see util.js's el()).
+// Wire protocol: PROTOCOL.md, version 2.  User text only ever reaches the
+// page through textContent (see util.js's el()), isolated for bidi.
 
-import { $, codePoints, validName, MAX_CONTENT } from './util.js';
+import { $, codePoints, validName, isolate, MAX_CONTENT } from './util.js';
 import { Connection, socketUrl } from './connection.js';
 import { TokenBucket } from './ratelimit.js';
-import { UserList } from './users.js';
+import { Directory } from './directory.js';
 import { MessageList } from './messages.js';
+import { Outbox, MAX_OUTBOX } from './outbox.js';
 
 const SESSION_KEY = 'chatter.session';
 const HISTORY_PAGE = 100;
@@ -43,10 +44,12 @@ const counter = $('#char-count');
 // ---------------------------------------------------------------------- state
 
 const conn = new Connection(socketUrl());
-const users = new UserList(people);
+const users = new Directory(people, (type, fields) => conn.request(type, fields));
+const outbox = new Outbox();
 const messages = new MessageList({
   scroller: $('#messages'),
   list: $('#message-list'),
+  pendingList: $('#pending-list'),
   status: $('#history-status'),
   jump: $('#jump-button'),
 });
@@ -63,12 +66,16 @@ const state = {
   gapFrom: null,       // a catch-up from here has not finished yet
   retryJoin: null,     // a join from the form cut off by a lost connection
   joinRetries: 0,
-  sending: false,
+  flushing: false,     // the outbox is being sent
+  flushTimer: null,
+  sendAttempt: 0,      // consecutive unavailable/timeouts, for the back-off
   cooldownTimer: null,
   rejoinTimer: null,
   rejoinAttempt: 0,
   olderBlockedUntil: 0,
   unseenWhileHidden: 0,
+  scriptAt: performance.now(),   // for the tests' figures: when this module ran,
+  welcomeAt: null,               // and when the first welcome came
 };
 
 function loadSession() {
@@ -149,7 +156,7 @@ function updateControls() {
   joinButton.disabled = !online || state.joining;
   joinButton.textContent = state.joining ? 'Joining…' : 'Join chat';
   const content = messageInput.value.trim();
-  sendButton.disabled = !state.joined || state.sending || !content || state.cooldownTimer !== null;
+  sendButton.disabled = state.view !== 'chat' || !content || state.cooldownTimer !== null;
   messageInput.disabled = state.view !== 'chat';
   const n = codePoints(content);
   counter.hidden = n < MAX_CONTENT - 200;
@@ -161,6 +168,7 @@ function updateControls() {
 
 const JOIN_ERRORS = {
   name_taken: 'That name is in use right now. Pick another one.',
+  rate_limited: 'Too many new names from your address in the last minute. Wait a little, or join with a name you used before.',
   name_invalid: 'Use 1 to 32 letters, digits, spaces, _ - or . (no leading, trailing or double spaces).',
   unavailable: 'The chat is unavailable for a moment. Please try again.',
   already_joined: 'You are already in the chat.',
@@ -171,10 +179,7 @@ const JOIN_ERRORS = {
 const SEND_ERRORS = {
   rate_limited: 'You are sending messages too quickly. Wait a moment.',
   content_invalid: 'Messages need 1 to 2,000 characters.',
-  unavailable: 'The message was not sent: the chat is unavailable for a moment. Try again.',
-  not_joined: 'You are not in the chat right now. Reconnecting…',
-  disconnected: 'The connection dropped before the message was confirmed. It is still in the box; send it again if it does not appear.',
-  timeout: 'The server did not confirm the message. Send it again if it does not appear.',
+  full: `At most ${MAX_OUTBOX} messages can wait to be sent. Wait until some are delivered.`,
 };
 
 function errorText(table, err) {
@@ -203,9 +208,11 @@ async function join(name, { rejoin = false } = {}) {
   }
   state.joining = false;
   updateControls();
-  // Back after a drop or a reload: fetch whatever came after what we hold.
-  if (after !== null) catchUp(after);
-  else if (rejoin) catchUp(state.cursor);
+  // Back after a drop or a reload: fetch whatever came after what we hold,
+  // then re-send, with their client_id, the messages never confirmed.
+  if (after !== null) await catchUp(after);
+  else if (rejoin) await catchUp(state.cursor);
+  flush();
 }
 
 function onJoined(r, { rejoin, held }) {
@@ -217,8 +224,9 @@ function onJoined(r, { rejoin, held }) {
   saveSession(name, r.token);
   meName.textContent = name;
   users.setMe(name);
-  users.reset(r.users, r.total_users, r.online_count);
+  users.setCounts(r.total_users, r.online_count);
   messages.setMe(name);
+  if (outbox.name !== name) outbox.open(name);
   hideNotice();
   showNameError('');
 
@@ -238,6 +246,7 @@ function onJoined(r, { rejoin, held }) {
     messages.clear();
     messages.setMore(r.more);
     messages.add(batch);
+    renderOutbox();
     messages.scrollToBottom();
   } else {
     // Back after a drop: keep what we hold, add the snapshot, then catch up.
@@ -272,6 +281,7 @@ async function catchUp(after, attempt = 0) {
       advanceCursor(batch);
       if (!r.more || !batch.length) {
         state.gapFrom = null;
+        flush();             // caught up: now the outbox may go (after a retry too)
         return;
       }
       from = batch[batch.length - 1].seq;
@@ -319,7 +329,7 @@ function onJoinFailed(name, err, { rejoin }) {
   if (rejoin) {
     // Our name went to someone else (or the token is no longer valid).
     backHome({ notice: code === 'name_taken'
-      ? `“${name}” is in use by someone else now. Pick a name to join again.`
+      ? `${isolate(name)} is in use by someone else now. Pick a name to join again.`
       : errorText(JOIN_ERRORS, err), replace: true });
     showNameError(errorText(JOIN_ERRORS, err));
     return;
@@ -335,6 +345,8 @@ function backHome({ notice: text = null, replace = false, prefill = state.name }
   state.gapFrom = null;
   clearTimeout(state.rejoinTimer);
   clearSession();
+  clearTimeout(state.flushTimer);
+  outbox.discard();
   setJoined(false);
   messages.clear();
   users.setMe(null);
@@ -361,47 +373,116 @@ function leave({ fromHistory = false } = {}) {
 
 // --------------------------------------------------------------------- sending
 
-async function send() {
-  if (state.sending) return;
+// Composing puts the message in the outbox (with a fresh client_id) and
+// clears the box; flush() sends the outbox in order, one at a time, and
+// retries each message with the same client_id until a `sent` reply (or an
+// error that says it can never be stored).
+function send() {
   const raw = messageInput.value;
   const content = raw.trim();
   if (!content) return;
   const n = codePoints(content);
   if (n > MAX_CONTENT) {
-    showComposerError(`Messages are at most 2,000 characters; this one has ${n.toLocaleString()}.`);
+    showComposerError(`Messages are at most 2,000 characters; this one has ${n.toLocaleString('en-US')}.`);
     return;
   }
-  if (!state.joined || !conn.isOpen) {
-    showComposerError('Not connected right now. Your message is kept; send it once we are back.');
+  if (outbox.size >= MAX_OUTBOX) {
+    showComposerError(SEND_ERRORS.full);
     return;
   }
   if (!bucket.take()) {
     startCooldown(bucket.wait());
     return;
   }
-  state.sending = true;
+  if (outbox.name !== state.name) outbox.open(state.name);
+  const item = outbox.add(content);
+  messages.addPending(item.cid, content, state.joined ? 'Sending…' : 'Waiting for the connection…');
+  messageInput.value = '';
+  autosize();
+  showComposerError('');
   updateControls();
+  if (state.view === 'chat') messageInput.focus({ preventScroll: true });
+  flush();
+}
+
+function renderOutbox() {
+  for (const item of outbox.items) messages.addPending(item.cid, item.content, 'Waiting for the connection…');
+}
+
+function retryFlush(ms) {
+  clearTimeout(state.flushTimer);
+  state.flushTimer = setTimeout(() => { state.flushTimer = null; flush(); }, ms);
+}
+
+async function flush() {
+  if (state.flushing || state.flushTimer !== null) return;
+  if (!state.joined || !conn.isOpen || state.gapFrom !== null) {
+    for (const item of outbox.items) messages.setPendingState(item.cid, 'Waiting for the connection…');
+    return;
+  }
+  state.flushing = true;
   try {
-    const r = await conn.request('send', { content });
-    if (messageInput.value === raw) {
-      messageInput.value = '';
-      autosize();
-    }
-    showComposerError('');
-    if (r.message) messages.add([r.message]);
-    messages.scrollToBottom();
-  } catch (err) {
-    if (err.code === 'rate_limited') {
-      bucket.tokens = 0;
-      startCooldown(bucket.wait());
-    } else {
-      bucket.giveBack();
-      showComposerError(errorText(SEND_ERRORS, err));
+    while (outbox.first && state.joined && conn.isOpen) {
+      const item = outbox.first;
+      messages.setPendingState(item.cid, 'Sending…');
+      let r;
+      try {
+        r = await conn.request('send', { content: item.content, client_id: item.cid });
+      } catch (err) {
+        if (!onSendFailed(item, err)) return;
+        continue;
+      }
+      state.sendAttempt = 0;
+      outbox.remove(item.cid);
+      messages.removePending(item.cid);
+      if (r.message) {
+        messages.add([r.message]);
+        messages.scrollToBottom();
+      }
     }
   } finally {
-    state.sending = false;
-    updateControls();
-    if (state.view === 'chat') messageInput.focus({ preventScroll: true });
+    state.flushing = false;
+  }
+}
+
+// Returns true to go on with the next message, false to stop flushing (a
+// timer, the next rejoin or the next composed message starts it again).
+function onSendFailed(item, err) {
+  const code = err && err.code;
+  const backoff = () => Math.min(10000, 500 * 2 ** state.sendAttempt++) * (0.5 + Math.random() / 2);
+  switch (code) {
+    case 'disconnected':
+    case 'not_joined':
+      // The rejoin after the reconnect flushes again.
+      messages.setPendingState(item.cid, 'Waiting for the connection…');
+      return false;
+    case 'timeout':
+      // The socket looks dead; the outcome is unknown: the client_id makes
+      // the re-send after the reconnect safe.
+      messages.setPendingState(item.cid, 'Waiting for the connection…');
+      conn.drop();
+      return false;
+    case 'unavailable':
+      messages.setPendingState(item.cid, 'Not confirmed yet; retrying…');
+      retryFlush(backoff());
+      return false;
+    case 'rate_limited':
+      bucket.tokens = 0;
+      messages.setPendingState(item.cid, 'Sending too fast; retrying…');
+      retryFlush(Math.max(bucket.wait(), 200));
+      return false;
+    default:
+      // content_invalid (or a code this client does not know): never stored,
+      // never storable.  The text goes back to the box if it is empty.
+      outbox.remove(item.cid);
+      messages.removePending(item.cid);
+      if (!messageInput.value.trim()) {
+        messageInput.value = item.content;
+        autosize();
+      }
+      showComposerError(errorText(SEND_ERRORS, err));
+      updateControls();
+      return true;
   }
 }
 
@@ -449,7 +530,9 @@ conn.addEventListener('push', (ev) => {
   const msg = ev.detail;
   switch (msg.type) {
     case 'welcome':
-      users.reset(msg.users, msg.total_users, msg.online_count);
+      if (state.welcomeAt === null) state.welcomeAt = performance.now();
+      users.setCounts(msg.total_users, msg.online_count);
+      users.reload();
       if (state.wantChat && state.name) {
         join(state.name, { rejoin: true });
       } else if (state.retryJoin && state.view === 'home') {
@@ -460,9 +543,6 @@ conn.addEventListener('push', (ev) => {
       break;
     case 'presence_diff':
       users.applyDiff(msg);
-      break;
-    case 'user_created':
-      users.add(msg.user, msg.total_users);
       break;
     case 'message':
       if (!state.joined || !msg.message) break;
@@ -499,6 +579,7 @@ conn.addEventListener('state', () => {
 });
 
 conn.addEventListener('down', () => {
+  users.suspend();
   if (state.joined) setJoined(false);
   state.joining = false;
   updateControls();
@@ -555,7 +636,7 @@ peopleToggle.addEventListener('click', () => {
 });
 
 users.onChange(() => {
-  peopleToggleCount.textContent = String(users.online);
+  peopleToggleCount.textContent = users.onlineCount.toLocaleString('en-US');
 });
 
 window.addEventListener('popstate', () => {
@@ -588,6 +669,8 @@ function start() {
     meName.textContent = saved.name;
     users.setMe(saved.name);
     messages.setMe(saved.name);
+    outbox.open(saved.name);
+    renderOutbox();
     setJoined(false);
     showView('chat');
   } else {
@@ -606,4 +689,4 @@ function start() {
 start();
 
 // For tests and debugging in the console.
-window.chatter = { conn, state, users, messages, bucket };
+window.chatter = { conn, state, users, messages, bucket, outbox };

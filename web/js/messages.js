@@ -1,6 +1,8 @@
 // The message list: each message once (deduplicated by id), ordered by seq,
 // newest at the bottom; sticks to the bottom unless the reader scrolled up;
-// asks for older messages when the reader nears the top.
+// asks for older messages when the reader nears the top.  Below them, the
+// messages of the outbox (composed, not yet confirmed by `sent`), marked as
+// pending; they carry no id, so nothing counts them as delivered.
 
 import { el, avatar, parseTime, shortTime, fullTime } from './util.js';
 
@@ -8,9 +10,11 @@ const NEAR_BOTTOM_PX = 48;
 const NEAR_TOP_PX = 240;
 
 export class MessageList {
-  constructor({ scroller, list, status, jump }) {
+  constructor({ scroller, list, pendingList, status, jump }) {
     this.scroller = scroller;       // #messages: the scrolling element
     this.list = list;               // where .message nodes live (inside scroller)
+    this.pendingList = pendingList; // the outbox's nodes, after the list
+    this.pending = new Map();       // client_id -> node
     this.status = status;           // "loading earlier messages" line
     this.jump = jump;               // "new messages" pill
     this.byId = new Map();          // id -> node
@@ -38,6 +42,7 @@ export class MessageList {
     this.seqs = [];
     this.nodeBySeq.clear();
     this.list.replaceChildren();
+    this.clearPending();
     this.more = false;
     this.loadingOlder = false;
     this.unseen = 0;
@@ -112,14 +117,51 @@ export class MessageList {
     const when = parseTime(m.inserted_at);
     const name = typeof m.name === 'string' ? m.name : '?';
     const time = el('time', { class: 'message-time', datetime: m.inserted_at, title: fullTime(when), text: shortTime(when) });
+    // dir="auto" + unicode-bidi: isolate (style.css): a name or content full
+    // of right-to-left text or bidi controls cannot reorder what is around it.
     const head = el('div', { class: 'message-head' },
-      el('span', { class: 'message-name', text: name }), time);
-    const body = el('div', { class: 'message-content', text: String(m.content ?? '') });
+      el('span', { class: 'message-name', dir: 'auto', text: name }), time);
+    const body = el('div', { class: 'message-content', dir: 'auto', text: String(m.content ?? '') });
     const node = el('article', {
       class: 'message' + (name === this.me ? ' mine' : ''),
       dataset: { id: m.id, seq: String(m.seq), name },
     }, avatar(name), el('div', { class: 'message-main' }, head, body));
     return node;
+  }
+
+  // The outbox: one node per composed message until its `sent` arrives.
+  addPending(cid, content, stateText = 'Sending…') {
+    if (this.pending.has(cid)) return;
+    const name = this.me || '';
+    const status = el('span', { class: 'pending-state', text: stateText });
+    const head = el('div', { class: 'message-head' },
+      el('span', { class: 'message-name', dir: 'auto', text: name }), status);
+    const body = el('div', { class: 'message-content', dir: 'auto', text: content });
+    const node = el('article', { class: 'message mine pending', dataset: { cid } },
+      avatar(name), el('div', { class: 'message-main' }, head, body));
+    node._status = status;
+    this.pending.set(cid, node);
+    this.pendingList.append(node);
+    this.scrollToBottom();
+    this.updateStatus();
+  }
+
+  setPendingState(cid, text) {
+    const node = this.pending.get(cid);
+    if (node) node._status.textContent = text;
+  }
+
+  removePending(cid) {
+    const node = this.pending.get(cid);
+    if (!node) return;
+    node.remove();
+    this.pending.delete(cid);
+    this.updateStatus();
+  }
+
+  clearPending() {
+    this.pending.clear();
+    this.pendingList.replaceChildren();
   }
 
   setMe(name) {
@@ -144,7 +186,7 @@ export class MessageList {
 
   updateStatus() {
     const s = this.status;
-    if (this.waiting && !this.seqs.length) {
+    if (this.waiting && !this.seqs.length && !this.pending.size) {
       s.textContent = 'Joining the conversation…';
       s.dataset.state = 'waiting';
     } else if (this.loadingOlder) {
@@ -157,7 +199,7 @@ export class MessageList {
       s.textContent = 'This is the very beginning of the conversation.';
       s.dataset.state = 'start';
     } else {
-      s.textContent = 'No messages yet. Say hello!';
+      s.textContent = this.pending.size ? '' : 'No messages yet. Say hello!';
       s.dataset.state = 'empty';
     }
   }

@@ -31,12 +31,41 @@ export function codePoints(s) {
 }
 
 // The protocol's name rule: 1 to 32 characters, letters, digits, '_', '-', '.'
-// and inner single spaces (after trimming).
+// and inner single spaces (after trimming); and not made only of characters
+// that render as nothing (U+3164 HANGUL FILLER is a letter, yet blank).
 const NAME_RE = /^[\p{L}\p{Nd}_.\-]+(?: [\p{L}\p{Nd}_.\-]+)*$/u;
+const INVISIBLE_RE = /^[\p{Default_Ignorable_Code_Point}\s]*$/u;
 export function validName(raw) {
   const name = raw.trim();
   const n = codePoints(name);
-  return n >= 1 && n <= 32 && NAME_RE.test(name);
+  return n >= 1 && n <= 32 && NAME_RE.test(name) && !INVISIBLE_RE.test(name);
+}
+
+// The protocol orders names by their UTF-8 bytes, which is code point order.
+// JavaScript's own < compares UTF-16 units, which puts U+10000 and above
+// before U+E000..U+FFFF: compare code points instead.  O(length).
+export function compareNames(a, b) {
+  if (a === b) return 0;
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) {
+    const x = a.charCodeAt(i);
+    const y = b.charCodeAt(i);
+    if (x === y) continue;
+    // Only a surrogate (U+D800..U+DFFF) needs care: it stands for a code
+    // point above U+FFFF, so it sorts after every other unit from U+E000 up.
+    const sx = x >= 0xd800 && x <= 0xdfff;
+    const sy = y >= 0xd800 && y <= 0xdfff;
+    if (sx !== sy) return sx ? (y >= 0xe000 ? 1 : (x < y ? -1 : 1)) : (x >= 0xe000 ? -1 : (x < y ? -1 : 1));
+    return x < y ? -1 : 1;
+  }
+  return a.length - b.length;
+}
+
+// User text inside our own sentences: wrapped in FIRST STRONG ISOLATE ..
+// POP DIRECTIONAL ISOLATE, so that right-to-left letters or bidi controls in
+// it cannot reorder the words around it (CVE-2021-42574's trick).
+export function isolate(text) {
+  return `\u201c\u2068${text}\u2069\u201d`;
 }
 
 export const MAX_CONTENT = 2000;
@@ -70,14 +99,16 @@ export function fullTime(date) {
   return Number.isNaN(date.getTime()) ? '' : fullFmt.format(date);
 }
 
-// A stable hue per name, for avatars.
+// A stable colour per name, for avatars: one of AVATAR_HUES classes (no
+// style attribute, so a strict style-src CSP has nothing to refuse).
+const AVATAR_HUES = 12;
 export function hueOf(name) {
   let h = 2166136261;
   for (const ch of name) {
     h ^= ch.codePointAt(0);
     h = Math.imul(h, 16777619);
   }
-  return Math.abs(h) % 360;
+  return Math.abs(h) % AVATAR_HUES;
 }
 
 export function initialOf(name) {
@@ -86,7 +117,5 @@ export function initialOf(name) {
 }
 
 export function avatar(name) {
-  const node = el('span', { class: 'avatar', 'aria-hidden': 'true', text: initialOf(name) });
-  node.style.setProperty('--hue', String(hueOf(name)));
-  return node;
+  return el('span', { class: `avatar hue-${hueOf(name)}`, 'aria-hidden': 'true', text: initialOf(name) });
 }
