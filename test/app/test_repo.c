@@ -591,6 +591,75 @@ START_TEST(test_hung_writer_unavailable_then_exactly_once)
 }
 END_TEST
 
+/* The private cluster's postmaster and every process it started. */
+static size_t cluster_pids(int *out, size_t max)
+{
+    FILE *f = fopen("_build/pg/data/postmaster.pid", "r");
+    int pm = 0;
+    if (!f || fscanf(f, "%d", &pm) != 1) pm = 0;
+    if (f) fclose(f);
+    if (pm <= 0 || max == 0) return 0;
+    size_t n = 0;
+    out[n++] = pm;
+    char cmd[96];
+    snprintf(cmd, sizeof cmd, "ps -o pid= --ppid %d", pm);
+    FILE *ps = popen(cmd, "r");
+    int pid;
+    while (ps && n < max && fscanf(ps, "%d", &pid) == 1) out[n++] = pid;
+    if (ps) pclose(ps);
+    return n;
+}
+
+/* Issue 8 item 15 as reported: the whole PostgreSQL stopped (postmaster and
+ * every backend), not only the writer's.  The send is answered unavailable
+ * at the deadline, the writer is down while the cluster is, and after
+ * SIGCONT the retry with the same client_id finds one stored message (the
+ * old backend may have committed it when it resumed: then the fence pushed
+ * it) that was pushed exactly once. */
+START_TEST(test_stopped_cluster_unavailable_then_exactly_once)
+{
+    if (!private_cluster()) return;
+    setenv("CHATTER_DB_TIMEOUT_MS", "800", 1);
+    spawn_writer();
+    ck_assert(poll_until(writer_up, NULL, WAIT_MS));
+    char uid[PROTO_UUID_LEN + 1];
+    user_for("sara", uid);
+    int pids[64];
+    size_t n = cluster_pids(pids, 64);
+    ck_assert_uint_ge(n, 2);
+    stop_backend(pids[0]); /* the postmaster: it must be there */
+    for (size_t i = 1; i < n; i++) { /* a child may have exited since ps */
+        FILE *f = fopen(STOPPED_FILE, "a");
+        ck_assert_ptr_nonnull(f);
+        fprintf(f, "%d\n", pids[i]);
+        fclose(f);
+        kill(pids[i], SIGSTOP);
+    }
+
+    repo_inserted_t *a = call_insert(uid, "s1", "sent while stopped");
+    ck_assert_int_lt(a->rc, 0);
+    ck_assert(poll_until(writer_down, NULL, WAIT_MS));
+    ck_assert_msg(!poll_until(writer_up, NULL, 1500), "up while the cluster is stopped");
+    for (size_t i = 0; i < n; i++) kill(pids[i], SIGCONT);
+
+    ck_assert_msg(poll_until(writer_up, NULL, 3 * WAIT_MS), "the writer did not come back");
+    repo_inserted_t *c = call_insert(uid, "s1", "sent while stopped");
+    ck_assert_int_eq(c->rc, 0);
+    settle();
+    ck_assert_int_eq(broadcasts_of(c->seq), 1);
+    PGconn *pg = side_conn();
+    char sql[256];
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM messages WHERE user_id = '%s' AND client_id = 's1'", uid);
+    ck_assert_int_eq(scalar(pg, sql), 1);
+    fprintf(stderr, "stopped cluster: the retry %s\n",
+            c->existed ? "found the late commit" : "stored it (the hung insert never committed)");
+    PQfinish(pg);
+    free(a);
+    free(c);
+}
+END_TEST
+
 /* ------------------------------------------------------------ main */
 
 static Suite *repo_suite(void)
@@ -609,6 +678,7 @@ static Suite *repo_suite(void)
     tcase_set_timeout(life, 60);
     tcase_add_test(life, test_kill_writer_during_migration);
     tcase_add_test(life, test_hung_writer_unavailable_then_exactly_once);
+    tcase_add_test(life, test_stopped_cluster_unavailable_then_exactly_once);
     suite_add_tcase(s, life);
     return s;
 }
