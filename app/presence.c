@@ -772,8 +772,10 @@ static void on_track(presence_t *p, act_msg_t *m) {
       watch(p, rq->acceptor);
       /* listed online at once and without a diff: the clients hold this
          meta already, and a diff now would carry the counts of a rebuild
-         half done */
-      if (!u->listed) {
+         half done -- unless its join may never have been published */
+      if (rq->announce) {
+        note_change(p, &p->joins, nm);
+      } else if (!u->listed) {
         user_list(p, u, true);
       } else if (!u->listed_online) {
         sl_remove(&p->index[0], u);
