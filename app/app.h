@@ -249,6 +249,9 @@ typedef struct presence_track {
   char name[PROTO_NAME_MAX * 4 + 1];
   char token[64];
   char phx_ref[32];
+  bool announce;      /* the dead presence may not have published this join
+                         (its diff was pending): publish it again; a join of
+                         a phx_ref a client holds already changes nothing */
 } presence_track_t;
 typedef struct presence_tracked {
   int code;           /* PROTO_OK, or PROTO_TAKEN_OVER: another socket holds

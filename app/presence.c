@@ -692,12 +692,15 @@ static void on_claim(presence_t *p, act_msg_t *m) {
     for (meta_t *x = u->metas; x; x = x->next_of_user)
       if (x->conn_id != rq->conn_id) held = x;
   uint64_t now = now_ms();
-  if (!p->loaded) {
-    r.code = PROTO_UNAVAILABLE;
-  } else if (held && (!rq->token[0] || strcmp(held->token, rq->token) != 0)) {
+  /* PROTOCOL.md precedence: name_taken (known from the metas even before
+     the users are loaded), then rate_limited, then unavailable -- except
+     that whether a name is new is known only once they are loaded */
+  if (held && (!rq->token[0] || strcmp(held->token, rq->token) != 0)) {
     r.code = PROTO_NAME_TAKEN;
   } else if (other && other->conn_id != rq->conn_id) {
     r.code = PROTO_NAME_TAKEN;
+  } else if (!p->loaded) {
+    r.code = PROTO_UNAVAILABLE;
   } else {
     claim_t *mine = claim_by_conn(p, rq->conn_id);
     if (mine) claim_drop(p, mine, true);
@@ -772,8 +775,10 @@ static void on_track(presence_t *p, act_msg_t *m) {
       watch(p, rq->acceptor);
       /* listed online at once and without a diff: the clients hold this
          meta already, and a diff now would carry the counts of a rebuild
-         half done */
-      if (!u->listed) {
+         half done -- unless its join may never have been published */
+      if (rq->announce) {
+        note_change(p, &p->joins, nm);
+      } else if (!u->listed) {
         user_list(p, u, true);
       } else if (!u->listed_online) {
         sl_remove(&p->index[0], u);

@@ -105,6 +105,8 @@ typedef struct session {
   uint64_t diff_at_ms;    /* when the last diff was written (monotonic) */
   bool pacer_armed;
   int64_t sub_epoch;      /* pubsub_epoch() when the lobby subscription was acked */
+  int64_t join_version;   /* presence's version when this socket joined (0:
+                             unknown, e.g. after a crash of the session) */
   int64_t held_last_seq;  /* ... with this last seq */
 } session_t;
 
@@ -369,7 +371,7 @@ static void send_messages_as_pushes(conn_t *c, const repo_messages_t *r) {
 }
 
 /* Our meta in a presence that did not know it (it restarted). */
-static void retrack(session_t *s, conn_t *c) {
+static void retrack(session_t *s, conn_t *c, bool announce) {
   conn_state_t *st = conn_state(c);
   presence_track_t t;
   memset(&t, 0, sizeof t);
@@ -379,6 +381,7 @@ static void retrack(session_t *s, conn_t *c) {
   snprintf(t.name, sizeof t.name, "%s", st->name);
   snprintf(t.token, sizeof t.token, "%s", st->token);
   snprintf(t.phx_ref, sizeof t.phx_ref, "%s", st->phx_ref);
+  t.announce = announce;
   s->phase = PH_START_TRACK;
   s->wait = act_request(act_whereis(APP_NAME_PRESENCE), PRESENCE_TRACK, &t, sizeof t,
                         REPO_TIMEOUT_MS);
@@ -416,13 +419,16 @@ static void on_start_reply(session_t *s, conn_t *c, act_msg_t *m) {
       }
       bool restarted = (st->presence_version >> PRESENCE_INCARNATION_SHIFT) !=
                        (evs->version >> PRESENCE_INCARNATION_SHIFT);
+      /* our join went out if this socket got a diff after the snapshot of
+         it (a flush publishes every pending change at once) */
+      bool announced = s->join_version && st->presence_version > s->join_version;
       for (uint32_t i = 0; i < evs->n; i++) deliver(s, c, &evs->events[i]);
       /* every event up to evs->version was in the reply; later ones come
          from pubsub, to which we are subscribed (a restart is rare: what
          the pacer holds goes out now, so that the version can move on) */
       while (s->ndiffq) pace_out(s, c);
       if (st->presence_version < evs->version) st->presence_version = evs->version;
-      if (restarted && st->joined) return retrack(s, c);
+      if (restarted && st->joined) return retrack(s, c, !announced);
     }
     start_lobby_or_live(s, c);
     break;
@@ -527,6 +533,7 @@ static void complete_join(session_t *s, conn_t *c) {
   snprintf(st->token, sizeof st->token, "%s", snap->token);
   snprintf(st->phx_ref, sizeof st->phx_ref, "%s", snap->phx_ref);
   st->last_seq = s->held_last_seq;
+  s->join_version = snap->version;
   act_msg_free(s->snapshot);
   s->snapshot = NULL;
 }

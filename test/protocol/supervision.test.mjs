@@ -13,7 +13,9 @@ let server;
 before(async () => { server = await startServer({ env: { CHATTER_NEW_USERS_PER_MINUTE: '0', CHATTER_DEBUG: '1' } }); });
 after(async () => { await closeAll(); await server?.stop(); });
 
+let lastKill = 0;
 async function kill(name) {
+  lastKill = Date.now();
   const r = await fetch(`${server.base}/debug/kill?name=${name}`, { method: 'POST' });
   await r.text(); // an unread body keeps the connection (and node) alive
   assert.equal(r.status, 200, `kill ${name}`);
@@ -134,6 +136,23 @@ test('pubsub and presence killed with many sessions attached: nobody disconnecte
   const fresh = await readDirectory(await connect(server.wsUrl));
   for (const s of socks) assert.equal(fresh.isOnline(s.user.name), true);
   await Promise.all(socks.map((s) => s.close()));
+});
+
+test('a join whose diff was still pending when presence died is announced by the new one', async () => {
+  // the root supervisor allows 3 restarts in 5 s (app/main.c): let the
+  // previous tests' kills leave that window first (a time rule, not a sync)
+  const wait = lastKill + 5500 - Date.now();
+  if (wait > 0) await new Promise((res) => setTimeout(res, wait));
+  const watcher = await connect(server.wsUrl);
+  for (let round = 0; round < 1; round++) {
+    const x = await connect(server.wsUrl);
+    const name = uniq('px');
+    await x.joinOk(name);
+    await kill('presence'); // within the 50 ms window, most of the time
+    await watcher.push('presence_diff', (d) => name in d.joins, { timeout: 10000 });
+    await healthy();
+    assert.equal((await watcher.findUser(name))?.online, true, `${name} online in the directory`);
+  }
 });
 
 test('server still running', () => checkAlive(assert, server));
