@@ -30,6 +30,14 @@ async function healthy(base) {
   }
 }
 
+// Settings every test server gets unless the test (or the environment) says
+// otherwise.  CHATTER_NEW_USERS_PER_MINUTE=0: no limit on new names per
+// source address, since every test creates fresh names from 127.0.0.1; a
+// test of the limit passes its own value in env.
+const TEST_DEFAULTS = {
+  CHATTER_NEW_USERS_PER_MINUTE: process.env.CHATTER_NEW_USERS_PER_MINUTE ?? '0',
+};
+
 // Returns {port, base, wsUrl, proc, logs(), stop()}.  env adds variables
 // (CHATTER_CHAOS, ...); port is a free one unless given (a test that stops
 // and starts the server where its clients expect it).  Waits at most
@@ -42,7 +50,7 @@ export async function startServer({ env = {}, timeoutMs = 20000, port, bin, cwd 
   let out = '';
   const proc = spawn(bin, [], {
     cwd: cwd || root,
-    env: { ...process.env, PORT: String(port), LOG_LEVEL: process.env.LOG_LEVEL || 'info', ...env },
+    env: { ...process.env, PORT: String(port), LOG_LEVEL: process.env.LOG_LEVEL || 'info', ...TEST_DEFAULTS, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   proc.stdout.on('data', (d) => { out += d; });

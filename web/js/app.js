@@ -108,6 +108,7 @@ function showView(view) {
   if (people.parentElement !== slot) slot.append(people);
   document.title = view === 'chat' ? 'Chatter · Lobby' : 'Chatter';
   updateControls();
+  users.queueCheck();   // a taller list may show the end of a section: load on
 }
 
 function setJoined(joined) {
@@ -633,6 +634,7 @@ $('#notice-close').addEventListener('click', hideNotice);
 peopleToggle.addEventListener('click', () => {
   const open = chatView.classList.toggle('people-open');
   peopleToggle.setAttribute('aria-expanded', String(open));
+  users.queueCheck();
 });
 
 users.onChange(() => {
