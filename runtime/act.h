@@ -76,7 +76,8 @@ enum {
   ACT_EEXIST = -5,   /* name already registered / child id already present */
   ACT_ENOTACTOR = -6,/* called outside an actor where only an actor may call */
   ACT_ESTATE = -7,   /* runtime not started, or already stopped */
-  ACT_EEXITED = -8   /* the actor exited before its init answered (a crash in init) */
+  ACT_EEXITED = -8,  /* the actor exited before its init answered (a crash in init) */
+  ACT_ERUNNING = -9  /* restart_child/delete_child: the child is running */
 };
 const char *act_strerror(int err);
 
@@ -410,9 +411,28 @@ typedef struct act_sup_reply { int result; act_pid_t pid; } act_sup_reply_t;
 
 act_ref_t act_supervisor_start_child_async(act_pid_t sup, const act_child_spec_t *spec);
 int act_supervisor_start_child(act_pid_t sup, const act_child_spec_t *spec, act_pid_t *pid);
-/* Stop a child (by pid, or by id when pid is ACT_NOPID) and remove its spec. */
+/* Stop a child (by pid, or by id when pid is ACT_NOPID) and remove its spec
+ * (OTP keeps it until delete_child; here terminate is also delete). */
 act_ref_t act_supervisor_terminate_child_async(act_pid_t sup, act_pid_t pid, const char *id);
 int act_supervisor_terminate_child(act_pid_t sup, act_pid_t pid, const char *id);
+/* restart_child: start again a listed child that is not running (a
+ * transient child that ended normally, or one whose restarts failed), as
+ * a start: answered once its init acked, with *pid.  ACT_ERUNNING if it
+ * runs, ACT_ENOPROC if no child has that id (not_found). */
+act_ref_t act_supervisor_restart_child_async(act_pid_t sup, const char *id);
+int act_supervisor_restart_child(act_pid_t sup, const char *id, act_pid_t *pid);
+/* delete_child: remove the spec of a child that is not running (frees its
+ * args); ACT_ERUNNING if it runs, ACT_ENOPROC if unknown. */
+act_ref_t act_supervisor_delete_child_async(act_pid_t sup, const char *id);
+int act_supervisor_delete_child(act_pid_t sup, const char *id);
+
+/* count_children: specs, active (running), supervisors, workers. */
+typedef struct act_sup_counts { int specs, active, supervisors, workers; } act_sup_counts_t;
+int act_supervisor_count_children(act_pid_t sup, act_sup_counts_t *out);
+/* get_childspec: the child's spec by id; its name is copied into name[]
+ * and out->name points there (NULL if none).  ACT_ENOPROC if unknown. */
+int act_supervisor_get_childspec(act_pid_t sup, const char *id, act_child_spec_t *out,
+                                 char name[ACT_NAME_MAX]);
 
 typedef struct act_child_info {
   char id[ACT_NAME_MAX];

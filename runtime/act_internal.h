@@ -76,9 +76,11 @@ static inline act_env_t *act__env_of(act_msg_t *m) {
 
 /* ----------------------------------------------------------- process */
 
+/* Sets, as open-addressing hash tables (actor.c): v[0..cap), 0 = empty;
+ * n entries are in use.  Walk all cap entries, skipping empty ones. */
 typedef struct act_pidvec { act_pid_t *v; uint32_t n, cap; } act_pidvec_t;
 typedef struct act_monref { act_ref_t ref; act_pid_t pid; } act_monref_t;
-typedef struct act_monvec { act_monref_t *v; uint32_t n, cap; } act_monvec_t;
+typedef struct act_monvec { act_monref_t *v; uint32_t n, cap; } act_monvec_t; /* by ref */
 
 struct act_sched;
 struct act_timer;

@@ -15,6 +15,9 @@
  *  - item 5: a dynamic transient child that exits normally stays listed;
  *  - item 7: timers are cancelled and read by reference from any actor or
  *    thread, the time left comes from a fresh clock; start_timer (item 8);
+ *  - item 8: restart_child, delete_child, count_children, get_childspec;
+ *  - issue 6: a supervisor of 3,000 dynamic children that all end forgets
+ *    every one, whatever the order (its links and children are hash sets);
  *  - item 14: a name is registered only once its pid can receive: a thread
  *    that finds the name and sends at once never loses the message (a
  *    stress test: the window it closes was a few instructions wide);
@@ -430,6 +433,99 @@ START_TEST(start_timer_carries_its_reference) {
 }
 END_TEST
 
+/* ------------------------------------------------ item 8: the child API */
+
+START_TEST(restart_delete_count_and_get_childspec) {
+  W = spawn_agent(99, false);
+  static agent_args_t a1 = {.tag = 1}, a2 = {.tag = 2};
+  act_child_spec_t ks[2] = {kid("perm", &a1, ACT_PERMANENT, 1000),
+                            kid("trans", &a2, ACT_TRANSIENT, 1000)};
+  ks[1].name = "the_transient";
+  act_sup_spec_t spec = {FLAGS(ACT_ONE_FOR_ONE, 10, 5000), ks, 2};
+  act_pid_t sup = start_sup(&spec);
+  act_sup_counts_t c;
+  ck_assert_int_eq(act_supervisor_count_children(sup, &c), ACT_OK);
+  ck_assert_int_eq(c.specs, 2);
+  ck_assert_int_eq(c.active, 2);
+  ck_assert_int_eq(c.workers, 2);
+  ck_assert_int_eq(c.supervisors, 0);
+  /* get_childspec */
+  act_child_spec_t got;
+  char name[ACT_NAME_MAX];
+  ck_assert_int_eq(act_supervisor_get_childspec(sup, "trans", &got, name), ACT_OK);
+  ck_assert_str_eq(got.id, "trans");
+  ck_assert_int_eq(got.restart, ACT_TRANSIENT);
+  ck_assert(got.behaviour == &agent_behaviour && got.args == &a2);
+  ck_assert(got.name == name);
+  ck_assert_str_eq(name, "the_transient");
+  ck_assert_int_eq(act_supervisor_get_childspec(sup, "nope", &got, name), ACT_ENOPROC);
+  /* restart_child / delete_child of a running child: running */
+  act_pid_t p = 0;
+  ck_assert_int_eq(act_supervisor_restart_child(sup, "trans", &p), ACT_ERUNNING);
+  ck_assert_int_eq(act_supervisor_delete_child(sup, "trans"), ACT_ERUNNING);
+  ck_assert_int_eq(act_supervisor_restart_child(sup, "nope", &p), ACT_ENOPROC);
+  ck_assert_int_eq(act_supervisor_delete_child(sup, "nope"), ACT_ENOPROC);
+  /* the transient ends normally: listed, not running; restart_child starts it */
+  act_pid_t t = act_whereis("the_transient");
+  ag_monitor(W, t);
+  send_stop(t, act_reason(ACT_NORMAL));
+  wait_down(W, t);
+  ck_assert_int_eq(act_supervisor_count_children(sup, &c), ACT_OK);
+  ck_assert_int_eq(c.specs, 2);
+  ck_assert_int_eq(c.active, 1);
+  ck_assert_int_eq(act_supervisor_restart_child(sup, "trans", &p), ACT_OK);
+  ck_assert(p != ACT_NOPID && p != t);
+  ck_assert(act_whereis("the_transient") == p);
+  ck_assert_int_eq(log_count(q_init_tag(2)), 2); /* init ran before the answer */
+  act_child_info_t ci[4];
+  ck_assert_int_eq(act_supervisor_which_children(sup, ci, 4), 2);
+  ck_assert_str_eq(ci[1].id, "trans"); /* start order kept */
+  /* stop it again and delete it */
+  ag_monitor(W, p);
+  send_stop(p, act_reason(ACT_NORMAL));
+  wait_down(W, p);
+  ck_assert_int_eq(act_supervisor_delete_child(sup, "trans"), ACT_OK);
+  ck_assert_int_eq(act_supervisor_count_children(sup, &c), ACT_OK);
+  ck_assert_int_eq(c.specs, 1);
+  ck_assert_int_eq(act_supervisor_restart_child(sup, "trans", &p), ACT_ENOPROC);
+  /* count_children of a dead pid: noproc at once */
+  ck_assert_int_eq(act_supervisor_count_children(t, &c), ACT_ENOPROC);
+}
+END_TEST
+
+/* ------------------------------------------------ issue 6: many children */
+
+START_TEST(many_dynamic_children_all_forgotten) {
+  W = spawn_agent(99, false);
+  act_sup_spec_t spec = {FLAGS(ACT_ONE_FOR_ONE, 10, 5000), NULL, 0};
+  act_pid_t sup = start_sup(&spec);
+  enum { N = 3000 };
+  static act_pid_t pids[N];
+  static agent_args_t a = {.tag = 5};
+  act_child_spec_t k = kid("", &a, ACT_TRANSIENT, 1000);
+  for (int i = 0; i < N; i++)
+    ck_assert_int_eq(act_supervisor_start_child(sup, &k, &pids[i]), ACT_OK);
+  act_sup_counts_t c;
+  ck_assert_int_eq(act_supervisor_count_children(sup, &c), ACT_OK);
+  ck_assert_int_eq(c.active, N);
+  /* end them in a scrambled order: every removal finds its child */
+  for (int i = 0; i < N; i++) act_exit(pids[(i * 7919) % N], act_reason(ACT_SHUTDOWN));
+  int64_t dl = now_ms() + TMO;
+  do {
+    ck_assert_int_eq(act_supervisor_count_children(sup, &c), ACT_OK);
+  } while (c.specs > 0 && now_ms() < dl && (sleep_ms(5), true));
+  ck_assert_int_eq(c.specs, 0);
+  ck_assert_int_eq(log_count(q_init_tag(5)), N); /* none restarted */
+  /* the supervisor's own link set is empty again: its exit kills nobody */
+  act_pid_t q = spawn_agent(6, false);
+  ck_assert(ag_alive(q));
+  ag_monitor(W, sup);
+  act_exit(sup, act_reason(ACT_SHUTDOWN));
+  ck_assert_int_eq(wait_down(W, sup).kind, ACT_SHUTDOWN);
+  ck_assert(ag_alive(q));
+}
+END_TEST
+
 /* ------------------------------------------------ item 14: publication */
 
 static _Atomic act_pid_t g_seen;
@@ -488,6 +584,8 @@ static Suite *suite(void) {
   tcase_add_test(tc, time_left_from_a_fresh_clock);
   tcase_add_test(tc, start_timer_carries_its_reference);
   tcase_add_test(tc, name_found_means_sendable);
+  tcase_add_test(tc, restart_delete_count_and_get_childspec);
+  tcase_add_test(tc, many_dynamic_children_all_forgotten);
   suite_add_tcase(s, tc);
   return s;
 }
