@@ -123,6 +123,7 @@ enum {
                          * (payload act_down_msg_t: noproc or its exit reason) */
   ACT_MSG_SUP_REPLY = -4, /* answer of an async supervisor request */
   ACT_MSG_INIT_ACK = -5,  /* opts.ack: the child's init answered; payload act_init_ack_t */
+  ACT_MSG_PROCESS_INFO = -6, /* answer of act_process_info_async: act_process_info_t */
   ACT_MSG_SYSTEM_MIN = -100 /* below this: internal, never seen by handlers */
 };
 
@@ -261,6 +262,13 @@ act_ref_t act_monitor(act_pid_t pid);
 bool act_demonitor(act_ref_t ref);
 
 /* --------------------------------------------------------------- names */
+
+/* monitor(process, Name) (inside actors): monitors whoever holds the name
+ * now; if nobody does, the DOWN (pid 0) comes at once with noproc. */
+act_ref_t act_monitor_name(const char *name);
+/* Name ! Msg: act_send to the registered name; ACT_ENOPROC if nobody
+ * holds it (OTP raises badarg), nothing sent. */
+int act_send_name(const char *name, int type, const void *data, size_t size);
 
 int act_register(const char *name, act_pid_t pid); /* ACT_EEXIST, ACT_ENOPROC */
 int act_unregister(const char *name);
@@ -463,6 +471,40 @@ typedef struct act_info {
  * exceed max).  act_info_of fills one; ACT_ENOPROC if dead. */
 size_t act_list(act_info_t *out, size_t max);
 int act_info_of(act_pid_t pid, act_info_t *out);
+
+/* process_info: what only the actor itself may read (its links, monitors,
+ * trap_exit), gathered by the actor between two of its turns and sent back
+ * -- a signal, as OTP does it: nothing is locked and the world does not
+ * stop; the price is one message each way.  Lists longer than
+ * ACT_INFO_LIST_MAX are cut (the counts are whole). */
+#define ACT_INFO_LIST_MAX 32
+typedef struct act_process_info {
+  act_info_t info;              /* as act_info_of */
+  bool trap_exit;
+  act_pid_t supervisor;         /* its parent (for supervised actors, the supervisor) */
+  uint32_t nlinks, nmonitors, nmonitored_by;
+  act_pid_t links[ACT_INFO_LIST_MAX];
+  act_pid_t monitors[ACT_INFO_LIST_MAX];     /* whom it monitors */
+  act_pid_t monitored_by[ACT_INFO_LIST_MAX]; /* who monitors it */
+  bool is_supervisor;           /* then: */
+  act_sup_flags_t sup_flags;    /* strategy, intensity, period_ms */
+} act_process_info_t;
+/* Blocking, outside actors; ACT_ENOPROC if pid is dead, ACT_ETIMEDOUT. */
+int act_process_info(act_pid_t pid, act_process_info_t *out, int timeout_ms);
+/* Inside actors: the answer comes as ACT_MSG_PROCESS_INFO with the returned
+ * ref (an ACT_MSG_TIMEOUT with noproc if pid is dead), as act_request. */
+act_ref_t act_process_info_async(act_pid_t pid, int timeout_ms);
+
+/* Per scheduler, cheap counters read without stopping anything (relaxed:
+ * each a snapshot).  run_queue: actors waiting to run now; turns: actor
+ * turns run so far; idle_ms: time spent blocked with nothing to do. */
+typedef struct act_sched_info {
+  int id;
+  long run_queue;
+  uint64_t turns;
+  uint64_t idle_ms;
+} act_sched_info_t;
+int act_scheduler_info(int id, act_sched_info_t *out); /* ACT_EINVAL for a bad id */
 
 #ifdef __cplusplus
 }

@@ -698,6 +698,30 @@ act_ref_t act_monitor(act_pid_t pid) {
   return ref;
 }
 
+act_ref_t act_monitor_name(const char *name) {
+  return act_monitor(name ? act_whereis(name) : ACT_NOPID);
+}
+
+int act_send_name(const char *name, int type, const void *data, size_t size) {
+  act_pid_t to = name ? act_whereis(name) : ACT_NOPID;
+  if (!to) return ACT_ENOPROC;
+  return act_send(to, type, data, size);
+}
+
+act_ref_t act_process_info_async(act_pid_t pid, int timeout_ms) {
+  return act_request(pid, ACT__SIG_INFO, NULL, 0, timeout_ms);
+}
+
+int act_process_info(act_pid_t pid, act_process_info_t *out, int timeout_ms) {
+  act_msg_t *r;
+  int rc = act_call(pid, ACT__SIG_INFO, NULL, 0, &r, timeout_ms);
+  if (rc != ACT_OK) return rc;
+  if (r->type == ACT_MSG_PROCESS_INFO && r->size == sizeof *out) memcpy(out, r->data, sizeof *out);
+  else rc = ACT_ENOPROC;
+  act_msg_free(r);
+  return rc;
+}
+
 bool act_demonitor(act_ref_t ref) {
   act_proc_t *p = act__require_current("act_demonitor");
   act_pid_t target;
@@ -743,6 +767,32 @@ static void local_exit_signal(act_proc_t *p, act_pid_t from, act_reason_t r) {
 /* ------------------------------------------------------ signals in a turn */
 
 static bool request_done(act_proc_t *p, act_ref_t ref);
+static void fill_info(act_proc_t *p, act_info_t *o);
+
+/* process_info, answered by the process itself between turns. */
+static void answer_info(act_proc_t *p, act_msg_t *m) {
+  act_process_info_t *pi = calloc(1, sizeof *pi);
+  if (!pi) return; /* the asker times out; nothing is lost here */
+  fill_info(p, &pi->info);
+  act__registry_name_of(p->pid, pi->info.name, sizeof pi->info.name);
+  pi->trap_exit = p->trap_exit;
+  pi->supervisor = p->parent;
+  pi->is_supervisor = p->is_supervisor;
+  pi->sup_flags = p->sup_flags;
+  for (uint32_t i = 0; i < p->links.cap; i++)
+    if (p->links.v[i] && pi->nlinks++ < ACT_INFO_LIST_MAX) pi->links[pi->nlinks - 1] = p->links.v[i];
+  for (uint32_t i = 0; i < p->monitors_out.cap; i++)
+    if (p->monitors_out.v[i].ref && pi->nmonitors++ < ACT_INFO_LIST_MAX)
+      pi->monitors[pi->nmonitors - 1] = p->monitors_out.v[i].pid;
+  for (uint32_t i = 0; i < p->monitors_in.cap; i++)
+    if (p->monitors_in.v[i].ref && pi->nmonitored_by++ < ACT_INFO_LIST_MAX)
+      pi->monitored_by[pi->nmonitored_by - 1] = p->monitors_in.v[i].pid;
+  act_env_t *r = act__env_new(ACT_MSG_PROCESS_INFO, p->pid, m->ref, pi, sizeof *pi, NULL);
+  free(pi);
+  if (!r) return;
+  r->is_reply = true;
+  act__deliver_or_drop(m->from, r);
+}
 
 /* Returns true if e was consumed (freed or absorbed), false if it became a
  * message in the private FIFO. */
@@ -784,6 +834,10 @@ static bool accept_envelope(act_proc_t *p, act_env_t *e) {
       append_private(p, e);
       return false;
     }
+    act__env_free(e);
+    return true;
+  case ACT__SIG_INFO:
+    answer_info(p, m);
     act__env_free(e);
     return true;
   case ACT__SIG_TIMEOUT:

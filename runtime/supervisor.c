@@ -697,6 +697,8 @@ static int sup_init(void *args, void **state) {
   s->stamps = calloc((size_t)(s->flags.intensity > 0 ? s->flags.intensity : 0) + 1,
                      sizeof *s->stamps);
   s->parent = act__current()->parent;
+  act__current()->is_supervisor = true; /* for process_info */
+  act__current()->sup_flags = spec->flags;
   act_parent_exit_as_message(true); /* on_exit_msg stops the children first */
   act_trap_exit(true);
   if (!s->stamps) {
