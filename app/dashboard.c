@@ -186,8 +186,8 @@ static void actor_of(const act_info_t *in, dash_actor_t *out) {
   out->mailbox = in->mailbox_len;
   out->messages = in->messages;
   out->restarts = in->restarts;
-  out->intensity = -1;
-  out->period_ms = -1;
+  out->intensity = out->period_ms = -1;
+  out->trap_exit = out->links = out->monitors = out->monitored_by = -1;
 }
 
 /* Keep the DASH_TOP_SESSIONS deepest mailboxes: insertion into a sorted
@@ -208,7 +208,8 @@ static void top_insert(dash_snapshot_t *s, const act_info_t *in) {
 
 dash_snapshot_t *dash_snapshot_build(const act_info_t *infos, size_t n,
                                      const dash_snapshot_t *prev, uint64_t now_ms,
-                                     int nsched, double chaos) {
+                                     int nsched, const act_sched_info_t *sched,
+                                     double chaos) {
   dash_snapshot_t *s = calloc(1, sizeof *s);
   size_t cap = 0;
   for (size_t i = 0; i < n; i++) cap += strcmp(infos[i].behaviour, DASH_FOLDED) != 0;
@@ -220,8 +221,14 @@ dash_snapshot_t *dash_snapshot_build(const act_info_t *infos, size_t n,
   s->at_ms = now_ms;
   s->chaos = chaos;
   s->nsched = nsched < 0 ? 0 : nsched > DASH_MAX_SCHEDULERS ? DASH_MAX_SCHEDULERS : nsched;
-  for (int i = 0; i < s->nsched; i++)
+  for (int i = 0; i < s->nsched; i++) {
     s->sched[i] = (dash_sched_t){.id = i, .runq = -1, .turns_per_s = -1, .idle_pct = -1};
+    if (sched) {
+      s->sched[i].runq = sched[i].run_queue;
+      s->sched[i].turns = sched[i].turns;
+      s->sched[i].idle_ms = sched[i].idle_ms;
+    }
+  }
   for (size_t i = 0; i < n; i++) {
     const act_info_t *in = &infos[i];
     if (in->scheduler >= 0 && in->scheduler < s->nsched) {
@@ -258,8 +265,15 @@ dash_snapshot_t *dash_snapshot_build(const act_info_t *infos, size_t n,
         s->top[i].rate = rate_of(s->top[i].messages, prev->top[j].messages, dt);
   /* Sessions that ended take their count with them: clamped at 0. */
   s->sessions_rate = rate_of(s->sessions_messages, prev->sessions_messages, dt);
-  for (int i = 0; i < s->nsched && i < prev->nsched; i++)
-    s->sched[i].rate = rate_of(s->sched[i].messages, prev->sched[i].messages, dt);
+  for (int i = 0; i < s->nsched && i < prev->nsched; i++) {
+    dash_sched_t *sc = &s->sched[i];
+    const dash_sched_t *was = &prev->sched[i];
+    sc->rate = rate_of(sc->messages, was->messages, dt);
+    if (!sched || was->runq < 0) continue; /* no counters before: no rate */
+    sc->turns_per_s = rate_of(sc->turns, was->turns, dt);
+    uint64_t idle = sc->idle_ms > was->idle_ms ? sc->idle_ms - was->idle_ms : 0;
+    sc->idle_pct = (int)(idle >= dt ? 100 : idle * 100 / dt);
+  }
   return s;
 }
 
@@ -300,13 +314,20 @@ static cJSON *enc_actor(const dash_actor_t *a) {
   else cJSON_AddNullToObject(o, "strategy");
   add_opt(o, "intensity", a->intensity);
   add_opt(o, "period_ms", a->period_ms);
+  if (a->trap_exit < 0) cJSON_AddNullToObject(o, "trap_exit");
+  else cJSON_AddBoolToObject(o, "trap_exit", a->trap_exit);
+  add_opt(o, "links", a->links);
+  add_opt(o, "monitors", a->monitors);
+  add_opt(o, "monitored_by", a->monitored_by);
   return o;
 }
 
 static bool actor_same(const dash_actor_t *a, const dash_actor_t *b) {
   return a->parent == b->parent && a->scheduler == b->scheduler && a->mailbox == b->mailbox &&
          a->rate == b->rate && a->restarts == b->restarts && a->intensity == b->intensity &&
-         a->period_ms == b->period_ms && !strcmp(a->name, b->name) &&
+         a->period_ms == b->period_ms && a->trap_exit == b->trap_exit &&
+         a->links == b->links && a->monitors == b->monitors &&
+         a->monitored_by == b->monitored_by && !strcmp(a->name, b->name) &&
          !strcmp(a->behaviour, b->behaviour) && !strcmp(a->strategy, b->strategy);
 }
 
@@ -605,6 +626,89 @@ static double chaos_now(void) {
   return v;
 }
 
+/* ---------------------------------------------------- process info */
+
+/* What act_process_info told of each drawn actor (links, monitors,
+ * trap_exit, a supervisor's flags): only the actor itself may read those,
+ * so they are asked of it -- one signal each way, answered between two of
+ * its turns -- every DASH_INFO_REFRESH_MS, by the viewer that builds the
+ * snapshot.  ~20 actors: ~10 signals a second; sessions are never asked.
+ * Sorted by pid, rebuilt from each snapshot (so bounded by DASH_MAX_ACTORS
+ * and forgetting the dead), under g_pinfo_mu. */
+typedef struct pinfo {
+  act_pid_t pid;
+  uint64_t asked_ms, answered_ms; /* 0: never */
+  act_process_info_t info;
+} pinfo_t;
+
+static pthread_mutex_t g_pinfo_mu = PTHREAD_MUTEX_INITIALIZER;
+static pinfo_t *g_pinfo;
+static size_t g_npinfo;
+
+static const char *strategy_name(act_strategy_t s) {
+  return s == ACT_ONE_FOR_ALL ? "one_for_all" : s == ACT_REST_FOR_ONE ? "rest_for_one" : "one_for_one";
+}
+
+static void apply_info(dash_actor_t *a, const act_process_info_t *pi) {
+  a->trap_exit = pi->trap_exit;
+  a->links = (int)pi->nlinks;
+  a->monitors = (int)pi->nmonitors;
+  a->monitored_by = (int)pi->nmonitored_by;
+  if (pi->is_supervisor) {
+    snprintf(a->strategy, sizeof a->strategy, "%s", strategy_name(pi->sup_flags.strategy));
+    a->intensity = pi->sup_flags.intensity;
+    a->period_ms = pi->sup_flags.period_ms;
+  }
+}
+
+/* Fill snap's actors from the table, carry the table over to snap's
+ * actors, and ask those due (inside the building viewer). */
+static void merge_process_info(dash_snapshot_t *snap, uint64_t now) {
+  pinfo_t *next = calloc(snap->nactors ? snap->nactors : 1, sizeof *next);
+  act_pid_t ask[64];
+  size_t nask = 0;
+  pthread_mutex_lock(&g_pinfo_mu);
+  size_t j = 0;
+  for (size_t i = 0; i < snap->nactors; i++) {
+    dash_actor_t *a = &snap->actors[i];
+    while (j < g_npinfo && g_pinfo[j].pid < a->pid) j++;
+    pinfo_t *old = j < g_npinfo && g_pinfo[j].pid == a->pid ? &g_pinfo[j] : NULL;
+    if (old && old->answered_ms) apply_info(a, &old->info);
+    uint64_t last = old ? (old->asked_ms > old->answered_ms ? old->asked_ms : old->answered_ms) : 0;
+    bool due = !last || now - last >= DASH_INFO_REFRESH_MS;
+    if (next) {
+      next[i] = old ? *old : (pinfo_t){.pid = a->pid};
+      if (due && nask < sizeof ask / sizeof ask[0]) next[i].asked_ms = now;
+    }
+    if (next && due && nask < sizeof ask / sizeof ask[0]) ask[nask++] = a->pid;
+  }
+  if (next) {
+    free(g_pinfo);
+    g_pinfo = next;
+    g_npinfo = snap->nactors;
+  }
+  pthread_mutex_unlock(&g_pinfo_mu);
+  for (size_t i = 0; i < nask; i++) act_process_info_async(ask[i], DASH_INFO_REFRESH_MS);
+}
+
+/* ACT_MSG_PROCESS_INFO, in whichever viewer asked. */
+static void store_process_info(const act_msg_t *m) {
+  if (m->size < sizeof(act_process_info_t)) return;
+  const act_process_info_t *pi = m->data;
+  pthread_mutex_lock(&g_pinfo_mu);
+  size_t lo = 0, hi = g_npinfo;
+  while (lo < hi) {
+    size_t mid = (lo + hi) / 2;
+    if (g_pinfo[mid].pid < pi->info.pid) lo = mid + 1;
+    else hi = mid;
+  }
+  if (lo < g_npinfo && g_pinfo[lo].pid == pi->info.pid) {
+    g_pinfo[lo].info = *pi;
+    g_pinfo[lo].answered_ms = now_ms();
+  }
+  pthread_mutex_unlock(&g_pinfo_mu);
+}
+
 /* A snapshot at most DASH_TICK_MS / 2 old (retained), or the previous one
  * when another viewer is building, or NULL. */
 static shared_snap_t *fresh_snapshot(void) {
@@ -619,10 +723,16 @@ static shared_snap_t *fresh_snapshot(void) {
   }
   size_t n = act_list(g_infos, g_infos_cap);
   if (n > g_infos_cap) n = g_infos_cap;
+  int nsched = act_scheduler_count();
+  if (nsched > DASH_MAX_SCHEDULERS) nsched = DASH_MAX_SCHEDULERS;
+  static act_sched_info_t si[DASH_MAX_SCHEDULERS]; /* under g_build_mu */
+  bool have_si = true;
+  for (int i = 0; i < nsched; i++) have_si = have_si && act_scheduler_info(i, &si[i]) == ACT_OK;
   shared_snap_t *s = malloc(sizeof *s);
   dash_snapshot_t *snap = s ? dash_snapshot_build(g_infos, n, cur ? cur->snap : NULL, now_ms(),
-                                                  act_scheduler_count(), chaos_now())
+                                                  nsched, have_si ? si : NULL, chaos_now())
                             : NULL;
+  if (snap) merge_process_info(snap, now);
   pthread_mutex_unlock(&g_build_mu);
   if (!snap) {
     free(s);
@@ -638,6 +748,11 @@ static shared_snap_t *fresh_snapshot(void) {
 /* The last viewer gone: nothing keeps the buffers. */
 static void drop_shared(void) {
   publish(NULL);
+  pthread_mutex_lock(&g_pinfo_mu);
+  free(g_pinfo);
+  g_pinfo = NULL;
+  g_npinfo = 0;
+  pthread_mutex_unlock(&g_pinfo_mu);
   pthread_mutex_lock(&g_build_mu);
   free(g_infos);
   g_infos = NULL;
@@ -791,6 +906,7 @@ static void vw_handle(void *state, act_msg_t *m) {
   viewer_t *v = state;
   switch (m->type) {
   case DASH_TICK: tick(v); break;
+  case ACT_MSG_PROCESS_INFO: store_process_info(m); break;
   case CONN_FRAME: on_frame(v); break;
   case CONN_CLOSED: act_stop(act_reason(ACT_NORMAL)); break;
   default: break;

@@ -36,6 +36,8 @@
 #define DASH_MAX_SCHEDULERS 256
 #define DASH_REASON_MAX (ACT_REASON_TEXT - 1) /* a crash reason's bytes */
 #define DASH_FOLDED "session"    /* the behaviour folded into a count */
+#define DASH_INFO_REFRESH_MS 2000 /* links, monitors, trap_exit, strategy:
+                                     asked again of each actor this often */
 
 /* ------------------------------------------------------------ mode */
 
@@ -59,9 +61,12 @@ typedef struct dash_actor {
   uint64_t messages;       /* handled so far: the rate's base */
   uint32_t restarts;
   uint32_t rate;           /* messages handled per second, last interval */
-  /* Filled when the runtime tells (-1 / "" when it does not yet). */
+  /* From act_process_info, asked of the actor itself every
+   * DASH_INFO_REFRESH_MS (-1 / "" until its first answer). */
   char strategy[16];       /* supervisors: one_for_one ... */
   int intensity, period_ms;
+  int trap_exit;           /* 0, 1 */
+  int links, monitors, monitored_by;
 } dash_actor_t;
 
 typedef struct dash_sched {
@@ -70,8 +75,9 @@ typedef struct dash_sched {
   size_t mailbox;          /* messages queued in its actors' mailboxes */
   uint64_t messages;       /* handled by its live actors so far */
   uint32_t rate;           /* messages per second, last interval */
-  long runq, turns_per_s;  /* -1 until the runtime tells */
-  int idle_pct;            /* -1 until the runtime tells */
+  uint64_t turns, idle_ms; /* act_scheduler_info's counters: the bases of */
+  long runq, turns_per_s;  /* these (-1 when not known) */
+  int idle_pct;            /* of the last interval, 0..100 (-1: not known) */
 } dash_sched_t;
 
 typedef struct dash_snapshot {
@@ -91,10 +97,12 @@ typedef struct dash_snapshot {
 } dash_snapshot_t;
 
 /* Build a snapshot of infos[0..n) taken at now_ms; prev (may be NULL) is
- * the one before, for the rates.  NULL when out of memory.  O(n log k). */
+ * the one before, for the rates; sched (may be NULL) has nsched entries of
+ * act_scheduler_info.  NULL when out of memory.  O(n log k). */
 dash_snapshot_t *dash_snapshot_build(const act_info_t *infos, size_t n,
                                      const dash_snapshot_t *prev, uint64_t now_ms,
-                                     int nsched, double chaos);
+                                     int nsched, const act_sched_info_t *sched,
+                                     double chaos);
 void dash_snapshot_free(dash_snapshot_t *s);
 
 /* "<scheduler.slot.generation>", as Erlang writes <0.84.0>; out >= 32. */

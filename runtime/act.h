@@ -76,7 +76,8 @@ enum {
   ACT_EEXIST = -5,   /* name already registered / child id already present */
   ACT_ENOTACTOR = -6,/* called outside an actor where only an actor may call */
   ACT_ESTATE = -7,   /* runtime not started, or already stopped */
-  ACT_EEXITED = -8   /* the actor exited before its init answered (a crash in init) */
+  ACT_EEXITED = -8,  /* the actor exited before its init answered (a crash in init) */
+  ACT_ERUNNING = -9  /* restart_child/delete_child: the child is running */
 };
 const char *act_strerror(int err);
 
@@ -122,6 +123,7 @@ enum {
                          * (payload act_down_msg_t: noproc or its exit reason) */
   ACT_MSG_SUP_REPLY = -4, /* answer of an async supervisor request */
   ACT_MSG_INIT_ACK = -5,  /* opts.ack: the child's init answered; payload act_init_ack_t */
+  ACT_MSG_PROCESS_INFO = -6, /* answer of act_process_info_async: act_process_info_t */
   ACT_MSG_SYSTEM_MIN = -100 /* below this: internal, never seen by handlers */
 };
 
@@ -260,6 +262,13 @@ act_ref_t act_monitor(act_pid_t pid);
 bool act_demonitor(act_ref_t ref);
 
 /* --------------------------------------------------------------- names */
+
+/* monitor(process, Name) (inside actors): monitors whoever holds the name
+ * now; if nobody does, the DOWN (pid 0) comes at once with noproc. */
+act_ref_t act_monitor_name(const char *name);
+/* Name ! Msg: act_send to the registered name; ACT_ENOPROC if nobody
+ * holds it (OTP raises badarg), nothing sent. */
+int act_send_name(const char *name, int type, const void *data, size_t size);
 
 int act_register(const char *name, act_pid_t pid); /* ACT_EEXIST, ACT_ENOPROC */
 int act_unregister(const char *name);
@@ -410,9 +419,28 @@ typedef struct act_sup_reply { int result; act_pid_t pid; } act_sup_reply_t;
 
 act_ref_t act_supervisor_start_child_async(act_pid_t sup, const act_child_spec_t *spec);
 int act_supervisor_start_child(act_pid_t sup, const act_child_spec_t *spec, act_pid_t *pid);
-/* Stop a child (by pid, or by id when pid is ACT_NOPID) and remove its spec. */
+/* Stop a child (by pid, or by id when pid is ACT_NOPID) and remove its spec
+ * (OTP keeps it until delete_child; here terminate is also delete). */
 act_ref_t act_supervisor_terminate_child_async(act_pid_t sup, act_pid_t pid, const char *id);
 int act_supervisor_terminate_child(act_pid_t sup, act_pid_t pid, const char *id);
+/* restart_child: start again a listed child that is not running (a
+ * transient child that ended normally, or one whose restarts failed), as
+ * a start: answered once its init acked, with *pid.  ACT_ERUNNING if it
+ * runs, ACT_ENOPROC if no child has that id (not_found). */
+act_ref_t act_supervisor_restart_child_async(act_pid_t sup, const char *id);
+int act_supervisor_restart_child(act_pid_t sup, const char *id, act_pid_t *pid);
+/* delete_child: remove the spec of a child that is not running (frees its
+ * args); ACT_ERUNNING if it runs, ACT_ENOPROC if unknown. */
+act_ref_t act_supervisor_delete_child_async(act_pid_t sup, const char *id);
+int act_supervisor_delete_child(act_pid_t sup, const char *id);
+
+/* count_children: specs, active (running), supervisors, workers. */
+typedef struct act_sup_counts { int specs, active, supervisors, workers; } act_sup_counts_t;
+int act_supervisor_count_children(act_pid_t sup, act_sup_counts_t *out);
+/* get_childspec: the child's spec by id; its name is copied into name[]
+ * and out->name points there (NULL if none).  ACT_ENOPROC if unknown. */
+int act_supervisor_get_childspec(act_pid_t sup, const char *id, act_child_spec_t *out,
+                                 char name[ACT_NAME_MAX]);
 
 typedef struct act_child_info {
   char id[ACT_NAME_MAX];
@@ -443,6 +471,40 @@ typedef struct act_info {
  * exceed max).  act_info_of fills one; ACT_ENOPROC if dead. */
 size_t act_list(act_info_t *out, size_t max);
 int act_info_of(act_pid_t pid, act_info_t *out);
+
+/* process_info: what only the actor itself may read (its links, monitors,
+ * trap_exit), gathered by the actor between two of its turns and sent back
+ * -- a signal, as OTP does it: nothing is locked and the world does not
+ * stop; the price is one message each way.  Lists longer than
+ * ACT_INFO_LIST_MAX are cut (the counts are whole). */
+#define ACT_INFO_LIST_MAX 32
+typedef struct act_process_info {
+  act_info_t info;              /* as act_info_of */
+  bool trap_exit;
+  act_pid_t supervisor;         /* its parent (for supervised actors, the supervisor) */
+  uint32_t nlinks, nmonitors, nmonitored_by;
+  act_pid_t links[ACT_INFO_LIST_MAX];
+  act_pid_t monitors[ACT_INFO_LIST_MAX];     /* whom it monitors */
+  act_pid_t monitored_by[ACT_INFO_LIST_MAX]; /* who monitors it */
+  bool is_supervisor;           /* then: */
+  act_sup_flags_t sup_flags;    /* strategy, intensity, period_ms */
+} act_process_info_t;
+/* Blocking, outside actors; ACT_ENOPROC if pid is dead, ACT_ETIMEDOUT. */
+int act_process_info(act_pid_t pid, act_process_info_t *out, int timeout_ms);
+/* Inside actors: the answer comes as ACT_MSG_PROCESS_INFO with the returned
+ * ref (an ACT_MSG_TIMEOUT with noproc if pid is dead), as act_request. */
+act_ref_t act_process_info_async(act_pid_t pid, int timeout_ms);
+
+/* Per scheduler, cheap counters read without stopping anything (relaxed:
+ * each a snapshot).  run_queue: actors waiting to run now; turns: actor
+ * turns run so far; idle_ms: time spent blocked with nothing to do. */
+typedef struct act_sched_info {
+  int id;
+  long run_queue;
+  uint64_t turns;
+  uint64_t idle_ms;
+} act_sched_info_t;
+int act_scheduler_info(int id, act_sched_info_t *out); /* ACT_EINVAL for a bad id */
 
 #ifdef __cplusplus
 }

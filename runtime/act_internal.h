@@ -46,7 +46,8 @@ enum {
   ACT__SIG_MONITOR = -105,   /* msg.ref = monitor ref */
   ACT__SIG_DEMONITOR = -106, /* msg.ref = monitor ref */
   ACT__SIG_DOWN = -107,      /* payload act_down_msg_t */
-  ACT__SIG_TIMEOUT = -108    /* a request's timer: msg.ref = request ref */
+  ACT__SIG_TIMEOUT = -108,   /* a request's timer: msg.ref = request ref */
+  ACT__SIG_INFO = -109       /* process_info: answer ACT_MSG_PROCESS_INFO */
 };
 
 typedef struct act__exit_sig {
@@ -76,9 +77,11 @@ static inline act_env_t *act__env_of(act_msg_t *m) {
 
 /* ----------------------------------------------------------- process */
 
+/* Sets, as open-addressing hash tables (actor.c): v[0..cap), 0 = empty;
+ * n entries are in use.  Walk all cap entries, skipping empty ones. */
 typedef struct act_pidvec { act_pid_t *v; uint32_t n, cap; } act_pidvec_t;
 typedef struct act_monref { act_ref_t ref; act_pid_t pid; } act_monref_t;
-typedef struct act_monvec { act_monref_t *v; uint32_t n, cap; } act_monvec_t;
+typedef struct act_monvec { act_monref_t *v; uint32_t n, cap; } act_monvec_t; /* by ref */
 
 struct act_sched;
 struct act_timer;
@@ -118,6 +121,8 @@ typedef struct act_proc {
   int ack_result;              /* a failure to report when it dies */
   bool ack_deferred;           /* init returned; the behaviour acks later */
   bool parent_exit_as_msg;     /* supervisors: the parent's EXIT is a message */
+  bool is_supervisor;          /* set by its init; read on its own thread */
+  act_sup_flags_t sup_flags;
 
   act_pidvec_t links;
   act_monvec_t monitors_in;    /* who watches me (ref, watcher) */
@@ -186,6 +191,11 @@ typedef struct act_sched {
   _Atomic int sleeping;
   sigjmp_buf *crash_jb;           /* where act_crash lands during a turn */
   act_proc_t *current;
+  long local_len;                 /* local queue length, owner only */
+  /* introspection: written by the owner only, relaxed (statistics) */
+  _Atomic long local_len_seen;
+  _Atomic uint64_t turns;
+  _Atomic uint64_t idle_ns;
   struct act_timer *timers;       /* timer.c: this loop's timers, until closed */
 } act_sched_t;
 

@@ -72,6 +72,7 @@ void act__schedule(act_proc_t *p) {
     if (s->local_tail) s->local_tail->local_next = p;
     else s->local_head = p;
     s->local_tail = p;
+    s->local_len++;
     return;
   }
   /* seq_cst, both: Dekker with sched_main (stores sleeping, then loads
@@ -86,6 +87,7 @@ static act_proc_t *pop_local(act_sched_t *s) {
   if (p) {
     s->local_head = p->local_next;
     if (!s->local_head) s->local_tail = NULL;
+    s->local_len--;
   }
   return p;
 }
@@ -141,6 +143,10 @@ static void *sched_main(void *arg) {
     act_proc_t *p;
     while ((p = next_runnable(s))) {
       act__turn(p);
+      /* relaxed, owner-only stores: a statistic costs no fence on the hot path */
+      atomic_store_explicit(&s->turns, atomic_load_explicit(&s->turns, memory_order_relaxed) + 1,
+                            memory_order_relaxed);
+      atomic_store_explicit(&s->local_len_seen, s->local_len, memory_order_relaxed);
       if (++turns % TURNS_BETWEEN_POLLS == 0) uv_run(&s->loop, UV_RUN_NOWAIT);
     }
     uv_run(&s->loop, UV_RUN_NOWAIT);
@@ -151,8 +157,14 @@ static void *sched_main(void *arg) {
       atomic_store_explicit(&s->sleeping, 0, memory_order_relaxed); /* a spurious wake-up is harmless */
       continue;
     }
+    uint64_t t0 = uv_hrtime(); /* two clock reads per sleep, none per turn */
     uv_run(&s->loop, UV_RUN_ONCE);
     atomic_store_explicit(&s->sleeping, 0, memory_order_relaxed); /* as above */
+    atomic_store_explicit(&s->idle_ns, /* relaxed: a statistic, owner-only */
+                          atomic_load_explicit(&s->idle_ns, memory_order_relaxed) +
+                              (uv_hrtime() - t0),
+                          memory_order_relaxed);
+    atomic_store_explicit(&s->local_len_seen, s->local_len, memory_order_relaxed);
   }
   pthread_mutex_lock(&s->wakeup_mu); /* no uv_async_send may follow the close */
   s->wakeup_closed = true;
@@ -196,6 +208,18 @@ int act_start(const act_config_t *cfg) {
   atomic_store(&g_running, true); /* seq_cst: rare */
   for (int i = 0; i < g_nsched; i++)
     pthread_create(&g_scheds[i].thread, NULL, sched_main, &g_scheds[i]);
+  return ACT_OK;
+}
+
+int act_scheduler_info(int id, act_sched_info_t *out) {
+  if (!atomic_load(&g_running) || id < 0 || id >= g_nsched) return ACT_EINVAL; /* seq_cst: rare */
+  act_sched_t *s = &g_scheds[id];
+  out->id = id;
+  /* relaxed: snapshots of counters their owner keeps */
+  out->run_queue = atomic_load_explicit(&s->runq_len, memory_order_relaxed) +
+                   atomic_load_explicit(&s->local_len_seen, memory_order_relaxed);
+  out->turns = atomic_load_explicit(&s->turns, memory_order_relaxed);
+  out->idle_ms = atomic_load_explicit(&s->idle_ns, memory_order_relaxed) / 1000000u;
   return ACT_OK;
 }
 

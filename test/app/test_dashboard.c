@@ -94,7 +94,7 @@ END_TEST
 START_TEST(sessions_are_folded_with_the_deepest_on_top) {
   act_info_t in[64];
   size_t n = tree(in, 20, 0);
-  dash_snapshot_t *s = dash_snapshot_build(in, n, NULL, 1000, 2, 0);
+  dash_snapshot_t *s = dash_snapshot_build(in, n, NULL, 1000, 2, NULL, 0);
   ck_assert_ptr_nonnull(s);
   ck_assert_uint_eq(s->nactors, 3); /* root, pubsub, sessions: no session one by one */
   ck_assert_uint_eq(s->sessions, 20);
@@ -115,14 +115,14 @@ END_TEST
 START_TEST(fewer_sessions_than_the_top) {
   act_info_t in[8];
   size_t n = tree(in, 2, 0);
-  dash_snapshot_t *s = dash_snapshot_build(in, n, NULL, 1000, 2, 0);
+  dash_snapshot_t *s = dash_snapshot_build(in, n, NULL, 1000, 2, NULL, 0);
   ck_assert_uint_eq(s->ntop, 2);
   ck_assert_uint_eq(s->top[0].mailbox, 1);
   ck_assert_uint_eq(s->top[1].mailbox, 0);
   dash_snapshot_free(s);
   /* None at all: the fold still belongs under the sessions supervisor. */
   n = tree(in, 0, 0);
-  s = dash_snapshot_build(in, n, NULL, 1000, 2, 0);
+  s = dash_snapshot_build(in, n, NULL, 1000, 2, NULL, 0);
   ck_assert_uint_eq(s->sessions, 0);
   ck_assert_uint_eq(s->ntop, 0);
   ck_assert_uint_eq(s->folded_parent, PID(0, SESSIONS, 1));
@@ -133,10 +133,10 @@ END_TEST
 START_TEST(rates_come_from_the_previous_snapshot) {
   act_info_t in[16];
   size_t n = tree(in, 3, 1000);
-  dash_snapshot_t *a = dash_snapshot_build(in, n, NULL, 1000, 2, 0);
+  dash_snapshot_t *a = dash_snapshot_build(in, n, NULL, 1000, 2, NULL, 0);
   n = tree(in, 3, 1500); /* pubsub handled 500 more in 250 ms */
   in[3].messages += 50;  /* the shallowest session, 50 more */
-  dash_snapshot_t *b = dash_snapshot_build(in, n, a, 1250, 2, 0);
+  dash_snapshot_t *b = dash_snapshot_build(in, n, a, 1250, 2, NULL, 0);
   for (size_t i = 0; i < b->nactors; i++)
     ck_assert_uint_eq(b->actors[i].rate, b->actors[i].pid == PID(1, PUBSUB, 1) ? 2000 : 0);
   ck_assert_uint_eq(b->sessions_rate, 200);
@@ -147,16 +147,48 @@ START_TEST(rates_come_from_the_previous_snapshot) {
 }
 END_TEST
 
+START_TEST(scheduler_counters_become_rates) {
+  act_info_t in[8];
+  size_t n = tree(in, 2, 0);
+  act_sched_info_t si[2] = {{0, 3, 1000, 100}, {1, 0, 50, 900}};
+  dash_snapshot_t *a = dash_snapshot_build(in, n, NULL, 1000, 2, si, 0);
+  ck_assert_int_eq(a->sched[0].runq, 3);
+  ck_assert_int_eq(a->sched[0].turns_per_s, -1); /* one sample: no rate yet */
+  si[0] = (act_sched_info_t){0, 1, 1500, 150}; /* 500 turns, idle 50 of 500 ms */
+  si[1] = (act_sched_info_t){1, 0, 50, 1400};  /* no turn, idle the whole time */
+  dash_snapshot_t *b = dash_snapshot_build(in, n, a, 1500, 2, si, 0);
+  ck_assert_int_eq(b->sched[0].runq, 1);
+  ck_assert_int_eq(b->sched[0].turns_per_s, 1000);
+  ck_assert_int_eq(b->sched[0].idle_pct, 10);
+  ck_assert_int_eq(b->sched[1].turns_per_s, 0);
+  ck_assert_int_eq(b->sched[1].idle_pct, 100);
+  cJSON *o = parse(dash_encode_snapshot(b, 1, false));
+  const cJSON *s0 = cJSON_GetArrayItem(item(o, "schedulers"), 0);
+  ck_assert_int_eq(item(s0, "runq")->valueint, 1);
+  ck_assert_int_eq(item(s0, "turns")->valueint, 1000);
+  ck_assert_int_eq(item(s0, "idle")->valueint, 10);
+  cJSON_Delete(o);
+  /* Without the runtime's counters: unknown, as null. */
+  dash_snapshot_t *c = dash_snapshot_build(in, n, b, 2000, 2, NULL, 0);
+  o = parse(dash_encode_snapshot(c, 1, false));
+  ck_assert(cJSON_IsNull(item(cJSON_GetArrayItem(item(o, "schedulers"), 0), "runq")));
+  cJSON_Delete(o);
+  dash_snapshot_free(a);
+  dash_snapshot_free(b);
+  dash_snapshot_free(c);
+}
+END_TEST
+
 START_TEST(actors_past_the_bound_are_counted_not_drawn) {
   size_t n = DASH_MAX_ACTORS + 1;
   act_info_t *in = calloc(n + 1, sizeof *in);
   for (size_t i = 0; i < n; i++) in[i] = info(PID(0, i + 1, 1), 0, "", "worker", 0, 0, 0);
   in[n] = info(PID(0, n + 5, 1), 0, "", "session", 0, 0, 0);
-  dash_snapshot_t *s = dash_snapshot_build(in, DASH_MAX_ACTORS, NULL, 1, 1, 0);
+  dash_snapshot_t *s = dash_snapshot_build(in, DASH_MAX_ACTORS, NULL, 1, 1, NULL, 0);
   ck_assert_uint_eq(s->nactors, DASH_MAX_ACTORS);
   ck_assert_uint_eq(s->truncated, 0);
   dash_snapshot_free(s);
-  s = dash_snapshot_build(in, n + 1, NULL, 1, 1, 0);
+  s = dash_snapshot_build(in, n + 1, NULL, 1, 1, NULL, 0);
   ck_assert_uint_eq(s->nactors, DASH_MAX_ACTORS);
   ck_assert_uint_eq(s->truncated, 1);
   ck_assert_uint_eq(s->sessions, 1); /* sessions are never truncated */
@@ -174,7 +206,7 @@ END_TEST
 START_TEST(snapshot_frame) {
   act_info_t in[16];
   size_t n = tree(in, 7, 0);
-  dash_snapshot_t *s = dash_snapshot_build(in, n, NULL, 1000, 2, 0.25);
+  dash_snapshot_t *s = dash_snapshot_build(in, n, NULL, 1000, 2, NULL, 0.25);
   cJSON *o = parse(dash_encode_snapshot(s, 1, true));
   ck_assert_str_eq(cJSON_GetStringValue(item(o, "type")), "snapshot");
   ck_assert_int_eq(item(o, "v")->valueint, 1);
@@ -188,7 +220,9 @@ START_TEST(snapshot_frame) {
   ck_assert_str_eq(cJSON_GetStringValue(item(pubsub, "name")), "pubsub");
   ck_assert_str_eq(cJSON_GetStringValue(item(pubsub, "parent")), "<0.1.1>");
   ck_assert_int_eq(item(pubsub, "sched")->valueint, 1);
-  ck_assert(cJSON_IsNull(item(pubsub, "strategy"))); /* not known today */
+  ck_assert(cJSON_IsNull(item(pubsub, "strategy"))); /* until the actor answers */
+  ck_assert(cJSON_IsNull(item(pubsub, "trap_exit")));
+  ck_assert(cJSON_IsNull(item(pubsub, "links")));
   ck_assert(cJSON_IsNull(item(find_pid(actors, "<0.1.1>"), "parent"))); /* the root */
   const cJSON *ses = item(o, "sessions");
   ck_assert_int_eq(item(ses, "count")->valueint, 7);
@@ -208,8 +242,8 @@ END_TEST
 START_TEST(nothing_changed_nothing_sent) {
   act_info_t in[16];
   size_t n = tree(in, 7, 0);
-  dash_snapshot_t *a = dash_snapshot_build(in, n, NULL, 1000, 2, 0);
-  dash_snapshot_t *b = dash_snapshot_build(in, n, a, 1200, 2, 0);
+  dash_snapshot_t *a = dash_snapshot_build(in, n, NULL, 1000, 2, NULL, 0);
+  dash_snapshot_t *b = dash_snapshot_build(in, n, a, 1200, 2, NULL, 0);
   bool changed = true;
   ck_assert_ptr_null(dash_encode_delta(a, b, 2, &changed));
   ck_assert(!changed);
@@ -221,9 +255,9 @@ END_TEST
 START_TEST(delta_carries_only_what_changed) {
   act_info_t in[16];
   size_t n = tree(in, 7, 0);
-  dash_snapshot_t *a = dash_snapshot_build(in, n, NULL, 1000, 2, 0);
+  dash_snapshot_t *a = dash_snapshot_build(in, n, NULL, 1000, 2, NULL, 0);
   in[1].mailbox_len = 42; /* pubsub's mailbox grows */
-  dash_snapshot_t *b = dash_snapshot_build(in, n, a, 1200, 2, 0);
+  dash_snapshot_t *b = dash_snapshot_build(in, n, a, 1200, 2, NULL, 0);
   bool changed = false;
   cJSON *o = parse(dash_encode_delta(a, b, 2, &changed));
   ck_assert(changed);
@@ -242,7 +276,7 @@ START_TEST(delta_carries_only_what_changed) {
 
   /* A session's mailbox: only "sessions". */
   in[5].mailbox_len = 1000;
-  dash_snapshot_t *c = dash_snapshot_build(in, n, b, 1400, 2, 0);
+  dash_snapshot_t *c = dash_snapshot_build(in, n, b, 1400, 2, NULL, 0);
   o = parse(dash_encode_delta(b, c, 3, &changed));
   ck_assert_ptr_null(cJSON_GetObjectItem(o, "upd"));
   const cJSON *ses = item(o, "sessions");
@@ -250,7 +284,7 @@ START_TEST(delta_carries_only_what_changed) {
   cJSON_Delete(o);
 
   /* Chaos alone. */
-  dash_snapshot_t *d = dash_snapshot_build(in, n, c, 1600, 2, 0.5);
+  dash_snapshot_t *d = dash_snapshot_build(in, n, c, 1600, 2, NULL, 0.5);
   o = parse(dash_encode_delta(c, d, 4, &changed));
   ck_assert(item(o, "chaos")->valuedouble == 0.5);
   ck_assert_ptr_null(cJSON_GetObjectItem(o, "schedulers"));
@@ -265,11 +299,11 @@ END_TEST
 START_TEST(a_restart_is_a_del_an_add_and_an_event) {
   act_info_t in[16];
   size_t n = tree(in, 3, 0);
-  dash_snapshot_t *a = dash_snapshot_build(in, n, NULL, 1000, 2, 0);
+  dash_snapshot_t *a = dash_snapshot_build(in, n, NULL, 1000, 2, NULL, 0);
   /* The pubsub crashed; the root started it again with a new generation. */
   in[1] = info(PID(1, PUBSUB, 2), PID(0, ROOT, 1), "pubsub", "pubsub", 0, 0, 1);
   in[0].restarts = 1;
-  dash_snapshot_t *b = dash_snapshot_build(in, n, a, 1200, 2, 0);
+  dash_snapshot_t *b = dash_snapshot_build(in, n, a, 1200, 2, NULL, 0);
   bool changed;
   cJSON *o = parse(dash_encode_delta(a, b, 2, &changed));
   const cJSON *del = item(o, "del");
@@ -294,12 +328,12 @@ END_TEST
 START_TEST(folded_restarts_are_counted) {
   act_info_t in[16];
   size_t n = tree(in, 3, 0);
-  dash_snapshot_t *a = dash_snapshot_build(in, n, NULL, 1000, 2, 0);
+  dash_snapshot_t *a = dash_snapshot_build(in, n, NULL, 1000, 2, NULL, 0);
   /* Two sessions restarted (new pids, folded), the supervisor counts 2. */
   in[2].restarts = 2;
   in[3].pid = PID(0, 100, 2);
   in[4].pid = PID(1, 101, 2);
-  dash_snapshot_t *b = dash_snapshot_build(in, n, a, 1200, 2, 0);
+  dash_snapshot_t *b = dash_snapshot_build(in, n, a, 1200, 2, NULL, 0);
   bool changed;
   cJSON *o = parse(dash_encode_delta(a, b, 2, &changed));
   const cJSON *ev = item(o, "restarts");
@@ -418,6 +452,7 @@ int main(void) {
   tcase_add_test(t, fewer_sessions_than_the_top);
   tcase_add_test(t, rates_come_from_the_previous_snapshot);
   tcase_add_test(t, actors_past_the_bound_are_counted_not_drawn);
+  tcase_add_test(t, scheduler_counters_become_rates);
   suite_add_tcase(s, t);
   t = tcase_create("encoding");
   tcase_add_test(t, snapshot_frame);

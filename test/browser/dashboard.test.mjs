@@ -162,6 +162,17 @@ test('the dashboard draws the tree, crashes the pubsub from a button, shows the 
   assert.ok(await dash.$('li[data-name="endpoint"] > ul > li[data-name="acceptor.0"]'), 'acceptor.0 under endpoint');
   const schedRows = await dash.$$eval('#schedulers tr', (rows) => rows.length);
   assert.ok(schedRows >= 1, 'one row per scheduler');
+  // What the actors tell of themselves (act_process_info) arrives within a
+  // tick or two: the root's strategy and intensity (main.c: one_for_one, 3
+  // in 5 s), that it traps exits; and the schedulers' run queue, turns/s
+  // and idle time.
+  await dash.waitForFunction(() => {
+    const meta = document.querySelector('li[data-name="chatter"] > .row .meta').textContent;
+    return /one_for_one · 3 in 5 s/.test(meta) && /traps exits/.test(meta);
+  });
+  assert.match(await dash.textContent('li[data-name="repo"] > .row .meta'), /one_for_one · 10 in 10 s/);
+  await dash.waitForFunction(() => [...document.querySelectorAll('#schedulers tr')].every((tr) =>
+    [4, 5, 6].every((k) => /^\d+%?$/.test(tr.children[k].textContent))));
 
   // Chat works before, and its sessions are folded into the count.
   const chat = await page();
@@ -233,6 +244,12 @@ test('/dashboard/ws: snapshot then deltas, chaos set live, bad requests change n
   assert.equal(snap.mode, 'control');
   assert.ok(snap.actors.some((a) => a.name === 'presence' && /^<\d+\.\d+\.\d+>$/.test(a.pid)));
   const pubsub = snap.actors.find((a) => a.name === 'pubsub');
+  // Supervisors' flags come once the actor has answered (a tick or two).
+  const flags = await d.next((m) => m.type === 'delta'
+    && (m.upd || []).some((a) => a.name === 'sessions' && a.strategy), 'the sessions supervisor\'s flags');
+  const sessionsSup = flags.upd.find((a) => a.name === 'sessions');
+  assert.deepEqual([sessionsSup.strategy, sessionsSup.intensity, sessionsSup.period_ms, sessionsSup.trap_exit],
+    ['one_for_one', 10000, 1000, true]);
 
   // Chaos goes through, is seen in a delta, and comes back to 0.
   assert.equal((await d.request({ type: 'chaos', value: 0.25 })).ok, true);

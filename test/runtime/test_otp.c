@@ -15,6 +15,11 @@
  *  - item 5: a dynamic transient child that exits normally stays listed;
  *  - item 7: timers are cancelled and read by reference from any actor or
  *    thread, the time left comes from a fresh clock; start_timer (item 8);
+ *  - item 8: restart_child, delete_child, count_children, get_childspec;
+ *    monitor and send by registered name; process_info (links, monitors,
+ *    trap_exit, supervisor, a supervisor's flags); per-scheduler counters;
+ *  - issue 6: a supervisor of 3,000 dynamic children that all end forgets
+ *    every one, whatever the order (its links and children are hash sets);
  *  - item 14: a name is registered only once its pid can receive: a thread
  *    that finds the name and sends at once never loses the message (a
  *    stress test: the window it closes was a few instructions wide);
@@ -430,6 +435,187 @@ START_TEST(start_timer_carries_its_reference) {
 }
 END_TEST
 
+/* ------------------------------------------------ item 8: the child API */
+
+START_TEST(restart_delete_count_and_get_childspec) {
+  W = spawn_agent(99, false);
+  static agent_args_t a1 = {.tag = 1}, a2 = {.tag = 2};
+  act_child_spec_t ks[2] = {kid("perm", &a1, ACT_PERMANENT, 1000),
+                            kid("trans", &a2, ACT_TRANSIENT, 1000)};
+  ks[1].name = "the_transient";
+  act_sup_spec_t spec = {FLAGS(ACT_ONE_FOR_ONE, 10, 5000), ks, 2};
+  act_pid_t sup = start_sup(&spec);
+  act_sup_counts_t c;
+  ck_assert_int_eq(act_supervisor_count_children(sup, &c), ACT_OK);
+  ck_assert_int_eq(c.specs, 2);
+  ck_assert_int_eq(c.active, 2);
+  ck_assert_int_eq(c.workers, 2);
+  ck_assert_int_eq(c.supervisors, 0);
+  /* get_childspec */
+  act_child_spec_t got;
+  char name[ACT_NAME_MAX];
+  ck_assert_int_eq(act_supervisor_get_childspec(sup, "trans", &got, name), ACT_OK);
+  ck_assert_str_eq(got.id, "trans");
+  ck_assert_int_eq(got.restart, ACT_TRANSIENT);
+  ck_assert(got.behaviour == &agent_behaviour && got.args == &a2);
+  ck_assert(got.name == name);
+  ck_assert_str_eq(name, "the_transient");
+  ck_assert_int_eq(act_supervisor_get_childspec(sup, "nope", &got, name), ACT_ENOPROC);
+  /* restart_child / delete_child of a running child: running */
+  act_pid_t p = 0;
+  ck_assert_int_eq(act_supervisor_restart_child(sup, "trans", &p), ACT_ERUNNING);
+  ck_assert_int_eq(act_supervisor_delete_child(sup, "trans"), ACT_ERUNNING);
+  ck_assert_int_eq(act_supervisor_restart_child(sup, "nope", &p), ACT_ENOPROC);
+  ck_assert_int_eq(act_supervisor_delete_child(sup, "nope"), ACT_ENOPROC);
+  /* the transient ends normally: listed, not running; restart_child starts it */
+  act_pid_t t = act_whereis("the_transient");
+  ag_monitor(W, t);
+  send_stop(t, act_reason(ACT_NORMAL));
+  wait_down(W, t);
+  ck_assert_int_eq(act_supervisor_count_children(sup, &c), ACT_OK);
+  ck_assert_int_eq(c.specs, 2);
+  ck_assert_int_eq(c.active, 1);
+  ck_assert_int_eq(act_supervisor_restart_child(sup, "trans", &p), ACT_OK);
+  ck_assert(p != ACT_NOPID && p != t);
+  ck_assert(act_whereis("the_transient") == p);
+  ck_assert_int_eq(log_count(q_init_tag(2)), 2); /* init ran before the answer */
+  act_child_info_t ci[4];
+  ck_assert_int_eq(act_supervisor_which_children(sup, ci, 4), 2);
+  ck_assert_str_eq(ci[1].id, "trans"); /* start order kept */
+  /* stop it again and delete it */
+  ag_monitor(W, p);
+  send_stop(p, act_reason(ACT_NORMAL));
+  wait_down(W, p);
+  ck_assert_int_eq(act_supervisor_delete_child(sup, "trans"), ACT_OK);
+  ck_assert_int_eq(act_supervisor_count_children(sup, &c), ACT_OK);
+  ck_assert_int_eq(c.specs, 1);
+  ck_assert_int_eq(act_supervisor_restart_child(sup, "trans", &p), ACT_ENOPROC);
+  /* count_children of a dead pid: noproc at once */
+  ck_assert_int_eq(act_supervisor_count_children(t, &c), ACT_ENOPROC);
+}
+END_TEST
+
+/* ------------------------------------------------ issue 6: many children */
+
+START_TEST(many_dynamic_children_all_forgotten) {
+  W = spawn_agent(99, false);
+  act_sup_spec_t spec = {FLAGS(ACT_ONE_FOR_ONE, 10, 5000), NULL, 0};
+  act_pid_t sup = start_sup(&spec);
+  enum { N = 3000 };
+  static act_pid_t pids[N];
+  static agent_args_t a = {.tag = 5};
+  act_child_spec_t k = kid("", &a, ACT_TRANSIENT, 1000);
+  for (int i = 0; i < N; i++)
+    ck_assert_int_eq(act_supervisor_start_child(sup, &k, &pids[i]), ACT_OK);
+  act_sup_counts_t c;
+  ck_assert_int_eq(act_supervisor_count_children(sup, &c), ACT_OK);
+  ck_assert_int_eq(c.active, N);
+  /* end them in a scrambled order: every removal finds its child */
+  for (int i = 0; i < N; i++) act_exit(pids[(i * 7919) % N], act_reason(ACT_SHUTDOWN));
+  int64_t dl = now_ms() + TMO;
+  do {
+    ck_assert_int_eq(act_supervisor_count_children(sup, &c), ACT_OK);
+  } while (c.specs > 0 && now_ms() < dl && (sleep_ms(5), true));
+  ck_assert_int_eq(c.specs, 0);
+  ck_assert_int_eq(log_count(q_init_tag(5)), N); /* none restarted */
+  /* the supervisor's own link set is empty again: its exit kills nobody */
+  act_pid_t q = spawn_agent(6, false);
+  ck_assert(ag_alive(q));
+  ag_monitor(W, sup);
+  act_exit(sup, act_reason(ACT_SHUTDOWN));
+  ck_assert_int_eq(wait_down(W, sup).kind, ACT_SHUTDOWN);
+  ck_assert(ag_alive(q));
+}
+END_TEST
+
+/* ------------------------------------------------ item 8: names, process_info */
+
+static act_ref_t g_name_ref;
+static void fn_monitor_name(void *a) { g_name_ref = act_monitor_name((const char *)a); }
+START_TEST(monitor_and_send_by_name) {
+  W = spawn_agent(99, false);
+  act_pid_t t = spawn_agent(2, false);
+  ck_assert_int_eq(act_register("target", t), ACT_OK);
+  int64_t v = 42;
+  ck_assert_int_eq(act_send_name("target", 908, &v, sizeof v), ACT_OK);
+  ck_assert(log_wait1(q_msg(t, 908), NULL));
+  ck_assert_int_eq(act_send_name("nobody", 908, &v, sizeof v), ACT_ENOPROC);
+  agent_run(W, fn_monitor_name, "target");
+  send_crash(t);
+  ev_t e = {0};
+  ck_assert(log_wait1(q_down(W, t), &e));
+  ck_assert(e.mref == g_name_ref);
+  ck_assert_int_eq(e.reason.kind, ACT_ERROR);
+  /* nobody holds it now: DOWN noproc at once */
+  agent_run(W, fn_monitor_name, "target");
+  evq_t q = {.kind = EV_MSG, .self = W, .has_type = true, .type = ACT_MSG_DOWN, .ref = g_name_ref};
+  ck_assert(log_wait1(q, &e));
+  ck_assert_int_eq(e.reason.kind, ACT_NOPROC);
+}
+END_TEST
+
+static void fn_link_monitor(void *a) {
+  act_pid_t *x = a;
+  act_link(x[0]);
+  act_monitor(x[1]);
+}
+START_TEST(process_info_links_monitors_trap_exit_supervisor) {
+  act_pid_t a = spawn_agent(1, true), b = spawn_agent(2, false), c = spawn_agent(3, false);
+  act_pid_t x[2] = {b, c};
+  agent_run(a, fn_link_monitor, x);
+  act_process_info_t pi;
+  ck_assert_int_eq(act_process_info(a, &pi, TMO), ACT_OK);
+  ck_assert(pi.info.pid == a);
+  ck_assert_str_eq(pi.info.behaviour, "agent");
+  ck_assert(pi.trap_exit);
+  ck_assert_uint_eq(pi.nlinks, 1);
+  ck_assert(pi.links[0] == b);
+  ck_assert_uint_eq(pi.nmonitors, 1);
+  ck_assert(pi.monitors[0] == c);
+  ck_assert(!pi.is_supervisor);
+  ck_assert_int_eq(act_process_info(c, &pi, TMO), ACT_OK);
+  ck_assert(!pi.trap_exit);
+  /* a, and the blocking call's own monitor of the callee (act_call's) */
+  ck_assert_uint_eq(pi.nmonitored_by, 2);
+  ck_assert(pi.monitored_by[0] == a || pi.monitored_by[1] == a);
+  /* a supervisor: its flags, and its child names it as supervisor */
+  static agent_args_t ka = {.tag = 4};
+  act_child_spec_t k = kid("k", &ka, ACT_PERMANENT, 1000);
+  act_sup_spec_t spec = {FLAGS(ACT_REST_FOR_ONE, 7, 3000), &k, 1};
+  act_pid_t sup = start_sup(&spec);
+  ck_assert_int_eq(act_process_info(sup, &pi, TMO), ACT_OK);
+  ck_assert(pi.is_supervisor);
+  ck_assert_int_eq(pi.sup_flags.strategy, ACT_REST_FOR_ONE);
+  ck_assert_int_eq(pi.sup_flags.intensity, 7);
+  ck_assert_int_eq(pi.sup_flags.period_ms, 3000);
+  ck_assert(pi.trap_exit);
+  act_pid_t kp = pid_of_tag(4);
+  ck_assert_uint_eq(pi.nlinks, 1);
+  ck_assert(pi.links[0] == kp);
+  ck_assert_int_eq(act_process_info(kp, &pi, TMO), ACT_OK);
+  ck_assert(pi.supervisor == sup);
+  /* dead: noproc */
+  act_exit(b, act_reason(ACT_KILL));
+  await_exit(b);
+  ck_assert_int_eq(act_process_info(b, &pi, TMO), ACT_ENOPROC);
+}
+END_TEST
+
+START_TEST(scheduler_counters) {
+  act_sched_info_t si0, si1;
+  ck_assert_int_eq(act_scheduler_info(0, &si0), ACT_OK);
+  ck_assert_int_eq(act_scheduler_info(2, &si1), ACT_EINVAL);
+  ck_assert_int_eq(act_scheduler_info(-1, &si1), ACT_EINVAL);
+  act_pid_t a = spawn_agent_on(1, false, 0);
+  for (int i = 0; i < 50; i++) ck_assert(ag_alive(a));
+  ck_assert_int_eq(act_scheduler_info(0, &si1), ACT_OK);
+  ck_assert_int_eq(si1.id, 0);
+  ck_assert_uint_ge(si1.turns, si0.turns + 50); /* one turn per ping at least */
+  ck_assert_int_ge(si1.run_queue, 0);
+  ck_assert_uint_ge(si1.idle_ms, si0.idle_ms); /* a running total */
+}
+END_TEST
+
 /* ------------------------------------------------ item 14: publication */
 
 static _Atomic act_pid_t g_seen;
@@ -488,6 +674,11 @@ static Suite *suite(void) {
   tcase_add_test(tc, time_left_from_a_fresh_clock);
   tcase_add_test(tc, start_timer_carries_its_reference);
   tcase_add_test(tc, name_found_means_sendable);
+  tcase_add_test(tc, restart_delete_count_and_get_childspec);
+  tcase_add_test(tc, many_dynamic_children_all_forgotten);
+  tcase_add_test(tc, monitor_and_send_by_name);
+  tcase_add_test(tc, process_info_links_monitors_trap_exit_supervisor);
+  tcase_add_test(tc, scheduler_counters);
   suite_add_tcase(s, tc);
   return s;
 }

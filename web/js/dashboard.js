@@ -129,13 +129,24 @@ function supText(a) {
   return ` · ${a.strategy} · ${a.intensity} in ${a.period_ms / 1000} s`;
 }
 
+// What only the actor itself can tell (act_process_info), once it has.
+function relText(a) {
+  if (a.links == null) return '';
+  const parts = [`links ${a.links}`];
+  if (a.monitors) parts.push(`monitors ${a.monitors}`);
+  if (a.monitored_by) parts.push(`monitored by ${a.monitored_by}`);
+  if (a.trap_exit) parts.push('traps exits');
+  return ` · ${parts.join(' · ')}`;
+}
+
 function fillRow(r, a) {
   const label = a.name || a.behaviour;
   r.li.dataset.name = a.name;
   r.li.dataset.behaviour = a.behaviour;
   r.li.classList.toggle('is-sup', a.behaviour === 'supervisor');
   r.cells.name.textContent = label;
-  r.cells.meta.textContent = `${a.name ? a.behaviour + ' · ' : ''}${a.pid}${supText(a)}`;
+  r.cells.meta.textContent = `${a.name ? a.behaviour + ' · ' : ''}${a.pid}${supText(a)}${relText(a)}`;
+  r.cells.meta.title = r.cells.meta.textContent;
   r.cells.sched.textContent = `s${a.sched}`;
   r.cells.mailbox.textContent = a.mailbox;
   r.cells.mailbox.classList.toggle('hot', a.mailbox >= 100);
