@@ -82,6 +82,7 @@ static void on_start_reply(act_msg_t *m) {
 static void close_all(void *arg) {
   acceptor_t *a = arg;
   conn_close_all(a);
+  conn_flusher_close(a);
   listener_close(a->listener);
   a->listener = NULL;
   while (t_pending) {
@@ -102,6 +103,7 @@ static int acc_init(void *args, void **state) {
   a->self = act_self();
   g_acceptors[a->sched] = a;
   act_defer(close_all, a); /* from here on, everything is closed on exit */
+  if (conn_flusher_open(a) != ACT_OK) return ACT_ENOMEM;
   int err = 0;
   a->listener = listener_open(a, &err);
   if (!a->listener) {
