@@ -92,8 +92,8 @@ struct conn {
   /* output progress, both phases: when the kernel last took bytes */
   uint64_t progress_ms;
   uint64_t ping_due_ms;
-  /* WebSocket */
-  uv_write_t wreq;
+  /* WebSocket (the uv_write_t, 192 bytes, exists only while the kernel
+   * cannot take a write whole: nothing of it is held per idle socket) */
   act_pid_t session;
   bool in_flight;              /* the head frame was handed to the session */
   frame_t *fhead, *ftail;
@@ -264,6 +264,7 @@ static void ws_rearm(conn_t *c) {
 
 static void on_ws_written(uv_write_t *req, int status) {
   conn_t *c = req->data;
+  free(req);
   c->writing = false;
   ws_conn_output_done(c->ws);
   if (status < 0) {
@@ -300,10 +301,17 @@ static void flush_ws(conn_t *c) {
     }
     iov[i].iov_base = (char *)iov[i].iov_base + done;
     iov[i].iov_len -= done;
+    uv_write_t *req = malloc(sizeof *req);
+    if (!req) {
+      ws_conn_output_done(c->ws);
+      conn_shutdown(c);
+      return;
+    }
     c->writing = true;
-    c->wreq.data = c;
-    if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, (uv_buf_t *)&iov[i], (unsigned)(n - i),
+    req->data = c;
+    if (uv_write(req, (uv_stream_t *)&c->tcp, (uv_buf_t *)&iov[i], (unsigned)(n - i),
                  on_ws_written) < 0) {
+      free(req);
       c->writing = false;
       ws_conn_output_done(c->ws);
       conn_shutdown(c);
@@ -312,7 +320,11 @@ static void flush_ws(conn_t *c) {
     ws_rearm(c); /* the send deadline now counts */
     return;
   }
-  if (!c->tcp_closed && !c->writing && ws_conn_finished(c->ws)) conn_shutdown(c);
+  if (!c->tcp_closed && !c->writing && ws_conn_finished(c->ws)) {
+    conn_shutdown(c);
+    return;
+  }
+  pump(c); /* a request may have been waiting for the queue to drain */
 }
 
 static void dirty_del(conn_t *c) {
