@@ -121,6 +121,11 @@ static void on_down(acceptor_t *a, act_msg_t *m) {
   if (d->ref != a->sessions_mon) return;
   a->sessions_mon = 0;
   a->sessions_pid = ACT_NOPID;
+  while (t_pending) { /* their answers will not come */
+    pending_start_t *p = t_pending;
+    t_pending = p->next;
+    free(p);
+  }
   app_log(LOG_ERROR, "the sessions supervisor is gone: closing this scheduler's WebSockets with 1011");
   conn_close_upgraded(a, WS_CLOSE_INTERNAL, "sessions restarted");
 }
