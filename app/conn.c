@@ -255,7 +255,7 @@ static void on_ws_tick(uv_timer_t *t);
 static void ws_rearm(conn_t *c) {
   if (c->closing || c->tcp_closed) return;
   uint64_t now = now_ms(c), due = c->ping_due_ms;
-  if (ws_conn_queued_bytes(c->ws) > 0) {
+  if (c->writing) { /* only a write the kernel would not take can stall */
     uint64_t send_due = c->progress_ms + (uint64_t)app_config()->send_timeout_ms;
     if (send_due < due) due = send_due;
   }
@@ -308,6 +308,7 @@ static void flush_ws(conn_t *c) {
       return;
     }
     c->writing = true;
+    c->progress_ms = now_ms(c); /* the send timeout counts from here */
     req->data = c;
     if (uv_write(req, (uv_stream_t *)&c->tcp, (uv_buf_t *)&iov[i], (unsigned)(n - i),
                  on_ws_written) < 0) {
@@ -527,8 +528,8 @@ void conn_take_over(uint64_t id) {
 static void on_ws_tick(uv_timer_t *t) {
   conn_t *c = t->data;
   uint64_t now = now_ms(c);
-  if (ws_conn_queued_bytes(c->ws) > 0 &&
-      now - c->progress_ms >= (uint64_t)app_config()->send_timeout_ms) {
+  /* Not writing: whatever is queued leaves in this loop turn (on_flush). */
+  if (c->writing && now - c->progress_ms >= (uint64_t)app_config()->send_timeout_ms) {
     tm_add(TM_SLOW_CLIENTS, 1);
     app_log(LOG_WARN, "conn %llx: %zu bytes unread for %d ms, closing with 1008",
             (unsigned long long)c->id, ws_conn_queued_bytes(c->ws),
@@ -656,6 +657,7 @@ static void write_http(conn_t *c, http_buf_t *buf, bool close_after) {
   }
   if (close_after) c->close_after_write = true;
   idle_del(c);
+  if (!c->http_unsent) c->progress_ms = now_ms(c); /* the send timeout counts from here */
   c->http_unsent += len;
   uv_buf_t b = uv_buf_init(bytes, (unsigned)len);
   int w = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
