@@ -51,6 +51,7 @@ typedef struct app_config {
   int max_conns;            /* CHATTER_MAX_CONNS: 0 = descriptor limit - reserve */
   int fd_reserve;           /* CHATTER_FD_RESERVE, default 64 descriptors */
   int max_conns_per_addr;   /* CHATTER_MAX_CONNS_PER_ADDR, default 1024; 0 = none */
+  bool cap_loopback;        /* CHATTER_CAP_LOOPBACK=1: the cap counts 127/8 too */
   int idle_timeout_ms;      /* CHATTER_IDLE_TIMEOUT_MS, default 10 s */
   int header_timeout_ms;    /* CHATTER_HEADER_TIMEOUT_MS, default 10 s */
   int keepalive_timeout_ms; /* CHATTER_KEEPALIVE_TIMEOUT_MS, default 60 s */

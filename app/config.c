@@ -16,7 +16,8 @@
  * keeps them inside msg, quoted, so that no caller can forge a field.
  * LOG_FILE is opened for appending and reopened on SIGHUP (logrotate).
  *   The endpoint's bounds: CHATTER_MAX_CONNS, CHATTER_FD_RESERVE (64),
- *   CHATTER_MAX_CONNS_PER_ADDR (1024), CHATTER_IDLE_TIMEOUT_MS (10000),
+ *   CHATTER_MAX_CONNS_PER_ADDR (1024), CHATTER_CAP_LOOPBACK (0),
+ *   CHATTER_IDLE_TIMEOUT_MS (10000),
  *   CHATTER_HEADER_TIMEOUT_MS (10000), CHATTER_KEEPALIVE_TIMEOUT_MS (60000),
  *   CHATTER_SEND_TIMEOUT_MS (30000), CHATTER_ALLOWED_ORIGINS,
  *   CHATTER_ALLOWED_HOSTS (README "Bounds" and "Origins and hosts")
@@ -110,6 +111,7 @@ void app_config_load(const char *argv0) {
   g_cfg.max_conns = env_int("CHATTER_MAX_CONNS", 0, 0, 10000000);
   g_cfg.fd_reserve = env_int("CHATTER_FD_RESERVE", 64, 0, 100000);
   g_cfg.max_conns_per_addr = env_int("CHATTER_MAX_CONNS_PER_ADDR", 1024, 0, 10000000);
+  g_cfg.cap_loopback = env_int("CHATTER_CAP_LOOPBACK", 0, 0, 1) == 1;
   g_cfg.idle_timeout_ms = env_int("CHATTER_IDLE_TIMEOUT_MS", 10000, 100, 3600000);
   g_cfg.header_timeout_ms = env_int("CHATTER_HEADER_TIMEOUT_MS", 10000, 100, 3600000);
   g_cfg.keepalive_timeout_ms = env_int("CHATTER_KEEPALIVE_TIMEOUT_MS", 60000, 100, 3600000);

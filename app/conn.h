@@ -39,6 +39,8 @@ typedef struct acceptor {
   conn_t *table[ENDPOINT_TABLE_BUCKETS];
   size_t nconns;
   conn_t *idle_head, *idle_tail;
+  conn_t *dirty_head;       /* WebSockets with frames queued since the last flush */
+  uv_prepare_t *flusher;    /* flushes them once per loop turn (own allocation) */
   act_pid_t sessions_pid;   /* the sessions supervisor our sessions live under */
   act_ref_t sessions_mon;   /* its monitor */
 } acceptor_t;
@@ -57,6 +59,9 @@ uint64_t conn_id(const conn_t *c);
 bool conn_evict_idle(acceptor_t *a);
 /* Every conn of a, at once (the acceptor exits). */
 void conn_close_all(acceptor_t *a);
+/* The write coalescer: started with the acceptor, closed with it. */
+int conn_flusher_open(acceptor_t *a);
+void conn_flusher_close(acceptor_t *a);
 /* The sessions supervisor could not start this conn's session: 1011. */
 void conn_session_failed(uint64_t conn_id, int err);
 /* Every WebSocket of a, closed with code (their sessions are gone). */

@@ -82,6 +82,7 @@ static void on_start_reply(act_msg_t *m) {
 static void close_all(void *arg) {
   acceptor_t *a = arg;
   conn_close_all(a);
+  conn_flusher_close(a);
   listener_close(a->listener);
   a->listener = NULL;
   while (t_pending) {
@@ -102,6 +103,7 @@ static int acc_init(void *args, void **state) {
   a->self = act_self();
   g_acceptors[a->sched] = a;
   act_defer(close_all, a); /* from here on, everything is closed on exit */
+  if (conn_flusher_open(a) != ACT_OK) return ACT_ENOMEM;
   int err = 0;
   a->listener = listener_open(a, &err);
   if (!a->listener) {
@@ -119,6 +121,11 @@ static void on_down(acceptor_t *a, act_msg_t *m) {
   if (d->ref != a->sessions_mon) return;
   a->sessions_mon = 0;
   a->sessions_pid = ACT_NOPID;
+  while (t_pending) { /* their answers will not come */
+    pending_start_t *p = t_pending;
+    t_pending = p->next;
+    free(p);
+  }
   app_log(LOG_ERROR, "the sessions supervisor is gone: closing this scheduler's WebSockets with 1011");
   conn_close_upgraded(a, WS_CLOSE_INTERNAL, "sessions restarted");
 }

@@ -61,7 +61,10 @@ void conn_frame_done(conn_t *c);
 /* Frames to the client.  false: the socket is closing (e.g. 1008 because
  * the client cannot keep up) and nothing more will be sent.  Replies and
  * snapshots (json, str, snapshot) are outside the 256 KiB push bound, since
- * one may be larger; pushes (shared) are inside it. */
+ * one may be larger; pushes (shared) are inside it.  Both are under the send
+ * timeout (CHATTER_SEND_TIMEOUT_MS, conn.c): bytes the client leaves unread
+ * that long close it with 1008, whatever they are.  Frames leave at the end
+ * of the scheduler's batch of turns, several in one write. */
 bool conn_send_json(conn_t *c, const char *json, size_t len);
 bool conn_send_str(conn_t *c, proto_str s); /* frees s */
 bool conn_send_snapshot(conn_t *c, ws_shared_t *frame);

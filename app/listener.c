@@ -16,6 +16,9 @@
  *     if there is none, is answered 503 and closed at once.
  *   - CHATTER_MAX_CONNS_PER_ADDR (1024; 0 = no cap): connections held per
  *     source address (IPv6 by /64); past it, 429 and closed at once.
+ *     Loopback (127/8) is not counted unless CHATTER_CAP_LOOPBACK=1: a
+ *     reverse proxy and a local load test both come from there, and a cap
+ *     on them would be a cap on everyone.
  *   - accept4() failing with EMFILE/ENFILE (the reserve was not enough): up
  *     to LISTENER_EVICT_BATCH idle conns are given up and polling stops until
  *     their descriptors are back (1 ms); with none to give up, until the next
@@ -90,10 +93,15 @@ static size_t addr_hash(const char *k) {
   return (size_t)(h % ADDR_BUCKETS);
 }
 
+static bool addr_counted(const char *key) {
+  const app_config_t *cfg = app_config();
+  return cfg->max_conns_per_addr > 0 && (cfg->cap_loopback || strncmp(key, "127.", 4) != 0);
+}
+
 /* Counts one more connection from key; false (and nothing counted) past the cap. */
 static bool addr_acquire(const char *key) {
   int cap = app_config()->max_conns_per_addr;
-  if (cap <= 0) return true;
+  if (!addr_counted(key)) return true;
   bool ok = true;
   pthread_mutex_lock(&g_addrs_lock);
   addr_count_t **b = &g_addrs[addr_hash(key)], *e = *b;
@@ -110,7 +118,7 @@ static bool addr_acquire(const char *key) {
 }
 
 static void addr_release(const char *key) {
-  if (app_config()->max_conns_per_addr <= 0) return;
+  if (!addr_counted(key)) return;
   pthread_mutex_lock(&g_addrs_lock);
   for (addr_count_t **pp = &g_addrs[addr_hash(key)]; *pp; pp = &(*pp)->next) {
     addr_count_t *e = *pp;

@@ -94,8 +94,22 @@ test('a WebSocket is not subject to the HTTP timeouts', async () => {
 
 test('server still running', () => checkAlive(assert, server));
 
+test('loopback is not counted against CHATTER_MAX_CONNS_PER_ADDR by default', async () => {
+  const srv = await startServer({ env: { CHATTER_MAX_CONNS_PER_ADDR: '2', CHATTER_IDLE_TIMEOUT_MS: '60000' } });
+  const held = [];
+  try {
+    for (let i = 0; i < 5; i++) { const c = raw(srv.port); await c.connected; held.push(c); }
+    const r = await fetch(`${srv.base}/healthz`);
+    assert.equal(r.status, 200, 'served past the cap: 127.0.0.1 is exempt');
+    await r.text();
+  } finally {
+    for (const c of held) c.sock.destroy();
+    await srv.stop();
+  }
+});
+
 test('CHATTER_MAX_CONNS_PER_ADDR: one address past the cap is answered 429, and gets in again once under it', async () => {
-  const srv = await startServer({ env: { CHATTER_MAX_CONNS_PER_ADDR: String(PER_ADDR), CHATTER_IDLE_TIMEOUT_MS: '60000' } });
+  const srv = await startServer({ env: { CHATTER_MAX_CONNS_PER_ADDR: String(PER_ADDR), CHATTER_CAP_LOOPBACK: '1', CHATTER_IDLE_TIMEOUT_MS: '60000' } });
   const held = [];
   try {
     // The first PER_ADDR - 1 are held (each answered once, so surely accepted);
