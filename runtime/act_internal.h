@@ -210,10 +210,14 @@ typedef struct act_sched {
   sigjmp_buf *crash_jb;           /* where act_crash lands during a turn */
   act_proc_t *current;
   long local_len;                 /* local queue length, owner only */
-  /* introspection: written by the owner only, relaxed (statistics) */
-  _Atomic long local_len_seen;
+  uint64_t turns_local;           /* turns run, owner only; published below */
+  /* introspection: published by the owner when it polls its loop (every
+   * 256 turns and before sleeping), relaxed; on a cache line of their own,
+   * so that readers never slow the producers that touch runq_len/sleeping */
+  _Alignas(64) _Atomic long local_len_seen;
   _Atomic uint64_t turns;
   _Atomic uint64_t idle_ns;
+  char pad_[64 - sizeof(long) - 2 * sizeof(uint64_t)];
   struct act_timer *timers;       /* timer.c: this loop's timers, until closed */
 } act_sched_t;
 
