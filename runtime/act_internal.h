@@ -16,6 +16,24 @@
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+/* Invariants, checked in debug builds (as Lua's api_check): the sanitizer
+ * builds (make test-tsan, test-asan) and -DACT_DEBUG.  The plain build pays
+ * nothing.  A broken invariant is a bug in the runtime, never a crash to
+ * contain: it aborts with where and what. */
+#if defined(ACT_DEBUG) || defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define ACT_DEBUG_ASSERT(cond)                                                          \
+  do {                                                                                  \
+    if (!(cond)) {                                                                      \
+      fprintf(stderr, "act: invariant broken: %s (%s:%d)\n", #cond, __FILE__, __LINE__); \
+      abort();                                                                          \
+    }                                                                                   \
+  } while (0)
+#else
+#define ACT_DEBUG_ASSERT(cond) ((void)0)
+#endif
 
 /* ------------------------------------------------------------ mailbox.c */
 
@@ -192,10 +210,14 @@ typedef struct act_sched {
   sigjmp_buf *crash_jb;           /* where act_crash lands during a turn */
   act_proc_t *current;
   long local_len;                 /* local queue length, owner only */
-  /* introspection: written by the owner only, relaxed (statistics) */
-  _Atomic long local_len_seen;
+  uint64_t turns_local;           /* turns run, owner only; published below */
+  /* introspection: published by the owner when it polls its loop (every
+   * 256 turns and before sleeping), relaxed; on a cache line of their own,
+   * so that readers never slow the producers that touch runq_len/sleeping */
+  _Alignas(64) _Atomic long local_len_seen;
   _Atomic uint64_t turns;
   _Atomic uint64_t idle_ns;
+  char pad_[64 - sizeof(long) - 2 * sizeof(uint64_t)];
   struct act_timer *timers;       /* timer.c: this loop's timers, until closed */
 } act_sched_t;
 

@@ -154,6 +154,7 @@ bool act__pidvec_add(act_pidvec_t *v, act_pid_t pid) {
   FIND(v->v, v->cap, PID_KEY, pid);
   v->v[i] = pid;
   v->n++;
+  ACT_DEBUG_ASSERT(v->n * 2 <= v->cap); /* at most half full: probes stay short */
   return true;
 }
 
@@ -432,6 +433,7 @@ static void send_signal(act_pid_t to, int type, act_pid_t from, act_ref_t ref,
 /* A process's own private FIFO, from its own thread.  Counted in pending so
  * that the turn's accounting stays exact. */
 static void append_private(act_proc_t *p, act_env_t *e) {
+  ACT_DEBUG_ASSERT(p->sched == act__sched_self()); /* the owner's FIFO, owner only */
   e->next_private = NULL;
   if (p->priv_tail) p->priv_tail->next_private = e;
   else p->priv_head = e;
@@ -912,6 +914,7 @@ static void run_terminate(act_proc_t *p, act_reason_t r) {
 /* The order is OTP's: terminate, release what it owned, free the name,
  * then EXIT and DOWN (so that a watcher may re-register the name at once). */
 static void die(act_proc_t *p) {
+  ACT_DEBUG_ASSERT(p->exit_reason && p->sched == act__sched_self());
   act_reason_t r = *p->exit_reason;
   act_sched_t *s = p->sched;
   s->current = p;
@@ -1018,6 +1021,7 @@ static size_t guarded_handlers(act_proc_t *p) {
 
 void act__turn(act_proc_t *p) {
   act_sched_t *s = p->sched;
+  ACT_DEBUG_ASSERT(s == act__sched_self() && !s->current && !p->is_proxy);
   s->current = p;
   size_t consumed = 0;
   if (!p->started) { /* init counts as the first pending item */
@@ -1031,7 +1035,9 @@ void act__turn(act_proc_t *p) {
     return;
   }
   s->current = NULL;
-  size_t left = atomic_fetch_sub(&p->pending, consumed) - consumed; /* seq_cst: as deliver_local */
+  size_t before = atomic_fetch_sub(&p->pending, consumed); /* seq_cst: as deliver_local */
+  ACT_DEBUG_ASSERT(before >= consumed); /* never consumed what was not counted */
+  size_t left = before - consumed;
   if (left > 0) act__schedule(p);
 }
 

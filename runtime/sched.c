@@ -129,6 +129,13 @@ static bool idle_spin(act_sched_t *s) {
 
 static void on_wakeup(uv_async_t *h) { (void)h; }
 
+/* relaxed, owner-only stores: statistics, published at most once per 256
+ * turns so that the hot path pays one plain increment */
+static void publish_counters(act_sched_t *s) {
+  atomic_store_explicit(&s->turns, s->turns_local, memory_order_relaxed);
+  atomic_store_explicit(&s->local_len_seen, s->local_len, memory_order_relaxed);
+}
+
 static void close_walk(uv_handle_t *h, void *arg) {
   (void)arg;
   if (!uv_is_closing(h)) uv_close(h, NULL);
@@ -143,12 +150,13 @@ static void *sched_main(void *arg) {
     act_proc_t *p;
     while ((p = next_runnable(s))) {
       act__turn(p);
-      /* relaxed, owner-only stores: a statistic costs no fence on the hot path */
-      atomic_store_explicit(&s->turns, atomic_load_explicit(&s->turns, memory_order_relaxed) + 1,
-                            memory_order_relaxed);
-      atomic_store_explicit(&s->local_len_seen, s->local_len, memory_order_relaxed);
-      if (++turns % TURNS_BETWEEN_POLLS == 0) uv_run(&s->loop, UV_RUN_NOWAIT);
+      s->turns_local++;
+      if (++turns % TURNS_BETWEEN_POLLS == 0) {
+        publish_counters(s);
+        uv_run(&s->loop, UV_RUN_NOWAIT);
+      }
     }
+    publish_counters(s);
     uv_run(&s->loop, UV_RUN_NOWAIT);
     if (idle_spin(s)) continue;
     /* seq_cst: Dekker with act__schedule (see there) */
@@ -164,7 +172,6 @@ static void *sched_main(void *arg) {
                           atomic_load_explicit(&s->idle_ns, memory_order_relaxed) +
                               (uv_hrtime() - t0),
                           memory_order_relaxed);
-    atomic_store_explicit(&s->local_len_seen, s->local_len, memory_order_relaxed);
   }
   pthread_mutex_lock(&s->wakeup_mu); /* no uv_async_send may follow the close */
   s->wakeup_closed = true;

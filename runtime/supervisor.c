@@ -171,11 +171,14 @@ static void index_put(sup_t *s, kid_t *k) {
   s->index[b] = k;
 }
 
+static kid_t *find_pid(sup_t *s, act_pid_t pid);
+
 /* Every change of a kid's pid goes through here, to keep the index true. */
 static void set_pid(sup_t *s, kid_t *k, act_pid_t pid) {
   index_del(s, k);
   k->pid = pid;
   if (pid) index_put(s, k);
+  ACT_DEBUG_ASSERT(!pid || find_pid(s, pid) == k);
 }
 
 static kid_t *find_pid(sup_t *s, act_pid_t pid) {
