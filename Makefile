@@ -174,6 +174,17 @@ bench: $(BENCHES)
 bench-compare: deps-bench $(BENCHES)
 	@bash bench/compare.sh $(B)/bench
 
+# ------------------------------------------------------------ load harness
+
+# chatter-load: the C load harness on the runtime (bench/chatter-load/).
+LOAD_SRC := $(wildcard bench/chatter-load/*.c)
+$(B)/chatter-load: $(LOAD_SRC) bench/chatter-load/load.h runtime/act.h $(B)/libact.a
+	@mkdir -p $(dir $@)
+	$(CC) $(RT_CFLAGS) -Iruntime $(LOAD_SRC) $(B)/libact.a $(RT_LIBS) -lm -o $@
+
+.PHONY: chatter-load
+chatter-load: $(B)/chatter-load
+
 install: $(B)/chatter
 	install -D -m 755 $(B)/chatter $(DESTDIR)$(PREFIX)/bin/chatter
 
