@@ -554,11 +554,11 @@ static void on_connect(uv_connect_t *req, int status) {
   uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
 }
 
-static void start_connect(client_t *c) {
+static void start_connect(client_t *c, uv_loop_t *loop) {
   const load_cfg_t *cf = cfg_of(c);
   struct sockaddr_in a;
   uv_ip4_addr(cf->host, cf->port, &a);
-  uv_tcp_init(act_loop(), &c->tcp);
+  uv_tcp_init(loop, &c->tcp);
   c->tcp.data = c;
   c->conn.data = c;
   c->state = S_CONNECTING;
@@ -577,7 +577,7 @@ static void on_closed(uv_handle_t *h) {
   if (c->dropped) { /* storm: back at once */
     c->dropped = false;
     c->reconnecting = true;
-    start_connect(c);
+    start_connect(c, h->loop); /* a libuv callback: no act_loop() here */
     return;
   }
   c->state = S_CLOSED;
@@ -646,7 +646,7 @@ static void client_handle(void *state, act_msg_t *msg) {
   switch (msg->type) {
   case M_CONNECT:
     c->st = &c->m->sh->slots[*(int *)msg->data][act_scheduler_id()];
-    start_connect(c);
+    start_connect(c, act_loop());
     break;
   case M_START_SENDING:
     c->tick_stage = -1;
