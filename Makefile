@@ -182,8 +182,16 @@ $(B)/chatter-load: $(LOAD_SRC) bench/chatter-load/load.h runtime/act.h $(B)/liba
 	@mkdir -p $(dir $@)
 	$(CC) $(RT_CFLAGS) -Iruntime $(LOAD_SRC) $(B)/libact.a $(RT_LIBS) -lm -o $@
 
-.PHONY: chatter-load
+.PHONY: chatter-load bench-chat
 chatter-load: $(B)/chatter-load
+
+# Every scenario against Chatter, the Node peer and the kernel floor, one
+# table, kept in bench/RESULTS.md.  BENCH_ARGS="--small" for a quick run.
+bench-chat: deps db-start
+	$(MAKE) --no-print-directory $(B)/chatter $(B)/chatter-load
+	@command -v node >/dev/null && command -v npm >/dev/null || { \
+	  $(call apt_ensure_cmd,nodejs npm) }
+	BENCH_ARGS="$(BENCH_ARGS)" bash bench/chatter-load/bench-chat.sh $(BENCH_ARGS)
 
 install: $(B)/chatter
 	install -D -m 755 $(B)/chatter $(DESTDIR)$(PREFIX)/bin/chatter
