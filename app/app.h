@@ -39,6 +39,9 @@ typedef struct app_config {
   int db_pool;              /* CHATTER_DB_POOL, default 4 (1 writer + readers) */
   int log_level;            /* LOG_LEVEL: debug=0 info=1 warn=2 error=3 */
   double chaos;             /* CHATTER_CHAOS: session crash probability */
+  int new_users_per_minute; /* CHATTER_NEW_USERS_PER_MINUTE (20): new names one
+                               source address may create per sliding 60 s;
+                               0 = no limit (PROTOCOL.md join rate_limited) */
   char web_root[PATH_MAX];  /* web/ */
   char sql_dir[PATH_MAX];   /* sql/ */
 } app_config_t;
@@ -95,6 +98,12 @@ enum {
   PRESENCE_SNAPSHOT,
   PRESENCE_EVENTS,
   PRESENCE_FLUSH,         /* internal: the coalescing window closed */
+  PRESENCE_USERS,         /* presence_users_req_t -> PRESENCE_PAGE */
+  PRESENCE_PAGE,
+  PRESENCE_TRACK,         /* presence_track_t -> PRESENCE_TRACKED: a joined
+                             session re-tracks itself in a restarted presence */
+  PRESENCE_TRACKED,
+  PRESENCE_SWEEP,         /* internal: forget idle rate-limit windows */
 
   /* endpoint <-> session (same scheduler) */
   CONN_FRAME = 400,       /* conn_frame_t: the conn has a request for you */
@@ -178,6 +187,10 @@ typedef struct repo_users {
   repo_user_rec_t users[];
 } repo_users_t;
 
+/* The highest lobby seq pubsub has published (0 before the first): the
+ * latest-messages cache of session.c is valid while it holds that seq. */
+int64_t pubsub_latest_seq(void);
+
 /* Pubsub topics and events.  A presence event's seq is presence's version;
  * a lobby event's seq is the message's seq. */
 enum { TOPIC_LOBBY = 0, TOPIC_PRESENCE = 1, TOPIC_COUNT };
@@ -193,43 +206,88 @@ void app_event_release(void *data, size_t size);
 int app_event_send(act_pid_t to, int type, int topic, int64_t seq, ws_shared_t *frame);
 
 /* Presence */
+/* Presence versions carry the incarnation of the presence that issued them
+ * in their high bits, so every version of a restarted presence is above
+ * every version of the one before (sessions drop events by version). */
+#define PRESENCE_INCARNATION_SHIFT 40
+#define PRESENCE_PEER_MAX 48 /* conn_state_t.peer */
+
 typedef struct presence_claim {
   uint64_t conn_id;
   act_pid_t acceptor; /* presence monitors it: its death ends its entries */
   char name[PROTO_NAME_MAX * 4 + 1];
   char token[64];     /* "" if none */
+  char peer[PRESENCE_PEER_MAX]; /* source address: new users per minute */
 } presence_claim_t;
 typedef struct presence_claimed {
-  int code;           /* PROTO_OK or PROTO_NAME_TAKEN */
+  int code;           /* PROTO_OK, PROTO_NAME_TAKEN, PROTO_RATE_LIMITED,
+                         PROTO_UNAVAILABLE */
 } presence_claimed_t;
 typedef struct presence_join {
   uint64_t conn_id;
   act_pid_t acceptor;
   char user_id[PROTO_UUID_LEN + 1];
   char name[PROTO_NAME_MAX * 4 + 1];
-  bool created;       /* the repo created the user: announce user_created */
+  bool created;       /* the repo created the user (else the claim's
+                         new-user count is given back) */
 } presence_join_t;
 typedef struct presence_leave { uint64_t conn_id; } presence_leave_t;
 typedef struct presence_since { int64_t version; } presence_since_t;
 
-/* PRESENCE_SNAPSHOT: the state at `version`, as shared pieces.  rc < 0:
- * presence knows nothing yet (the database never answered). */
+/* PRESENCE_TRACK: the meta a joined socket holds, as its session kept it
+ * (phx_ref encodes joined_at), so that a restarted presence rebuilds the
+ * same metas and nobody sees the name go offline. */
+typedef struct presence_track {
+  uint64_t conn_id;
+  act_pid_t acceptor;
+  char user_id[PROTO_UUID_LEN + 1];
+  char name[PROTO_NAME_MAX * 4 + 1];
+  char token[64];
+  char phx_ref[32];
+} presence_track_t;
+typedef struct presence_tracked {
+  int code;           /* PROTO_OK, or PROTO_TAKEN_OVER: another socket holds
+                         the name now */
+} presence_tracked_t;
+
+/* PRESENCE_USERS: one page of the directory (PROTOCOL.md `users`).  after
+ * and prefix are byte strings with lengths (after may hold a 0 byte). */
+typedef struct presence_users_req {
+  bool online;
+  int limit;
+  bool has_after, has_prefix;
+  uint32_t after_len, prefix_len;
+  char after[PROTO_AFTER_MAX + 1];
+  char prefix[PROTO_PREFIX_MAX * 4 + 1];
+} presence_users_req_t;
+
+/* PRESENCE_PAGE: the page as of presence's `version` (the session sends it
+ * once the socket has been sent every diff up to that version). */
+typedef struct presence_page {
+  int64_t version;
+  bool more;
+  size_t len;          /* bytes of the "[...]" array fragment that follows */
+  char users[];
+} presence_page_t;
+
+/* PRESENCE_SNAPSHOT: the published state at `version`.  rc < 0: presence
+ * knows nothing yet (the database never answered). */
 typedef struct presence_snapshot {
   int rc;
   int64_t version;
-  ws_shared_t *welcome;    /* the whole welcome frame */
+  ws_shared_t *welcome;    /* PRESENCE_WELCOME only: the whole welcome frame */
   char token[64];          /* PRESENCE_JOIN only: the holder's token */
   char phx_ref[32];
   size_t total_users, online_count;
-  size_t users_len;        /* then the users array fragment */
-  char users[];
 } presence_snapshot_t;
 void presence_snapshot_release(void *data, size_t size);
 
-/* PRESENCE_EVENTS: events after a version; ok=false when the log no longer
- * reaches back that far. */
+/* PRESENCE_EVENTS: events after a version, and presence's version now.
+ * A version of an earlier incarnation gets every event of this one.
+ * ok=false when the log no longer reaches back that far. */
 typedef struct presence_events {
   bool ok;
+  int64_t version;
   uint32_t n;
   app_event_t events[];
 } presence_events_t;
@@ -276,5 +334,6 @@ act_pid_t repo_reader(void);
 bool repo_database_up(void); /* the writer's view: for /healthz */
 bool presence_ready(void);     /* the users list is loaded */
 void repo_mark_migrated(void); /* main applied the migrations at start */
+bool repo_migration_idle(void); /* no migration queued or running on the pool */
 
 #endif

@@ -4,6 +4,7 @@
  *
  *   PORT (4000)  DATABASE_URL  CHATTER_THREADS (cores)  CHATTER_DB_POOL (4)
  *   LOG_LEVEL (info)  CHATTER_CHAOS (0)  HOST (127.0.0.1; 0.0.0.0 for all)
+ *   CHATTER_NEW_USERS_PER_MINUTE (20; 0 = no limit)
  *   CHATTER_WEB_ROOT, CHATTER_SQL_DIR (found beside the binary otherwise)
  */
 #include "app.h"
@@ -76,6 +77,9 @@ void app_config_load(const char *argv0) {
   g_cfg.threads = env_int("CHATTER_THREADS", 0, 0, 256);
   g_cfg.db_pool = env_int("CHATTER_DB_POOL", 4, 1, 64);
   g_cfg.log_level = level_of(getenv("LOG_LEVEL"));
+  /* 20: a family behind one NAT joining at once, not a script filling the
+     directory (issue 7 item 6 saw 10,000 names from one socket) */
+  g_cfg.new_users_per_minute = env_int("CHATTER_NEW_USERS_PER_MINUTE", 20, 0, 1000000000);
   const char *chaos = getenv("CHATTER_CHAOS");
   g_cfg.chaos = chaos ? atof(chaos) : 0.0;
   if (g_cfg.chaos < 0) g_cfg.chaos = 0;

@@ -37,7 +37,7 @@
     m ".id::text, " m ".seq, " m ".user_id::text, u.name, " m ".content, " TS(m ".inserted_at")
 
 enum stmt { ST_USERS_LIST, ST_USER_UPSERT, ST_MSG_INSERT, ST_MSG_BEFORE,
-            ST_MSG_AFTER, ST_PING, ST_COUNT };
+            ST_MSG_AFTER, ST_MSG_BY_CLIENT_ID, ST_PING, ST_COUNT };
 
 static const struct { const char *name, *sql; int nparams; } STMTS[ST_COUNT] = {
     [ST_USERS_LIST] = {"chatter_users_list",
@@ -49,17 +49,39 @@ static const struct { const char *name, *sql; int nparams; } STMTS[ST_COUNT] = {
         "ON CONFLICT (name) DO UPDATE SET updated_at = now() "
         "RETURNING id::text, name, (xmax = 0) AS created", 1},
     /* One statement for the whole batch: all or nothing, seq in input order
-     * (rows are inserted in the ORDER BY ord order the SELECT produces). */
+     * (rows are inserted in the ORDER BY ord order the SELECT produces).
+     * A row whose (user_id, client_id) is already stored, before or earlier
+     * in the same batch, is skipped by ON CONFLICT and answered with the
+     * stored row (existed = true).  The ids are made in `input` (MATERIALIZED:
+     * evaluated once) so that each inserted row finds its ordinal again.  The
+     * outer SELECT sees the statement's snapshot: a row another connection
+     * committed while this one waited on the index is in neither `ins` nor
+     * that snapshot, so its ordinal is missing from the result (db.h). */
     [ST_MSG_INSERT] = {"chatter_msg_insert",
-        "WITH input AS ("
-        " SELECT t.user_id, t.content, t.ord"
-        " FROM unnest($1::uuid[], $2::text[]) WITH ORDINALITY AS t(user_id, content, ord)),"
+        "WITH input AS MATERIALIZED ("
+        " SELECT t.ord, t.user_id, t.content, t.client_id, gen_random_uuid() AS id"
+        " FROM unnest($1::uuid[], $2::text[], $3::text[]) WITH ORDINALITY"
+        " AS t(user_id, content, client_id, ord)),"
         " ins AS ("
-        " INSERT INTO messages (user_id, content)"
-        " SELECT user_id, content FROM input ORDER BY ord"
-        " RETURNING id, seq, user_id, content, inserted_at)"
-        " SELECT " MSG_COLS("ins") " FROM ins JOIN users u ON u.id = ins.user_id"
-        " ORDER BY ins.seq", 2},
+        " INSERT INTO messages (id, user_id, content, client_id)"
+        " SELECT id, user_id, content, client_id FROM input ORDER BY ord"
+        " ON CONFLICT (user_id, client_id) DO NOTHING"
+        " RETURNING id, seq, user_id, content, client_id, inserted_at),"
+        " out AS ("
+        " SELECT i.ord, false AS existed, x.id, x.seq, x.user_id, x.content, x.inserted_at"
+        " FROM input i JOIN ins x ON x.id = i.id"
+        " UNION ALL"
+        " SELECT i.ord, true, s.id, s.seq, s.user_id, s.content, s.inserted_at FROM input i"
+        " CROSS JOIN LATERAL ("
+        " SELECT x.id, x.seq, x.user_id, x.content, x.inserted_at FROM ins x"
+        " WHERE x.user_id = i.user_id AND x.client_id = i.client_id"
+        " UNION ALL"
+        " SELECT y.id, y.seq, y.user_id, y.content, y.inserted_at FROM messages y"
+        " WHERE y.user_id = i.user_id AND y.client_id = i.client_id"
+        " LIMIT 1) s"
+        " WHERE i.client_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM ins z WHERE z.id = i.id))"
+        " SELECT " MSG_COLS("o") ", o.ord, o.existed FROM out o JOIN users u ON u.id = o.user_id"
+        " ORDER BY o.ord", 3},
     /* $2 is limit + 1: the extra row, if any, says `more`. */
     [ST_MSG_BEFORE] = {"chatter_msg_before",
         "SELECT * FROM (SELECT " MSG_COLS("m") " FROM messages m"
@@ -69,6 +91,10 @@ static const struct { const char *name, *sql; int nparams; } STMTS[ST_COUNT] = {
         "SELECT " MSG_COLS("m") " FROM messages m"
         " JOIN users u ON u.id = m.user_id WHERE m.seq > $1"
         " ORDER BY m.seq LIMIT $2", 2},
+    /* The stored message of a client_id (the unique index finds it). */
+    [ST_MSG_BY_CLIENT_ID] = {"chatter_msg_by_client_id",
+        "SELECT " MSG_COLS("m") " FROM messages m JOIN users u ON u.id = m.user_id"
+        " WHERE m.user_id = $1 AND m.client_id = $2", 2},
     [ST_PING] = {"chatter_ping", "SELECT 1", 0},
 };
 
@@ -82,7 +108,8 @@ typedef struct db_query {
     struct db_query *next;
     enum qkind kind;
     enum stmt stmt;
-    char *params[2];
+    char *params[3];
+    size_t ninput;        /* an insert's row count: its result is by ordinal */
     enum trim trim;
     int limit;
     union {
@@ -93,6 +120,7 @@ typedef struct db_query {
     } cb;
     void *ud;
     uint64_t t0;          /* uv_hrtime at submission, for ping's rtt */
+    uint64_t t_sent;      /* uv_hrtime when it entered the pipeline */
     PGresult *res;        /* the statement's result, once received */
     bool expect_null;     /* libpq ends each statement's results with NULL */
     bool failed;          /* err below is set */
@@ -119,6 +147,12 @@ struct db_conn {
     db_poll *poll;
     uv_timer_t timer;      /* back-off wait, or connect timeout */
     uv_timer_t defer;      /* runs dispatch() on the next loop turn */
+    uv_timer_t deadline;   /* the oldest sent query's deadline */
+    unsigned query_timeout;
+    char *app_name;
+    char options[160];     /* the server settings sent at connect */
+    int backend_pid;       /* of the current connection, 0 if none */
+    unsigned deadline_drops;
     qlist waiting, sent, done;
     unsigned prepared;     /* bit per stmt prepared on this connection */
     uint64_t last_rtt_us;
@@ -156,6 +190,7 @@ static void q_free(db_query *q)
     PQclear(q->res);
     free(q->params[0]);
     free(q->params[1]);
+    free(q->params[2]);
     free(q);
 }
 
@@ -305,9 +340,36 @@ static db_message_list *parse_messages(const PGresult *r, int first, int count, 
     return l;
 }
 
+/* An insert's result: one row per input ordinal (column 6, from 1), with
+ * column 7 saying whether it was already stored.  An ordinal with no row
+ * keeps id == NULL (db.h). */
+static db_message_list *parse_inserted(const db_query *q)
+{
+    const PGresult *r = q->res;
+    int n = PQntuples(r);
+    if (PQnfields(r) != 8 || (size_t)n > q->ninput) return NULL;
+    db_message_list *l = calloc(1, sizeof *l);
+    if (!l || !(l->messages = calloc(q->ninput, sizeof *l->messages))) {
+        free(l);
+        return NULL;
+    }
+    l->n = q->ninput;
+    for (int i = 0; i < n; i++) {
+        long long ord = strtoll(PQgetvalue(r, i, 6), NULL, 10);
+        db_message *m = ord >= 1 && (size_t)ord <= q->ninput ? &l->messages[ord - 1] : NULL;
+        if (!m || m->id || !message_from_row(m, r, i)) {
+            db_message_list_free(l);
+            return NULL;
+        }
+        m->existed = PQgetvalue(r, i, 7)[0] == 't';
+    }
+    return l;
+}
+
 /* The page of a limit + 1 query: the extra row only tells `more`. */
 static db_message_list *parse_page(const db_query *q)
 {
+    if (q->ninput) return parse_inserted(q);
     int n = PQntuples(q->res);
     bool more = q->trim != TRIM_NONE && n > q->limit;
     int count = more ? q->limit : n;
@@ -460,6 +522,7 @@ static void poll_close(db_conn *c)
 }
 
 static void on_poll(uv_poll_t *h, int status, int events);
+static void arm_deadline(db_conn *c);
 
 /* A fresh handle for PQsocket: used at every connect step, because libpq may
  * have closed the old socket and a new one may even reuse its fd number,
@@ -513,7 +576,9 @@ static void pg_drop(db_conn *c)
     c->pg = NULL;
     c->gen++;
     c->prepared = 0;
+    c->backend_pid = 0;
     uv_timer_stop(&c->timer);
+    uv_timer_stop(&c->deadline);
 }
 
 /* The connection failed or broke: everything pending is `unavailable`. */
@@ -544,6 +609,7 @@ static void conn_ready(db_conn *c)
     }
     uv_timer_stop(&c->timer);
     c->backoff = c->backoff_min;
+    c->backend_pid = PQbackendPID(c->pg);
     set_state(c, DB_CONNECTED);
     if (poll_open(c, UV_READABLE) != 0) {
         conn_down(c, "cannot watch the socket");
@@ -582,7 +648,16 @@ static void connect_step(db_conn *c)
 
 static void conn_start(db_conn *c)
 {
-    c->pg = PQconnectStart(c->conninfo);
+    /* The caller's conninfo is expanded first; the keywords after it win.
+     * Keepalives only matter over TCP (libpq ignores them on a Unix
+     * socket): a silent peer is declared dead after 5 + 3 * 2 s, and an
+     * unacknowledged write after 10 s. */
+    const char *keys[] = {"dbname", "options", "application_name", "keepalives",
+                          "keepalives_idle", "keepalives_interval", "keepalives_count",
+                          "tcp_user_timeout", NULL};
+    const char *vals[] = {c->conninfo, c->options, c->app_name ? c->app_name : "chatter",
+                          "1", "5", "2", "3", "10000", NULL};
+    c->pg = PQconnectStartParams(keys, vals, 1);
     if (!c->pg) {
         conn_down(c, "out of memory");
         return;
@@ -594,6 +669,7 @@ static void conn_start(db_conn *c)
     PQsetNoticeProcessor(c->pg, notice_ignore, NULL);
     set_state(c, DB_CONNECTING);
     uv_timer_start(&c->timer, on_connect_timeout, c->connect_timeout, 0);
+    c->backend_pid = 0;
     /* libpq: before the first PQconnectPoll, act as if it said WRITING. */
     if (poll_open(c, UV_WRITABLE) != 0) conn_down(c, "cannot watch the socket");
 }
@@ -611,6 +687,36 @@ static int flush(db_conn *c)
     return 0;
 }
 
+/* A query that has waited in the pipeline for query_timeout gets no more
+ * time: the server is hung (stopped, swapping, a lock it does not time out)
+ * or the link is silently gone.  The connection is dropped, every pending
+ * query completes as DB_UNAVAILABLE, and the usual back-off reconnects.  The
+ * server's own statement_timeout (3/4 of ours) normally ends a slow query
+ * first, with an error and a rollback; this catches what it cannot. */
+static void on_deadline(uv_timer_t *t)
+{
+    db_conn *c = t->data;
+    if (c->state == DB_CONNECTED && c->sent.head) {
+        uint64_t age_ms = (uv_hrtime() - c->sent.head->t_sent) / 1000000;
+        if (age_ms >= c->query_timeout) {
+            c->deadline_drops++;
+            conn_down(c, "query deadline missed");
+        } else {
+            uv_timer_start(&c->deadline, on_deadline, c->query_timeout - age_ms, 0);
+        }
+    }
+    dispatch(c);
+}
+
+/* Armed for the oldest sent query; re-armed by on_deadline for the next. */
+static void arm_deadline(db_conn *c)
+{
+    if (c->closing || uv_is_active((uv_handle_t *)&c->deadline) || !c->sent.head) return;
+    uint64_t age_ms = (uv_hrtime() - c->sent.head->t_sent) / 1000000;
+    uv_timer_start(&c->deadline, on_deadline,
+                   age_ms >= c->query_timeout ? 0 : c->query_timeout - age_ms, 0);
+}
+
 static int send_prepare(db_conn *c, enum stmt st)
 {
     db_query *p = calloc(1, sizeof *p);
@@ -623,7 +729,9 @@ static int send_prepare(db_conn *c, enum stmt st)
         return -1;
     }
     c->prepared |= 1u << st;
+    p->t_sent = uv_hrtime();
     q_push(&c->sent, p);
+    arm_deadline(c);
     return 0;
 }
 
@@ -632,11 +740,13 @@ static int send_prepare(db_conn *c, enum stmt st)
  * pending query, completes as unavailable. */
 static int send_one(db_conn *c, db_query *q)
 {
-    const char *params[2] = {q->params[0], q->params[1]};
+    const char *params[3] = {q->params[0], q->params[1], q->params[2]};
     bool ok = (c->prepared & (1u << q->stmt)) || send_prepare(c, q->stmt) == 0;
     ok = ok && PQsendQueryPrepared(c->pg, STMTS[q->stmt].name, STMTS[q->stmt].nparams,
                                    params, NULL, NULL, 0) && PQpipelineSync(c->pg);
+    q->t_sent = uv_hrtime();
     q_push(&c->sent, q);
+    arm_deadline(c);
     if (!ok) {
         conn_down_pg(c);
         return -1;
@@ -734,14 +844,31 @@ db_conn *db_conn_open(uv_loop_t *loop, const db_conn_opts *o)
     c->backoff_min = o->backoff_min_ms ? o->backoff_min_ms : 100;
     c->backoff_max = o->backoff_max_ms ? o->backoff_max_ms : 5000;
     c->connect_timeout = o->connect_timeout_ms ? o->connect_timeout_ms : 5000;
+    c->query_timeout = o->query_timeout_ms ? o->query_timeout_ms : DB_QUERY_TIMEOUT_MS;
+    if (o->application_name && !(c->app_name = strdup(o->application_name))) {
+        free(c->conninfo);
+        free(c);
+        return NULL;
+    }
+    /* Server-side bounds, per connection: a lock wait longer than 1/2 of our
+     * deadline, or a statement longer than 3/4, is cancelled and rolled back
+     * by the server (an error reply, 55P03 or 57014; the connection stays);
+     * a backend whose client went away notices within 1 s even mid-query and
+     * abandons it uncommitted. */
+    unsigned st = c->query_timeout * 3 / 4 ? c->query_timeout * 3 / 4 : 1;
+    unsigned lt = c->query_timeout / 2 ? c->query_timeout / 2 : 1;
+    snprintf(c->options, sizeof c->options,
+             "-c statement_timeout=%u -c lock_timeout=%u -c client_connection_check_interval=1000",
+             st, lt);
     c->backoff = c->backoff_min;
     c->on_state = o->on_state;
     c->ud = o->ud;
     c->state = c->reported = DB_DOWN;
     uv_timer_init(loop, &c->timer);
     uv_timer_init(loop, &c->defer);
-    c->timer.data = c->defer.data = c;
-    c->handles_open = 2;
+    uv_timer_init(loop, &c->deadline);
+    c->timer.data = c->defer.data = c->deadline.data = c;
+    c->handles_open = 3;
     conn_start(c);
     return c;
 }
@@ -753,6 +880,7 @@ static void on_handle_closed(uv_handle_t *h)
     void (*cb)(void *) = c->on_closed;
     void *ud = c->closed_ud;
     free(c->conninfo);
+    free(c->app_name);
     free(c);
     if (cb) cb(ud);
 }
@@ -769,6 +897,7 @@ void db_conn_close(db_conn *c, void (*on_closed)(void *), void *ud)
     dispatch(c);
     uv_close((uv_handle_t *)&c->timer, on_handle_closed);
     uv_close((uv_handle_t *)&c->defer, on_handle_closed);
+    uv_close((uv_handle_t *)&c->deadline, on_handle_closed);
 }
 
 void db_conn_reconnect(db_conn *c)
@@ -786,6 +915,17 @@ size_t db_conn_pending(const db_conn *c)
 }
 
 uint64_t db_conn_last_rtt_us(const db_conn *c) { return c->last_rtt_us; }
+
+int db_conn_backend_pid(const db_conn *c) { return c->state == DB_CONNECTED ? c->backend_pid : 0; }
+
+unsigned db_conn_deadline_drops(const db_conn *c) { return c->deadline_drops; }
+
+void db_conn_reset(db_conn *c, const char *why)
+{
+    if (c->closing || c->state == DB_DOWN) return;
+    conn_down(c, why);
+    arm_defer(c);
+}
 
 /* ------------------------------------------------------------ submitting */
 
@@ -920,13 +1060,21 @@ static void sb_array_elem(sbuf *b, const char *s, bool first)
     sb_putc(b, '"');
 }
 
-/* {"a","b",...} of the user_ids (which = 0) or the contents (which = 1). */
+/* {"a","b",...} of the user_ids (which = 0), the contents (1) or the
+ * client_ids (2, NULL for none). */
 static char *array_literal(const db_new_message *m, size_t n, int which)
 {
     sbuf b = {0};
     sb_putc(&b, '{');
-    for (size_t i = 0; i < n; i++)
-        sb_array_elem(&b, which == 0 ? m[i].user_id : m[i].content, i == 0);
+    for (size_t i = 0; i < n; i++) {
+        const char *v = which == 0 ? m[i].user_id : which == 1 ? m[i].content : m[i].client_id;
+        if (which == 2 && (!v || !*v)) {
+            if (i > 0) sb_putc(&b, ',');
+            for (const char *k = "NULL"; *k; k++) sb_putc(&b, *k);
+        } else {
+            sb_array_elem(&b, v, i == 0);
+        }
+    }
     sb_putc(&b, '}');
     if (b.oom) {
         free(b.p);
@@ -943,7 +1091,23 @@ int db_messages_insert(db_conn *c, const db_new_message *msgs, size_t n,
         if (!msgs[i].user_id || !msgs[i].content) return -1;
     db_query *q = q_new(Q_MSGS, ST_MSG_INSERT, ud);
     if (!q || !(q->params[0] = array_literal(msgs, n, 0)) ||
-        !(q->params[1] = array_literal(msgs, n, 1))) {
+        !(q->params[1] = array_literal(msgs, n, 1)) ||
+        !(q->params[2] = array_literal(msgs, n, 2))) {
+        q_free(q);
+        return -1;
+    }
+    q->cb.msgs = cb;
+    q->trim = TRIM_NONE;
+    q->ninput = n;
+    return submit(c, q);
+}
+
+int db_message_by_client_id(db_conn *c, const char *user_id, const char *client_id,
+                            db_message_list_cb cb, void *ud)
+{
+    if (!can_submit(c, (const void *)cb) || !user_id || !client_id || !*client_id) return -1;
+    db_query *q = q_new(Q_MSGS, ST_MSG_BY_CLIENT_ID, ud);
+    if (!q || !(q->params[0] = strdup(user_id)) || !(q->params[1] = strdup(client_id))) {
         q_free(q);
         return -1;
     }

@@ -1,6 +1,6 @@
 /*
  * presence.c -- who is online, with Phoenix.Presence's semantics, and the
- * list of every user.
+ * directory of every user (PROTOCOL.md version 2).
  *
  * A name is online while it has a meta; a meta is one joined socket (conn),
  * carrying the token that lets a reconnecting tab take its name back.
@@ -8,86 +8,199 @@
  * close (the endpoint tells us), or the death of the acceptor that owns the
  * socket (monitored), whichever comes first.
  *
- * Changes are coalesced: joins and leaves gather for at most FLUSH_MS and go
- * out as one presence_diff, so a wave of N joins costs each socket a few
- * diffs, not N.  Every event published (diff or user_created) gets the next
- * `version`.  A snapshot (welcome, joined) is the *current* state, stamped
- * with the version of the last event published; the diff still pending
- * carries a higher version and is applied on top by the client.  That is
- * exact because diffs never cancel a join against a leave: metas are keyed by
- * phx_ref, so applying a diff whose first changes the snapshot already holds
- * gives the true state.  A welcome flushes the pending diff first (a connect
- * changes nothing, so this costs nothing in a connect wave), so that a new
- * socket never hears of a change its welcome already shows; a joined
- * snapshot does not, or a wave of N joins would cost N diffs.
+ * Two states.  The *current* state (metas, claims) decides joins at once:
+ * name_taken, take-overs.  The *published* state is what the sockets have
+ * been told: the directory (every user in one of two name-ordered skip
+ * lists, online and offline) and its counts move only when a diff goes out.
+ * So a `users` page, a welcome and a joined carry exactly the state of the
+ * last diff published (its `version`), and the session sends the page only
+ * after that diff (PROTOCOL.md: a page reflects every diff sent before it
+ * and none after it).
  *
- * A session that restarted asks for the events after the last version its
- * socket saw; the last LOG_SIZE events are kept, as shared frames, for that.
+ * Coalescing: changes gather for FLUSH_MS after the first one and go out as
+ * one presence_diff to every socket (through pubsub), so two diffs are at
+ * least FLUSH_MS apart and a change waits at most FLUSH_MS; a wave of N
+ * joins costs each socket one diff per window, not N.
+ *
+ * Costs: a join or leave is O(1) (hash tables by conn id and by name,
+ * intrusive lists of a user's metas); the move between indexes at the flush
+ * is O(log n) per user whose state changed; a `users` page is O(log n + L).
+ * Nothing is found by scanning metas, users or sockets, except when an
+ * acceptor dies (every meta it owned must go anyway).
+ *
+ * Restarts (issue 8 item 12): versions carry an incarnation in their high
+ * bits.  A restarted presence loads the users from the database and every
+ * joined session re-tracks its meta (PRESENCE_TRACK, same phx_ref, token and
+ * joined_at), silently: clients already hold those metas, so nobody sees
+ * anyone leave, and a session that asks for the events after a version of
+ * the old incarnation gets every event of the new one.
+ *
+ * New users per source address: a sliding 60 s window of creation times per
+ * peer (CHATTER_NEW_USERS_PER_MINUTE, 0 = no limit); a claim of a new name
+ * takes a slot, a join that did not create the user gives it back, refused
+ * claims take none.  Windows that emptied are dropped every minute.
  */
 #include "app.h"
 
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
 
-#define FLUSH_MS 50        /* DESIGN.md: at most 50 ms per diff */
+#define FLUSH_MS 60        /* PROTOCOL.md: diffs >= 50 ms apart, no change
+                              waits > 100 ms; 10 ms of margin for delivery
+                              jitter on the lower bound, 40 on the upper */
 #define LOG_SIZE 1024      /* events kept for restarted sessions */
 #define RELOAD_MS 1000     /* retry loading users while the database is away */
+#define SKIP_LEVELS 16     /* p = 1/4: enough for 4^16 users */
+#define RATE_WINDOW_MS 60000
+#define SWEEP_MS 60000
+
+#define container_of(p, T, field) ((T *)((char *)(p) - offsetof(T, field)))
+
+/* ------------------------------------------------------------ hashing */
+
+/* An intrusive chained hash table: each item embeds an hlink_t, so insert
+ * and remove allocate nothing per item; the bucket array doubles at load 1. */
+typedef struct hlink { struct hlink *next; uint64_t hash; } hlink_t;
+typedef struct htab { hlink_t **b; size_t nb, n; } htab_t;
+
+static uint64_t hash_bytes(const char *s, size_t n) {
+  uint64_t h = 1469598103934665603ull; /* FNV-1a */
+  for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
+  return h ^ (h >> 29);
+}
+
+static uint64_t hash_u64(uint64_t x) {
+  x ^= x >> 33;
+  x *= 0xff51afd7ed558ccdull;
+  return x ^ (x >> 33);
+}
+
+static void ht_insert(htab_t *t, hlink_t *l, uint64_t hash) {
+  if (t->n >= t->nb) {
+    size_t nb = t->nb ? t->nb * 2 : 64;
+    hlink_t **b = calloc(nb, sizeof *b);
+    if (!b) act_crash("presence: out of memory");
+    for (size_t i = 0; i < t->nb; i++)
+      for (hlink_t *e = t->b[i], *next; e; e = next) {
+        next = e->next;
+        e->next = b[e->hash & (nb - 1)];
+        b[e->hash & (nb - 1)] = e;
+      }
+    free(t->b);
+    t->b = b;
+    t->nb = nb;
+  }
+  l->hash = hash;
+  l->next = t->b[hash & (t->nb - 1)];
+  t->b[hash & (t->nb - 1)] = l;
+  t->n++;
+}
+
+static void ht_remove(htab_t *t, hlink_t *l) {
+  for (hlink_t **pp = &t->b[l->hash & (t->nb - 1)]; *pp; pp = &(*pp)->next)
+    if (*pp == l) {
+      *pp = l->next;
+      t->n--;
+      return;
+    }
+}
+
+static hlink_t *ht_bucket(const htab_t *t, uint64_t hash) {
+  return t->nb ? t->b[hash & (t->nb - 1)] : NULL;
+}
+
+/* ------------------------------------------------------------- records */
+
+typedef struct meta meta_t;
 
 typedef struct user {
+  hlink_t by_name;
   char id[PROTO_UUID_LEN + 1];
   char *name;
-  int metas;
-  proto_str frag[2]; /* encoded once: [0] offline, [1] online */
+  size_t name_len;
+  meta_t *metas;             /* current metas, linked through meta->next_of_user */
+  int nmetas;
+  bool listed;               /* in the directory (published) */
+  bool listed_online;        /* ... in the online index */
+  bool dirty;                /* its state changed since the last flush */
+  struct user *next_dirty;
+  proto_str frag[2];         /* encoded once: [0] offline, [1] online */
+  int level;
+  struct user *next[];       /* skip-list links, `level` of them */
 } user_t;
 
-typedef struct meta {
+struct meta {
+  hlink_t by_conn;
+  meta_t *prev_of_user, *next_of_user;
+  user_t *user;
   uint64_t conn_id;
   act_pid_t acceptor;
-  char user_id[PROTO_UUID_LEN + 1];
-  char *name;
   char joined_at[PROTO_TIME_LEN + 1];
   char phx_ref[32];
   char token[64];
-} meta_t;
+};
 
 typedef struct claim {
+  hlink_t by_conn, by_name;
   uint64_t conn_id;
   act_pid_t acceptor;
-  char *name;
+  char name[PROTO_NAME_MAX * 4 + 1];
+  char peer[PRESENCE_PEER_MAX];
+  uint64_t stamp;            /* != 0: took a new-user slot at this time */
 } claim_t;
 
-typedef struct watched { act_pid_t pid; act_ref_t mref; } watched_t;
+/* A sliding window of creation times: a ring of `limit` slots. */
+typedef struct peer {
+  hlink_t link;
+  char addr[PRESENCE_PEER_MAX];
+  uint32_t head, n;
+  uint64_t stamps[];
+} peer_t;
+
+/* A change pending for the next diff: what its meta said on the wire. */
+typedef struct change {
+  char user_id[PROTO_UUID_LEN + 1];
+  const char *name;          /* the user's name: users live as long as presence */
+  char joined_at[PROTO_TIME_LEN + 1];
+  char phx_ref[32];
+} change_t;
 
 typedef struct vec { void *v; size_t n, cap; } vec_t;
+
+typedef struct skiplist { user_t *head[SKIP_LEVELS]; } skiplist_t;
+
+typedef struct watched { act_pid_t pid; act_ref_t mref; } watched_t;
 
 typedef struct presence {
   bool loaded;
   act_ref_t load_ref;
-  vec_t users;    /* user_t, sorted by name */
-  vec_t metas;    /* meta_t */
-  vec_t claims;   /* claim_t */
-  vec_t watched;  /* watched_t: acceptors we monitor */
-  vec_t joins, leaves; /* meta_t copies pending the next diff */
+  int64_t incarnation;
+  htab_t users;              /* user_t by name */
+  htab_t metas;              /* meta_t by conn id */
+  htab_t claims_by_conn, claims_by_name;
+  htab_t peers;              /* peer_t by address */
+  skiplist_t index[2];       /* [0] offline, [1] online: published */
+  size_t total_users, online_count; /* published counts */
+  vec_t watched;             /* acceptors monitored: one per scheduler */
+  vec_t joins, leaves;       /* change_t pending for the next diff */
+  user_t *dirty;             /* users whose state changed since the flush */
   bool flush_armed;
   int64_t version;
-  uint64_t next_ref;
+  uint64_t rng;
   struct { int64_t version; ws_shared_t *frame; } log[LOG_SIZE];
-  /* the snapshot, rebuilt only when the state changed */
-  bool dirty;
-  proto_str users_frag;
-  bool welcome_stale;
-  ws_shared_t *welcome;
-  size_t online_count; /* names with a meta: kept as metas come and go */
+  ws_shared_t *welcome;      /* rebuilt when the published counts change */
+  size_t welcome_total, welcome_online;
 } presence_t;
 
-static _Atomic bool g_loaded; /* for /healthz: the users list is known */
+static _Atomic bool g_loaded;          /* for /healthz: the users are known */
+static _Atomic int64_t g_incarnation;  /* survives restarts: module static */
+static _Atomic uint64_t g_next_ref;    /* phx_ref counter, unique across restarts */
 bool presence_ready(void) { return atomic_load(&g_loaded); }
-
-/* ------------------------------------------------------------- vectors */
 
 static void *vec_push(vec_t *v, size_t elem) {
   if (v->n == v->cap) {
@@ -102,55 +215,129 @@ static void *vec_push(vec_t *v, size_t elem) {
   return slot;
 }
 
-static void vec_del(vec_t *v, size_t i, size_t elem) {
-  memmove((char *)v->v + i * elem, (char *)v->v + (i + 1) * elem, (v->n - i - 1) * elem);
-  v->n--;
+#define AT(vec, T, i) (((T *)(vec).v)[i])
+
+static uint64_t now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-#define AT(vec, T, i) (((T *)(vec).v)[i])
+static int64_t now_us(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* Names and `after` compared by their UTF-8 bytes (PROTOCOL.md). */
+static int bytes_cmp(const char *a, size_t an, const char *b, size_t bn) {
+  int c = memcmp(a, b, an < bn ? an : bn);
+  if (c) return c;
+  return an < bn ? -1 : an > bn;
+}
+
+/* ---------------------------------------------------------- skip lists */
+
+/* upd[i] := the link at level i after which key belongs (strict: after
+ * every name equal to key too). */
+static void sl_find(skiplist_t *l, const char *k, size_t kn, bool strict,
+                    user_t **upd[SKIP_LEVELS]) {
+  user_t *x = NULL;
+  for (int i = SKIP_LEVELS - 1; i >= 0; i--) {
+    user_t **cell = x ? &x->next[i] : &l->head[i];
+    while (*cell) {
+      int c = bytes_cmp((*cell)->name, (*cell)->name_len, k, kn);
+      if (c > 0 || (c == 0 && !strict)) break;
+      x = *cell;
+      cell = &x->next[i];
+    }
+    upd[i] = cell;
+  }
+}
+
+static void sl_insert(skiplist_t *l, user_t *u) {
+  user_t **upd[SKIP_LEVELS];
+  sl_find(l, u->name, u->name_len, false, upd);
+  for (int i = 0; i < u->level; i++) {
+    u->next[i] = *upd[i];
+    *upd[i] = u;
+  }
+}
+
+static void sl_remove(skiplist_t *l, user_t *u) {
+  user_t **upd[SKIP_LEVELS];
+  sl_find(l, u->name, u->name_len, false, upd);
+  for (int i = 0; i < u->level; i++)
+    if (*upd[i] == u) *upd[i] = u->next[i];
+}
+
+static int random_level(presence_t *p) {
+  p->rng ^= p->rng << 13; /* xorshift64 */
+  p->rng ^= p->rng >> 7;
+  p->rng ^= p->rng << 17;
+  uint64_t r = p->rng;
+  int level = 1;
+  while (level < SKIP_LEVELS && (r & 3) == 0) {
+    level++;
+    r >>= 2;
+  }
+  return level;
+}
 
 /* --------------------------------------------------------------- users */
 
-static long user_find(presence_t *p, const char *name) {
-  size_t lo = 0, hi = p->users.n;
-  while (lo < hi) {
-    size_t mid = (lo + hi) / 2;
-    int c = strcmp(AT(p->users, user_t, mid).name, name);
-    if (c == 0) return (long)mid;
-    if (c < 0) lo = mid + 1;
-    else hi = mid;
+static user_t *user_get(presence_t *p, const char *name, size_t n) {
+  uint64_t h = hash_bytes(name, n);
+  for (hlink_t *e = ht_bucket(&p->users, h); e; e = e->next) {
+    user_t *u = container_of(e, user_t, by_name);
+    if (e->hash == h && u->name_len == n && memcmp(u->name, name, n) == 0) return u;
   }
-  return -(long)lo - 1;
+  return NULL;
 }
 
+static void mark_dirty(presence_t *p, user_t *u) {
+  if (u->dirty) return;
+  u->dirty = true;
+  u->next_dirty = p->dirty;
+  p->dirty = u;
+}
+
+static void arm_flush(presence_t *p) {
+  if (p->flush_armed) return;
+  act_send_after(FLUSH_MS, act_self(), PRESENCE_FLUSH, NULL, 0);
+  p->flush_armed = true;
+}
+
+/* A user presence did not know: listed at the next flush (or at once when
+ * it comes from the database load, which clients count from the start). */
 static user_t *user_add(presence_t *p, const char *id, const char *name) {
-  long at = user_find(p, name);
-  if (at >= 0) return &AT(p->users, user_t, at);
-  size_t pos = (size_t)(-at - 1);
-  vec_push(&p->users, sizeof(user_t));
-  user_t *u = p->users.v;
-  memmove(&u[pos + 1], &u[pos], (p->users.n - pos - 1) * sizeof *u);
-  memset(&u[pos], 0, sizeof *u);
-  snprintf(u[pos].id, sizeof u[pos].id, "%s", id);
-  u[pos].name = strdup(name);
-  if (!u[pos].name) act_crash("presence: out of memory");
+  size_t n = strlen(name);
+  user_t *u = user_get(p, name, n);
+  if (u) return u;
+  int level = random_level(p);
+  u = calloc(1, sizeof *u + (size_t)level * sizeof(user_t *));
+  if (!u) act_crash("presence: out of memory");
+  u->level = level;
+  snprintf(u->id, sizeof u->id, "%s", id);
+  u->name = strdup(name);
+  u->name_len = n;
+  if (!u->name) act_crash("presence: out of memory");
   for (int online = 0; online < 2; online++) {
-    proto_user pu = {.name = u[pos].name, .online = online};
-    memcpy(pu.id, u[pos].id, sizeof pu.id);
-    u[pos].frag[online] = proto_frag_user(&pu);
-    if (!u[pos].frag[online].ptr) act_crash("presence: out of memory");
+    proto_user pu = {.name = u->name, .online = online};
+    memcpy(pu.id, u->id, sizeof pu.id);
+    u->frag[online] = proto_frag_user(&pu);
+    if (!u->frag[online].ptr) act_crash("presence: out of memory");
   }
-  p->dirty = true;
-  return &u[pos];
+  ht_insert(&p->users, &u->by_name, hash_bytes(name, n));
+  return u;
 }
 
-/* A name comes online with its first meta and goes offline with its last. */
-static void add_meta_to(presence_t *p, user_t *u) {
-  if (u->metas++ == 0) p->online_count++;
-}
-
-static void drop_meta_from(presence_t *p, user_t *u) {
-  if (--u->metas == 0) p->online_count--;
+static void user_list(presence_t *p, user_t *u, bool online) {
+  sl_insert(&p->index[online], u);
+  u->listed = true;
+  u->listed_online = online;
+  p->total_users++;
+  if (online) p->online_count++;
 }
 
 /* ------------------------------------------------------------- events */
@@ -166,118 +353,95 @@ static void publish(presence_t *p, proto_str json) {
   p->log[slot].version = p->version;
   p->log[slot].frame = frame; /* the log keeps this reference */
   app_event_t ev = {TOPIC_PRESENCE, p->version, ws_shared_retain(frame)};
-  act_send_ex(act_whereis(APP_NAME_PUBSUB), PUBSUB_PUBLISH, &ev, sizeof ev, app_event_release);
+  if (act_send_ex(act_whereis(APP_NAME_PUBSUB), PUBSUB_PUBLISH, &ev, sizeof ev,
+                  app_event_release) != ACT_OK)
+    ws_shared_release(frame); /* pubsub is being restarted: sessions will ask
+                                 for the events since, from the log */
 }
 
-static proto_meta wire_meta(const meta_t *m) {
+static proto_meta wire_change(const change_t *c) {
   proto_meta w;
   memset(&w, 0, sizeof w);
-  memcpy(w.user_id, m->user_id, sizeof w.user_id);
-  w.name = m->name;
-  memcpy(w.joined_at, m->joined_at, sizeof w.joined_at);
-  w.phx_ref = m->phx_ref;
+  memcpy(w.user_id, c->user_id, sizeof w.user_id);
+  w.name = c->name;
+  memcpy(w.joined_at, c->joined_at, sizeof w.joined_at);
+  w.phx_ref = c->phx_ref;
   return w;
 }
 
-static void free_meta_copies(vec_t *v) {
-  for (size_t i = 0; i < v->n; i++) free(AT(*v, meta_t, i).name);
-  v->n = 0;
-}
-
+/* The window closed: move every changed user to the index its metas say,
+ * then publish the net change with the counts it leads to. */
 static void flush(presence_t *p) {
   p->flush_armed = false;
-  if (!p->joins.n && !p->leaves.n) return;
+  if (!p->joins.n && !p->leaves.n && !p->dirty) return;
+  for (user_t *u = p->dirty, *next; u; u = next) {
+    next = u->next_dirty;
+    u->dirty = false;
+    u->next_dirty = NULL;
+    bool online = u->nmetas > 0;
+    if (!u->listed) {
+      user_list(p, u, online);
+    } else if (u->listed_online != online) {
+      sl_remove(&p->index[u->listed_online], u);
+      sl_insert(&p->index[online], u);
+      u->listed_online = online;
+      if (online) p->online_count++;
+      else p->online_count--;
+    }
+  }
+  p->dirty = NULL;
   proto_meta *j = calloc(p->joins.n + 1, sizeof *j), *l = calloc(p->leaves.n + 1, sizeof *l);
   if (!j || !l) act_crash("presence: out of memory");
-  for (size_t i = 0; i < p->joins.n; i++) j[i] = wire_meta(&AT(p->joins, meta_t, i));
-  for (size_t i = 0; i < p->leaves.n; i++) l[i] = wire_meta(&AT(p->leaves, meta_t, i));
-  publish(p, proto_enc_presence_diff(j, p->joins.n, l, p->leaves.n, p->users.n, p->online_count));
+  for (size_t i = 0; i < p->joins.n; i++) j[i] = wire_change(&AT(p->joins, change_t, i));
+  for (size_t i = 0; i < p->leaves.n; i++) l[i] = wire_change(&AT(p->leaves, change_t, i));
+  publish(p, proto_enc_presence_diff(j, p->joins.n, l, p->leaves.n, p->total_users,
+                                     p->online_count));
   free(j);
   free(l);
-  free_meta_copies(&p->joins);
-  free_meta_copies(&p->leaves);
+  p->joins.n = 0;
+  p->leaves.n = 0;
 }
 
 static void note_change(presence_t *p, vec_t *pending, const meta_t *m) {
-  meta_t *c = vec_push(pending, sizeof(meta_t));
-  *c = *m;
-  c->name = strdup(m->name);
-  if (!c->name) act_crash("presence: out of memory");
-  p->dirty = true;
-  if (!p->flush_armed) {
-    act_send_after(FLUSH_MS, act_self(), PRESENCE_FLUSH, NULL, 0);
-    p->flush_armed = true;
-  }
+  change_t *c = vec_push(pending, sizeof(change_t));
+  memcpy(c->user_id, m->user->id, sizeof c->user_id);
+  c->name = m->user->name;
+  memcpy(c->joined_at, m->joined_at, sizeof c->joined_at);
+  memcpy(c->phx_ref, m->phx_ref, sizeof c->phx_ref);
+  mark_dirty(p, m->user);
+  arm_flush(p);
 }
 
 /* ------------------------------------------------------------ snapshot */
 
-/* The users array, assembled from each user's two cached fragments: a
- * copy per user, not an encoding, so a join wave costs memcpy. */
-static void rebuild_users(presence_t *p) {
-  if (!p->dirty && p->users_frag.ptr) return;
-  size_t len = 2;
-  for (size_t i = 0; i < p->users.n; i++) {
-    user_t *u = &AT(p->users, user_t, i);
-    len += u->frag[u->metas > 0].len + 1;
-  }
-  char *buf = malloc(len + 1);
-  if (!buf) act_crash("presence: out of memory");
-  size_t at = 0;
-  buf[at++] = '[';
-  for (size_t i = 0; i < p->users.n; i++) {
-    user_t *u = &AT(p->users, user_t, i);
-    const proto_str *f = &u->frag[u->metas > 0];
-    if (i) buf[at++] = ',';
-    memcpy(buf + at, f->ptr, f->len);
-    at += f->len;
-  }
-  buf[at++] = ']';
-  buf[at] = 0;
-  free(p->users_frag.ptr);
-  p->users_frag = (proto_str){buf, at};
-  p->dirty = false;
-  p->welcome_stale = true;
-}
-
-/* The welcome frame, rebuilt only when a new socket asks after a change. */
-static void rebuild_welcome(presence_t *p) {
-  rebuild_users(p);
-  if (!p->welcome_stale && p->welcome) return;
-  proto_str w = proto_enc_welcome(&p->users_frag, p->users.n, p->online_count);
-  if (!w.ptr) act_crash("presence: out of memory");
-  if (p->welcome) ws_shared_release(p->welcome);
-  p->welcome = ws_shared_text(w.ptr, w.len);
-  free(w.ptr);
-  if (!p->welcome) act_crash("presence: out of memory");
-  p->welcome_stale = false;
-}
-
 static void reply_snapshot(presence_t *p, act_msg_t *req, const meta_t *m) {
+  presence_snapshot_t s;
+  memset(&s, 0, sizeof s);
   if (!p->loaded) {
-    presence_snapshot_t none = {.rc = -1};
-    act_reply(req, PRESENCE_SNAPSHOT, &none, sizeof none);
+    s.rc = -1;
+    act_reply(req, PRESENCE_SNAPSHOT, &s, sizeof s);
     return;
   }
-  if (m) rebuild_users(p); /* a joined reply carries the users, not the welcome */
-  else rebuild_welcome(p);
-  size_t size = sizeof(presence_snapshot_t) + (m ? p->users_frag.len + 1 : 0);
-  presence_snapshot_t *s = calloc(1, size);
-  if (!s) act_crash("presence: out of memory");
-  s->version = p->version;
-  s->welcome = m ? NULL : ws_shared_retain(p->welcome);
+  s.version = p->version;
+  s.total_users = p->total_users;
+  s.online_count = p->online_count;
   if (m) {
-    snprintf(s->token, sizeof s->token, "%s", m->token);
-    snprintf(s->phx_ref, sizeof s->phx_ref, "%s", m->phx_ref);
+    snprintf(s.token, sizeof s.token, "%s", m->token);
+    snprintf(s.phx_ref, sizeof s.phx_ref, "%s", m->phx_ref);
+  } else {
+    if (!p->welcome || p->welcome_total != p->total_users || p->welcome_online != p->online_count) {
+      proto_str w = proto_enc_welcome(p->total_users, p->online_count);
+      if (!w.ptr) act_crash("presence: out of memory");
+      if (p->welcome) ws_shared_release(p->welcome);
+      p->welcome = ws_shared_text(w.ptr, w.len);
+      free(w.ptr);
+      if (!p->welcome) act_crash("presence: out of memory");
+      p->welcome_total = p->total_users;
+      p->welcome_online = p->online_count;
+    }
+    s.welcome = ws_shared_retain(p->welcome);
   }
-  s->total_users = p->users.n;
-  s->online_count = p->online_count;
-  if (m) {
-    s->users_len = p->users_frag.len;
-    memcpy(s->users, p->users_frag.ptr, p->users_frag.len);
-  }
-  act_reply_ex(req, PRESENCE_SNAPSHOT, s, size, presence_snapshot_release);
-  free(s);
+  act_reply_ex(req, PRESENCE_SNAPSHOT, &s, sizeof s, presence_snapshot_release);
 }
 
 void presence_snapshot_release(void *data, size_t size) {
@@ -292,45 +456,193 @@ void presence_events_release(void *data, size_t size) {
   for (uint32_t i = 0; i < e->n; i++) ws_shared_release(e->events[i].frame);
 }
 
+/* --------------------------------------------------------- users pages */
+
+static bool has_prefix(const user_t *u, const presence_users_req_t *rq) {
+  return !rq->has_prefix ||
+         (u->name_len >= rq->prefix_len && memcmp(u->name, rq->prefix, rq->prefix_len) == 0);
+}
+
+/* O(log n) to the first name > after and >= prefix, then O(L) copies. */
+static void on_users_page(presence_t *p, act_msg_t *m) {
+  presence_users_req_t *rq = m->data;
+  if (rq->after_len > PROTO_AFTER_MAX) rq->after_len = PROTO_AFTER_MAX;
+  if (rq->prefix_len > sizeof rq->prefix - 1) rq->prefix_len = sizeof rq->prefix - 1;
+  int limit = rq->limit < 1 ? 1 : rq->limit > PROTO_USERS_MAX ? PROTO_USERS_MAX : rq->limit;
+  skiplist_t *l = &p->index[rq->online ? 1 : 0];
+  user_t **upd[SKIP_LEVELS];
+  if (rq->has_prefix &&
+      (!rq->has_after || bytes_cmp(rq->prefix, rq->prefix_len, rq->after, rq->after_len) > 0))
+    sl_find(l, rq->prefix, rq->prefix_len, false, upd); /* first >= prefix */
+  else if (rq->has_after)
+    sl_find(l, rq->after, rq->after_len, true, upd);    /* first > after */
+  else
+    sl_find(l, "", 0, false, upd);
+  user_t *first = *upd[0], *u = first;
+  size_t len = 2;
+  int n = 0;
+  for (; u && n < limit && has_prefix(u, rq); u = u->next[0], n++)
+    len += u->frag[rq->online ? 1 : 0].len + 1;
+  bool more = u && has_prefix(u, rq);
+  size_t size = sizeof(presence_page_t) + len + 1;
+  presence_page_t *pg = malloc(size);
+  if (!pg) act_crash("presence: out of memory");
+  pg->version = p->version;
+  pg->more = more;
+  char *out = pg->users;
+  size_t at = 0;
+  out[at++] = '[';
+  u = first;
+  for (int i = 0; i < n; i++, u = u->next[0]) {
+    const proto_str *f = &u->frag[rq->online ? 1 : 0];
+    if (i) out[at++] = ',';
+    memcpy(out + at, f->ptr, f->len);
+    at += f->len;
+  }
+  out[at++] = ']';
+  out[at] = 0;
+  pg->len = at;
+  act_reply(m, PRESENCE_PAGE, pg, sizeof(presence_page_t) + at + 1);
+  free(pg);
+}
+
 /* -------------------------------------------------------------- metas */
 
-static long meta_by_conn(presence_t *p, uint64_t conn_id) {
-  for (size_t i = 0; i < p->metas.n; i++)
-    if (AT(p->metas, meta_t, i).conn_id == conn_id) return (long)i;
-  return -1;
+static meta_t *meta_by_conn(presence_t *p, uint64_t conn_id) {
+  uint64_t h = hash_u64(conn_id);
+  for (hlink_t *e = ht_bucket(&p->metas, h); e; e = e->next) {
+    meta_t *m = container_of(e, meta_t, by_conn);
+    if (m->conn_id == conn_id) return m;
+  }
+  return NULL;
 }
 
-static long meta_by_name(presence_t *p, const char *name) {
-  for (size_t i = 0; i < p->metas.n; i++)
-    if (strcmp(AT(p->metas, meta_t, i).name, name) == 0) return (long)i;
-  return -1;
+static meta_t *meta_add(presence_t *p, user_t *u, uint64_t conn_id, act_pid_t acceptor) {
+  meta_t *m = calloc(1, sizeof *m);
+  if (!m) act_crash("presence: out of memory");
+  m->user = u;
+  m->conn_id = conn_id;
+  m->acceptor = acceptor;
+  m->next_of_user = u->metas;
+  if (u->metas) u->metas->prev_of_user = m;
+  u->metas = m;
+  u->nmetas++;
+  ht_insert(&p->metas, &m->by_conn, hash_u64(conn_id));
+  return m;
 }
 
-static long claim_by_name(presence_t *p, const char *name) {
-  for (size_t i = 0; i < p->claims.n; i++)
-    if (strcmp(AT(p->claims, claim_t, i).name, name) == 0) return (long)i;
-  return -1;
+static void meta_remove(presence_t *p, meta_t *m, bool announce) {
+  user_t *u = m->user;
+  if (announce) note_change(p, &p->leaves, m);
+  if (m->prev_of_user) m->prev_of_user->next_of_user = m->next_of_user;
+  else u->metas = m->next_of_user;
+  if (m->next_of_user) m->next_of_user->prev_of_user = m->prev_of_user;
+  u->nmetas--;
+  mark_dirty(p, u);
+  arm_flush(p);
+  ht_remove(&p->metas, &m->by_conn);
+  free(m);
 }
 
-static void drop_claims_of(presence_t *p, uint64_t conn_id) {
-  for (size_t i = 0; i < p->claims.n; i++) {
-    if (AT(p->claims, claim_t, i).conn_id != conn_id) continue;
-    free(AT(p->claims, claim_t, i).name);
-    vec_del(&p->claims, i--, sizeof(claim_t));
+/* -------------------------------------------------------------- claims */
+
+static claim_t *claim_by_conn(presence_t *p, uint64_t conn_id) {
+  uint64_t h = hash_u64(conn_id);
+  for (hlink_t *e = ht_bucket(&p->claims_by_conn, h); e; e = e->next) {
+    claim_t *c = container_of(e, claim_t, by_conn);
+    if (c->conn_id == conn_id) return c;
+  }
+  return NULL;
+}
+
+static claim_t *claim_by_name(presence_t *p, const char *name) {
+  uint64_t h = hash_bytes(name, strlen(name));
+  for (hlink_t *e = ht_bucket(&p->claims_by_name, h); e; e = e->next) {
+    claim_t *c = container_of(e, claim_t, by_name);
+    if (e->hash == h && strcmp(c->name, name) == 0) return c;
+  }
+  return NULL;
+}
+
+/* ---------------------------------------------- new users per address */
+
+static peer_t *peer_get(presence_t *p, const char *addr, bool create) {
+  uint64_t h = hash_bytes(addr, strlen(addr));
+  for (hlink_t *e = ht_bucket(&p->peers, h); e; e = e->next) {
+    peer_t *pe = container_of(e, peer_t, link);
+    if (e->hash == h && strcmp(pe->addr, addr) == 0) return pe;
+  }
+  if (!create) return NULL;
+  int limit = app_config()->new_users_per_minute;
+  peer_t *pe = calloc(1, sizeof *pe + (size_t)limit * sizeof(uint64_t));
+  if (!pe) act_crash("presence: out of memory");
+  snprintf(pe->addr, sizeof pe->addr, "%s", addr);
+  ht_insert(&p->peers, &pe->link, h);
+  return pe;
+}
+
+static void peer_expire(peer_t *pe, uint64_t now, uint32_t cap) {
+  while (pe->n && pe->stamps[pe->head] + RATE_WINDOW_MS <= now) {
+    pe->head = (pe->head + 1) % cap;
+    pe->n--;
   }
 }
 
-static void remove_meta(presence_t *p, size_t i) {
-  meta_t *m = &AT(p->metas, meta_t, i);
-  long u = user_find(p, m->name);
-  if (u >= 0) drop_meta_from(p, &AT(p->users, user_t, u));
-  note_change(p, &p->leaves, m);
-  free(m->name);
-  vec_del(&p->metas, i, sizeof(meta_t));
+/* A slot for a new user, or false: the address made `limit` in 60 s. */
+static bool peer_take(presence_t *p, const char *addr, uint64_t now) {
+  int limit = app_config()->new_users_per_minute;
+  if (limit <= 0) return true;
+  peer_t *pe = peer_get(p, addr, true);
+  peer_expire(pe, now, (uint32_t)limit);
+  if (pe->n >= (uint32_t)limit) return false;
+  pe->stamps[(pe->head + pe->n) % (uint32_t)limit] = now;
+  pe->n++;
+  return true;
 }
 
+/* Give back a slot (the join failed or did not create the user): the
+ * window's times are in order, so drop the one equal to stamp. */
+static void peer_give_back(presence_t *p, const char *addr, uint64_t stamp) {
+  int limit = app_config()->new_users_per_minute;
+  peer_t *pe = limit > 0 ? peer_get(p, addr, false) : NULL;
+  if (!pe) return;
+  uint32_t cap = (uint32_t)limit;
+  for (uint32_t i = pe->n; i-- > 0;) {
+    if (pe->stamps[(pe->head + i) % cap] != stamp) continue;
+    for (uint32_t k = i; k + 1 < pe->n; k++)
+      pe->stamps[(pe->head + k) % cap] = pe->stamps[(pe->head + k + 1) % cap];
+    pe->n--;
+    return;
+  }
+}
+
+static void sweep_peers(presence_t *p) {
+  int limit = app_config()->new_users_per_minute;
+  uint64_t now = now_ms();
+  for (size_t i = 0; i < p->peers.nb; i++)
+    for (hlink_t *e = p->peers.b[i], *next; e; e = next) {
+      next = e->next;
+      peer_t *pe = container_of(e, peer_t, link);
+      if (limit > 0) peer_expire(pe, now, (uint32_t)limit);
+      if (pe->n == 0) {
+        ht_remove(&p->peers, e);
+        free(pe);
+      }
+    }
+  act_send_after(SWEEP_MS, act_self(), PRESENCE_SWEEP, NULL, 0);
+}
+
+static void claim_drop(presence_t *p, claim_t *c, bool give_back) {
+  if (give_back && c->stamp) peer_give_back(p, c->peer, c->stamp);
+  ht_remove(&p->claims_by_conn, &c->by_conn);
+  ht_remove(&p->claims_by_name, &c->by_name);
+  free(c);
+}
+
+/* --------------------------------------------------------------- misc */
+
 static void watch(presence_t *p, act_pid_t acceptor) {
-  for (size_t i = 0; i < p->watched.n; i++)
+  for (size_t i = 0; i < p->watched.n; i++) /* one acceptor per scheduler */
     if (AT(p->watched, watched_t, i).pid == acceptor) return;
   watched_t *w = vec_push(&p->watched, sizeof(watched_t));
   w->pid = acceptor;
@@ -344,38 +656,61 @@ static void random_hex(char *out, size_t bytes) {
   for (size_t i = 0; i < bytes; i++) sprintf(out + 2 * i, "%02x", buf[i]);
 }
 
-static int64_t now_us(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+/* phx_ref = hex(joined_at in us) "." hex(counter): unique, and it carries
+ * joined_at, so a session can re-track the exact meta after a restart. */
+static void new_phx_ref(meta_t *m) {
+  int64_t us = now_us();
+  proto_format_time(us, m->joined_at);
+  snprintf(m->phx_ref, sizeof m->phx_ref, "%llx.%llx", (unsigned long long)us,
+           (unsigned long long)atomic_fetch_add(&g_next_ref, 1) + 1);
+}
+
+static void joined_at_of(const char *phx_ref, char out[PROTO_TIME_LEN + 1]) {
+  proto_format_time((int64_t)strtoull(phx_ref, NULL, 16), out);
 }
 
 /* ------------------------------------------------------------ requests */
 
 /* Reserve a name for a joining socket: taken if another socket holds it
- * (unless the token is the holder's) or is joining with it right now. */
+ * (unless the token is the holder's) or is joining with it right now;
+ * rate_limited if it is new and the address made too many users. */
 static void on_claim(presence_t *p, act_msg_t *m) {
   presence_claim_t *rq = m->data;
   rq->name[sizeof rq->name - 1] = 0;
   rq->token[sizeof rq->token - 1] = 0;
+  rq->peer[sizeof rq->peer - 1] = 0;
   presence_claimed_t r = {PROTO_OK};
-  long held = meta_by_name(p, rq->name);
-  long claimed = claim_by_name(p, rq->name);
+  user_t *u = user_get(p, rq->name, strlen(rq->name));
+  claim_t *other = claim_by_name(p, rq->name);
+  meta_t *held = NULL;
+  if (u)
+    for (meta_t *x = u->metas; x; x = x->next_of_user)
+      if (x->conn_id != rq->conn_id) held = x;
+  uint64_t now = now_ms();
   if (!p->loaded) {
     r.code = PROTO_UNAVAILABLE;
-  } else if (held >= 0 && AT(p->metas, meta_t, held).conn_id != rq->conn_id &&
-             (!rq->token[0] || strcmp(AT(p->metas, meta_t, held).token, rq->token) != 0)) {
+  } else if (held && (!rq->token[0] || strcmp(held->token, rq->token) != 0)) {
     r.code = PROTO_NAME_TAKEN;
-  } else if (claimed >= 0 && AT(p->claims, claim_t, claimed).conn_id != rq->conn_id) {
+  } else if (other && other->conn_id != rq->conn_id) {
     r.code = PROTO_NAME_TAKEN;
   } else {
-    drop_claims_of(p, rq->conn_id);
-    claim_t *c = vec_push(&p->claims, sizeof(claim_t));
-    c->conn_id = rq->conn_id;
-    c->acceptor = rq->acceptor;
-    c->name = strdup(rq->name);
-    if (!c->name) act_crash("presence: out of memory");
-    watch(p, rq->acceptor);
+    claim_t *mine = claim_by_conn(p, rq->conn_id);
+    if (mine) claim_drop(p, mine, true);
+    bool fresh = !u;
+    if (fresh && !peer_take(p, rq->peer, now)) {
+      r.code = PROTO_RATE_LIMITED;
+    } else {
+      claim_t *c = calloc(1, sizeof *c);
+      if (!c) act_crash("presence: out of memory");
+      c->conn_id = rq->conn_id;
+      c->acceptor = rq->acceptor;
+      snprintf(c->name, sizeof c->name, "%s", rq->name);
+      snprintf(c->peer, sizeof c->peer, "%s", rq->peer);
+      c->stamp = fresh && app_config()->new_users_per_minute > 0 ? now : 0;
+      ht_insert(&p->claims_by_conn, &c->by_conn, hash_u64(c->conn_id));
+      ht_insert(&p->claims_by_name, &c->by_name, hash_bytes(c->name, strlen(c->name)));
+      watch(p, rq->acceptor);
+    }
   }
   act_reply(m, PRESENCE_CLAIMED, &r, sizeof r);
 }
@@ -390,53 +725,67 @@ static void tell_taken_over(const meta_t *old) {
 static void on_join(presence_t *p, act_msg_t *m) {
   presence_join_t *rq = m->data;
   rq->name[sizeof rq->name - 1] = 0;
-  drop_claims_of(p, rq->conn_id);
-  long mine = meta_by_conn(p, rq->conn_id);
-  if (mine >= 0) { /* a restarted session joining again: same meta */
-    reply_snapshot(p, m, &AT(p->metas, meta_t, mine));
+  claim_t *c = claim_by_conn(p, rq->conn_id);
+  if (c) claim_drop(p, c, !rq->created);
+  meta_t *mine = meta_by_conn(p, rq->conn_id);
+  if (mine) { /* a restarted session joining again: same meta */
+    reply_snapshot(p, m, mine);
     return;
   }
-  long held = meta_by_name(p, rq->name);
-  if (held >= 0) {
-    tell_taken_over(&AT(p->metas, meta_t, held));
-    remove_meta(p, (size_t)held);
-  }
   user_t *u = user_add(p, rq->user_id, rq->name);
-  if (rq->created) {
-    proto_user pu;
-    memset(&pu, 0, sizeof pu);
-    memcpy(pu.id, u->id, sizeof pu.id);
-    pu.name = u->name;
-    pu.online = false; /* the diff that follows brings it online */
-    publish(p, proto_enc_user_created(&pu, p->users.n));
+  for (meta_t *x = u->metas, *next; x; x = next) {
+    next = x->next_of_user;
+    tell_taken_over(x);
+    meta_remove(p, x, true);
   }
-  meta_t *nm = vec_push(&p->metas, sizeof(meta_t));
-  nm->conn_id = rq->conn_id;
-  nm->acceptor = rq->acceptor;
-  memcpy(nm->user_id, rq->user_id, sizeof nm->user_id);
-  nm->name = strdup(rq->name);
-  if (!nm->name) act_crash("presence: out of memory");
-  proto_format_time(now_us(), nm->joined_at);
-  snprintf(nm->phx_ref, sizeof nm->phx_ref, "F%llx", (unsigned long long)++p->next_ref);
+  meta_t *nm = meta_add(p, u, rq->conn_id, rq->acceptor);
+  new_phx_ref(nm);
   random_hex(nm->token, 16);
-  u = &AT(p->users, user_t, user_find(p, rq->name));
-  add_meta_to(p, u);
   watch(p, rq->acceptor);
   note_change(p, &p->joins, nm);
   reply_snapshot(p, m, nm);
 }
 
+/* A joined session re-tracks itself after a presence restart: the same
+ * meta, silently (its clients hold it already). */
+static void on_track(presence_t *p, act_msg_t *m) {
+  presence_track_t *rq = m->data;
+  rq->name[sizeof rq->name - 1] = 0;
+  rq->token[sizeof rq->token - 1] = 0;
+  rq->phx_ref[sizeof rq->phx_ref - 1] = 0;
+  rq->user_id[sizeof rq->user_id - 1] = 0;
+  presence_tracked_t r = {PROTO_OK};
+  if (!meta_by_conn(p, rq->conn_id)) {
+    user_t *u = user_add(p, rq->user_id, rq->name);
+    if (u->metas) { /* someone joined with the name meanwhile: they keep it */
+      r.code = PROTO_TAKEN_OVER;
+    } else {
+      meta_t *nm = meta_add(p, u, rq->conn_id, rq->acceptor);
+      snprintf(nm->phx_ref, sizeof nm->phx_ref, "%s", rq->phx_ref);
+      snprintf(nm->token, sizeof nm->token, "%s", rq->token);
+      joined_at_of(nm->phx_ref, nm->joined_at);
+      watch(p, rq->acceptor);
+      mark_dirty(p, u);
+      arm_flush(p);
+    }
+  }
+  act_reply(m, PRESENCE_TRACKED, &r, sizeof r);
+}
+
 static void on_leave(presence_t *p, act_msg_t *m) {
   const presence_leave_t *rq = m->data;
-  drop_claims_of(p, rq->conn_id);
+  claim_t *c = claim_by_conn(p, rq->conn_id);
+  if (c) claim_drop(p, c, true);
   if (m->type == PRESENCE_RELEASE) return;
-  long i = meta_by_conn(p, rq->conn_id);
-  if (i >= 0) remove_meta(p, (size_t)i);
+  meta_t *mt = meta_by_conn(p, rq->conn_id);
+  if (mt) meta_remove(p, mt, true);
 }
 
 static void on_since(presence_t *p, act_msg_t *m) {
   const presence_since_t *rq = m->data;
   int64_t from = rq->version;
+  int64_t base = p->incarnation << PRESENCE_INCARNATION_SHIFT;
+  if (from < base) from = base; /* an earlier incarnation: all of this one */
   int64_t oldest = p->version - LOG_SIZE + 1;
   bool ok = from >= oldest - 1 && from <= p->version;
   uint32_t n = ok ? (uint32_t)(p->version - from) : 0;
@@ -444,6 +793,7 @@ static void on_since(presence_t *p, act_msg_t *m) {
   presence_events_t *e = calloc(1, size);
   if (!e) act_crash("presence: out of memory");
   e->ok = ok;
+  e->version = p->version;
   e->n = n;
   for (uint32_t i = 0; i < n; i++) {
     int64_t v = from + 1 + i;
@@ -454,16 +804,27 @@ static void on_since(presence_t *p, act_msg_t *m) {
   free(e);
 }
 
+/* An acceptor died with its sockets: every meta and claim it owned goes
+ * (a scan, but only on this rare event). */
 static void on_down(presence_t *p, act_msg_t *m) {
   const act_down_msg_t *d = m->data;
   for (size_t i = 0; i < p->watched.n; i++)
-    if (AT(p->watched, watched_t, i).mref == d->ref) vec_del(&p->watched, i--, sizeof(watched_t));
-  for (size_t i = 0; i < p->metas.n; i++)
-    if (AT(p->metas, meta_t, i).acceptor == d->pid) remove_meta(p, i--);
-  for (size_t i = 0; i < p->claims.n; i++)
-    if (AT(p->claims, claim_t, i).acceptor == d->pid) {
-      free(AT(p->claims, claim_t, i).name);
-      vec_del(&p->claims, i--, sizeof(claim_t));
+    if (AT(p->watched, watched_t, i).mref == d->ref) {
+      AT(p->watched, watched_t, i) = AT(p->watched, watched_t, p->watched.n - 1);
+      p->watched.n--;
+      break;
+    }
+  for (size_t i = 0; i < p->metas.nb; i++)
+    for (hlink_t *e = p->metas.b[i], *next; e; e = next) {
+      next = e->next;
+      meta_t *mt = container_of(e, meta_t, by_conn);
+      if (mt->acceptor == d->pid) meta_remove(p, mt, true);
+    }
+  for (size_t i = 0; i < p->claims_by_conn.nb; i++)
+    for (hlink_t *e = p->claims_by_conn.b[i], *next; e; e = next) {
+      next = e->next;
+      claim_t *c = container_of(e, claim_t, by_conn);
+      if (c->acceptor == d->pid) claim_drop(p, c, true);
     }
 }
 
@@ -473,17 +834,20 @@ static void load_users(presence_t *p) {
   p->load_ref = act_request(repo_reader(), REPO_LIST_USERS, NULL, 0, 5000);
 }
 
-static void on_users(presence_t *p, act_msg_t *m) {
+static void on_users_loaded(presence_t *p, act_msg_t *m) {
   const repo_users_t *r = m->data;
   if (r->rc < 0) {
     act_send_after(RELOAD_MS, act_self(), PRESENCE_USERS_LOADED, NULL, 0);
     return;
   }
-  for (uint32_t i = 0; i < r->n; i++) user_add(p, r->users[i].id, r->users[i].name);
+  for (uint32_t i = 0; i < r->n; i++) {
+    user_t *u = user_add(p, r->users[i].id, r->users[i].name);
+    if (!u->listed && !u->dirty) user_list(p, u, false); /* re-tracked ones wait for the flush */
+  }
   p->loaded = true;
   atomic_store(&g_loaded, true);
-  p->dirty = true;
-  app_log(LOG_INFO, "presence: %zu users loaded", p->users.n);
+  app_log(LOG_INFO, "presence: %zu users loaded (incarnation %lld)", p->users.n,
+          (long long)p->incarnation);
 }
 
 /* ----------------------------------------------------------- behaviour */
@@ -493,8 +857,12 @@ static int pr_init(void *args, void **state) {
   presence_t *p = calloc(1, sizeof *p);
   if (!p) return ACT_ENOMEM;
   *state = p;
+  p->incarnation = atomic_fetch_add(&g_incarnation, 1) + 1;
+  p->version = p->incarnation << PRESENCE_INCARNATION_SHIFT;
+  if (getrandom(&p->rng, sizeof p->rng, 0) != sizeof p->rng || !p->rng) p->rng = 88172645463325252ull;
   atomic_store(&g_loaded, false); /* a restarted presence knows nothing yet */
   load_users(p);
+  act_send_after(SWEEP_MS, act_self(), PRESENCE_SWEEP, NULL, 0);
   return ACT_OK;
 }
 
@@ -503,16 +871,16 @@ static void pr_handle(void *state, act_msg_t *m) {
   switch (m->type) {
   case PRESENCE_CLAIM: on_claim(p, m); break;
   case PRESENCE_JOIN: on_join(p, m); break;
+  case PRESENCE_TRACK: on_track(p, m); break;
   case PRESENCE_LEAVE:
   case PRESENCE_RELEASE: on_leave(p, m); break;
-  case PRESENCE_WELCOME: /* a new socket should not hear of what its welcome already says */
-    flush(p);
-    reply_snapshot(p, m, NULL);
-    break;
+  case PRESENCE_WELCOME: reply_snapshot(p, m, NULL); break;
+  case PRESENCE_USERS: on_users_page(p, m); break;
   case PRESENCE_SINCE: on_since(p, m); break;
   case PRESENCE_FLUSH: flush(p); break;
+  case PRESENCE_SWEEP: sweep_peers(p); break;
   case PRESENCE_USERS_LOADED: load_users(p); break; /* the retry timer */
-  case REPO_USERS: on_users(p, m); break;
+  case REPO_USERS: on_users_loaded(p, m); break;
   case ACT_MSG_TIMEOUT:
     if (m->ref == p->load_ref) act_send_after(RELOAD_MS, act_self(), PRESENCE_USERS_LOADED, NULL, 0);
     break;
@@ -521,30 +889,38 @@ static void pr_handle(void *state, act_msg_t *m) {
   }
 }
 
+static void free_table(htab_t *t, size_t off, void (*each)(void *)) {
+  for (size_t i = 0; i < t->nb; i++)
+    for (hlink_t *e = t->b[i], *next; e; e = next) {
+      next = e->next;
+      each((char *)e - off);
+    }
+  free(t->b);
+}
+
+static void free_user(void *x) {
+  user_t *u = x;
+  free(u->name);
+  free(u->frag[0].ptr);
+  free(u->frag[1].ptr);
+  free(u);
+}
+
 static void pr_terminate(void *state, act_reason_t r) {
   (void)r;
   presence_t *p = state;
   if (!p) return;
   atomic_store(&g_loaded, false);
-  for (size_t i = 0; i < p->users.n; i++) {
-    user_t *u = &AT(p->users, user_t, i);
-    free(u->name);
-    free(u->frag[0].ptr);
-    free(u->frag[1].ptr);
-  }
-  for (size_t i = 0; i < p->metas.n; i++) free(AT(p->metas, meta_t, i).name);
-  for (size_t i = 0; i < p->claims.n; i++) free(AT(p->claims, claim_t, i).name);
-  free_meta_copies(&p->joins);
-  free_meta_copies(&p->leaves);
-  free(p->users.v);
-  free(p->metas.v);
-  free(p->claims.v);
+  free_table(&p->metas, offsetof(meta_t, by_conn), free);
+  free_table(&p->claims_by_conn, offsetof(claim_t, by_conn), free);
+  free(p->claims_by_name.b);
+  free_table(&p->peers, offsetof(peer_t, link), free);
+  free_table(&p->users, offsetof(user_t, by_name), free_user);
   free(p->watched.v);
   free(p->joins.v);
   free(p->leaves.v);
   for (size_t i = 0; i < LOG_SIZE; i++)
     if (p->log[i].frame) ws_shared_release(p->log[i].frame);
-  free(p->users_frag.ptr);
   if (p->welcome) ws_shared_release(p->welcome);
   free(p);
 }

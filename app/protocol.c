@@ -431,6 +431,7 @@ static const struct {
     {"join", PROTO_REQ_JOIN},         {"send", PROTO_REQ_SEND},
     {"history", PROTO_REQ_HISTORY},   {"catch_up", PROTO_REQ_CATCH_UP},
     {"leave", PROTO_REQ_LEAVE},       {"ping", PROTO_REQ_PING},
+    {"users", PROTO_REQ_USERS},
 };
 
 static proto_req_type lookup_type(const cJSON *item)
@@ -481,6 +482,71 @@ static proto_code get_int(const cJSON *obj, const char *key, int64_t lo, int64_t
     return PROTO_OK;
 }
 
+/* A required JSON boolean member. */
+static proto_code get_bool(const cJSON *obj, const char *key, bool *out, proto_request *req)
+{
+    const cJSON *item = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!item)
+        return fail(req, "missing field \"%s\"", key);
+    if (!cJSON_IsBool(item))
+        return fail(req, "field \"%s\" must be a boolean", key);
+    *out = cJSON_IsTrue(item);
+    return PROTO_OK;
+}
+
+static size_t count_code_points(const char *s, size_t n)
+{
+    size_t i = 0, count = 0;
+    while (i < n) {
+        utf8_next(s, &i);
+        count++;
+    }
+    return count;
+}
+
+/* users: online, limit, and the optional after (bytes) and prefix (code points). */
+static proto_code decode_users(const cJSON *obj, proto_request *req)
+{
+    proto_code c;
+    if ((c = get_bool(obj, "online", &req->online, req)) != PROTO_OK)
+        return c;
+    if ((c = get_int(obj, "limit", 1, PROTO_USERS_MAX, &req->limit, req)) != PROTO_OK)
+        return c;
+    if ((c = get_string(obj, "after", false, &req->after_name, req)) != PROTO_OK)
+        return c;
+    if (req->after_name.ptr && req->after_name.len > PROTO_AFTER_MAX)
+        return fail(req, "field \"%s\" is longer than 128 bytes", "after");
+    if ((c = get_string(obj, "prefix", false, &req->prefix, req)) != PROTO_OK)
+        return c;
+    if (req->prefix.ptr) {
+        size_t n = count_code_points(req->prefix.ptr, req->prefix.len);
+        if (n < 1 || n > PROTO_PREFIX_MAX)
+            return fail(req, "field \"%s\" must be 1 to 32 characters", "prefix");
+    }
+    return PROTO_OK;
+}
+
+/* send: content, and the optional client_id of 1 to 64 [A-Za-z0-9_-]. */
+static proto_code decode_send(const cJSON *obj, proto_request *req)
+{
+    proto_code c;
+    if ((c = get_string(obj, "content", true, &req->content, req)) != PROTO_OK)
+        return c;
+    if ((c = get_string(obj, "client_id", false, &req->client_id, req)) != PROTO_OK)
+        return c;
+    if (!req->client_id.ptr)
+        return PROTO_OK;
+    if (req->client_id.len < 1 || req->client_id.len > PROTO_CLIENT_ID_MAX)
+        return fail(req, "field \"%s\" must be 1 to 64 characters", "client_id");
+    for (size_t i = 0; i < req->client_id.len; i++) {
+        char ch = req->client_id.ptr[i];
+        if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || is_digit(ch) || ch == '_'
+              || ch == '-'))
+            return fail(req, "field \"%s\" allows only A-Z a-z 0-9 _ -", "client_id");
+    }
+    return PROTO_OK;
+}
+
 static proto_code decode_fields(const cJSON *obj, proto_request *req)
 {
     proto_code c = PROTO_OK;
@@ -490,7 +556,9 @@ static proto_code decode_fields(const cJSON *obj, proto_request *req)
             return c;
         return get_string(obj, "token", false, &req->token, req);
     case PROTO_REQ_SEND:
-        return get_string(obj, "content", true, &req->content, req);
+        return decode_send(obj, req);
+    case PROTO_REQ_USERS:
+        return decode_users(obj, req);
     case PROTO_REQ_HISTORY:
         if ((c = get_int(obj, "before", INT64_MIN, INT64_MAX, &req->before, req)) != PROTO_OK)
             return c;
@@ -546,6 +614,9 @@ void proto_request_free(proto_request *req)
     str_free(&req->name);
     str_free(&req->token);
     str_free(&req->content);
+    str_free(&req->after_name);
+    str_free(&req->prefix);
+    str_free(&req->client_id);
 }
 
 /* ------------------------------------------------------------------ validity */
@@ -586,7 +657,7 @@ static bool name_char(uint32_t cp)
 static bool name_ok(const char *s, size_t n)
 {
     size_t i = 0, count = 0;
-    bool prev_space = false;
+    bool prev_space = false, visible = false;
     while (i < n) {
         uint32_t cp = utf8_next(s, &i);
         if (++count > PROTO_NAME_MAX)
@@ -597,11 +668,12 @@ static bool name_ok(const char *s, size_t n)
             prev_space = true; /* never leading or trailing: trimmed */
         } else if (name_char(cp)) {
             prev_space = false;
+            visible = visible || !uni_is_invisible(cp);
         } else {
             return false;
         }
     }
-    return count >= 1;
+    return count >= 1 && visible;
 }
 
 /* Trim, check the trimmed span with ok(), keep it: the shape both join
@@ -660,24 +732,6 @@ proto_str proto_frag_user(const proto_user *u)
     return jb_finish(&b);
 }
 
-proto_str proto_frag_users(const proto_user *users, size_t n, size_t *online)
-{
-    jbuf b;
-    size_t on = 0;
-    jb_init(&b, 2 + n * 80);
-    jb_lit(&b, "[");
-    for (size_t i = 0; i < n; i++) {
-        if (i)
-            jb_lit(&b, ",");
-        put_user(&b, &users[i]);
-        on += users[i].online;
-    }
-    jb_lit(&b, "]");
-    if (online)
-        *online = on;
-    return jb_finish(&b);
-}
-
 proto_str proto_frag_message(const proto_message *m)
 {
     jbuf b;
@@ -727,12 +781,12 @@ static size_t ref_len(const char *ref)
     return ref ? strlen(ref) : 0;
 }
 
-proto_str proto_enc_welcome(const proto_str *users, size_t total_users, size_t online_count)
+proto_str proto_enc_welcome(size_t total_users, size_t online_count)
 {
     jbuf b;
-    jb_init(&b, frag_len(users) + 96);
-    jb_lit(&b, "{\"type\":\"welcome\",\"protocol\":1,\"users\":");
-    jb_frag(&b, users, "[]");
+    jb_init(&b, 96);
+    jb_lit(&b, "{\"type\":\"welcome\",\"protocol\":");
+    jb_i64(&b, PROTO_VERSION);
     jb_lit(&b, ",\"total_users\":");
     jb_size(&b, total_users);
     jb_lit(&b, ",\"online_count\":");
@@ -744,7 +798,7 @@ proto_str proto_enc_welcome(const proto_str *users, size_t total_users, size_t o
 proto_str proto_enc_joined(const proto_joined *j)
 {
     jbuf b;
-    jb_init(&b, frag_len(j->messages) + frag_len(j->users) + ref_len(j->ref)
+    jb_init(&b, frag_len(j->messages) + ref_len(j->ref)
                     + ref_len(j->token) + 256);
     jb_lit(&b, "{\"type\":\"joined\"");
     jb_ref(&b, j->ref);
@@ -756,8 +810,6 @@ proto_str proto_enc_joined(const proto_joined *j)
     jb_frag(&b, j->messages, "[]");
     jb_lit(&b, ",\"more\":");
     jb_bool(&b, j->more);
-    jb_lit(&b, ",\"users\":");
-    jb_frag(&b, j->users, "[]");
     jb_lit(&b, ",\"total_users\":");
     jb_size(&b, j->total_users);
     jb_lit(&b, ",\"online_count\":");
@@ -786,6 +838,20 @@ proto_str proto_enc_history(const char *ref, const proto_str *messages, bool mor
     jb_ref(&b, ref);
     jb_lit(&b, ",\"messages\":");
     jb_frag(&b, messages, "[]");
+    jb_lit(&b, ",\"more\":");
+    jb_bool(&b, more);
+    jb_lit(&b, "}");
+    return jb_finish(&b);
+}
+
+proto_str proto_enc_users(const char *ref, const proto_str *users, bool more)
+{
+    jbuf b;
+    jb_init(&b, frag_len(users) + ref_len(ref) + 48);
+    jb_lit(&b, "{\"type\":\"users\"");
+    jb_ref(&b, ref);
+    jb_lit(&b, ",\"users\":");
+    jb_frag(&b, users, "[]");
     jb_lit(&b, ",\"more\":");
     jb_bool(&b, more);
     jb_lit(&b, "}");
@@ -918,18 +984,6 @@ proto_str proto_enc_presence_diff(const proto_meta *joins, size_t n_joins,
     jb_size(&b, total_users);
     jb_lit(&b, ",\"online_count\":");
     jb_size(&b, online_count);
-    jb_lit(&b, "}");
-    return jb_finish(&b);
-}
-
-proto_str proto_enc_user_created(const proto_user *u, size_t total_users)
-{
-    jbuf b;
-    jb_init(&b, 160);
-    jb_lit(&b, "{\"type\":\"user_created\",\"user\":");
-    put_user(&b, u);
-    jb_lit(&b, ",\"total_users\":");
-    jb_size(&b, total_users);
     jb_lit(&b, "}");
     return jb_finish(&b);
 }

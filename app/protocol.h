@@ -15,9 +15,9 @@
  *
  * "Encode once": a message record is encoded once into a JSON object fragment
  * (proto_frag_message), kept with the message, and spliced byte-for-byte into
- * `message` pushes, `sent` replies and message arrays (proto_frag_array). The
- * user list is encoded once into an array fragment (proto_frag_users) that every
- * welcome/joined reuses until the list changes. Fragments are plain JSON text.
+ * `message` pushes, `sent` replies and message arrays (proto_frag_array). Each
+ * user is encoded once per online state (proto_frag_user) and `users` pages
+ * are those fragments copied side by side. Fragments are plain JSON text.
  *
  * ref: a usable ref (a JSON number or string) is kept as its JSON encoding, e.g.
  * `7` or `"a\"b"`, and echoed verbatim. Numbers are echoed as the shortest text
@@ -41,6 +41,11 @@
 #define PROTO_HISTORY_MAX 500  /* largest history `limit`, catch_up page size */
 #define PROTO_UUID_LEN 36      /* "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx" */
 #define PROTO_TIME_LEN 27      /* "2026-11-24T01:02:03.123456Z" */
+#define PROTO_VERSION 2        /* welcome.protocol */
+#define PROTO_USERS_MAX 500    /* largest `users` limit */
+#define PROTO_AFTER_MAX 128    /* `users` after: at most 128 bytes, any string */
+#define PROTO_PREFIX_MAX 32    /* `users` prefix: 1 to 32 code points */
+#define PROTO_CLIENT_ID_MAX 64 /* `send` client_id: 1 to 64 of A-Z a-z 0-9 _ - */
 
 /* An owned (or, where documented, borrowed) byte string with its length. */
 typedef struct {
@@ -70,7 +75,8 @@ typedef enum {
     PROTO_REQ_HISTORY,
     PROTO_REQ_CATCH_UP,
     PROTO_REQ_LEAVE,
-    PROTO_REQ_PING
+    PROTO_REQ_PING,
+    PROTO_REQ_USERS
 } proto_req_type;
 
 /* A decoded client request. Strings are owned by it (free with
@@ -84,8 +90,12 @@ typedef struct {
     proto_str token;   /* join: optional (absent or null both mean none) */
     proto_str content; /* send: as sent; canonicalise with proto_canon_content */
     int64_t before;    /* history */
-    int64_t limit;     /* history: 1..PROTO_HISTORY_MAX */
+    int64_t limit;     /* history: 1..PROTO_HISTORY_MAX; users: 1..PROTO_USERS_MAX */
     int64_t after;     /* catch_up */
+    bool online;       /* users: which index to read */
+    proto_str after_name; /* users: optional, <= PROTO_AFTER_MAX bytes, as is */
+    proto_str prefix;  /* users: optional, 1..PROTO_PREFIX_MAX code points */
+    proto_str client_id; /* send: optional, checked against its alphabet */
     char why[96];      /* human reason when decoding failed, else "" */
 } proto_request;
 
@@ -134,7 +144,9 @@ proto_code proto_decode(const char *frame, size_t len, proto_request *req);
 void proto_request_free(proto_request *req);
 
 /* Trims Unicode White_Space from a join name in place and checks it:
- * 1..32 code points of L*, Nd, '_', '-', '.', and single inner U+0020.
+ * 1..32 code points of L*, Nd, '_', '-', '.', and single inner U+0020, not
+ * all of them invisible (U+3164 HANGUL FILLER, U+115F, ... are letters that
+ * render blank: a name made only of them would show as nothing).
  * Returns PROTO_OK (s now holds the canonical name) or PROTO_NAME_INVALID
  * (s untouched). No normalisation, exactly as PROTOCOL.md says: a decomposed
  * "e" + U+0301 is refused (Mn is not a letter), precomposed "ë" is accepted. */
@@ -146,12 +158,8 @@ proto_code proto_canon_content(proto_str *s);
 
 /* ---- fragments, encoded once and shared */
 
-/* One user as a JSON object, for joined.user and user_created. */
+/* One user as a JSON object, for joined.user and `users` pages. */
 proto_str proto_frag_user(const proto_user *u);
-
-/* The users array of welcome/joined; *online (may be NULL) gets how many are
- * online, so total_users/online_count cannot disagree with the list. */
-proto_str proto_frag_users(const proto_user *users, size_t n, size_t *online);
 
 /* One message as a JSON object: the unit cached with each message. */
 proto_str proto_frag_message(const proto_message *m);
@@ -162,10 +170,9 @@ proto_str proto_frag_array(const proto_str *frags, size_t n);
 
 /* ---- frames (fragments are borrowed; NULL users/messages mean "[]") */
 
-/* Sent unasked on connect; identical for every socket, so build once per
- * snapshot and share it. */
-proto_str proto_enc_welcome(const proto_str *users, size_t total_users,
-                            size_t online_count);
+/* Sent unasked on connect: protocol 2 and the two counts, identical for
+ * every socket, so build once per change of the counts and share it. */
+proto_str proto_enc_welcome(size_t total_users, size_t online_count);
 
 /* Arguments of the joined reply: too many for a readable parameter list. */
 typedef struct {
@@ -174,12 +181,12 @@ typedef struct {
     const char *token;
     const proto_str *messages; /* array fragment, oldest first */
     bool more;
-    const proto_str *users;    /* array fragment */
     size_t total_users;
     size_t online_count;
 } proto_joined;
 
-/* Reply to join: the user's own record, its fresh token and both snapshots. */
+/* Reply to join: the user's own record, its fresh token, the latest
+ * messages and the counts (protocol 2: no users list). */
 proto_str proto_enc_joined(const proto_joined *j);
 
 /* Reply to send, after the commit; message is the cached fragment. */
@@ -187,6 +194,9 @@ proto_str proto_enc_sent(const char *ref, const proto_str *message);
 
 /* Reply to history and catch_up (both are "history" on the wire). */
 proto_str proto_enc_history(const char *ref, const proto_str *messages, bool more);
+
+/* Reply to `users`: a page array fragment ("[u,...]", NULL means "[]"). */
+proto_str proto_enc_users(const char *ref, const proto_str *users, bool more);
 
 /* Replies that carry nothing but their ref. */
 proto_str proto_enc_left(const char *ref);
@@ -204,9 +214,6 @@ proto_str proto_enc_message(const proto_str *message);
 proto_str proto_enc_presence_diff(const proto_meta *joins, size_t n_joins,
                                   const proto_meta *leaves, size_t n_leaves,
                                   size_t total_users, size_t online_count);
-
-/* Push when a new name creates a user. */
-proto_str proto_enc_user_created(const proto_user *u, size_t total_users);
 
 /* ---- time */
 

@@ -1,7 +1,7 @@
 /*
  * pubsub.c -- topics and their subscribers: "chat:lobby" (committed
- * messages, in seq order) and "chat:presence" (presence diffs and
- * user_created, in version order).
+ * messages, in seq order) and "chat:presence" (presence diffs, in version
+ * order).
  *
  * Encode once, deliver many: a publisher hands over one ws_shared_t frame
  * (already JSON-encoded and WebSocket-framed); every subscriber gets a small
@@ -13,19 +13,34 @@
  */
 #include "app.h"
 
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
+/* A subscriber: found by pid through a hash table, and it remembers where
+ * it sits in each topic's array, so subscribe, unsubscribe and DOWN are
+ * O(1) and a publish walks only that topic's subscribers. */
 typedef struct sub {
+  struct sub *next;         /* hash chain */
   act_pid_t pid;
   act_ref_t mref;
-  bool topics[TOPIC_COUNT];
+  long at[TOPIC_COUNT];     /* index in topic[t].pids, or -1 */
 } sub_t;
 
-typedef struct pubsub {
-  sub_t *subs;
+typedef struct topic {
+  act_pid_t *pids;          /* dense: a publish sends to each, no lookups */
+  sub_t **subs;             /* parallel: who sits at each index */
   size_t n, cap;
+} topic_t;
+
+typedef struct pubsub {
+  sub_t **b;                /* hash buckets by pid */
+  size_t nb, n;
+  topic_t topics[TOPIC_COUNT];
 } pubsub_t;
+
+static _Atomic int64_t g_latest_seq;
+int64_t pubsub_latest_seq(void) { return atomic_load(&g_latest_seq); }
 
 void app_event_release(void *data, size_t size) {
   (void)size;
@@ -40,36 +55,98 @@ int app_event_send(act_pid_t to, int type, int topic, int64_t seq, ws_shared_t *
   return rc;
 }
 
+static size_t bucket(const pubsub_t *ps, act_pid_t pid) {
+  uint64_t x = pid;
+  x ^= x >> 33;
+  x *= 0xff51afd7ed558ccdull;
+  return (size_t)(x ^ (x >> 33)) & (ps->nb - 1);
+}
+
 static sub_t *find(pubsub_t *ps, act_pid_t pid) {
-  for (size_t i = 0; i < ps->n; i++)
-    if (ps->subs[i].pid == pid) return &ps->subs[i];
+  if (!ps->nb) return NULL;
+  for (sub_t *s = ps->b[bucket(ps, pid)]; s; s = s->next)
+    if (s->pid == pid) return s;
   return NULL;
+}
+
+static void grow(pubsub_t *ps) {
+  size_t nb = ps->nb ? ps->nb * 2 : 64;
+  sub_t **b = calloc(nb, sizeof *b);
+  if (!b) act_crash("pubsub: out of memory");
+  size_t old = ps->nb;
+  sub_t **ob = ps->b;
+  ps->b = b;
+  ps->nb = nb;
+  for (size_t i = 0; i < old; i++)
+    for (sub_t *s = ob[i], *next; s; s = next) {
+      next = s->next;
+      size_t k = bucket(ps, s->pid);
+      s->next = b[k];
+      b[k] = s;
+    }
+  free(ob);
 }
 
 static sub_t *find_or_add(pubsub_t *ps, act_pid_t pid) {
   sub_t *s = find(ps, pid);
   if (s) return s;
-  if (ps->n == ps->cap) {
-    size_t ncap = ps->cap ? ps->cap * 2 : 64;
-    sub_t *ns = realloc(ps->subs, ncap * sizeof *ns);
-    if (!ns) act_crash("pubsub: out of memory");
-    ps->subs = ns;
-    ps->cap = ncap;
-  }
-  s = &ps->subs[ps->n++];
-  memset(s, 0, sizeof *s);
+  if (ps->n >= ps->nb) grow(ps);
+  s = calloc(1, sizeof *s);
+  if (!s) act_crash("pubsub: out of memory");
   s->pid = pid;
+  for (int t = 0; t < TOPIC_COUNT; t++) s->at[t] = -1;
   s->mref = act_monitor(pid);
+  size_t k = bucket(ps, pid);
+  s->next = ps->b[k];
+  ps->b[k] = s;
+  ps->n++;
   return s;
 }
 
+static void topic_add(topic_t *t, sub_t *s, int topic) {
+  if (s->at[topic] >= 0) return;
+  if (t->n == t->cap) {
+    size_t ncap = t->cap ? t->cap * 2 : 64;
+    act_pid_t *np = realloc(t->pids, ncap * sizeof *np);
+    if (np) t->pids = np;
+    sub_t **ns = np ? realloc(t->subs, ncap * sizeof *ns) : NULL;
+    if (!np || !ns) act_crash("pubsub: out of memory");
+    t->subs = ns;
+    t->cap = ncap;
+  }
+  s->at[topic] = (long)t->n;
+  t->pids[t->n] = s->pid;
+  t->subs[t->n++] = s;
+}
+
+/* Swap-remove: the last subscriber takes the hole and learns its new place. */
+static void topic_del(topic_t *t, sub_t *s, int topic) {
+  long i = s->at[topic];
+  if (i < 0) return;
+  t->n--;
+  if ((size_t)i != t->n) {
+    t->pids[i] = t->pids[t->n];
+    t->subs[i] = t->subs[t->n];
+    t->subs[i]->at[topic] = i;
+  }
+  s->at[topic] = -1;
+}
+
 static void drop(pubsub_t *ps, sub_t *s) {
-  *s = ps->subs[--ps->n];
+  for (int t = 0; t < TOPIC_COUNT; t++) topic_del(&ps->topics[t], s, t);
+  for (sub_t **pp = &ps->b[bucket(ps, s->pid)]; *pp; pp = &(*pp)->next)
+    if (*pp == s) {
+      *pp = s->next;
+      break;
+    }
+  ps->n--;
+  free(s);
 }
 
 static void subscribe(pubsub_t *ps, act_msg_t *m) {
   const pubsub_sub_t *rq = m->data;
-  if (rq->topic >= 0 && rq->topic < TOPIC_COUNT) find_or_add(ps, m->from)->topics[rq->topic] = true;
+  if (rq->topic >= 0 && rq->topic < TOPIC_COUNT)
+    topic_add(&ps->topics[rq->topic], find_or_add(ps, m->from), rq->topic);
   act_reply(m, PUBSUB_OK, NULL, 0);
 }
 
@@ -77,18 +154,24 @@ static void unsubscribe(pubsub_t *ps, act_msg_t *m) {
   const pubsub_sub_t *rq = m->data;
   sub_t *s = find(ps, m->from);
   if (!s || rq->topic < 0 || rq->topic >= TOPIC_COUNT) return;
-  s->topics[rq->topic] = false;
+  topic_del(&ps->topics[rq->topic], s, rq->topic);
   for (int t = 0; t < TOPIC_COUNT; t++)
-    if (s->topics[t]) return;
+    if (s->at[t] >= 0) return;
   act_demonitor(s->mref);
   drop(ps, s);
 }
 
+/* One small envelope per subscriber holding a counted reference to the one
+ * frame: no copy, no encoding, no allocation beyond the runtime's recycled
+ * envelope. */
 static void publish(pubsub_t *ps, act_msg_t *m) {
   const app_event_t *ev = m->data;
-  for (size_t i = 0; i < ps->n; i++)
-    if (ps->subs[i].topics[ev->topic])
-      app_event_send(ps->subs[i].pid, APP_EVENT, ev->topic, ev->seq, ev->frame);
+  if (ev->topic < 0 || ev->topic >= TOPIC_COUNT) return;
+  if (ev->topic == TOPIC_LOBBY && ev->seq > atomic_load(&g_latest_seq))
+    atomic_store(&g_latest_seq, ev->seq); /* before any subscriber hears of it */
+  const topic_t *t = &ps->topics[ev->topic];
+  for (size_t i = 0; i < t->n; i++)
+    app_event_send(t->pids[i], APP_EVENT, ev->topic, ev->seq, ev->frame);
 }
 
 static void on_down(pubsub_t *ps, act_msg_t *m) {
@@ -120,7 +203,16 @@ static void ps_terminate(void *state, act_reason_t r) {
   (void)r;
   pubsub_t *ps = state;
   if (!ps) return;
-  free(ps->subs);
+  for (size_t i = 0; i < ps->nb; i++)
+    for (sub_t *s = ps->b[i], *next; s; s = next) {
+      next = s->next;
+      free(s);
+    }
+  free(ps->b);
+  for (int t = 0; t < TOPIC_COUNT; t++) {
+    free(ps->topics[t].pids);
+    free(ps->topics[t].subs);
+  }
   free(ps);
 }
 

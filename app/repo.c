@@ -34,6 +34,7 @@ typedef struct pending_insert {
   act_pid_t from;
   act_ref_t ref;
   char user_id[PROTO_UUID_LEN + 1];
+  char client_id[REPO_CLIENT_ID_MAX + 1];
   char *content;
 } pending_insert_t;
 
@@ -44,13 +45,14 @@ typedef struct repo {
   pending_insert_t *qhead, *qtail; /* the writer's next batch */
   size_t qlen;
   bool batch_in_flight;
-  bool migrating;
   uv_loop_t *loop;
-  uv_work_t migrate_work;
 } repo_t;
 
+/* One query's context.  Freed by the trampoline (as_repo) after the body
+ * ran, even if the body crashed, together with the insert batch it holds. */
 typedef struct req_ctx {
   repo_t *repo;
+  act_pid_t self; /* the repo actor the callback runs as */
   act_pid_t from;
   act_ref_t ref;
   uint64_t t0;
@@ -60,6 +62,7 @@ typedef struct req_ctx {
 
 static _Atomic bool g_writer_up;
 static _Atomic bool g_migrated;
+static _Atomic bool g_migrating; /* a migration work item is queued or running */
 static _Atomic unsigned g_rr;
 
 bool repo_database_up(void) { return atomic_load(&g_writer_up); }
@@ -77,14 +80,33 @@ act_pid_t repo_reader(void) {
 
 void repo_mark_migrated(void) { atomic_store(&g_migrated, true); }
 
+bool repo_migration_idle(void) { return !atomic_load(&g_migrating); }
+
 /* ------------------------------------------------------------ replies */
 
-static req_ctx_t *ctx_new(repo_t *r, act_msg_t *m) {
+static void free_batch(pending_insert_t *p) {
+  while (p) {
+    pending_insert_t *next = p->next;
+    free(p->content);
+    free(p);
+    p = next;
+  }
+}
+
+static void ctx_free(req_ctx_t *x) {
+  if (!x) return;
+  free_batch(x->batch);
+  free(x);
+}
+
+/* NULL when out of memory: the caller answers `unavailable`. */
+static req_ctx_t *ctx_make(repo_t *r, act_pid_t from, act_ref_t ref) {
   req_ctx_t *x = calloc(1, sizeof *x);
-  if (!x) act_crash("repo: out of memory");
+  if (!x) return NULL;
   x->repo = r;
-  x->from = m->from;
-  x->ref = m->ref;
+  x->self = r->self;
+  x->from = from;
+  x->ref = ref;
   x->t0 = uv_hrtime();
   return x;
 }
@@ -102,7 +124,7 @@ static void count_query(req_ctx_t *x, const db_error *err) {
             err->message);
 }
 
-static void reply_unavailable(act_pid_t to, act_ref_t ref, int type) {
+static void reply_rc(act_pid_t to, act_ref_t ref, int type, int rc) {
   union {
     repo_user_reply_t u;
     repo_inserted_t i;
@@ -110,11 +132,52 @@ static void reply_unavailable(act_pid_t to, act_ref_t ref, int type) {
     repo_users_t l;
   } none;
   memset(&none, 0, sizeof none);
-  none.u.rc = -1; /* rc is the first field of every reply */
+  none.u.rc = rc; /* rc is the first field of every reply */
   size_t size = type == REPO_USER ? sizeof none.u : type == REPO_INSERTED ? sizeof none.i
               : type == REPO_MESSAGES ? sizeof none.m : sizeof none.l;
   reply(to, ref, type, &none, size);
 }
+
+static void reply_unavailable(act_pid_t to, act_ref_t ref, int type) {
+  reply_rc(to, ref, type, -1);
+}
+
+/* ------------------------------------------- callbacks as the repo actor */
+
+/* db.c calls back from libuv callbacks, outside any actor: an act_crash
+ * there (say, out of memory) would abort the process.  Every callback
+ * therefore runs its body through act_run_as, as the repo actor: a crash
+ * ends that actor (its supervisor restarts it) and nothing else.  The
+ * context and the result are freed here whether or not the body finished,
+ * so a crash leaks nothing.  Cost: one act_run_as per query, a slot pin and
+ * a sigsetjmp, well under a microsecond. */
+typedef struct cb_call {
+  void (*body)(struct cb_call *);
+  req_ctx_t *x;
+  const db_error *err;
+  void *res;
+  void (*res_free)(void *);
+  bool created;
+} cb_call_t;
+
+static void cb_trampoline(void *arg) {
+  cb_call_t *c = arg;
+  c->body(c);
+}
+
+static void as_repo(cb_call_t *c) {
+  /* Inside the actor already (terminate's db_conn_close runs the pending
+   * callbacks), or, should the actor be gone, from here: the body never
+   * needs more than act_reply, which works from anywhere. */
+  if (act_self() == c->x->self || act_run_as(c->x->self, cb_trampoline, c) != ACT_OK)
+    c->body(c);
+  if (c->res && c->res_free) c->res_free(c->res);
+  ctx_free(c->x);
+}
+
+static void free_msgs(void *p) { db_message_list_free(p); }
+static void free_users(void *p) { db_user_list_free(p); }
+static void free_user(void *p) { db_user_free(p); }
 
 /* ------------------------------------------------------- encoding */
 
@@ -160,35 +223,39 @@ static repo_messages_t *encode_page(const db_message_list *l, size_t *size) {
 
 /* ------------------------------------------------------------- reads */
 
-static void on_page(void *ud, const db_error *err, db_message_list *res) {
-  req_ctx_t *x = ud;
-  count_query(x, err);
+static void page_body(cb_call_t *c) {
+  req_ctx_t *x = c->x;
+  count_query(x, c->err);
   size_t size;
-  repo_messages_t *page = res ? encode_page(res, &size) : NULL;
+  repo_messages_t *page = c->res ? encode_page(c->res, &size) : NULL;
   if (page) reply(x->from, x->ref, REPO_MESSAGES, page, size);
   else reply_unavailable(x->from, x->ref, REPO_MESSAGES);
   free(page);
-  if (res) db_message_list_free(res);
-  free(x);
+}
+
+static void on_page(void *ud, const db_error *err, db_message_list *res) {
+  as_repo(&(cb_call_t){page_body, ud, err, res, free_msgs, false});
 }
 
 static void read_page(repo_t *r, act_msg_t *m) {
   const repo_page_req_t *rq = m->data;
-  req_ctx_t *x = ctx_new(r, m);
+  req_ctx_t *x = ctx_make(r, m->from, m->ref);
   int limit = rq->limit > 0 && rq->limit <= PROTO_HISTORY_MAX ? rq->limit : PROTO_HISTORY_MAX;
-  int rc;
-  if (m->type == REPO_LATEST) rc = db_messages_latest(r->db, limit, on_page, x);
+  int rc = -1;
+  if (!x) rc = -1;
+  else if (m->type == REPO_LATEST) rc = db_messages_latest(r->db, limit, on_page, x);
   else if (m->type == REPO_HISTORY) rc = db_messages_before(r->db, rq->before, limit, on_page, x);
   else rc = db_messages_after(r->db, rq->after, DB_CATCH_UP_LIMIT, on_page, x);
   if (rc < 0) {
-    reply_unavailable(x->from, x->ref, REPO_MESSAGES);
+    reply_unavailable(m->from, m->ref, REPO_MESSAGES);
     free(x);
   }
 }
 
-static void on_users(void *ud, const db_error *err, db_user_list *res) {
-  req_ctx_t *x = ud;
-  count_query(x, err);
+static void users_body(cb_call_t *c) {
+  req_ctx_t *x = c->x;
+  db_user_list *res = c->res;
+  count_query(x, c->err);
   size_t size = sizeof(repo_users_t) + (res ? res->n : 0) * sizeof(repo_user_rec_t);
   repo_users_t *out = res ? calloc(1, size) : NULL;
   if (out) {
@@ -202,39 +269,35 @@ static void on_users(void *ud, const db_error *err, db_user_list *res) {
     reply_unavailable(x->from, x->ref, REPO_USERS);
   }
   free(out);
-  if (res) db_user_list_free(res);
-  free(x);
 }
 
-static void on_user(void *ud, const db_error *err, db_user *u, bool created) {
-  req_ctx_t *x = ud;
-  count_query(x, err);
+static void on_users(void *ud, const db_error *err, db_user_list *res) {
+  as_repo(&(cb_call_t){users_body, ud, err, res, free_users, false});
+}
+
+static void user_body(cb_call_t *c) {
+  req_ctx_t *x = c->x;
+  db_user *u = c->res;
+  count_query(x, c->err);
   if (u) {
     repo_user_reply_t out;
     memset(&out, 0, sizeof out);
-    out.created = created;
+    out.created = c->created;
     snprintf(out.id, sizeof out.id, "%s", u->id);
     snprintf(out.name, sizeof out.name, "%s", u->name);
     reply(x->from, x->ref, REPO_USER, &out, sizeof out);
-    db_user_free(u);
   } else {
     reply_unavailable(x->from, x->ref, REPO_USER);
   }
-  free(x);
+}
+
+static void on_user(void *ud, const db_error *err, db_user *u, bool created) {
+  as_repo(&(cb_call_t){user_body, ud, err, u, free_user, created});
 }
 
 /* ------------------------------------------------------------ writes */
 
 static void submit_batch(repo_t *r);
-
-static void free_batch(pending_insert_t *p) {
-  while (p) {
-    pending_insert_t *next = p->next;
-    free(p->content);
-    free(p);
-    p = next;
-  }
-}
 
 static void broadcast(const proto_str *frag, int64_t seq) {
   proto_str push = proto_enc_message(frag);
@@ -247,53 +310,114 @@ static void broadcast(const proto_str *frag, int64_t seq) {
     ws_shared_release(frame);
 }
 
-static void answer_inserted(const pending_insert_t *p, const proto_str *frag, int64_t seq) {
+static void answer_inserted(act_pid_t to, act_ref_t ref, const proto_str *frag, int64_t seq,
+                            bool existed) {
   size_t size = sizeof(repo_inserted_t) + frag->len + 1;
   repo_inserted_t *out = calloc(1, size);
-  if (!out) return;
+  if (!out) {
+    reply_unavailable(to, ref, REPO_INSERTED);
+    return;
+  }
   out->seq = seq;
+  out->existed = existed;
   out->frag_len = frag->len;
   memcpy(out->frag, frag->ptr, frag->len);
-  reply(p->from, p->ref, REPO_INSERTED, out, size);
+  reply(to, ref, REPO_INSERTED, out, size);
   free(out);
 }
 
-/* Committed: broadcast in seq order, then answer each sender. */
-static void on_inserted(void *ud, const db_error *err, db_message_list *res) {
-  req_ctx_t *x = ud;
+/* REPO_FIND_CLIENT_ID's answer, and an insert's whose stored row this
+ * statement could not read (db.h): existed, REPO_NOT_FOUND or unavailable. */
+static void found_body(cb_call_t *c) {
+  req_ctx_t *x = c->x;
+  db_message_list *res = c->res;
+  count_query(x, c->err);
+  if (!res) {
+    reply_unavailable(x->from, x->ref, REPO_INSERTED);
+    return;
+  }
+  if (res->n == 0) {
+    reply_rc(x->from, x->ref, REPO_INSERTED, REPO_NOT_FOUND);
+    return;
+  }
+  proto_message m = wire_message(&res->messages[0]);
+  proto_str frag = proto_frag_message(&m);
+  if (frag.ptr) answer_inserted(x->from, x->ref, &frag, m.seq, true);
+  else reply_unavailable(x->from, x->ref, REPO_INSERTED);
+  free(frag.ptr);
+}
+
+static void on_found(void *ud, const db_error *err, db_message_list *res) {
+  as_repo(&(cb_call_t){found_body, ud, err, res, free_msgs, false});
+}
+
+static void find_client_id(repo_t *r, act_pid_t from, act_ref_t ref, const char *user_id,
+                           const char *client_id) {
+  req_ctx_t *x = ctx_make(r, from, ref);
+  if (!x || db_message_by_client_id(r->db, user_id, client_id, on_found, x) < 0) {
+    reply_unavailable(from, ref, REPO_INSERTED);
+    free(x);
+  }
+}
+
+/* Committed: broadcast the new rows in seq order, then answer each sender.
+ * A row that already existed is answered with the stored message and not
+ * broadcast again: it was when it was first stored. */
+static void inserted_body(cb_call_t *c) {
+  req_ctx_t *x = c->x;
   repo_t *r = x->repo;
-  count_query(x, err);
+  db_message_list *res = c->res;
+  count_query(x, c->err);
   pending_insert_t *p = x->batch;
   if (res && res->n == x->nbatch) {
-    tm_add(TM_MESSAGES, (long)res->n);
     for (size_t i = 0; i < res->n; i++, p = p->next) {
-      proto_message m = wire_message(&res->messages[i]);
+      const db_message *d = &res->messages[i];
+      if (!d->id) { /* stored by someone else meanwhile: read it */
+        if (r->db) find_client_id(r, p->from, p->ref, p->user_id, p->client_id);
+        else reply_unavailable(p->from, p->ref, REPO_INSERTED);
+        continue;
+      }
+      proto_message m = wire_message(d);
       proto_str frag = proto_frag_message(&m);
-      if (!frag.ptr) {
+      if (!d->existed) tm_add(TM_MESSAGES, 1);
+      if (!frag.ptr) { /* committed, but we cannot say it: the retry finds it */
         reply_unavailable(p->from, p->ref, REPO_INSERTED);
         continue;
       }
-      broadcast(&frag, m.seq);
-      answer_inserted(p, &frag, m.seq);
+      if (!d->existed) broadcast(&frag, m.seq);
+      answer_inserted(p->from, p->ref, &frag, m.seq, d->existed);
       free(frag.ptr);
     }
   } else {
     for (; p; p = p->next) reply_unavailable(p->from, p->ref, REPO_INSERTED);
   }
-  if (res) db_message_list_free(res);
-  free_batch(x->batch);
-  free(x);
   r->batch_in_flight = false;
   submit_batch(r);
 }
 
+static void on_inserted(void *ud, const db_error *err, db_message_list *res) {
+  as_repo(&(cb_call_t){inserted_body, ud, err, res, free_msgs, false});
+}
+
+/* Answers every queued insert `unavailable` and empties the queue. */
+static void fail_queue(repo_t *r) {
+  for (pending_insert_t *p = r->qhead; p; p = p->next)
+    reply_unavailable(p->from, p->ref, REPO_INSERTED);
+  free_batch(r->qhead);
+  r->qhead = r->qtail = NULL;
+  r->qlen = 0;
+}
+
 static void submit_batch(repo_t *r) {
   if (r->batch_in_flight || !r->qhead || !r->db) return;
-  req_ctx_t *x = calloc(1, sizeof *x);
+  req_ctx_t *x = ctx_make(r, 0, 0);
   db_new_message *rows = calloc(MAX_BATCH, sizeof *rows);
-  if (!x || !rows) act_crash("repo: out of memory");
-  x->repo = r;
-  x->t0 = uv_hrtime();
+  if (!x || !rows) { /* out of memory: nobody waits for ever */
+    free(x);
+    free(rows);
+    fail_queue(r);
+    return;
+  }
   pending_insert_t **tail = &x->batch;
   while (r->qhead && x->nbatch < MAX_BATCH) {
     pending_insert_t *p = r->qhead;
@@ -303,6 +427,7 @@ static void submit_batch(repo_t *r) {
     tail = &p->next;
     rows[x->nbatch].user_id = p->user_id;
     rows[x->nbatch].content = p->content;
+    rows[x->nbatch].client_id = p->client_id;
     x->nbatch++;
     r->qlen--;
   }
@@ -311,8 +436,7 @@ static void submit_batch(repo_t *r) {
   if (db_messages_insert(r->db, rows, x->nbatch, on_inserted, x) < 0) {
     for (pending_insert_t *p = x->batch; p; p = p->next)
       reply_unavailable(p->from, p->ref, REPO_INSERTED);
-    free_batch(x->batch);
-    free(x);
+    ctx_free(x);
     r->batch_in_flight = false;
   }
   free(rows);
@@ -320,12 +444,23 @@ static void submit_batch(repo_t *r) {
 
 static void queue_insert(repo_t *r, act_msg_t *m) {
   const repo_insert_req_t *rq = m->data;
+  if (m->size < sizeof *rq || rq->content_len > m->size - sizeof *rq) {
+    reply_unavailable(m->from, m->ref, REPO_INSERTED); /* a malformed request */
+    return;
+  }
   pending_insert_t *p = calloc(1, sizeof *p);
   char *content = malloc(rq->content_len + 1);
-  if (!p || !content) act_crash("repo: out of memory");
+  if (!p || !content) {
+    free(p);
+    free(content);
+    reply_unavailable(m->from, m->ref, REPO_INSERTED);
+    return;
+  }
   p->from = m->from;
   p->ref = m->ref;
-  snprintf(p->user_id, sizeof p->user_id, "%s", rq->user_id);
+  snprintf(p->user_id, sizeof p->user_id, "%.*s", (int)sizeof p->user_id - 1, rq->user_id);
+  snprintf(p->client_id, sizeof p->client_id, "%.*s", (int)sizeof p->client_id - 1,
+           rq->client_id);
   memcpy(content, rq->content, rq->content_len);
   content[rq->content_len] = 0;
   p->content = content;
@@ -338,20 +473,23 @@ static void queue_insert(repo_t *r, act_msg_t *m) {
 
 /* ---------------------------------------------------- migrations */
 
+/* The work item is its own allocation, never part of the repo's state: a
+ * repo.0 killed while the migration runs on the thread pool frees its state
+ * at once, and the pool still writes to the item when it finishes (the use
+ * after free of issue 8 item 10).  Only globals are touched from here. */
 static void migrate_work(uv_work_t *w) {
-  repo_t *r = w->data;
+  (void)w;
   char err[256];
   int applied = 0;
   if (db_migrate(app_config()->database_url, app_config()->sql_dir, &applied, err,
                  sizeof err) == 0)
     atomic_store(&g_migrated, true);
-  (void)r;
 }
 
 static void migrate_done(uv_work_t *w, int status) {
   (void)status;
-  repo_t *r = w->data;
-  r->migrating = false;
+  free(w);
+  atomic_store(&g_migrating, false);
 }
 
 static void on_db_state(db_conn *c, db_state state, void *ud) {
@@ -362,11 +500,14 @@ static void on_db_state(db_conn *c, db_state state, void *ud) {
   if (up != atomic_load(&g_writer_up))
     app_log(up ? LOG_INFO : LOG_WARN, "database %s", up ? "connected" : "unreachable");
   atomic_store(&g_writer_up, up);
-  /* The database was away at start: migrate now, off the loop thread. */
-  if (up && !atomic_load(&g_migrated) && !r->migrating) {
-    r->migrating = true;
-    r->migrate_work.data = r;
-    uv_queue_work(r->loop, &r->migrate_work, migrate_work, migrate_done);
+  /* The database was away at start: migrate now, off the loop thread.  One
+   * at a time, whichever incarnation of repo.0 asked. */
+  if (up && !atomic_load(&g_migrated) && !atomic_exchange(&g_migrating, true)) {
+    uv_work_t *w = calloc(1, sizeof *w);
+    if (!w || uv_queue_work(r->loop, w, migrate_work, migrate_done) != 0) {
+      free(w);
+      atomic_store(&g_migrating, false); /* the next connect tries again */
+    }
   }
 }
 
@@ -389,12 +530,27 @@ static void repo_handle(void *state, act_msg_t *m) {
   switch (m->type) {
   case REPO_GET_USER: {
     repo_name_req_t *rq = m->data;
+    if (m->size < sizeof *rq) {
+      reply_unavailable(m->from, m->ref, REPO_USER);
+      break;
+    }
     rq->name[sizeof rq->name - 1] = 0;
-    req_ctx_t *x = ctx_new(r, m);
-    if (db_user_get_or_create(r->db, rq->name, on_user, x) < 0) {
-      reply_unavailable(x->from, x->ref, REPO_USER);
+    req_ctx_t *x = ctx_make(r, m->from, m->ref);
+    if (!x || db_user_get_or_create(r->db, rq->name, on_user, x) < 0) {
+      reply_unavailable(m->from, m->ref, REPO_USER);
       free(x);
     }
+    break;
+  }
+  case REPO_FIND_CLIENT_ID: {
+    repo_client_req_t *rq = m->data;
+    if (m->size < sizeof *rq) {
+      reply_unavailable(m->from, m->ref, REPO_INSERTED);
+      break;
+    }
+    rq->user_id[sizeof rq->user_id - 1] = 0;
+    rq->client_id[sizeof rq->client_id - 1] = 0;
+    find_client_id(r, m->from, m->ref, rq->user_id, rq->client_id);
     break;
   }
   case REPO_INSERT: queue_insert(r, m); break;
@@ -402,9 +558,9 @@ static void repo_handle(void *state, act_msg_t *m) {
   case REPO_HISTORY:
   case REPO_CATCH_UP: read_page(r, m); break;
   case REPO_LIST_USERS: {
-    req_ctx_t *x = ctx_new(r, m);
-    if (db_users_list(r->db, on_users, x) < 0) {
-      reply_unavailable(x->from, x->ref, REPO_USERS);
+    req_ctx_t *x = ctx_make(r, m->from, m->ref);
+    if (!x || db_users_list(r->db, on_users, x) < 0) {
+      reply_unavailable(m->from, m->ref, REPO_USERS);
       free(x);
     }
     break;
@@ -424,9 +580,7 @@ static void repo_terminate(void *state, act_reason_t why) {
   db_conn *db = r->db;
   r->db = NULL; /* callbacks run inside the close: they must not submit */
   if (db) db_conn_close(db, NULL, NULL);
-  for (pending_insert_t *p = r->qhead; p; p = p->next)
-    reply_unavailable(p->from, p->ref, REPO_INSERTED);
-  free_batch(r->qhead);
+  fail_queue(r);
   free(r);
 }
 

@@ -18,6 +18,21 @@
  * anything before it is in the read, and duplicates are dropped by seq and
  * version.
  *
+ * A users page and the joined reply carry presence's published state as of
+ * some diff version V; they go to the client only once every diff up to V
+ * has (the "sync" step), and diffs after V wait behind them, so a client that
+ * applies later diffs to what it read has the true state (PROTOCOL.md).
+ *
+ * When pubsub or presence dies (issue 8 item 13), the session does not
+ * crash: it starts over in place, as a restarted session would (re-subscribe,
+ * events since, re-track its meta in a restarted presence, catch up), once
+ * any database request in flight has been answered; a request that waited
+ * on the dead actor is delivered again.
+ *
+ * The latest PROTO_HISTORY_MAX messages that `joined` carries are shared by
+ * every session (one copy per insert, not one read and encoding per join):
+ * valid while no message newer than its last has been published.
+ *
  * CHATTER_CHAOS=p: with probability p the handler crashes when a request or
  * a push arrives while no database request is in flight -- before acting
  * on it, and each request at most once (its redelivery is spared).  Replies
@@ -26,6 +41,8 @@
  */
 #include "endpoint.h"
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,11 +54,13 @@
 #define SERVICE_WAIT_MS 100      /* pubsub or presence being restarted */
 #define RATE_BURST 10.0          /* PROTOCOL.md: burst of 10 sends ... */
 #define RATE_PER_SEC 5.0         /* ... and 5 a second sustained */
+#define FIND_TIMEOUT_MS 5000     /* client_id look-up of a refused send */
 
 typedef enum {
   PH_WAITING,         /* pubsub or presence is being restarted */
   PH_START_PRESENCE,  /* subscribing to presence events */
   PH_START_SNAPSHOT,  /* waiting for the welcome or the events since */
+  PH_START_TRACK,     /* re-tracking our meta in a restarted presence */
   PH_START_LOBBY,     /* re-subscribing to the lobby after a restart */
   PH_START_CATCHUP,   /* catching up after a restart */
   PH_LIVE,            /* requests flow */
@@ -50,7 +69,9 @@ typedef enum {
 typedef enum {
   RQ_NONE,
   RQ_CLAIM, RQ_GET_USER, RQ_PRESENCE_JOIN, RQ_SUB_LOBBY, RQ_LATEST, /* join */
-  RQ_INSERT, RQ_HISTORY
+  RQ_INSERT, RQ_FIND_CID, RQ_HISTORY,
+  RQ_USERS,                    /* waiting for presence's page */
+  RQ_SYNC                      /* a reply waits for the diffs before it */
 } step_t;
 
 typedef struct session {
@@ -68,10 +89,18 @@ typedef struct session {
   char user_id[PROTO_UUID_LEN + 1];
   act_msg_t *snapshot;    /* PRESENCE_SNAPSHOT kept until joined is sent */
   act_ref_t mon_pubsub, mon_presence;
+  bool recover;           /* pubsub or presence died: start over in place */
+  proto_code refused;     /* RQ_FIND_CID: the answer if the CID is unknown */
+  /* RQ_SYNC: a reply held until the socket has every diff up to held_version */
+  proto_str held;
+  int64_t held_version;
+  bool held_is_join;      /* sending it completes a join */
+  int64_t held_last_seq;  /* ... with this last seq */
 } session_t;
 
 static void finish_request(session_t *s, conn_t *c);
 static void go_live(session_t *s, conn_t *c);
+static void begin(session_t *s);
 
 /* ---------------------------------------------------------- helpers */
 
@@ -110,6 +139,52 @@ static bool chaos_strikes(void) {
   return p > 0 && (double)random() / RAND_MAX < p;
 }
 
+/* ------------------------------------------- the shared latest messages */
+
+/* One copy of the last REPO_LATEST answer, shared by every session on every
+ * scheduler (a mutex held for a pointer swap or a reference count).  It is
+ * valid while pubsub has published no message newer than its last: a
+ * session checks after its lobby subscription is in place, so anything newer
+ * than the copy reaches it as a push.  Cost: one memcpy of the page per
+ * insert that a join follows, instead of a database read and an encoding of
+ * 500 messages per join. */
+typedef struct latest {
+  atomic_int refs;
+  int64_t last_seq;
+  repo_messages_t msgs; /* followed by its spans and array bytes */
+} latest_t;
+
+static pthread_mutex_t g_latest_lock = PTHREAD_MUTEX_INITIALIZER;
+static latest_t *g_latest;
+
+static void latest_release(latest_t *l) {
+  if (l && atomic_fetch_sub(&l->refs, 1) == 1) free(l);
+}
+
+static latest_t *latest_get(void) {
+  pthread_mutex_lock(&g_latest_lock);
+  latest_t *l = g_latest;
+  if (l && l->last_seq >= pubsub_latest_seq()) atomic_fetch_add(&l->refs, 1);
+  else l = NULL;
+  pthread_mutex_unlock(&g_latest_lock);
+  return l;
+}
+
+static void latest_put(const repo_messages_t *r) {
+  size_t size = sizeof(latest_t) + r->n * sizeof(repo_msg_span_t) + r->array_len;
+  latest_t *l = malloc(size);
+  if (!l) return; /* a cache: without it, the next join reads again */
+  atomic_init(&l->refs, 1);
+  l->last_seq = r->n ? r->spans[r->n - 1].seq : 0;
+  memcpy(&l->msgs, r, sizeof *r + r->n * sizeof(repo_msg_span_t) + r->array_len);
+  pthread_mutex_lock(&g_latest_lock);
+  latest_t *old = g_latest;
+  if (!old || old->last_seq <= l->last_seq) g_latest = l;
+  else old = l; /* an older read finished later: keep the newer */
+  pthread_mutex_unlock(&g_latest_lock);
+  latest_release(old);
+}
+
 /* ------------------------------------------------------------- pushes */
 
 static void buffer_event(session_t *s, const app_event_t *ev) {
@@ -146,6 +221,44 @@ static void flush_buffer(session_t *s, conn_t *c) {
   s->nbuf = 0;
 }
 
+/* ----------------------------------------------------------- the sync */
+
+static void complete_join(session_t *s, conn_t *c);
+
+/* RQ_SYNC: send the buffered diffs up to held_version (message pushes keep
+ * waiting: they follow the reply), then, once the socket has them all, the
+ * held reply, then everything else. */
+static void try_sync(session_t *s, conn_t *c) {
+  size_t keep = 0;
+  for (size_t i = 0; i < s->nbuf; i++) {
+    app_event_t *ev = &s->buf[i];
+    if (ev->topic == TOPIC_PRESENCE && ev->seq <= s->held_version) {
+      deliver(s, c, ev);
+      ws_shared_release(ev->frame);
+    } else {
+      s->buf[keep++] = *ev;
+    }
+  }
+  s->nbuf = keep;
+  if (conn_state(c)->presence_version < s->held_version) return; /* a diff is on its way */
+  proto_str reply = s->held;
+  s->held = (proto_str){NULL, 0};
+  if (s->held_is_join) complete_join(s, c);
+  conn_send_str(c, reply);
+  flush_buffer(s, c);
+  finish_request(s, c);
+}
+
+static void hold_reply(session_t *s, conn_t *c, proto_str reply, int64_t version) {
+  if (!reply.ptr) act_crash("session: out of memory");
+  s->held = reply;
+  s->held_version = version;
+  s->step = RQ_SYNC;
+  s->wait = 0;
+  s->buffering = true;
+  try_sync(s, c);
+}
+
 static void on_event(session_t *s, act_msg_t *m) {
   const app_event_t *ev = m->data;
   conn_t *c = my_conn(s);
@@ -153,6 +266,7 @@ static void on_event(session_t *s, act_msg_t *m) {
   if (ev->topic == TOPIC_LOBBY && !conn_state(c)->joined && !s->joining) return;
   if (s->buffering) {
     buffer_event(s, ev);
+    if (s->step == RQ_SYNC && s->phase == PH_LIVE) try_sync(s, c);
     return;
   }
   if (s->phase == PH_LIVE && s->step == RQ_NONE && chaos_strikes())
@@ -188,6 +302,22 @@ static void send_messages_as_pushes(conn_t *c, const repo_messages_t *r) {
   }
 }
 
+/* Our meta in a presence that did not know it (it restarted). */
+static void retrack(session_t *s, conn_t *c) {
+  conn_state_t *st = conn_state(c);
+  presence_track_t t;
+  memset(&t, 0, sizeof t);
+  t.conn_id = s->conn_id;
+  t.acceptor = conn_acceptor(c);
+  snprintf(t.user_id, sizeof t.user_id, "%s", st->user_id);
+  snprintf(t.name, sizeof t.name, "%s", st->name);
+  snprintf(t.token, sizeof t.token, "%s", st->token);
+  snprintf(t.phx_ref, sizeof t.phx_ref, "%s", st->phx_ref);
+  s->phase = PH_START_TRACK;
+  s->wait = act_request(act_whereis(APP_NAME_PRESENCE), PRESENCE_TRACK, &t, sizeof t,
+                        REPO_TIMEOUT_MS);
+}
+
 static void on_start_reply(session_t *s, conn_t *c, act_msg_t *m) {
   conn_state_t *st = conn_state(c);
   switch (s->phase) {
@@ -218,10 +348,27 @@ static void on_start_reply(session_t *s, conn_t *c, act_msg_t *m) {
         conn_close(c, WS_CLOSE_INTERNAL, "missed presence events");
         return;
       }
+      bool restarted = (st->presence_version >> PRESENCE_INCARNATION_SHIFT) !=
+                       (evs->version >> PRESENCE_INCARNATION_SHIFT);
       for (uint32_t i = 0; i < evs->n; i++) deliver(s, c, &evs->events[i]);
+      /* every event up to evs->version was in the reply; later ones come
+         from pubsub, to which we are subscribed */
+      if (st->presence_version < evs->version) st->presence_version = evs->version;
+      if (restarted && st->joined) return retrack(s, c);
     }
     start_lobby_or_live(s, c);
     break;
+  case PH_START_TRACK: {
+    const presence_tracked_t *r = m->data;
+    if (r->code != PROTO_OK) { /* another socket took the name while presence was away */
+      st->joined = false;
+      st->token[0] = 0;
+      unsubscribe(TOPIC_LOBBY);
+      conn_send_str(c, proto_enc_error(NULL, PROTO_TAKEN_OVER, "another tab took this name over"));
+    }
+    start_lobby_or_live(s, c);
+    break;
+  }
   case PH_START_LOBBY:
     request_catch_up(s, c);
     break;
@@ -276,14 +423,16 @@ static void start_join(session_t *s, conn_t *c, proto_request *rq) {
   cl.acceptor = conn_acceptor(c);
   snprintf(s->name, sizeof s->name, "%.*s", (int)rq->name.len, rq->name.ptr);
   snprintf(cl.name, sizeof cl.name, "%s", s->name);
+  snprintf(cl.peer, sizeof cl.peer, "%s", conn_state(c)->peer);
   if (rq->token.ptr) snprintf(cl.token, sizeof cl.token, "%.*s", (int)rq->token.len, rq->token.ptr);
   s->joining = true;
   await(s, RQ_CLAIM, act_whereis(APP_NAME_PRESENCE), PRESENCE_CLAIM, &cl, sizeof cl,
         REPO_TIMEOUT_MS);
 }
 
+/* The joined reply, held until the socket has the diffs up to the
+ * snapshot's version (its counts are as of that diff). */
 static void send_joined(session_t *s, conn_t *c, const repo_messages_t *r) {
-  conn_state_t *st = conn_state(c);
   const presence_snapshot_t *snap = s->snapshot->data;
   proto_user me;
   memset(&me, 0, sizeof me);
@@ -291,23 +440,27 @@ static void send_joined(session_t *s, conn_t *c, const repo_messages_t *r) {
   me.name = s->name;
   me.online = true;
   proto_str msgs = {(char *)repo_messages_array(r), r->array_len};
-  proto_str users = {(char *)snap->users, snap->users_len};
-  proto_joined j = {s->ref, &me, snap->token, &msgs, r->more, &users,
-                    snap->total_users, snap->online_count};
-  proto_str joined = proto_enc_joined(&j); /* before the snapshot goes */
+  proto_joined j = {s->ref, &me, snap->token, &msgs, r->more, snap->total_users,
+                    snap->online_count};
+  s->held_is_join = true;
+  s->held_last_seq = r->n ? r->spans[r->n - 1].seq : 0;
+  hold_reply(s, c, proto_enc_joined(&j), snap->version);
+}
+
+/* The joined reply is going out: the socket is joined from here on. */
+static void complete_join(session_t *s, conn_t *c) {
+  conn_state_t *st = conn_state(c);
+  const presence_snapshot_t *snap = s->snapshot->data;
   st->joined = true;
   s->joining = false;
+  s->held_is_join = false;
   snprintf(st->user_id, sizeof st->user_id, "%s", s->user_id);
   snprintf(st->name, sizeof st->name, "%s", s->name);
   snprintf(st->token, sizeof st->token, "%s", snap->token);
   snprintf(st->phx_ref, sizeof st->phx_ref, "%s", snap->phx_ref);
-  st->last_seq = r->n ? r->spans[r->n - 1].seq : 0;
-  st->presence_version = snap->version;
+  st->last_seq = s->held_last_seq;
   act_msg_free(s->snapshot);
   s->snapshot = NULL;
-  conn_send_str(c, joined);
-  flush_buffer(s, c);
-  finish_request(s, c);
 }
 
 static void on_join_reply(session_t *s, conn_t *c, act_msg_t *m) {
@@ -347,6 +500,12 @@ static void on_join_reply(session_t *s, conn_t *c, act_msg_t *m) {
     break;
   }
   case RQ_SUB_LOBBY: {
+    latest_t *l = latest_get(); /* subscribed: anything newer will be pushed */
+    if (l) {
+      send_joined(s, c, &l->msgs);
+      latest_release(l);
+      break;
+    }
     repo_page_req_t rq = {.limit = PROTO_HISTORY_MAX};
     await(s, RQ_LATEST, repo_reader(), REPO_LATEST, &rq, sizeof rq, REPO_TIMEOUT_MS);
     break;
@@ -354,6 +513,7 @@ static void on_join_reply(session_t *s, conn_t *c, act_msg_t *m) {
   case RQ_LATEST: {
     const repo_messages_t *r = m->data;
     if (r->rc < 0) return join_fail(s, c, PROTO_UNAVAILABLE);
+    latest_put(r);
     send_joined(s, c, r);
     break;
   }
@@ -376,18 +536,34 @@ static bool take_token(conn_state_t *st, uint64_t now, bool consume) {
   return true;
 }
 
+/* A valid send with a token is inserted at once (with its client_id: the
+ * repo answers `existed` if this user stored it already).  A send that
+ * would be refused asks the repo for its client_id first: a CID already
+ * stored is answered `sent` whatever the content, without a token. */
 static void start_send(session_t *s, conn_t *c, proto_request *rq) {
   conn_state_t *st = conn_state(c);
   if (!st->joined) return reply_error(s, c, PROTO_NOT_JOINED, NULL);
-  if (proto_canon_content(&rq->content) != PROTO_OK)
-    return reply_error(s, c, PROTO_CONTENT_INVALID, NULL);
-  if (!take_token(st, uv_now(act_loop()), false))
-    return reply_error(s, c, PROTO_RATE_LIMITED, NULL);
+  proto_code refused = PROTO_OK;
+  if (proto_canon_content(&rq->content) != PROTO_OK) refused = PROTO_CONTENT_INVALID;
+  else if (!take_token(st, uv_now(act_loop()), false)) refused = PROTO_RATE_LIMITED;
+  if (refused != PROTO_OK) {
+    if (!rq->client_id.ptr) return reply_error(s, c, refused, NULL);
+    repo_client_req_t f;
+    memset(&f, 0, sizeof f);
+    snprintf(f.user_id, sizeof f.user_id, "%s", st->user_id);
+    snprintf(f.client_id, sizeof f.client_id, "%.*s", (int)rq->client_id.len, rq->client_id.ptr);
+    s->refused = refused;
+    await(s, RQ_FIND_CID, repo_writer(), REPO_FIND_CLIENT_ID, &f, sizeof f, FIND_TIMEOUT_MS);
+    return;
+  }
   size_t size = sizeof(repo_insert_req_t) + rq->content.len + 1;
   repo_insert_req_t *ins = calloc(1, size);
   if (!ins) act_crash("session: out of memory");
   snprintf(ins->user_id, sizeof ins->user_id, "%s", st->user_id);
   snprintf(ins->name, sizeof ins->name, "%s", st->name);
+  if (rq->client_id.ptr)
+    snprintf(ins->client_id, sizeof ins->client_id, "%.*s", (int)rq->client_id.len,
+             rq->client_id.ptr);
   ins->content_len = rq->content.len;
   memcpy(ins->content, rq->content.ptr, rq->content.len);
   await(s, RQ_INSERT, repo_writer(), REPO_INSERT, ins, size, INSERT_TIMEOUT_MS);
@@ -397,7 +573,18 @@ static void start_send(session_t *s, conn_t *c, proto_request *rq) {
 static void on_inserted(session_t *s, conn_t *c, act_msg_t *m) {
   const repo_inserted_t *r = m->data;
   if (r->rc < 0) return reply_error(s, c, PROTO_UNAVAILABLE, NULL);
-  take_token(conn_state(c), uv_now(act_loop()), true); /* only accepted sends count */
+  if (!r->existed) /* only accepted sends count; a CID already stored uses none */
+    take_token(conn_state(c), uv_now(act_loop()), true);
+  proto_str frag = {(char *)r->frag, r->frag_len};
+  conn_send_str(c, proto_enc_sent(s->ref, &frag));
+  finish_request(s, c);
+}
+
+/* The look-up of a refused send's client_id: stored -> sent; otherwise (not
+ * found, or the database cannot say) the refusal stands. */
+static void on_found(session_t *s, conn_t *c, act_msg_t *m) {
+  const repo_inserted_t *r = m->type == REPO_INSERTED ? m->data : NULL;
+  if (!r || r->rc != 0 || !r->existed) return reply_error(s, c, s->refused, NULL);
   proto_str frag = {(char *)r->frag, r->frag_len};
   conn_send_str(c, proto_enc_sent(s->ref, &frag));
   finish_request(s, c);
@@ -420,6 +607,35 @@ static void on_history(session_t *s, conn_t *c, act_msg_t *m) {
   finish_request(s, c);
 }
 
+/* -------------------------------------------------------------- users */
+
+static void start_users(session_t *s, proto_request *rq) {
+  presence_users_req_t u;
+  memset(&u, 0, sizeof u);
+  u.online = rq->online;
+  u.limit = (int)rq->limit;
+  if (rq->after_name.ptr) { /* the decoder bounded both lengths */
+    u.has_after = true;
+    u.after_len = (uint32_t)rq->after_name.len;
+    memcpy(u.after, rq->after_name.ptr, rq->after_name.len);
+  }
+  if (rq->prefix.ptr) {
+    u.has_prefix = true;
+    u.prefix_len = (uint32_t)rq->prefix.len;
+    memcpy(u.prefix, rq->prefix.ptr, rq->prefix.len);
+  }
+  s->buffering = true; /* diffs after the page's version wait behind it */
+  await(s, RQ_USERS, act_whereis(APP_NAME_PRESENCE), PRESENCE_USERS, &u, sizeof u,
+        REPO_TIMEOUT_MS);
+}
+
+static void on_users_page(session_t *s, conn_t *c, act_msg_t *m) {
+  const presence_page_t *pg = m->data;
+  proto_str arr = {(char *)pg->users, pg->len};
+  s->held_is_join = false;
+  hold_reply(s, c, proto_enc_users(s->ref, &arr, pg->more), pg->version);
+}
+
 /* -------------------------------------------------------------- leave */
 
 static void do_leave(session_t *s, conn_t *c) {
@@ -434,6 +650,51 @@ static void do_leave(session_t *s, conn_t *c) {
   finish_request(s, c);
 }
 
+/* ------------------------------------------------------ recovery in place */
+
+/* Steps that wait on pubsub or presence: their answer died with it. */
+static bool waits_on_service(step_t step) {
+  return step == RQ_CLAIM || step == RQ_PRESENCE_JOIN || step == RQ_SUB_LOBBY ||
+         step == RQ_USERS || step == RQ_SYNC;
+}
+
+/* Start over as a restarted session would, on the same socket, without
+ * crashing (a crash of every session at once could exceed the sessions
+ * supervisor's intensity and orphan every socket).  The request being
+ * handled stays at the head of the conn's queue and is delivered again. */
+static void restart_in_place(session_t *s, conn_t *c) {
+  conn_detach(c, act_self());
+  if (s->joining && s->step != RQ_SUB_LOBBY) s->joining = false;
+  s->joining = false; /* a redelivered join finds its meta, if presence kept it */
+  if (s->snapshot) act_msg_free(s->snapshot);
+  s->snapshot = NULL;
+  free(s->held.ptr);
+  s->held = (proto_str){NULL, 0};
+  s->held_is_join = false;
+  free(s->ref);
+  s->ref = NULL;
+  s->step = RQ_NONE;
+  s->wait = 0;
+  s->recover = false;
+  s->buffering = true;
+  if (s->mon_pubsub) act_demonitor(s->mon_pubsub);
+  if (s->mon_presence) act_demonitor(s->mon_presence);
+  s->mon_pubsub = s->mon_presence = 0;
+  s->phase = PH_WAITING;
+  app_log(LOG_DEBUG, "session for conn %llx starts over in place",
+          (unsigned long long)s->conn_id);
+  begin(s);
+}
+
+/* Recover now if nothing is in flight, or if what is in flight waited on
+ * the dead actor; a database request is let finish first (finish_request
+ * comes back here), so that its outcome reaches the client. */
+static void maybe_recover(session_t *s, conn_t *c) {
+  if (!s->recover) return;
+  if (s->phase == PH_LIVE && s->step != RQ_NONE && !waits_on_service(s->step)) return;
+  restart_in_place(s, c);
+}
+
 /* ----------------------------------------------------------- requests */
 
 static void finish_request(session_t *s, conn_t *c) {
@@ -442,12 +703,13 @@ static void finish_request(session_t *s, conn_t *c) {
   s->step = RQ_NONE;
   s->wait = 0;
   conn_frame_done(c);
+  maybe_recover(s, c);
 }
 
 static void on_frame(session_t *s, act_msg_t *m) {
   (void)m;
   conn_t *c = my_conn(s);
-  if (!c || s->step != RQ_NONE) return;
+  if (!c || s->phase != PH_LIVE || s->step != RQ_NONE) return;
   conn_state_t *st = conn_state(c);
   size_t len;
   const char *text = conn_frame(c, &len);
@@ -473,6 +735,7 @@ static void on_frame(session_t *s, act_msg_t *m) {
     case PROTO_REQ_HISTORY:
     case PROTO_REQ_CATCH_UP: start_history(s, c, &rq); break;
     case PROTO_REQ_LEAVE: do_leave(s, c); break;
+    case PROTO_REQ_USERS: start_users(s, &rq); break;
     default: reply_error(s, c, PROTO_BAD_REQUEST, NULL); break;
     }
   }
@@ -481,22 +744,27 @@ static void on_frame(session_t *s, act_msg_t *m) {
 
 static void on_reply(session_t *s, act_msg_t *m) {
   conn_t *c = my_conn(s);
-  if (!c || m->ref != s->wait) return;
+  if (!c || !s->wait || m->ref != s->wait) return;
   if (s->phase != PH_LIVE) return on_start_reply(s, c, m);
   switch (s->step) {
   case RQ_INSERT: on_inserted(s, c, m); break;
+  case RQ_FIND_CID: on_found(s, c, m); break;
   case RQ_HISTORY: on_history(s, c, m); break;
-  case RQ_NONE: break;
+  case RQ_USERS: on_users_page(s, c, m); break;
+  case RQ_NONE:
+  case RQ_SYNC: break;
   default: on_join_reply(s, c, m); break;
   }
 }
 
 static void on_timeout(session_t *s, act_msg_t *m) {
   conn_t *c = my_conn(s);
-  if (!c || m->ref != s->wait) return;
+  if (!c || !s->wait || m->ref != s->wait) return;
   if (s->phase != PH_LIVE) { /* start-up could not finish: start over */
     act_crash("session: start-up timed out");
   }
+  if (s->step == RQ_FIND_CID) return on_found(s, c, m);
+  if (s->step == RQ_USERS) act_crash("session: presence did not answer a users page");
   if (s->joining) return join_fail(s, c, PROTO_UNAVAILABLE);
   reply_error(s, c, PROTO_UNAVAILABLE, NULL);
 }
@@ -509,13 +777,13 @@ static void on_taken_over(session_t *s) {
 /* ---------------------------------------------------------- behaviour */
 
 /* Start (or wait for) the services.  A session watches pubsub and
- * presence: if either dies, its subscriptions or its entry died with it, and
- * the session crashes on purpose to start over -- the restart path already
- * knows how to catch up.  While one of them is being restarted by its
- * supervisor, wait a little rather than crash in a loop. */
+ * presence: if either dies, its subscriptions or its entry died with it,
+ * and the session starts over in place.  While one of them is being
+ * restarted by its supervisor, wait a little. */
 static void begin(session_t *s) {
   act_pid_t ps = act_whereis(APP_NAME_PUBSUB), pr = act_whereis(APP_NAME_PRESENCE);
   if (!ps || !pr) {
+    s->phase = PH_WAITING;
     act_send_after(SERVICE_WAIT_MS, act_self(), SESSION_START, NULL, 0);
     return;
   }
@@ -527,8 +795,13 @@ static void begin(session_t *s) {
 
 static void on_down(session_t *s, act_msg_t *m) {
   const act_down_msg_t *d = m->data;
-  if (d->ref == s->mon_pubsub || d->ref == s->mon_presence)
-    act_crash("session: %s went down", d->ref == s->mon_pubsub ? "pubsub" : "presence");
+  if (d->ref != s->mon_pubsub && d->ref != s->mon_presence) return;
+  if (d->ref == s->mon_pubsub) s->mon_pubsub = 0;
+  else s->mon_presence = 0;
+  conn_t *c = my_conn(s);
+  if (!c) return;
+  s->recover = true;
+  maybe_recover(s, c);
 }
 
 static int se_init(void *args, void **state) {
@@ -558,7 +831,9 @@ static void se_handle(void *state, act_msg_t *m) {
   case CONN_FRAME: on_frame(s, m); break;
   case APP_EVENT: on_event(s, m); break;
   case CONN_CLOSED: act_stop(act_reason(ACT_NORMAL)); break;
-  case SESSION_START: begin(s); break;
+  case SESSION_START:
+    if (s->phase == PH_WAITING) begin(s);
+    break;
   case ACT_MSG_DOWN: on_down(s, m); break;
   case CONN_TAKEN_OVER: on_taken_over(s); break;
   case SESSION_RETRY: { /* catch-up retry */
@@ -571,6 +846,8 @@ static void se_handle(void *state, act_msg_t *m) {
   case PRESENCE_CLAIMED:
   case PRESENCE_SNAPSHOT:
   case PRESENCE_EVENTS:
+  case PRESENCE_PAGE:
+  case PRESENCE_TRACKED:
   case REPO_USER:
   case REPO_INSERTED:
   case REPO_MESSAGES: on_reply(s, m); break;
@@ -591,6 +868,7 @@ static void se_terminate(void *state, act_reason_t r) {
   for (size_t i = 0; i < s->nbuf; i++) ws_shared_release(s->buf[i].frame);
   free(s->buf);
   free(s->ref);
+  free(s->held.ptr);
   if (s->snapshot) act_msg_free(s->snapshot);
 }
 

@@ -127,3 +127,18 @@ bool uni_is_space(uint32_t cp)
 {
     return IN_TABLE(uni_space_ranges, cp);
 }
+
+/* Unicode 15 DerivedCoreProperties.txt, Default_Ignorable_Code_Point, plus
+ * U+2800: 20 ranges, a binary search of at most 5 steps. */
+static const uint32_t invisible_ranges[][2] = {
+    {0x00AD, 0x00AD},   {0x034F, 0x034F},   {0x061C, 0x061C},   {0x115F, 0x1160},
+    {0x17B4, 0x17B5},   {0x180B, 0x180F},   {0x200B, 0x200F},   {0x202A, 0x202E},
+    {0x2060, 0x206F},   {0x2800, 0x2800},   {0x3164, 0x3164},   {0xFE00, 0xFE0F},
+    {0xFEFF, 0xFEFF},   {0xFFA0, 0xFFA0},   {0xFFF0, 0xFFF8},   {0x1BCA0, 0x1BCA3},
+    {0x1D173, 0x1D17A}, {0xE0000, 0xE0FFF},
+};
+
+bool uni_is_invisible(uint32_t cp)
+{
+    return IN_TABLE(invisible_ranges, cp);
+}

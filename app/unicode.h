@@ -38,4 +38,10 @@ bool uni_is_digit(uint32_t cp);
 /* Unicode property White_Space (what the protocol trims). */
 bool uni_is_space(uint32_t cp);
 
+/* Renders as nothing: Default_Ignorable_Code_Point (U+200B, bidi controls,
+ * variation selectors, U+115F/U+1160/U+3164/U+FFA0 Hangul fillers, tags ...)
+ * plus U+2800 BRAILLE PATTERN BLANK.  A name made only of these (and inner
+ * spaces) would show blank, so it is refused (issue 7 item 11). */
+bool uni_is_invisible(uint32_t cp);
+
 #endif

@@ -10,6 +10,7 @@
  * start the cluster again even when it fails. */
 #include <check.h>
 #include <libpq-fe.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -416,7 +417,7 @@ START_TEST(test_batch_insert_in_order)
                            "  spaced  ", "'quote'"};
     enum { N = sizeof texts / sizeof *texts };
     db_new_message in[N];
-    for (int i = 0; i < N; i++) in[i] = (db_new_message){i % 2 ? b->id : a->id, texts[i]};
+    for (int i = 0; i < N; i++) in[i] = (db_new_message){i % 2 ? b->id : a->id, texts[i], NULL};
     db_message_list *l = insert_batch(c, in, N);
     ck_assert(!l->more);
     for (int i = 0; i < N; i++) {
@@ -441,8 +442,8 @@ START_TEST(test_insert_errors_are_isolated)
 {
     db_conn *c = open_ok();
     db_user *a = user_named(c, "frank", NULL);
-    db_new_message bad[] = {{a->id, "fine"}, {"00000000-0000-0000-0000-000000000000", "orphan"}};
-    db_new_message junk[] = {{"not-a-uuid", "x"}};
+    db_new_message bad[] = {{a->id, "fine", NULL}, {"00000000-0000-0000-0000-000000000000", "orphan", NULL}};
+    db_new_message junk[] = {{"not-a-uuid", "x", NULL}};
     res r1 = {0}, r2 = {0}, r3 = {0};
     ck_assert_int_eq(db_messages_insert(c, bad, 2, on_msgs, &r1), 0);
     ck_assert_int_eq(db_messages_insert(c, junk, 1, on_msgs, &r2), 0);
@@ -481,7 +482,7 @@ START_TEST(test_big_batch_flushes_in_pieces)
     text[LEN] = '\0';
     db_new_message *in = calloc(N, sizeof *in);
     ck_assert_ptr_nonnull(in);
-    for (int i = 0; i < N; i++) in[i] = (db_new_message){u->id, text};
+    for (int i = 0; i < N; i++) in[i] = (db_new_message){u->id, text, NULL};
     in[N - 1].user_id = "00000000-0000-0000-0000-000000000000";
     res r = {0}, after = {0};
     ck_assert_int_eq(db_messages_insert(c, in, N, on_msgs, &r), 0);
@@ -499,6 +500,138 @@ START_TEST(test_big_batch_flushes_in_pieces)
     free(in);
     free(text);
     db_user_free(u);
+    close_conn(c);
+}
+END_TEST
+
+/* The rows stored for this user and client_id, from a side connection. */
+static long long count_client_id(PGconn *pg, const char *user_id, const char *cid)
+{
+    char sql[256];
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM messages WHERE user_id = '%s' AND client_id = '%s'",
+             user_id, cid);
+    return scalar(pg, sql);
+}
+
+/* client_id (protocol v2): a repeat, before or within a batch, is answered
+ * with the stored message and stores nothing; no key never conflicts. */
+START_TEST(test_client_id_stored_once)
+{
+    db_conn *c = open_ok();
+    db_user *a = user_named(c, "kim", NULL), *b = user_named(c, "lee", NULL);
+    db_new_message first[] = {{a->id, "one", "k1"}, {a->id, "no key", NULL},
+                              {a->id, "one again", "k1"}, {b->id, "b's k1", "k1"},
+                              {a->id, "empty key", ""}, {a->id, "two", "k-2_Z"}};
+    db_message_list *l = insert_batch(c, first, 6);
+    for (int i = 0; i < 6; i++) ck_assert_ptr_nonnull(l->messages[i].id);
+    ck_assert(!l->messages[0].existed && !l->messages[1].existed);
+    ck_assert_msg(l->messages[2].existed, "a repeat within the batch is not stored twice");
+    ck_assert_str_eq(l->messages[2].id, l->messages[0].id);
+    ck_assert_int_eq(l->messages[2].seq, l->messages[0].seq);
+    ck_assert_str_eq(l->messages[2].content, "one"); /* the stored one */
+    ck_assert_str_eq(l->messages[2].name, a->name);
+    ck_assert(!l->messages[3].existed && !l->messages[4].existed && !l->messages[5].existed);
+    ck_assert_int_gt(l->messages[1].seq, l->messages[0].seq);
+    ck_assert_int_gt(l->messages[5].seq, l->messages[3].seq);
+    int64_t seq_k1 = l->messages[0].seq;
+    char id_k1[64];
+    snprintf(id_k1, sizeof id_k1, "%s", l->messages[0].id);
+    db_message_list_free(l);
+
+    /* A later batch: the retry finds it, a new key beside it is stored. */
+    db_new_message again[] = {{a->id, "retry, other text", "k1"}, {a->id, "three", "k3"},
+                              {a->id, "no key", NULL}};
+    l = insert_batch(c, again, 3);
+    ck_assert(l->messages[0].existed);
+    ck_assert_str_eq(l->messages[0].id, id_k1);
+    ck_assert_int_eq(l->messages[0].seq, seq_k1);
+    ck_assert_str_eq(l->messages[0].content, "one");
+    ck_assert(iso_utc_us(l->messages[0].inserted_at));
+    ck_assert(!l->messages[1].existed && !l->messages[2].existed);
+    ck_assert_int_gt(l->messages[2].seq, l->messages[1].seq);
+    db_message_list_free(l);
+
+    res r = {0};
+    ck_assert_int_eq(db_message_by_client_id(c, a->id, "k1", on_msgs, &r), 0);
+    wait_ok(&r);
+    ck_assert_uint_eq(r.msgs->n, 1);
+    ck_assert_str_eq(r.msgs->messages[0].id, id_k1);
+    ck_assert_str_eq(r.msgs->messages[0].content, "one");
+    res_free(&r);
+    ck_assert_int_eq(db_message_by_client_id(c, a->id, "nope", on_msgs, &r), 0);
+    wait_ok(&r);
+    ck_assert_uint_eq(r.msgs->n, 0);
+    res_free(&r);
+    ck_assert_int_eq(db_message_by_client_id(c, "not-a-uuid", "k1", on_msgs, &r), 0);
+    wait_res(&r);
+    ck_assert_int_eq(r.err.code, DB_QUERY_FAILED);
+    res_free(&r);
+    ck_assert_int_eq(db_message_by_client_id(c, a->id, "", on_msgs, &r), -1);
+    ck_assert_int_eq(db_message_by_client_id(c, a->id, NULL, on_msgs, &r), -1);
+
+    PGconn *pg = side_conn();
+    ck_assert_int_eq(count_client_id(pg, a->id, "k1"), 1);
+    ck_assert_int_eq(count_client_id(pg, b->id, "k1"), 1);
+    char sql[256];
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM messages WHERE user_id = '%s' AND client_id IS NULL", a->id);
+    ck_assert_int_eq(scalar(pg, sql), 3); /* two without a key, one with "" */
+    PQfinish(pg);
+    db_user_free(a);
+    db_user_free(b);
+    close_conn(c);
+}
+END_TEST
+
+/* Racing: another connection stores the same (user, client_id) while the
+ * batch waits on the unique index.  The batch's other rows commit; that row
+ * is not stored twice and comes back with id NULL (db.h), and
+ * db_message_by_client_id then reads the other connection's row. */
+START_TEST(test_client_id_race)
+{
+    db_conn *c = open_ok();
+    db_user *a = user_named(c, "mia", NULL);
+    PGconn *side = side_conn();
+    char sql[512];
+    snprintf(sql, sizeof sql,
+             "BEGIN; INSERT INTO messages (user_id, content, client_id) "
+             "VALUES ('%s', 'the other one', 'race')", a->id);
+    PGresult *pr = PQexec(side, sql);
+    ck_assert_int_eq(PQresultStatus(pr), PGRES_COMMAND_OK);
+    PQclear(pr);
+    db_new_message in[] = {{a->id, "mine", "race"}, {a->id, "beside", "side"}};
+    res r = {0};
+    ck_assert_int_eq(db_messages_insert(c, in, 2, on_msgs, &r), 0);
+    /* Wait until our statement waits on the side transaction's row. */
+    PGconn *watch = side_conn();
+    bool waiting = false;
+    for (int i = 0; i < 1000 && !waiting; i++) {
+        uv_run(&loop, UV_RUN_NOWAIT);
+        waiting = scalar(watch, "SELECT count(*) FROM pg_locks WHERE NOT granted") > 0;
+        if (!waiting) usleep(5000); /* polls a condition another process sets */
+    }
+    ck_assert_msg(waiting, "the insert never waited on the side transaction");
+    ck_assert(!r.done);
+    pr = PQexec(side, "COMMIT");
+    ck_assert_int_eq(PQresultStatus(pr), PGRES_COMMAND_OK);
+    PQclear(pr);
+    wait_ok(&r);
+    ck_assert_uint_eq(r.msgs->n, 2);
+    ck_assert_ptr_null(r.msgs->messages[0].id);
+    ck_assert_ptr_nonnull(r.msgs->messages[1].id);
+    ck_assert(!r.msgs->messages[1].existed);
+    ck_assert_str_eq(r.msgs->messages[1].content, "beside");
+    res_free(&r);
+    ck_assert_int_eq(db_message_by_client_id(c, a->id, "race", on_msgs, &r), 0);
+    wait_ok(&r);
+    ck_assert_uint_eq(r.msgs->n, 1);
+    ck_assert_str_eq(r.msgs->messages[0].content, "the other one");
+    res_free(&r);
+    ck_assert_int_eq(count_client_id(watch, a->id, "race"), 1);
+    PQfinish(watch);
+    PQfinish(side);
+    db_user_free(a);
     close_conn(c);
 }
 END_TEST
@@ -522,7 +655,7 @@ START_TEST(test_latest_history_catch_up)
     char texts[N][16];
     for (int i = 0; i < N; i++) {
         snprintf(texts[i], sizeof texts[i], "m%d", i);
-        in[i] = (db_new_message){u->id, texts[i]};
+        in[i] = (db_new_message){u->id, texts[i], NULL};
     }
     db_message_list *l = insert_batch(c, in, N);
     int64_t s[N];
@@ -581,7 +714,7 @@ START_TEST(test_bad_arguments_refused)
 {
     db_conn *c = open_ok();
     res r = {0};
-    db_new_message m = {NULL, "x"};
+    db_new_message m = {NULL, "x", NULL};
     ck_assert_int_eq(db_messages_latest(c, 0, on_msgs, &r), -1);
     ck_assert_int_eq(db_messages_before(c, 10, DB_MAX_LIMIT + 1, on_msgs, &r), -1);
     ck_assert_int_eq(db_messages_after(c, 10, 5, NULL, &r), -1);
@@ -797,7 +930,7 @@ START_TEST(test_outage_and_recovery)
     ck_assert_int_eq(devdb("start"), 0);
     ck_assert_msg(wait_state(c, DB_CONNECTED, 3 * WAIT_MS), "no automatic reconnect");
     res r = {0};
-    db_new_message msg = {u->id, "after the outage"};
+    db_new_message msg = {u->id, "after the outage", NULL};
     ck_assert_int_eq(db_messages_insert(c, &msg, 1, on_msgs, &r), 0);
     wait_ok(&r);
     int64_t seq = r.msgs->messages[0].seq;
@@ -816,6 +949,105 @@ START_TEST(test_outage_and_recovery)
     db_user_free(u);
     close_conn(c);
     close_conn(m);
+}
+END_TEST
+
+/* ------------------------------------------------------------ hung server */
+
+/* Backends this process stopped with SIGSTOP, written down before the
+ * signal so that main() resumes them even if a test dies midway. */
+#define STOPPED_FILE "_build/test_db.stopped"
+
+static void stop_backend(int pid)
+{
+    FILE *f = fopen(STOPPED_FILE, "a");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "%d\n", pid);
+    fclose(f);
+    ck_assert_int_eq(kill(pid, SIGSTOP), 0);
+}
+
+static void resume_stopped(void)
+{
+    FILE *f = fopen(STOPPED_FILE, "r");
+    if (!f) return;
+    int pid;
+    while (fscanf(f, "%d", &pid) == 1)
+        if (pid > 0) kill(pid, SIGCONT);
+    fclose(f);
+    unlink(STOPPED_FILE);
+}
+
+static bool pid_changed(void *arg)
+{
+    conn_watch *w = arg;
+    return db_conn_state(w->c) == DB_CONNECTED && db_conn_backend_pid(w->c) != (int)w->want;
+}
+
+/* Issue 8 item 16: the backend is stopped (hung, not dead).  A query past
+ * its deadline is answered DB_UNAVAILABLE, the connection is dropped and
+ * replaced by one to a new backend, which works. */
+START_TEST(test_deadline_drops_hung_connection)
+{
+    if (!devdb_cluster()) return; /* SIGSTOP only our own private cluster */
+    db_conn_opts o = {.conninfo = url(), .query_timeout_ms = 600, .application_name = "t-hung"};
+    db_conn *c = db_conn_open(&loop, &o);
+    ck_assert(wait_state(c, DB_CONNECTED, WAIT_MS));
+    int pid = db_conn_backend_pid(c);
+    ck_assert_int_gt(pid, 0);
+    PGconn *pg = side_conn();
+    char sql[128];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM pg_stat_activity WHERE pid = %d"
+             " AND application_name = 't-hung'", pid);
+    ck_assert_int_eq(scalar(pg, sql), 1);
+    stop_backend(pid);
+    res r = {0};
+    uint64_t t0 = uv_hrtime();
+    ck_assert_int_eq(db_ping(c, on_ping, &r), 0);
+    wait_res(&r);
+    uint64_t ms = (uv_hrtime() - t0) / 1000000;
+    ck_assert_int_eq(r.err.code, DB_UNAVAILABLE);
+    ck_assert_msg(ms >= 500 && ms < 5000, "answered after %llu ms", (unsigned long long)ms);
+    ck_assert_uint_eq(db_conn_deadline_drops(c), 1);
+    conn_watch w = {c, (db_state)pid};
+    ck_assert_msg(run_until(pid_changed, &w, WAIT_MS), "not replaced by a new backend");
+    res ok = {0};
+    ck_assert_int_eq(db_ping(c, on_ping, &ok), 0);
+    wait_ok(&ok);
+    kill(pid, SIGCONT);
+    PQfinish(pg);
+    close_conn(c);
+}
+END_TEST
+
+/* The server-side bound: a lock held elsewhere is waited for at most
+ * lock_timeout (1/2 of the deadline), then the statement fails with 55P03
+ * and is rolled back; the connection stays and the next query works. */
+START_TEST(test_lock_timeout_fails_statement_only)
+{
+    char name[128], sql[256];
+    name_for(name, sizeof name, "held");
+    PGconn *side = side_conn();
+    snprintf(sql, sizeof sql, "BEGIN; INSERT INTO users (name) VALUES ('%s')", name);
+    PGresult *pr = PQexec(side, sql);
+    ck_assert_int_eq(PQresultStatus(pr), PGRES_COMMAND_OK);
+    PQclear(pr);
+    db_conn_opts o = {.conninfo = url(), .query_timeout_ms = 800};
+    db_conn *c = db_conn_open(&loop, &o);
+    ck_assert(wait_state(c, DB_CONNECTED, WAIT_MS));
+    int pid = db_conn_backend_pid(c);
+    res r = {0}, after = {0};
+    ck_assert_int_eq(db_user_get_or_create(c, name, on_user, &r), 0);
+    wait_res(&r);
+    ck_assert_int_eq(r.err.code, DB_QUERY_FAILED);
+    ck_assert_str_eq(r.err.sqlstate, "55P03");
+    ck_assert_int_eq(db_ping(c, on_ping, &after), 0);
+    wait_ok(&after);
+    ck_assert_int_eq(db_conn_backend_pid(c), pid);
+    ck_assert_uint_eq(db_conn_deadline_drops(c), 0);
+    PQfinish(side);
+    res_free(&r);
+    close_conn(c);
 }
 END_TEST
 
@@ -842,6 +1074,8 @@ static Suite *db_suite(void)
     tcase_add_test(q, test_latest_history_catch_up);
     tcase_add_test(q, test_bad_arguments_refused);
     tcase_add_test(q, test_big_batch_flushes_in_pieces);
+    tcase_add_test(q, test_client_id_stored_once);
+    tcase_add_test(q, test_client_id_race);
     suite_add_tcase(s, q);
 
     TCase *conn = tcase_create("connection");
@@ -851,6 +1085,8 @@ static Suite *db_suite(void)
     tcase_add_test(conn, test_close_fails_pending_with_closed);
     tcase_add_test(conn, test_callbacks_may_submit_and_close);
     tcase_add_test(conn, test_unreachable_is_unavailable);
+    tcase_add_test(conn, test_deadline_drops_hung_connection);
+    tcase_add_test(conn, test_lock_timeout_fails_statement_only);
     suite_add_tcase(s, conn);
 
     /* Last: it stops the shared cluster. */
@@ -879,6 +1115,7 @@ int main(void)
     srunner_run_all(sr, CK_ENV);  /* CK_VERBOSITY=verbose lists each test */
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);
-    ensure_cluster_up();  /* whatever happened above */
+    resume_stopped();     /* whatever happened above */
+    ensure_cluster_up();
     return failed ? 1 : 0;
 }

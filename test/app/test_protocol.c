@@ -314,6 +314,107 @@ START_TEST(decode_send_fields)
 }
 END_TEST
 
+static char *repeat(const char *unit, size_t times)
+{
+    size_t n = strlen(unit);
+    char *s = malloc(n * times + 1);
+    for (size_t i = 0; i < times; i++)
+        memcpy(s + i * n, unit, n);
+    s[n * times] = '\0';
+    return s;
+}
+
+START_TEST(decode_users_fields)
+{
+    expect_bad("{\"type\":\"users\",\"ref\":1}", true);
+    expect_bad("{\"type\":\"users\",\"ref\":1,\"online\":true}", true);        /* no limit */
+    expect_bad("{\"type\":\"users\",\"ref\":1,\"limit\":5}", true);            /* no online */
+    expect_bad("{\"type\":\"users\",\"ref\":1,\"online\":1,\"limit\":5}", true);
+    expect_bad("{\"type\":\"users\",\"ref\":1,\"online\":\"true\",\"limit\":5}", true);
+    expect_bad("{\"type\":\"users\",\"ref\":1,\"online\":true,\"limit\":0}", true);
+    expect_bad("{\"type\":\"users\",\"ref\":1,\"online\":true,\"limit\":501}", true);
+    expect_bad("{\"type\":\"users\",\"ref\":1,\"online\":true,\"limit\":2.5}", true);
+    expect_bad("{\"type\":\"users\",\"ref\":1,\"online\":true,\"limit\":5,\"after\":3}", true);
+    expect_bad("{\"type\":\"users\",\"ref\":1,\"online\":true,\"limit\":5,\"prefix\":\"\"}", true);
+    expect_bad("{\"type\":\"users\",\"ref\":1,\"online\":true,\"limit\":5,\"prefix\":[]}", true);
+
+    proto_request req;
+    ck_assert_int_eq(decode("{\"type\":\"users\",\"online\":false,\"limit\":500,\"after\":null,"
+                            "\"prefix\":null}", &req), PROTO_OK);
+    ck_assert_int_eq(req.type, PROTO_REQ_USERS);
+    ck_assert(!req.online);
+    ck_assert_int_eq(req.limit, 500);
+    ck_assert_ptr_null(req.after_name.ptr);
+    ck_assert_ptr_null(req.prefix.ptr);
+    proto_request_free(&req);
+
+    /* after: any string up to 128 bytes, a NUL included; 129 is refused */
+    char *a128 = repeat("z", 128), *a129 = repeat("z", 129);
+    char text[512];
+    snprintf(text, sizeof text, "{\"type\":\"users\",\"online\":true,\"limit\":1,\"after\":\"%s\"}", a128);
+    ck_assert_int_eq(decode(text, &req), PROTO_OK);
+    ck_assert_uint_eq(req.after_name.len, 128);
+    proto_request_free(&req);
+    snprintf(text, sizeof text, "{\"type\":\"users\",\"ref\":1,\"online\":true,\"limit\":1,\"after\":\"%s\"}", a129);
+    expect_bad(text, true);
+    free(a128);
+    free(a129);
+    ck_assert_int_eq(decode("{\"type\":\"users\",\"online\":true,\"limit\":1,\"after\":\"a\\u0000 \"}",
+                            &req), PROTO_OK);
+    ck_assert_uint_eq(req.after_name.len, 3);
+    ck_assert(memcmp(req.after_name.ptr, "a\0 ", 3) == 0);
+    proto_request_free(&req);
+
+    /* prefix: 1 to 32 code points, kept exactly (no trimming) */
+    char *p32 = repeat("\xE5\x90\x8D", 32), *p33 = repeat("\xE5\x90\x8D", 33);
+    snprintf(text, sizeof text, "{\"type\":\"users\",\"online\":true,\"limit\":1,\"prefix\":\"%s\"}", p32);
+    ck_assert_int_eq(decode(text, &req), PROTO_OK);
+    ck_assert_uint_eq(req.prefix.len, 96);
+    proto_request_free(&req);
+    snprintf(text, sizeof text, "{\"type\":\"users\",\"ref\":1,\"online\":true,\"limit\":1,\"prefix\":\"%s\"}", p33);
+    expect_bad(text, true);
+    free(p32);
+    free(p33);
+    ck_assert_int_eq(decode("{\"type\":\"users\",\"online\":true,\"limit\":1,\"prefix\":\" A\"}", &req),
+                     PROTO_OK);
+    ck_assert_str_eq(req.prefix.ptr, " A");
+    proto_request_free(&req);
+}
+END_TEST
+
+START_TEST(decode_client_id)
+{
+    proto_request req;
+    ck_assert_int_eq(decode("{\"type\":\"send\",\"content\":\"hi\"}", &req), PROTO_OK);
+    ck_assert_ptr_null(req.client_id.ptr);
+    proto_request_free(&req);
+    ck_assert_int_eq(decode("{\"type\":\"send\",\"content\":\"hi\",\"client_id\":null}", &req), PROTO_OK);
+    ck_assert_ptr_null(req.client_id.ptr);
+    proto_request_free(&req);
+    ck_assert_int_eq(decode("{\"type\":\"send\",\"content\":\"hi\",\"client_id\":\"aZ09_-\"}", &req),
+                     PROTO_OK);
+    ck_assert_str_eq(req.client_id.ptr, "aZ09_-");
+    proto_request_free(&req);
+
+    char *c64 = repeat("x", 64), *c65 = repeat("x", 65);
+    char text[256];
+    snprintf(text, sizeof text, "{\"type\":\"send\",\"content\":\"hi\",\"client_id\":\"%s\"}", c64);
+    ck_assert_int_eq(decode(text, &req), PROTO_OK);
+    proto_request_free(&req);
+    snprintf(text, sizeof text, "{\"type\":\"send\",\"ref\":1,\"content\":\"hi\",\"client_id\":\"%s\"}", c65);
+    expect_bad(text, true);
+    free(c64);
+    free(c65);
+    expect_bad("{\"type\":\"send\",\"ref\":1,\"content\":\"hi\",\"client_id\":\"\"}", true);
+    expect_bad("{\"type\":\"send\",\"ref\":1,\"content\":\"hi\",\"client_id\":\"a b\"}", true);
+    expect_bad("{\"type\":\"send\",\"ref\":1,\"content\":\"hi\",\"client_id\":\"a.b\"}", true);
+    expect_bad("{\"type\":\"send\",\"ref\":1,\"content\":\"hi\",\"client_id\":\"\\u00e9\"}", true);
+    expect_bad("{\"type\":\"send\",\"ref\":1,\"content\":\"hi\",\"client_id\":7}", true);
+    /* bad_request wins over content_invalid: a bad client_id with empty content */
+    expect_bad("{\"type\":\"send\",\"ref\":1,\"content\":\"\",\"client_id\":\"!\"}", true);
+}
+END_TEST
+
 START_TEST(decode_history_fields)
 {
     expect_bad("{\"type\":\"history\",\"ref\":1}", true);
@@ -467,16 +568,6 @@ static void expect_name(const char *in, const char *canonical)
     free(s.ptr);
 }
 
-static char *repeat(const char *unit, size_t times)
-{
-    size_t n = strlen(unit);
-    char *s = malloc(n * times + 1);
-    for (size_t i = 0; i < times; i++)
-        memcpy(s + i * n, unit, n);
-    s[n * times] = '\0';
-    return s;
-}
-
 START_TEST(name_valid)
 {
     expect_name("alice", "alice");
@@ -568,6 +659,23 @@ static proto_code content_code(const char *s, size_t n, char **canonical)
         free(c.ptr);
     return code;
 }
+
+/* Names that render blank (issue 7 item 11): refused when every character
+ * is invisible; a visible character among them is enough. */
+START_TEST(name_invisible)
+{
+    expect_name("\xE3\x85\xA4", NULL);                 /* U+3164 HANGUL FILLER (Lo) */
+    expect_name("\xE1\x85\x9F", NULL);                 /* U+115F (Lo) */
+    expect_name("\xE1\x85\xA0\xE1\x85\xA0", NULL);     /* U+1160 x2 */
+    expect_name("\xEF\xBE\xA0", NULL);                 /* U+FFA0 halfwidth filler */
+    expect_name("\xE3\x85\xA4 \xE3\x85\xA4", NULL);    /* fillers around a space */
+    expect_name("\xE2\x80\x8B", NULL);                 /* U+200B */
+    expect_name("\xE2\x80\xAE" "abc", NULL);           /* U+202E RLO: not a name char */
+    expect_name("\xE2\x81\xA6" "a", NULL);             /* U+2066 LRI */
+    expect_name("a\xE3\x85\xA4", "a\xE3\x85\xA4");     /* one visible letter: kept */
+    expect_name("\xE3\x85\xA4.", "\xE3\x85\xA4.");     /* '.' is visible */
+}
+END_TEST
 
 START_TEST(content_rules)
 {
@@ -783,63 +891,43 @@ START_TEST(encode_repairs_bad_utf8)
 }
 END_TEST
 
-static proto_str users_fragment(size_t *online)
+/* A users page: user fragments side by side, as presence.c assembles it. */
+static proto_str users_fragment(void)
 {
     proto_user users[3] = {sample_user("alice", true), sample_user(AWKWARD, false),
                            sample_user("\xE5\x90\x8D\xE5\x89\x8D", true)};
-    return proto_frag_users(users, 3, online);
-}
-
-static void check_users(const cJSON *o)
-{
-    cJSON *us = get(o, "users");
-    ck_assert(cJSON_IsArray(us));
-    ck_assert_int_eq(cJSON_GetArraySize(us), 3);
-    ck_assert_str_eq(sget(cJSON_GetArrayItem(us, 0), "name"), "alice");
-    ck_assert_str_eq(sget(cJSON_GetArrayItem(us, 1), "name"), AWKWARD);
-    ck_assert(!bget(cJSON_GetArrayItem(us, 1), "online"));
-    ck_assert(bget(cJSON_GetArrayItem(us, 2), "online"));
-    ck_assert(nget(o, "total_users") == 3);
-    ck_assert(nget(o, "online_count") == 2);
+    proto_str f[3];
+    for (int i = 0; i < 3; i++)
+        f[i] = proto_frag_user(&users[i]);
+    proto_str arr = proto_frag_array(f, 3);
+    for (int i = 0; i < 3; i++)
+        free(f[i].ptr);
+    return arr;
 }
 
 START_TEST(encode_welcome)
 {
-    size_t online = 99;
-    proto_str users = users_fragment(&online);
-    ck_assert_uint_eq(online, 2);
-    proto_str w = proto_enc_welcome(&users, 3, online);
+    proto_str w = proto_enc_welcome(9300, 12);
     cJSON *o = parse_frame(w, "welcome");
-    ck_assert(nget(o, "protocol") == 1);
-    check_users(o);
-    ck_assert_ptr_nonnull(strstr(w.ptr, users.ptr)); /* spliced, not re-encoded */
+    ck_assert(nget(o, "protocol") == 2);
+    ck_assert(nget(o, "total_users") == 9300);
+    ck_assert(nget(o, "online_count") == 12);
+    ck_assert(!has(o, "users")); /* version 2: counts, not lists */
+    ck_assert(!has(o, "ref"));
+    ck_assert_uint_lt(w.len, 100); /* v1's was 776 KB at 9,300 users */
     cJSON_Delete(o);
     free(w.ptr);
-    free(users.ptr);
-
-    proto_str none = proto_frag_users(NULL, 0, &online);
-    ck_assert_str_eq(none.ptr, "[]");
-    ck_assert_uint_eq(online, 0);
-    w = proto_enc_welcome(&none, 0, 0);
-    o = parse_frame(w, "welcome");
-    ck_assert_int_eq(cJSON_GetArraySize(get(o, "users")), 0);
-    cJSON_Delete(o);
-    free(w.ptr);
-    free(none.ptr);
 }
 END_TEST
 
 START_TEST(encode_joined)
 {
-    size_t online;
-    proto_str users = users_fragment(&online);
     proto_message m = sample_message(7, AWKWARD);
     proto_str mf = proto_frag_message(&m);
     proto_str msgs = proto_frag_array(&mf, 1);
     proto_user me = sample_user("Zo\xC3\xAB", true);
     proto_joined j = {.ref = "\"r\\\"1\"", .user = &me, .token = "tok\"en\\",
-                      .messages = &msgs, .more = true, .users = &users,
-                      .total_users = 3, .online_count = online};
+                      .messages = &msgs, .more = true, .total_users = 3, .online_count = 2};
     proto_str f = proto_enc_joined(&j);
     cJSON *o = parse_frame(f, "joined");
     ck_assert_str_eq(sget(o, "ref"), "r\"1");
@@ -849,7 +937,10 @@ START_TEST(encode_joined)
     ck_assert_int_eq(cJSON_GetArraySize(get(o, "messages")), 1);
     check_message(cJSON_GetArrayItem(get(o, "messages"), 0), 7, AWKWARD);
     ck_assert(bget(o, "more"));
-    check_users(o);
+    ck_assert(nget(o, "total_users") == 3);
+    ck_assert(nget(o, "online_count") == 2);
+    ck_assert(!has(o, "users"));
+    ck_assert_ptr_nonnull(strstr(f.ptr, msgs.ptr)); /* spliced, not re-encoded */
     cJSON_Delete(o);
     free(f.ptr);
 
@@ -865,7 +956,34 @@ START_TEST(encode_joined)
     free(f.ptr);
     free(msgs.ptr);
     free(mf.ptr);
+}
+END_TEST
+
+START_TEST(encode_users)
+{
+    proto_str users = users_fragment();
+    proto_str f = proto_enc_users("5", &users, true);
+    cJSON *o = parse_frame(f, "users");
+    ck_assert(nget(o, "ref") == 5);
+    ck_assert(bget(o, "more"));
+    cJSON *us = get(o, "users");
+    ck_assert_int_eq(cJSON_GetArraySize(us), 3);
+    ck_assert_str_eq(sget(cJSON_GetArrayItem(us, 0), "name"), "alice");
+    ck_assert_str_eq(sget(cJSON_GetArrayItem(us, 1), "name"), AWKWARD);
+    ck_assert(!bget(cJSON_GetArrayItem(us, 1), "online"));
+    ck_assert(bget(cJSON_GetArrayItem(us, 2), "online"));
+    ck_assert_ptr_nonnull(strstr(f.ptr, users.ptr));
+    cJSON_Delete(o);
+    free(f.ptr);
     free(users.ptr);
+
+    f = proto_enc_users(NULL, NULL, false);
+    o = parse_frame(f, "users");
+    ck_assert(!has(o, "ref"));
+    ck_assert(!bget(o, "more"));
+    ck_assert_int_eq(cJSON_GetArraySize(get(o, "users")), 0);
+    cJSON_Delete(o);
+    free(f.ptr);
 }
 END_TEST
 
@@ -1046,21 +1164,6 @@ START_TEST(encode_presence_diff)
 }
 END_TEST
 
-START_TEST(encode_user_created)
-{
-    proto_user u = sample_user(AWKWARD, false);
-    proto_str f = proto_enc_user_created(&u, 17);
-    cJSON *o = parse_frame(f, "user_created");
-    ck_assert_str_eq(sget(get(o, "user"), "name"), AWKWARD);
-    ck_assert_str_eq(sget(get(o, "user"), "id"), UUID_B);
-    ck_assert(!bget(get(o, "user"), "online"));
-    ck_assert(nget(o, "total_users") == 17);
-    ck_assert(!has(o, "ref"));
-    cJSON_Delete(o);
-    free(f.ptr);
-}
-END_TEST
-
 START_TEST(format_time)
 {
     char t[PROTO_TIME_LEN + 1];
@@ -1090,6 +1193,8 @@ static Suite *protocol_suite(void)
     tcase_add_test(dec, decode_send_fields);
     tcase_add_test(dec, decode_history_fields);
     tcase_add_test(dec, decode_catch_up_fields);
+    tcase_add_test(dec, decode_users_fields);
+    tcase_add_test(dec, decode_client_id);
     suite_add_tcase(s, dec);
 
     TCase *ref = tcase_create("ref");
@@ -1101,6 +1206,7 @@ static Suite *protocol_suite(void)
     TCase *val = tcase_create("validity");
     tcase_add_test(val, name_valid);
     tcase_add_test(val, name_invalid);
+    tcase_add_test(val, name_invisible);
     tcase_add_test(val, content_rules);
     tcase_add_test(val, content_limits);
     suite_add_tcase(s, val);
@@ -1122,7 +1228,7 @@ static Suite *protocol_suite(void)
     tcase_add_test(enc, encode_errors);
     tcase_add_test(enc, encode_ref_round_trip);
     tcase_add_test(enc, encode_presence_diff);
-    tcase_add_test(enc, encode_user_created);
+    tcase_add_test(enc, encode_users);
     tcase_add_test(enc, format_time);
     suite_add_tcase(s, enc);
     return s;
