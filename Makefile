@@ -133,6 +133,7 @@ test: deps-test db-start
 	$(MAKE) --no-print-directory test-asan
 	$(MAKE) --no-print-directory test-protocol
 	$(MAKE) --no-print-directory test-browser
+	$(MAKE) --no-print-directory test-harness
 	@echo "make test: all suites passed"
 
 # Every suite runs even after one fails; the target fails at the end.
@@ -182,8 +183,13 @@ $(B)/chatter-load: $(LOAD_SRC) bench/chatter-load/load.h runtime/act.h $(B)/liba
 	@mkdir -p $(dir $@)
 	$(CC) $(RT_CFLAGS) -Iruntime $(LOAD_SRC) $(B)/libact.a $(RT_LIBS) -lm -o $@
 
-.PHONY: chatter-load bench-chat
+.PHONY: chatter-load bench-chat test-harness
 chatter-load: $(B)/chatter-load
+
+# The harness's smoke test (about 10 s): self-test, bad options, 50 sessions.
+test-harness: $(B)/chatter-load $(B)/chatter
+	@export DATABASE_URL="$${DATABASE_URL:-$$(bash sql/devdb.sh url)}"; \
+	 bash bench/chatter-load/smoke.sh $(B)/chatter-load $(B)/chatter
 
 # Every scenario against Chatter, the Node peer and the kernel floor, one
 # table, kept in bench/RESULTS.md.  BENCH_ARGS="--small" for a quick run.

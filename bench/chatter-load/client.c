@@ -207,12 +207,13 @@ static const char *find(const char *p, const char *end, const char *lit, size_t 
 }
 #define FIND(p, end, lit) find((p), (end), lit, sizeof lit - 1)
 
-/* Parse our content "L<run> s k g t" at p (just after the opening quote).
- * Returns false when the message is not this run's. */
-static bool parse_content(client_t *c, const char *p, const char *end, uint32_t *s, uint32_t *k,
-                          int *g, uint64_t *t) {
+/* Parse our content "L<run> s k g t" at p (just after the opening quote):
+ * sender, message number, stage, send time.  Returns false when it is not
+ * this run's, or malformed, or out of the run's range. */
+bool load_parse_content(uint32_t run, uint32_t senders, uint32_t maxk, const char *p, const char *end,
+                        uint32_t *s, uint32_t *k, int *g, uint64_t *t) {
   char want[12];
-  snprintf(want, sizeof want, "L%08x ", cfg_of(c)->run_id);
+  snprintf(want, sizeof want, "L%08x ", run);
   if (end - p < 10 || memcmp(p, want, 10)) return false;
   p += 10;
   int64_t v[4];
@@ -223,10 +224,11 @@ static bool parse_content(client_t *c, const char *p, const char *end, uint32_t 
     if (i < 3) {
       if (p >= end || *p != ' ') return false;
       p++;
+    } else if (p >= end || *p != '"') {
+      return false;
     }
   }
-  const load_cfg_t *cf = cfg_of(c);
-  if (v[0] < 0 || (uint64_t)v[0] >= cf->senders || v[1] < 0 || (uint64_t)v[1] >= cf->maxk) return false;
+  if (v[0] < 0 || (uint64_t)v[0] >= senders || v[1] < 0 || (uint64_t)v[1] >= maxk || v[2] < 0) return false;
   *s = (uint32_t)v[0];
   *k = (uint32_t)v[1];
   *g = (int)(v[2] < LOAD_MAX_STAGES ? v[2] : LOAD_MAX_STAGES - 1);
@@ -234,9 +236,20 @@ static bool parse_content(client_t *c, const char *p, const char *end, uint32_t 
   return true;
 }
 
-static void on_message_push(client_t *c, const char *p, const char *end) {
+static bool parse_content(client_t *c, const char *p, const char *end, uint32_t *s, uint32_t *k,
+                          int *g, uint64_t *t) {
+  const load_cfg_t *cf = cfg_of(c);
+  return load_parse_content(cf->run_id, cf->senders, cf->maxk, p, end, s, k, g, t);
+}
+
+/* A message push's seq, without parsing the JSON: the first "seq": in it. */
+int64_t load_find_seq(const char *p, const char *end) {
   const char *q = FIND(p, end, "\"seq\":");
-  int64_t seq = q ? parse_i64(q, end) : -1;
+  return q ? parse_i64(q, end) : -1;
+}
+
+static void on_message_push(client_t *c, const char *p, const char *end) {
+  int64_t seq = load_find_seq(p, end);
   const char *ct = FIND(p, end, "\"content\":\"");
   uint32_t s, k;
   int g;

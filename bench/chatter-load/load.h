@@ -150,6 +150,11 @@ static inline uint64_t *recv_row(const load_maps_t *m, uint32_t session, uint32_
   return m->recv + ((size_t)session * m->sh->cfg.senders + sender) * m->words;
 }
 
+/* client.c's scanners, exported for the self-test. */
+bool load_parse_content(uint32_t run, uint32_t senders, uint32_t maxk, const char *p, const char *end,
+                        uint32_t *s, uint32_t *k, int *g, uint64_t *t);
+int64_t load_find_seq(const char *p, const char *end);
+
 uint64_t load_now_us(void); /* CLOCK_MONOTONIC: shared by every process of the machine */
 
 /* client.c: run one worker's share of the sessions [first, first+count)

@@ -67,6 +67,57 @@ double hsum_pct(const hsum_t *h, double p) {
   return (double)h->max;
 }
 
+/* ----------------------------------------------------------- self-test */
+
+/* --self-test: what the figures rest on, checked without a server.  Each
+ * check can fail; the first failure is printed and the exit status is 1. */
+static int self_test(void) {
+  int fails = 0;
+#define CHECK(cond, ...) do { if (!(cond)) { fails++; fprintf(stderr, "self-test: " __VA_ARGS__); fputc('\n', stderr); } } while (0)
+  /* the histogram: monotonic, relative error under 1/64 of the value */
+  unsigned prev = 0;
+  for (uint64_t v = 0; v < (1ull << 32); v = v < 1000 ? v + 1 : v + v / 97) {
+    unsigned i = hist_index(v);
+    CHECK(i >= prev, "hist_index not monotonic at %" PRIu64, v);
+    prev = i;
+    double back = (double)hist_value(i), err = v ? fabs(back - (double)v) / (double)v : back;
+    CHECK(err <= 1.0 / 64 + 1e-9, "bucket of %" PRIu64 " reads back as %.0f", v, back);
+    if (fails) break;
+  }
+  CHECK(hist_index(UINT64_MAX) == HIST_BUCKETS - 1, "the largest value is not in the last bucket");
+  /* percentiles of 1..100,000 us */
+  static hist_t h;
+  static hsum_t hs;
+  for (uint64_t v = 1; v <= 100000; v++) hist_add(&h, v);
+  hsum_merge(&hs, &h);
+  CHECK(fabs(hsum_pct(&hs, 50) - 50000) < 50000 / 64.0, "p50 of 1..100000 is %.0f", hsum_pct(&hs, 50));
+  CHECK(fabs(hsum_pct(&hs, 99) - 99000) < 99000 / 64.0, "p99 of 1..100000 is %.0f", hsum_pct(&hs, 99));
+  CHECK(hsum_pct(&hs, 100) == 100000, "max is %.0f", hsum_pct(&hs, 100));
+  CHECK(hs.n == 100000, "n is %" PRIu64, hs.n);
+  /* the scanners: a push as the server writes it, ours and someone else's */
+  const char *push = "{\"type\":\"message\",\"message\":{\"id\":\"x\",\"seq\":4217,\"user_id\":\"u\","
+                     "\"name\":\"n\",\"content\":\"L0badcafe 3 17 2 123456789\",\"inserted_at\":\"t\"}}";
+  const char *end = push + strlen(push);
+  CHECK(load_find_seq(push, end) == 4217, "seq read as %" PRId64, load_find_seq(push, end));
+  const char *ct = strstr(push, "\"content\":\"") + 11;
+  uint32_t s, k;
+  int g;
+  uint64_t t;
+  CHECK(load_parse_content(0x0badcafe, 4, 100, ct, end, &s, &k, &g, &t) && s == 3 && k == 17 && g == 2 &&
+            t == 123456789, "content not read back");
+  CHECK(!load_parse_content(0x0badcaff, 4, 100, ct, end, &s, &k, &g, &t), "another run's content was taken");
+  CHECK(!load_parse_content(0x0badcafe, 3, 100, ct, end, &s, &k, &g, &t), "a sender out of range was taken");
+  CHECK(!load_parse_content(0x0badcafe, 4, 17, ct, end, &s, &k, &g, &t), "a k out of range was taken");
+  const char *cut = "L0badcafe 3 17 2 12\"";
+  CHECK(load_parse_content(0x0badcafe, 4, 100, cut, cut + strlen(cut), &s, &k, &g, &t) && t == 12, "short content");
+  CHECK(!load_parse_content(0x0badcafe, 4, 100, cut, cut + strlen(cut) - 1, &s, &k, &g, &t), "unterminated content taken");
+  const char *user = "L0badcafe 3 17 hello\"";
+  CHECK(!load_parse_content(0x0badcafe, 4, 100, user, user + strlen(user), &s, &k, &g, &t), "free text taken");
+#undef CHECK
+  printf("chatter-load self-test: %s\n", fails ? "FAILED" : "ok");
+  return fails ? 1 : 0;
+}
+
 /* ------------------------------------------------------------ options */
 
 typedef struct opts {
@@ -462,7 +513,7 @@ int main(int argc, char **argv) {
   o->server_threads = 1;
   enum { O_URL = 256, O_SPAWN, O_PORT, O_SERVER_CPUS, O_SERVER_THREADS, O_SERVER_ENV, O_SERVER_LOG,
          O_SERVER_PID, O_SESSIONS, O_SENDERS, O_RATE, O_RATES, O_DURATION, O_RAMP, O_SLOW, O_STORM,
-         O_DROP_AFTER, O_WORKERS, O_THREADS, O_CPUS, O_JSON, O_QUIET, O_SCENARIO, O_HELP };
+         O_DROP_AFTER, O_WORKERS, O_THREADS, O_CPUS, O_JSON, O_QUIET, O_SCENARIO, O_HELP, O_SELF_TEST };
   static const struct option lo[] = {
       {"url", 1, 0, O_URL}, {"spawn", 1, 0, O_SPAWN}, {"port", 1, 0, O_PORT},
       {"server-cpus", 1, 0, O_SERVER_CPUS}, {"server-threads", 1, 0, O_SERVER_THREADS},
@@ -472,7 +523,7 @@ int main(int argc, char **argv) {
       {"ramp", 1, 0, O_RAMP}, {"slow", 1, 0, O_SLOW}, {"storm", 1, 0, O_STORM},
       {"drop-after", 1, 0, O_DROP_AFTER}, {"workers", 1, 0, O_WORKERS}, {"threads", 1, 0, O_THREADS},
       {"cpus", 1, 0, O_CPUS}, {"json", 1, 0, O_JSON}, {"quiet", 0, 0, O_QUIET},
-      {"scenario", 1, 0, O_SCENARIO}, {"help", 0, 0, O_HELP}, {0, 0, 0, 0}};
+      {"scenario", 1, 0, O_SCENARIO}, {"help", 0, 0, O_HELP}, {"self-test", 0, 0, O_SELF_TEST}, {0, 0, 0, 0}};
   int ch;
   while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
     switch (ch) {
@@ -503,6 +554,7 @@ int main(int argc, char **argv) {
     case O_QUIET: o->quiet = true; break;
     case O_SCENARIO: o->scenario = optarg; break;
     case O_HELP: usage(stdout); return 0;
+    case O_SELF_TEST: return self_test();
     default: usage(stderr); return 2;
     }
   }
