@@ -385,9 +385,9 @@ static void progress(const char *what) {
   uint64_t errs = 0;
   for (int i = 0; i < ERR_COUNT; i++) errs += t.errors[i];
   fprintf(stderr,
-          "%s[%5.1fs %-7s] joined %" PRIu64 "/%u  deliveries %" PRIu64 " (%.0f/s) p99 %.1f ms  errors %" PRIu64
+          "%s[%5.1fs %-7s] conn %" PRIu64 " joined %" PRIu64 "/%u  deliveries %" PRIu64 " (%.0f/s) p99 %.1f ms  errors %" PRIu64
           "  server cpu %.0f%% rss %.0f MB  harness cpu %.0f%%   ",
-          isatty(2) ? "\r" : "", (double)(now - t_begin) / 1e6, what, t.joined, M.sh->cfg.sessions + M.sh->cfg.slow, d,
+          isatty(2) ? "\r" : "", (double)(now - t_begin) / 1e6, what, t.connected, t.joined, M.sh->cfg.sessions + M.sh->cfg.slow, d,
           dt > 0 ? (double)(d - last_d) / dt : 0, hsum_pct(&HS, 99) / 1000, errs,
           dt > 0 && srv_pid ? (scpu - last_scpu) / dt * 100 : 0, srv_pid ? proc_rss_kb(srv_pid) / 1024 : 0,
           dt > 0 ? (hcpu - last_hcpu) / dt * 100 : 0);
