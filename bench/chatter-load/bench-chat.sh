@@ -55,7 +55,7 @@ div() { if [ "$SMALL" = 1 ]; then echo $(( $1 / 10 )); else echo "$1"; fi; }
 # scenario -> chatter-load arguments
 args_of() {
   case "$1" in
-    idle)     echo "--scenario idle --sessions $(div 19000) --ramp $([ $SMALL = 1 ] && echo 3 || echo 25) --duration 3" ;;
+    idle)     echo "--scenario idle --sessions $(div 19000) --ramp $([ $SMALL = 1 ] && echo 3 || echo 40) --duration 3" ;;
     fanout)   echo "--scenario fanout --sessions $(div 10000) --ramp $([ $SMALL = 1 ] && echo 2 || echo 15) --duration 8" ;;
     fanout2k) echo "--scenario fanout --sessions $(div 2000) --ramp $([ $SMALL = 1 ] && echo 1 || echo 4) --duration 8" ;;
     chat)     echo "--scenario chat --sessions $(div 2000) --senders $(div 200) --ramp $([ $SMALL = 1 ] && echo 1 || echo 5) --duration 4" ;;
