@@ -77,6 +77,9 @@ const char *const load_err_names[ERR_COUNT] = {
     "bad_request", "name_invalid", "name_taken", "already_joined", "taken_over",
     "not_joined", "content_invalid", "rate_limited", "unavailable", "other"};
 
+const char *const load_close_names[CLOSE_KINDS] = {"1000", "1001", "1008", "1009", "1011", "other code",
+                                                    "no close frame"};
+
 static _Thread_local char read_block[READ_BLOCK];
 static _Thread_local uint64_t rng_state;
 
@@ -449,7 +452,12 @@ static size_t frames(client_t *c, const uint8_t *p, size_t n) {
     } else if (op == 9) {
       ws_send(c, 10, pl, (size_t)len);
     } else if (op == 8) {
+      int code = len >= 2 ? (pl[0] & 0xff) << 8 | (pl[1] & 0xff) : 0;
+      int kind = code == 1000 ? CL_1000 : code == 1001 ? CL_1001 : code == 1008 ? CL_1008
+               : code == 1009 ? CL_1009 : code == 1011 ? CL_1011 : CL_OTHER_CODE;
+      ctr_add(&c->st->closes[kind], 1);
       ctr_add(&c->st->closed_by_server, 1);
+      if (c->state != S_JOINED && !c->reconnecting) ctr_add(&c->st->closed_unjoined, 1);
       client_close(c, false);
       return n;
     }
@@ -513,7 +521,11 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b) {
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b) {
   client_t *c = s->data;
   if (nread < 0) {
-    if (!c->closing) ctr_add(&c->st->closed_by_server, 1);
+    if (!c->closing) {
+      ctr_add(&c->st->closed_by_server, 1);
+      ctr_add(&c->st->closes[CL_NO_FRAME], 1);
+      if (c->state != S_JOINED && !c->reconnecting) ctr_add(&c->st->closed_unjoined, 1);
+    }
     client_close(c, false);
     return;
   }

@@ -88,6 +88,10 @@ enum {
 };
 extern const char *const load_err_names[ERR_COUNT];
 
+/* Server closes by kind: the RFC 6455 codes Chatter uses, then the rest. */
+enum { CL_1000, CL_1001, CL_1008, CL_1009, CL_1011, CL_OTHER_CODE, CL_NO_FRAME, CLOSE_KINDS };
+extern const char *const load_close_names[CLOSE_KINDS];
+
 /* ------------------------------------------------------------ counters */
 
 /* One per (worker, scheduler thread): its only writer is that thread. */
@@ -95,7 +99,9 @@ typedef struct slot_stats {
   _Atomic uint64_t connected, joined, join_failed, conn_failed, closed_by_server;
   _Atomic uint64_t sends, acks, resends, deliveries, catchup_msgs, dups, order;
   _Atomic uint64_t bytes_in, frames_in, other_pushes, storm_back;
+  _Atomic uint64_t closed_unjoined; /* closed by the server before its first join */
   _Atomic uint64_t errors[ERR_COUNT];
+  _Atomic uint64_t closes[CLOSE_KINDS]; /* how the server ended sockets */
   _Atomic uint64_t stage_acks[LOAD_MAX_STAGES], stage_deliveries[LOAD_MAX_STAGES];
   hist_t join, welcome, recovery;
   hist_t deliver[LOAD_MAX_STAGES], sent[LOAD_MAX_STAGES];

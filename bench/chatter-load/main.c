@@ -14,6 +14,7 @@
  */
 #include "load.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -27,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -39,6 +41,8 @@
 #define DRAIN_STALL_MS 3000    /* a gap or drain ends after this long without a delivery */
 #define STORM_WAIT_S 20        /* storm: how long the dropped sessions have to come back */
 #define HEALTH_WAIT_S 30       /* a spawned server must answer /healthz within this */
+#define JOIN_MAX_S 60          /* joining ends this long after the ramp, progress or not */
+#define DRAIN_MAX_S 30         /* a gap or drain ends after this long, progress or not */
 
 /* ---------------------------------------------------------- histogram */
 
@@ -183,6 +187,30 @@ static double proc_cpu_s(int pid) {
   return (double)(ut + st) / (double)ticks_per_s;
 }
 
+/* Seconds the process's threads spent runnable but waiting for a CPU
+ * (/proc/PID/task/TID/schedstat, second field): on a shared machine this is
+ * what tells "the machine was busy" from "this process was slow". */
+static double proc_wait_s(int pid) {
+  char path[64], line[128];
+  snprintf(path, sizeof path, "/proc/%d/task", pid);
+  DIR *d = opendir(path);
+  if (!d) return -1;
+  double s = 0;
+  struct dirent *e;
+  while ((e = readdir(d))) {
+    if (e->d_name[0] == '.') continue;
+    char f[320];
+    snprintf(f, sizeof f, "/proc/%d/task/%s/schedstat", pid, e->d_name);
+    FILE *fp = fopen(f, "r");
+    if (!fp) continue;
+    unsigned long long run = 0, wait = 0;
+    if (fgets(line, sizeof line, fp) && sscanf(line, "%llu %llu", &run, &wait) == 2) s += (double)wait / 1e9;
+    fclose(fp);
+  }
+  closedir(d);
+  return s;
+}
+
 static double proc_rss_kb(int pid) {
   char path[64], line[256];
   snprintf(path, sizeof path, "/proc/%d/status", pid);
@@ -247,6 +275,7 @@ static pid_t spawn_server(const opts_t *o, const char *host, int port, const cha
   if (p < 0) return -1;
   if (p) return p;
   setpgid(0, 0);
+  prctl(PR_SET_PDEATHSIG, SIGTERM); /* a killed harness takes its server with it */
   if (o->server_cpus) {
     cpu_set_t cs;
     int n;
@@ -315,7 +344,7 @@ void load_maps_set(load_maps_t *m, void *base) {
 typedef struct totals {
   uint64_t connected, joined, join_failed, conn_failed, closed_by_server;
   uint64_t sends, acks, resends, deliveries, catchup_msgs, dups, order, bytes_in, frames_in;
-  uint64_t other_pushes, storm_back, errors[ERR_COUNT];
+  uint64_t other_pushes, storm_back, closed_unjoined, errors[ERR_COUNT], closes[CLOSE_KINDS];
   uint64_t stage_acks[LOAD_MAX_STAGES], stage_deliveries[LOAD_MAX_STAGES];
 } totals_t;
 
@@ -327,9 +356,10 @@ static void sum_totals(load_shared_t *sh, totals_t *t) {
 #define A(f) t->f += ctr_get(&x->f)
       A(connected); A(joined); A(join_failed); A(conn_failed); A(closed_by_server);
       A(sends); A(acks); A(resends); A(deliveries); A(catchup_msgs); A(dups); A(order);
-      A(bytes_in); A(frames_in); A(other_pushes); A(storm_back);
+      A(bytes_in); A(frames_in); A(other_pushes); A(storm_back); A(closed_unjoined);
 #undef A
       for (int i = 0; i < ERR_COUNT; i++) t->errors[i] += ctr_get(&x->errors[i]);
+      for (int i = 0; i < CLOSE_KINDS; i++) t->closes[i] += ctr_get(&x->closes[i]);
       for (int i = 0; i < LOAD_MAX_STAGES; i++) {
         t->stage_acks[i] += ctr_get(&x->stage_acks[i]);
         t->stage_deliveries[i] += ctr_get(&x->stage_deliveries[i]);
@@ -359,6 +389,15 @@ static opts_t O;
 static uint64_t t_begin;
 static int srv_pid;
 
+static double harness_wait_s(void) {
+  double s = 0;
+  for (int i = 0; i < nworkers; i++) {
+    double w = proc_wait_s(workers[i]);
+    if (w > 0) s += w;
+  }
+  return s;
+}
+
 static double harness_cpu_s(void) {
   double s = proc_cpu_s(getpid());
   for (int i = 0; i < nworkers; i++) {
@@ -369,6 +408,14 @@ static double harness_cpu_s(void) {
 }
 
 static hsum_t HS; /* scratch for the progress line */
+
+/* SIGINT/SIGTERM: end the run early but in order (workers told, server
+ * stopped, what was measured printed), so that nothing is left running. */
+static volatile sig_atomic_t stopping;
+static void on_stop_signal(int sig) {
+  (void)sig;
+  stopping = 1;
+}
 
 static void progress(const char *what) {
   static uint64_t last_t, last_d;
@@ -404,7 +451,7 @@ static void wait_for(double seconds, const char *what, bool (*done)(void)) {
   uint64_t end = load_now_us() + (uint64_t)(seconds * 1e6), next = 0;
   for (;;) {
     uint64_t now = load_now_us();
-    if (now >= end || (done && done())) break;
+    if (now >= end || stopping || (done && done())) break;
     if (now >= next) {
       progress(what);
       next = now + 1000000;
@@ -419,7 +466,7 @@ static bool all_joined_or_stalled(void) {
   static uint64_t last, last_change;
   totals_t t;
   sum_totals(M.sh, &t);
-  uint64_t done = t.joined + t.join_failed + t.conn_failed;
+  uint64_t done = t.joined + t.join_failed + t.conn_failed + t.closed_unjoined;
   uint64_t now = load_now_us();
   if (done != last || !last_change) {
     last = done;
@@ -428,18 +475,21 @@ static bool all_joined_or_stalled(void) {
   if (done >= M.sh->cfg.sessions + M.sh->cfg.slow) return true;
   bool spawned = true;
   for (int w = 0; w < nworkers; w++) if (!ctr_get(&M.sh->ready[w])) spawned = false;
-  return spawned && now - last_change > JOIN_STALL_S * 1000000ull &&
-         now - t_begin > (uint64_t)(M.sh->cfg.ramp_s * 1e6);
+  uint64_t after_ramp = t_begin + (uint64_t)(M.sh->cfg.ramp_s * 1e6);
+  if (spawned && now > after_ramp + JOIN_MAX_S * 1000000ull) return true;
+  return spawned && now - last_change > JOIN_STALL_S * 1000000ull && now > after_ramp;
 }
 
 static int drain_stage = -1;
 static bool stage_drained(void) {
-  static uint64_t last, last_change;
+  static uint64_t last, last_change, started;
   static int for_stage = -2;
   totals_t t;
   sum_totals(M.sh, &t);
   uint64_t now = load_now_us();
   uint64_t d = t.deliveries + t.catchup_msgs;
+  if (for_stage != drain_stage) started = now;
+  if (now - started > DRAIN_MAX_S * 1000000ull) return true;
   if (for_stage != drain_stage || d != last) {
     for_stage = drain_stage;
     last = d;
@@ -460,6 +510,21 @@ static double cpu_count_of_harness(void) {
   cpu_set_t cs;
   if (sched_getaffinity(0, sizeof cs, &cs)) return 1;
   return CPU_COUNT(&cs);
+}
+
+static const char *loadavg(void) {
+  static char b[64];
+  FILE *f = fopen("/proc/loadavg", "r");
+  b[0] = 0;
+  if (f) {
+    if (fgets(b, sizeof b, f)) {
+      char *sp = b;
+      for (int i = 0; i < 3 && sp; i++) sp = strchr(sp + 1, ' ');
+      if (sp) *sp = 0;
+    }
+    fclose(f);
+  }
+  return b;
 }
 
 /* ------------------------------------------------------------- output */
@@ -569,7 +634,7 @@ int main(int argc, char **argv) {
   bool rising = false;
   if (!strcmp(sc, "idle")) { sessions = 19000; senders = 0; duration = 5; ramp = 40; }
   else if (!strcmp(sc, "fanout")) { sessions = 10000; senders = 1; duration = 10; ramp = 20; cfg.spread = true; }
-  else if (!strcmp(sc, "chat")) { sessions = 2000; senders = 200; duration = 5; ramp = 10; rising = true; }
+  else if (!strcmp(sc, "chat")) { sessions = 2000; senders = 200; duration = 8; ramp = 10; rising = true; }
   else if (!strcmp(sc, "storm")) { sessions = 5200; senders = 200; duration = 12; ramp = 15; rate = 1; storm = 5000; }
   else if (!strcmp(sc, "slow")) { sessions = 2000; senders = 200; duration = 10; ramp = 10; slow = 100; }
   else if (!strcmp(sc, "crash")) { sessions = 2000; senders = 200; duration = 10; ramp = 10; }
@@ -595,7 +660,8 @@ int main(int argc, char **argv) {
   cfg.storm = (uint32_t)storm;
   cfg.sender_stride = senders ? (uint32_t)(sessions / senders) : 1;
   cfg.ramp_s = ramp;
-  if (rising && !o->rates && o->rate <= 0) o->rates = "0.5,1,2,3,4,5";
+  /* 200 senders x 0.1/s is already 20 msg/s, 40,000 deliveries/s at 2,000 sessions */
+  if (rising && !o->rates && o->rate <= 0) o->rates = "0.1,0.2,0.5,1,2,3,4,5";
   if (o->rates && senders) {
     char *dup = strdup(o->rates), *save = NULL;
     for (char *t = strtok_r(dup, ",", &save); t && cfg.nstages < LOAD_MAX_STAGES; t = strtok_r(NULL, ",", &save))
@@ -689,6 +755,10 @@ int main(int argc, char **argv) {
   if (!strcmp(sc, "crash") && !o->spawn)
     fprintf(stderr, "chatter-load: crash wants a server started with CHATTER_CHAOS=0.01 (--spawn sets it)\n");
 
+  struct sigaction sa = {.sa_handler = on_stop_signal};
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
   size_t sz = load_shared_size(&cfg);
   void *base = mmap(NULL, sz, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   if (base == MAP_FAILED) { perror("chatter-load: mmap"); stop_server(); return 2; }
@@ -697,6 +767,7 @@ int main(int argc, char **argv) {
   if (o->json) jf = fopen(o->json, "w");
 
   double rss0 = srv_pid ? proc_rss_kb(srv_pid) : 0;
+  double scpu_j0 = srv_pid ? proc_cpu_s(srv_pid) : 0;
   t_begin = load_now_us();
   nworkers = cfg.workers;
   uint32_t per = (total + (uint32_t)nworkers - 1) / (uint32_t)nworkers, first = 0;
@@ -704,6 +775,10 @@ int main(int argc, char **argv) {
     uint32_t count = first + per > total ? total - first : per;
     pid_t p = fork();
     if (p == 0) {
+      signal(SIGINT, SIG_IGN); /* the parent ends the run; a terminal's ^C reaches the group */
+      signal(SIGTERM, SIG_DFL);
+      prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive the parent */
+      if (getppid() == 1) _exit(1);
       struct rlimit rl;
       getrlimit(RLIMIT_NOFILE, &rl);
       rl.rlim_cur = rl.rlim_max;
@@ -721,6 +796,8 @@ int main(int argc, char **argv) {
   sum_totals(M.sh, &t);
   eligible = t.joined > cfg.slow ? t.joined - cfg.slow : 0; /* slow ones never read */
   uint64_t t_joined = load_now_us();
+  double join_s = (double)(t_joined - t_begin) / 1e6;
+  double scpu_join = srv_pid ? proc_cpu_s(srv_pid) - scpu_j0 : 0, hcpu_join = harness_cpu_s();
   double rss_joined = srv_pid ? proc_rss_kb(srv_pid) : 0;
   double hold_rss = rss_joined;
   if (!senders) { /* idle: hold them, then look at the server again */
@@ -730,13 +807,14 @@ int main(int argc, char **argv) {
 
   /* Send, stage by stage. */
   double scpu0 = srv_pid ? proc_cpu_s(srv_pid) : 0, hcpu0 = harness_cpu_s();
+  double swait0 = srv_pid ? proc_wait_s(srv_pid) : 0, hwait0 = harness_wait_s();
   uint64_t ts0 = load_now_us();
   int held = -1, ran = 0;
   double stage_p99[LOAD_MAX_STAGES] = {0}, stage_wall[LOAD_MAX_STAGES] = {0};
   double rss_peak = rss_joined;
   uint64_t send_us = 0;
   if (senders) {
-    for (int g = 0; g < cfg.nstages; g++) {
+    for (int g = 0; g < cfg.nstages && !stopping; g++) {
       atomic_store(&M.sh->stage, g);
       atomic_store(&M.sh->phase, PH_SEND);
       uint64_t g0 = load_now_us();
@@ -772,14 +850,13 @@ int main(int argc, char **argv) {
   atomic_store(&M.sh->phase, PH_DRAIN);
   uint64_t ts1 = load_now_us();
   double scpu1 = srv_pid ? proc_cpu_s(srv_pid) : 0, hcpu1 = harness_cpu_s();
+  double swait = srv_pid ? proc_wait_s(srv_pid) - swait0 : 0, hwait = harness_wait_s() - hwait0;
   double rss_end = srv_pid ? proc_rss_kb(srv_pid) : 0;
   progress("done");
   if (!o->quiet && isatty(2)) fputc('\n', stderr);
   atomic_store(&M.sh->phase, PH_DONE);
   for (int w = 0; w < nworkers; w++) waitpid(workers[w], NULL, 0);
   (void)t_joined;
-  (void)ts0;
-  (void)ts1;
 
   /* Loss: every (joined receiver, acknowledged message) pair not received. */
   sum_totals(M.sh, &t);
@@ -796,13 +873,17 @@ int main(int argc, char **argv) {
   stop_server();
 
   /* The table. */
-  double send_s = (double)send_us / 1e6;
+  /* Rates and CPU shares over the whole window in which deliveries happen:
+   * the stages and the drains after them (an overloaded server delivers
+   * long after the senders stopped). */
+  double send_s = (double)send_us / 1e6, window_s = (double)(ts1 - ts0) / 1e6;
   double sdcpu = scpu1 - scpu0, hdcpu = hcpu1 - hcpu0;
   uint64_t deliv = t.deliveries + t.catchup_msgs;
   printf("\nchatter-load: scenario %s, %u sessions (+%u slow), %u senders, %d worker(s) x %d thread(s) on %.0f CPU(s)\n",
          sc, cfg.sessions, cfg.slow, cfg.senders, cfg.workers, cfg.threads, ncpu);
   printf("| %-34s | %s\n|%s|%s\n", "figure", "value", "------------------------------------", "------------------------------------------");
   jstr("scenario", sc);
+  jstr("loadavg", loadavg());
   jnum("sessions", cfg.sessions);
   jnum("senders", cfg.senders);
   jnum("slow", cfg.slow);
@@ -812,6 +893,14 @@ int main(int argc, char **argv) {
   jnum("join_failed", (double)t.join_failed);
   jnum("conn_failed", (double)t.conn_failed);
   jnum("closed_by_server", (double)t.closed_by_server);
+  row("joining phase", "%.1f s; server CPU %.2f s (%.0f%% of a core), harness CPU %.2f s (%.0f%% of its %.0f CPU(s))",
+      join_s, scpu_join, join_s > 0 ? scpu_join / join_s * 100 : 0, hcpu_join,
+      join_s > 0 ? hcpu_join / join_s / ncpu * 100 : 0, ncpu);
+  jnum("join_phase_s", join_s);
+  jnum("join_server_cpu_s", scpu_join);
+  jnum("join_harness_cpu_s", hcpu_join);
+  row("received", "%.1f MB in %" PRIu64 " frames (%" PRIu64 " pushes not from this run)", (double)t.bytes_in / 1e6,
+      t.frames_in, t.other_pushes);
   hsum_t h;
   sum_hist(M.sh, H_WELCOME, 0, &h);
   hist_rows("connect to welcome", "welcome", &h);
@@ -833,10 +922,11 @@ int main(int argc, char **argv) {
     jnum("sends", (double)t.sends);
     jnum("acks", (double)t.acks);
     jnum("resends", (double)t.resends);
-    row("deliveries (push / catch-up)", "%" PRIu64 " / %" PRIu64 " in %.1f s of sending: %.0f/s", t.deliveries,
-        t.catchup_msgs, send_s, send_s > 0 ? (double)deliv / send_s : 0);
+    row("deliveries (push / catch-up)", "%" PRIu64 " / %" PRIu64 " in %.1f s (%.1f s sending, the rest draining): %.0f/s",
+        t.deliveries, t.catchup_msgs, window_s, send_s, window_s > 0 ? (double)deliv / window_s : 0);
     jnum("deliveries", (double)deliv);
-    jnum("deliveries_per_s", send_s > 0 ? (double)deliv / send_s : 0);
+    jnum("deliveries_per_s", window_s > 0 ? (double)deliv / window_s : 0);
+    jnum("window_s", window_s);
     hsum_t all;
     memset(&all, 0, sizeof all);
     for (int g = 0; g < ran; g++) {
@@ -908,30 +998,54 @@ int main(int argc, char **argv) {
     snprintf(ebuf + n, sizeof ebuf - n, "%s %s=%" PRIu64, n ? "," : "", load_err_names[i], t.errors[i]);
   }
   row("errors by code", "%" PRIu64 "%s%s", errs, errs ? ":" : "", ebuf);
+  ebuf[0] = 0;
+  for (int i = 0; i < CLOSE_KINDS; i++) {
+    char k[48];
+    snprintf(k, sizeof k, "close_%s", load_close_names[i]);
+    for (char *q = k; *q; q++) if (*q == ' ') *q = '_';
+    jnum(k, (double)t.closes[i]);
+    if (!t.closes[i]) continue;
+    size_t n = strlen(ebuf);
+    snprintf(ebuf + n, sizeof ebuf - n, "%s %s: %" PRIu64, n ? "," : "", load_close_names[i], t.closes[i]);
+  }
+  row("closed by the server", "%" PRIu64 "%s%s", t.closed_by_server, t.closed_by_server ? ":" : "", ebuf);
   row("lost / duplicated / out of order", "%" PRIu64 " / %" PRIu64 " / %" PRIu64 " (of %" PRIu64 " acked x %" PRIu64 " receivers)",
       lost, t.dups, t.order, acked_bits, eligible);
   jnum("lost", (double)lost);
   jnum("dups", (double)t.dups);
   jnum("order", (double)t.order);
   jnum("bytes_in", (double)t.bytes_in);
-  double hbusy = send_s > 0 ? hdcpu / send_s / ncpu : 0;
+  jnum("frames_in", (double)t.frames_in);
+  /* The harness is the bottleneck when its threads wanted a CPU (ran or
+   * waited in the run queue) nearly all the time: then the server waited
+   * for it, not it for the server. */
+  double hthreads = (double)cfg.workers * cfg.threads < ncpu ? (double)cfg.workers * cfg.threads : ncpu;
+  double hbusy = window_s > 0 ? (hdcpu + hwait) / window_s / hthreads : 0;
   if (senders && deliv) {
     if (srv_pid) {
-      row("server CPU", "%.2f s over %.1f s (%.0f%% of a core); %.3f CPU-s per 100,000 deliveries", sdcpu, send_s,
-          send_s > 0 ? sdcpu / send_s * 100 : 0, sdcpu / (double)deliv * 1e5);
+      row("server CPU", "%.2f s over %.1f s (%.0f%% of a core); %.3f CPU-s per 100,000 deliveries", sdcpu, window_s,
+          window_s > 0 ? sdcpu / window_s * 100 : 0, sdcpu / (double)deliv * 1e5);
       jnum("server_cpu_s", sdcpu);
       jnum("server_cpu_per_100k", sdcpu / (double)deliv * 1e5);
     }
-    row("harness CPU", "%.2f s (%.0f%% of its %.0f CPU(s)); %.3f CPU-s per 100,000 deliveries", hdcpu,
-        hbusy * 100, ncpu, hdcpu / (double)deliv * 1e5);
+    row("harness CPU", "%.2f s (%.0f%% of its %.0f CPU(s), runnable %.0f%% of the time); %.3f CPU-s per 100,000 deliveries",
+        hdcpu, window_s > 0 ? hdcpu / window_s / ncpu * 100 : 0, ncpu, hbusy * 100, hdcpu / (double)deliv * 1e5);
     jnum("harness_cpu_s", hdcpu);
     jnum("harness_cpu_per_100k", hdcpu / (double)deliv * 1e5);
     jnum("harness_busy", hbusy);
   }
   const char *verdict = hbusy > HARNESS_BUSY
-      ? "THE HARNESS was the bottleneck (its CPUs were busy): these figures are a floor for the server, not its ceiling"
+      ? "THE HARNESS was the bottleneck (it was runnable over 85% of the time): these figures are a floor for the server, not its ceiling"
       : "the harness had CPU to spare: the figures are the server's";
-  if (senders) row("bottleneck", "%s", verdict);
+  if (senders) {
+    row("waiting for a CPU (run queue)", "server %.2f s, harness %.2f s over %.1f s", swait, hwait, window_s);
+    jnum("server_runq_wait_s", swait);
+    jnum("harness_runq_wait_s", hwait);
+    row("bottleneck", "%s", verdict);
+    if (window_s > 0 && (swait > 0.25 * window_s || hwait > 0.25 * window_s))
+      row("", "THE MACHINE was busy: the server or the harness waited for a CPU more than a quarter of the time "
+              "(load average %s)", loadavg());
+  }
   jnum("harness_bound", hbusy > HARNESS_BUSY);
   bool bad = lost || t.dups || t.order || t.join_failed || t.conn_failed ||
              (t.closed_by_server && !storm) || t.joined < cfg.sessions + cfg.slow;

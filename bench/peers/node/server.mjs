@@ -95,6 +95,7 @@ function trackJoin(ws, user) {
   const meta = { user_id: user.id, name: user.name, joined_at: new Date().toISOString(), phx_ref: crypto.randomBytes(8).toString('hex') };
   if (user.metas.size === 0) { removeSorted(offline, user.name); insertSorted(online, user.name); }
   user.metas.set(meta.phx_ref, meta);
+  Object.defineProperty(meta, 'ws', { value: ws, enumerable: false }); // not sent in diffs
   ws.meta = meta;
   queueDiff('join', user.name, meta);
 }
@@ -184,7 +185,8 @@ async function onJoin(ws, m) {
   if (n < 1 || n > 32 || !NAME_RE.test(name)) return error(ws, m.ref, 'name_invalid');
   let user = users.get(name);
   if (user && user.metas.size) {
-    const holder = [...joined].find((s) => s.user === user && s.token && s.token === m.token);
+    let holder = null; // a user's sockets are its metas' sockets: O(metas), not O(sockets)
+    for (const meta of user.metas.values()) if (meta.ws.token && meta.ws.token === m.token) holder = meta.ws;
     if (!holder) return error(ws, m.ref, 'name_taken');
     trackLeave(holder); holder.user = null; holder.token = null; joined.delete(holder);
     error(holder, undefined, 'taken_over', 'taken over by another socket');
