@@ -23,6 +23,7 @@ cd "$ROOT"
 B="${B:-_build/default}"
 OUT="_build/bench-chat"
 SMALL=0
+TABLE_ONLY=0
 WRITE_RESULTS=1
 SCENARIOS="idle fanout fanout2k chat chat2 storm slow crash"
 CMDLINE="make bench-chat${BENCH_ARGS:+ BENCH_ARGS=\"$BENCH_ARGS\"}"
@@ -31,6 +32,7 @@ while [ $# -gt 0 ]; do
     --small) SMALL=1 ;;
     --scenarios) SCENARIOS="$2"; shift ;;
     --no-results) WRITE_RESULTS=0 ;;
+    --table-only) SCENARIOS=""; TABLE_ONLY=1 ;;   # the table again from the last run's files
     *) echo "bench-chat: unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -91,7 +93,7 @@ for sc in $SCENARIOS; do
 done
 
 # The floor at the socket counts the scenarios used.
-for n in $(div 10000) $(div 2000); do
+[ "$TABLE_ONLY" = 1 ] || for n in $(div 10000) $(div 2000); do
   echo "== floor $n" >&2
   taskset -c $SCPU "$FLOOR" "$n" 100 > "$OUT/floor-$n.txt" 2>&1 || true
   cat "$OUT/floor-$n.txt" >&2
@@ -105,6 +107,7 @@ if [ "$WRITE_RESULTS" = 1 ]; then
     echo
     echo "Written by \`$CMDLINE\` (bench/chatter-load/bench-chat.sh) on $(date -u '+%Y-%m-%d %H:%M UTC')."
     echo
+    [ "$TABLE_ONLY" = 1 ] && echo "(Table rebuilt by --table-only from the run's files in $OUT.)"
     echo "Machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo), Linux $(uname -r); load average before the table: $(cut -d' ' -f1-3 /proc/loadavg)."
     echo "Server pinned to CPU $SCPU (Chatter with CHATTER_THREADS=1), harness to CPU $HCPU; Node $(node --version); PostgreSQL with synchronous_commit=off on each fresh bench database."
     [ "$SMALL" = 1 ] && echo "Small run: session counts divided by 10."

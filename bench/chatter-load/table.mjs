@@ -22,11 +22,14 @@ const ratio = (a, b) => (a == null || b == null || !b || typeof a === 'string' ?
 const rows = [];
 function row(sc, figure, get, floorVal, d) {
   const c = load(`chatter-${sc}.json`), n = load(`node-${sc}.json`);
-  const cv = c ? get(c) : null, nv = n ? get(n) : null;
+  // a latency figure of a run where nothing arrived is no figure
+  const has = (j) => j && !(/delivery|spread/.test(figure) && !(j.deliver_n > 0));
+  const cv = has(c) ? get(c) : null, nv = has(n) ? get(n) : null;
   const mark = (j, v) => (j && j.harness_bound && v != null ? ' (h)' : '');
   rows.push([sc, figure, fmt(cv, d) + mark(c, cv), fmt(nv, d) + mark(n, nv), fmt(floorVal, d), ratio(cv, nv), ratio(cv, floorVal)]);
 }
-const lostDup = (j) => `${j.lost}/${j.dups}/${j.order}`;
+// "*": the drain hit its bound; what was missing then was late, maybe not lost
+const lostDup = (j) => `${j.lost}${j.drain_cut ? '*' : ''}/${j.dups}/${j.order}`;
 
 row('idle', 'sessions joined', (j) => j.joined, null, 0);
 row('idle', 'server RSS per joined session (B)', (j) => j.server_rss_per_session_b, null, 0);
@@ -50,6 +53,8 @@ row('chat', 'lost/dup/order', lostDup, null);
 row('chat2', 'plain chat at 2 msg/s per sender: delivery p99 (ms)', (j) => j.deliver_p99_ms, null);
 row('chat2', 'server CPU-s per 100k deliveries', (j) => j.server_cpu_per_100k, fl.chat && fl.chat.cpu_s_per_100k, 3);
 row('chat2', 'lost/dup/order', lostDup, null);
+for (const sc of ['fanout', 'fanout2k', 'chat', 'chat2', 'storm', 'slow'])
+  row(sc, 'server waited for a CPU (% of the window)', (j) => (j.window_s ? 100 * j.server_runq_wait_s / j.window_s : null), null, 0);
 row('storm', 'sessions back and caught up', (j) => j.storm_back, null, 0);
 row('storm', 'drop to caught up, max (ms)', (j) => j.recovery_max_ms, null, 0);
 row('storm', 'lost/dup/order', lostDup, null);
@@ -65,6 +70,6 @@ const line = (r) => '| ' + r.map((c, i) => (i < 2 ? String(c).padEnd(w[i]) : Str
 console.log(line(head));
 console.log('|' + w.map((x, i) => (i < 2 ? '-'.repeat(x + 2) : '-'.repeat(x + 1) + ':')).join('|') + '|');
 for (const r of rows) console.log(line(r));
-console.log('\n(h): the harness used more than 85% of its CPU in that run: the figure is a floor for that server, not its ceiling.' +
-  ' lost/dup/order: (receiver, message) pairs never delivered / delivered twice / out of seq order. Ratios: Chatter divided by the other;' +
+console.log('\n(h): the harness was runnable (running or waiting for a CPU) over 85% of the send window of that run: the figure is a floor for that server, not its ceiling.' +
+  ' lost/dup/order: (receiver, message) pairs never delivered / delivered twice / out of seq order; * the drain hit its 30 s bound, so missing ones may be late rather than lost. Ratios: Chatter divided by the other;' +
   ' for latency, RSS and CPU lower is better, for rates higher is better. The Node peer has no chaos switch, so crash is Chatter only.');
