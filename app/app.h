@@ -112,6 +112,7 @@ enum {
   CONN_TAKE_OVER_NOTICE,  /* presence -> acceptor: conn_notice_t */
   SESSION_RETRY,      /* a retry timer (catch-up, back-pressure) */
   SESSION_START,          /* retry the start once pubsub and presence are back */
+  SESSION_DIFF,           /* the next paced presence_diff may go out */
 
   TELEMETRY_TICK = 500
 };
@@ -190,6 +191,10 @@ typedef struct repo_users {
 /* The highest lobby seq pubsub has published (0 before the first): the
  * latest-messages cache of session.c is valid while it holds that seq. */
 int64_t pubsub_latest_seq(void);
+/* Which pubsub is running (+1 per start): a message published to a pubsub
+ * that died was pushed to nobody, so a cache filled under an earlier one is
+ * not trusted. */
+int64_t pubsub_epoch(void);
 
 /* Pubsub topics and events.  A presence event's seq is presence's version;
  * a lobby event's seq is the message's seq. */
@@ -244,6 +249,9 @@ typedef struct presence_track {
   char name[PROTO_NAME_MAX * 4 + 1];
   char token[64];
   char phx_ref[32];
+  bool announce;      /* the dead presence may not have published this join
+                         (its diff was pending): publish it again; a join of
+                         a phx_ref a client holds already changes nothing */
 } presence_track_t;
 typedef struct presence_tracked {
   int code;           /* PROTO_OK, or PROTO_TAKEN_OVER: another socket holds

@@ -18,9 +18,11 @@
  * and none after it).
  *
  * Coalescing: changes gather for FLUSH_MS after the first one and go out as
- * one presence_diff to every socket (through pubsub), so two diffs are at
- * least FLUSH_MS apart and a change waits at most FLUSH_MS; a wave of N
- * joins costs each socket one diff per window, not N.
+ * one presence_diff to every socket (through pubsub), so two diffs leave
+ * presence at least FLUSH_MS apart and a change waits at most FLUSH_MS; a
+ * wave of N joins costs each socket one diff per window, not N.  Delivery
+ * may bunch them again (a busy scheduler); the session spaces what it
+ * writes to its socket.
  *
  * Costs: a join or leave is O(1) (hash tables by conn id and by name,
  * intrusive lists of a user's metas); the move between indexes at the flush
@@ -31,9 +33,12 @@
  * Restarts (issue 8 item 12): versions carry an incarnation in their high
  * bits.  A restarted presence loads the users from the database and every
  * joined session re-tracks its meta (PRESENCE_TRACK, same phx_ref, token and
- * joined_at), silently: clients already hold those metas, so nobody sees
- * anyone leave, and a session that asks for the events after a version of
- * the old incarnation gets every event of the new one.
+ * joined_at), silently: clients already hold those metas, so it is listed
+ * online at once, with no diff, and nobody sees anyone leave; a session that
+ * asks for the events after a version of the old incarnation gets every
+ * event of the new one.  While the sessions re-track (milliseconds; each
+ * re-tracks as soon as it sees the new presence registered), pages and
+ * counts show the rebuild part done; the next diff carries the full counts.
  *
  * New users per source address: a sliding 60 s window of creation times per
  * peer (CHATTER_NEW_USERS_PER_MINUTE, 0 = no limit); a claim of a new name
@@ -50,9 +55,9 @@
 #include <sys/random.h>
 #include <time.h>
 
-#define FLUSH_MS 60        /* PROTOCOL.md: diffs >= 50 ms apart, no change
-                              waits > 100 ms; 10 ms of margin for delivery
-                              jitter on the lower bound, 40 on the upper */
+#define FLUSH_MS 50        /* PROTOCOL.md: diffs >= 50 ms apart, no change
+                              waits > 100 ms (each session also paces what
+                              reaches its socket: session.c DIFF_GAP_MS) */
 #define LOG_SIZE 1024      /* events kept for restarted sessions */
 #define RELOAD_MS 1000     /* retry loading users while the database is away */
 #define SKIP_LEVELS 16     /* p = 1/4: enough for 4^16 users */
@@ -687,12 +692,15 @@ static void on_claim(presence_t *p, act_msg_t *m) {
     for (meta_t *x = u->metas; x; x = x->next_of_user)
       if (x->conn_id != rq->conn_id) held = x;
   uint64_t now = now_ms();
-  if (!p->loaded) {
-    r.code = PROTO_UNAVAILABLE;
-  } else if (held && (!rq->token[0] || strcmp(held->token, rq->token) != 0)) {
+  /* PROTOCOL.md precedence: name_taken (known from the metas even before
+     the users are loaded), then rate_limited, then unavailable -- except
+     that whether a name is new is known only once they are loaded */
+  if (held && (!rq->token[0] || strcmp(held->token, rq->token) != 0)) {
     r.code = PROTO_NAME_TAKEN;
   } else if (other && other->conn_id != rq->conn_id) {
     r.code = PROTO_NAME_TAKEN;
+  } else if (!p->loaded) {
+    r.code = PROTO_UNAVAILABLE;
   } else {
     claim_t *mine = claim_by_conn(p, rq->conn_id);
     if (mine) claim_drop(p, mine, true);
@@ -765,8 +773,19 @@ static void on_track(presence_t *p, act_msg_t *m) {
       snprintf(nm->token, sizeof nm->token, "%s", rq->token);
       joined_at_of(nm->phx_ref, nm->joined_at);
       watch(p, rq->acceptor);
-      mark_dirty(p, u);
-      arm_flush(p);
+      /* listed online at once and without a diff: the clients hold this
+         meta already, and a diff now would carry the counts of a rebuild
+         half done -- unless its join may never have been published */
+      if (rq->announce) {
+        note_change(p, &p->joins, nm);
+      } else if (!u->listed) {
+        user_list(p, u, true);
+      } else if (!u->listed_online) {
+        sl_remove(&p->index[0], u);
+        sl_insert(&p->index[1], u);
+        u->listed_online = true;
+        p->online_count++;
+      }
     }
   }
   act_reply(m, PRESENCE_TRACKED, &r, sizeof r);

@@ -40,7 +40,9 @@ typedef struct pubsub {
 } pubsub_t;
 
 static _Atomic int64_t g_latest_seq;
+static _Atomic int64_t g_epoch;
 int64_t pubsub_latest_seq(void) { return atomic_load(&g_latest_seq); }
+int64_t pubsub_epoch(void) { return atomic_load(&g_epoch); }
 
 void app_event_release(void *data, size_t size) {
   (void)size;
@@ -185,6 +187,7 @@ static int ps_init(void *args, void **state) {
   pubsub_t *ps = calloc(1, sizeof *ps);
   if (!ps) return ACT_ENOMEM;
   *state = ps;
+  atomic_fetch_add(&g_epoch, 1);
   return ACT_OK;
 }
 

@@ -46,6 +46,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define MAX_BUFFERED 4096        /* pushes held while the client must wait */
 #define REPO_TIMEOUT_MS 15000
@@ -55,6 +56,8 @@
 #define RATE_BURST 10.0          /* PROTOCOL.md: burst of 10 sends ... */
 #define RATE_PER_SEC 5.0         /* ... and 5 a second sustained */
 #define FIND_TIMEOUT_MS 5000     /* client_id look-up of a refused send */
+#define DIFF_GAP_MS 50           /* PROTOCOL.md: two diffs to one socket are at
+                                    least 50 ms apart */
 
 typedef enum {
   PH_WAITING,         /* pubsub or presence is being restarted */
@@ -95,6 +98,15 @@ typedef struct session {
   proto_str held;
   int64_t held_version;
   bool held_is_join;      /* sending it completes a join */
+  /* the pacer: diffs waiting for DIFF_GAP_MS since the last one written */
+  app_event_t *diffq;
+  size_t ndiffq, capdiffq;
+  int64_t diffq_last;     /* version of the last diff queued */
+  uint64_t diff_at_ms;    /* when the last diff was written (monotonic) */
+  bool pacer_armed;
+  int64_t sub_epoch;      /* pubsub_epoch() when the lobby subscription was acked */
+  int64_t join_version;   /* presence's version when this socket joined (0:
+                             unknown, e.g. after a crash of the session) */
   int64_t held_last_seq;  /* ... with this last seq */
 } session_t;
 
@@ -151,6 +163,7 @@ static bool chaos_strikes(void) {
 typedef struct latest {
   atomic_int refs;
   int64_t last_seq;
+  int64_t epoch;        /* pubsub_epoch() when the reader's subscription was acked */
   repo_messages_t msgs; /* followed by its spans and array bytes */
 } latest_t;
 
@@ -164,22 +177,24 @@ static void latest_release(latest_t *l) {
 static latest_t *latest_get(void) {
   pthread_mutex_lock(&g_latest_lock);
   latest_t *l = g_latest;
-  if (l && l->last_seq >= pubsub_latest_seq()) atomic_fetch_add(&l->refs, 1);
+  if (l && l->epoch == pubsub_epoch() && l->last_seq >= pubsub_latest_seq())
+    atomic_fetch_add(&l->refs, 1);
   else l = NULL;
   pthread_mutex_unlock(&g_latest_lock);
   return l;
 }
 
-static void latest_put(const repo_messages_t *r) {
+static void latest_put(const repo_messages_t *r, int64_t epoch) {
   size_t size = sizeof(latest_t) + r->n * sizeof(repo_msg_span_t) + r->array_len;
   latest_t *l = malloc(size);
   if (!l) return; /* a cache: without it, the next join reads again */
   atomic_init(&l->refs, 1);
   l->last_seq = r->n ? r->spans[r->n - 1].seq : 0;
+  l->epoch = epoch;
   memcpy(&l->msgs, r, sizeof *r + r->n * sizeof(repo_msg_span_t) + r->array_len);
   pthread_mutex_lock(&g_latest_lock);
   latest_t *old = g_latest;
-  if (!old || old->last_seq <= l->last_seq) g_latest = l;
+  if (!old || old->epoch < l->epoch || old->last_seq <= l->last_seq) g_latest = l;
   else old = l; /* an older read finished later: keep the newer */
   pthread_mutex_unlock(&g_latest_lock);
   latest_release(old);
@@ -199,12 +214,65 @@ static void buffer_event(session_t *s, const app_event_t *ev) {
   s->buf[s->nbuf++] = (app_event_t){ev->topic, ev->seq, ws_shared_retain(ev->frame)};
 }
 
-/* Send the event if the socket has not seen it yet. */
+static uint64_t mono_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void try_sync(session_t *s, conn_t *c);
+
+/* Write the oldest paced diff; the socket has seen its version from now on. */
+static void pace_out(session_t *s, conn_t *c) {
+  app_event_t ev = s->diffq[0];
+  memmove(s->diffq, s->diffq + 1, --s->ndiffq * sizeof *s->diffq);
+  if (conn_state(c)->presence_version < ev.seq) conn_state(c)->presence_version = ev.seq;
+  s->diff_at_ms = mono_ms();
+  conn_send_shared(c, ev.frame);
+  ws_shared_release(ev.frame);
+}
+
+static void arm_pacer(session_t *s) {
+  if (s->pacer_armed || !s->ndiffq) return;
+  uint64_t now = mono_ms(), due = s->diff_at_ms + DIFF_GAP_MS;
+  act_send_after(due > now ? due - now : 0, act_self(), SESSION_DIFF, NULL, 0);
+  s->pacer_armed = true;
+}
+
+/* SESSION_DIFF: the gap has passed. */
+static void on_pacer(session_t *s) {
+  s->pacer_armed = false;
+  conn_t *c = my_conn(s);
+  if (!c || !s->ndiffq) return;
+  if (mono_ms() < s->diff_at_ms + DIFF_GAP_MS) return arm_pacer(s);
+  pace_out(s, c);
+  arm_pacer(s);
+  if (s->step == RQ_SYNC && s->phase == PH_LIVE) try_sync(s, c);
+}
+
+/* Send the event if the socket has not seen it yet.  Diffs go through the
+ * pacer: written at once if the last one left DIFF_GAP_MS ago, else queued
+ * (the shared frame's reference, no copy) for a timer. */
 static void deliver(session_t *s, conn_t *c, const app_event_t *ev) {
   conn_state_t *st = conn_state(c);
   if (ev->topic == TOPIC_PRESENCE) {
-    if (ev->seq <= st->presence_version) return;
+    if (ev->seq <= st->presence_version || (s->ndiffq && ev->seq <= s->diffq_last)) return;
+    if (s->ndiffq || mono_ms() < s->diff_at_ms + DIFF_GAP_MS) {
+      if (s->ndiffq == MAX_BUFFERED) act_crash("session: diff queue full"); /* restart catches up */
+      if (s->ndiffq == s->capdiffq) {
+        size_t ncap = s->capdiffq ? s->capdiffq * 2 : 4;
+        app_event_t *nq = realloc(s->diffq, ncap * sizeof *nq);
+        if (!nq) act_crash("session: out of memory");
+        s->diffq = nq;
+        s->capdiffq = ncap;
+      }
+      s->diffq[s->ndiffq++] = (app_event_t){ev->topic, ev->seq, ws_shared_retain(ev->frame)};
+      s->diffq_last = ev->seq;
+      arm_pacer(s);
+      return;
+    }
     st->presence_version = ev->seq;
+    s->diff_at_ms = mono_ms();
   } else {
     if ((!st->joined && !s->joining) || ev->seq <= st->last_seq) return;
     st->last_seq = ev->seq;
@@ -303,7 +371,7 @@ static void send_messages_as_pushes(conn_t *c, const repo_messages_t *r) {
 }
 
 /* Our meta in a presence that did not know it (it restarted). */
-static void retrack(session_t *s, conn_t *c) {
+static void retrack(session_t *s, conn_t *c, bool announce) {
   conn_state_t *st = conn_state(c);
   presence_track_t t;
   memset(&t, 0, sizeof t);
@@ -313,6 +381,7 @@ static void retrack(session_t *s, conn_t *c) {
   snprintf(t.name, sizeof t.name, "%s", st->name);
   snprintf(t.token, sizeof t.token, "%s", st->token);
   snprintf(t.phx_ref, sizeof t.phx_ref, "%s", st->phx_ref);
+  t.announce = announce;
   s->phase = PH_START_TRACK;
   s->wait = act_request(act_whereis(APP_NAME_PRESENCE), PRESENCE_TRACK, &t, sizeof t,
                         REPO_TIMEOUT_MS);
@@ -350,11 +419,16 @@ static void on_start_reply(session_t *s, conn_t *c, act_msg_t *m) {
       }
       bool restarted = (st->presence_version >> PRESENCE_INCARNATION_SHIFT) !=
                        (evs->version >> PRESENCE_INCARNATION_SHIFT);
+      /* our join went out if this socket got a diff after the snapshot of
+         it (a flush publishes every pending change at once) */
+      bool announced = s->join_version && st->presence_version > s->join_version;
       for (uint32_t i = 0; i < evs->n; i++) deliver(s, c, &evs->events[i]);
       /* every event up to evs->version was in the reply; later ones come
-         from pubsub, to which we are subscribed */
+         from pubsub, to which we are subscribed (a restart is rare: what
+         the pacer holds goes out now, so that the version can move on) */
+      while (s->ndiffq) pace_out(s, c);
       if (st->presence_version < evs->version) st->presence_version = evs->version;
-      if (restarted && st->joined) return retrack(s, c);
+      if (restarted && st->joined) return retrack(s, c, !announced);
     }
     start_lobby_or_live(s, c);
     break;
@@ -459,6 +533,7 @@ static void complete_join(session_t *s, conn_t *c) {
   snprintf(st->token, sizeof st->token, "%s", snap->token);
   snprintf(st->phx_ref, sizeof st->phx_ref, "%s", snap->phx_ref);
   st->last_seq = s->held_last_seq;
+  s->join_version = snap->version;
   act_msg_free(s->snapshot);
   s->snapshot = NULL;
 }
@@ -500,6 +575,7 @@ static void on_join_reply(session_t *s, conn_t *c, act_msg_t *m) {
     break;
   }
   case RQ_SUB_LOBBY: {
+    s->sub_epoch = pubsub_epoch();
     latest_t *l = latest_get(); /* subscribed: anything newer will be pushed */
     if (l) {
       send_joined(s, c, &l->msgs);
@@ -513,7 +589,7 @@ static void on_join_reply(session_t *s, conn_t *c, act_msg_t *m) {
   case RQ_LATEST: {
     const repo_messages_t *r = m->data;
     if (r->rc < 0) return join_fail(s, c, PROTO_UNAVAILABLE);
-    latest_put(r);
+    latest_put(r, s->sub_epoch);
     send_joined(s, c, r);
     break;
   }
@@ -664,7 +740,6 @@ static bool waits_on_service(step_t step) {
  * handled stays at the head of the conn's queue and is delivered again. */
 static void restart_in_place(session_t *s, conn_t *c) {
   conn_detach(c, act_self());
-  if (s->joining && s->step != RQ_SUB_LOBBY) s->joining = false;
   s->joining = false; /* a redelivered join finds its meta, if presence kept it */
   if (s->snapshot) act_msg_free(s->snapshot);
   s->snapshot = NULL;
@@ -834,6 +909,7 @@ static void se_handle(void *state, act_msg_t *m) {
   case SESSION_START:
     if (s->phase == PH_WAITING) begin(s);
     break;
+  case SESSION_DIFF: on_pacer(s); break;
   case ACT_MSG_DOWN: on_down(s, m); break;
   case CONN_TAKEN_OVER: on_taken_over(s); break;
   case SESSION_RETRY: { /* catch-up retry */
@@ -869,6 +945,8 @@ static void se_terminate(void *state, act_reason_t r) {
   free(s->buf);
   free(s->ref);
   free(s->held.ptr);
+  for (size_t i = 0; i < s->ndiffq; i++) ws_shared_release(s->diffq[i].frame);
+  free(s->diffq);
   if (s->snapshot) act_msg_free(s->snapshot);
 }
 

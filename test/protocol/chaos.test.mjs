@@ -7,7 +7,7 @@ import { startServer } from '../lib/server.mjs';
 import { connect, closeAll, uniq, checkAlive, checkMessage, httpGet } from './client.mjs';
 
 let server;
-before(async () => { server = await startServer({ env: { CHATTER_CHAOS: '1' } }); });
+before(async () => { server = await startServer({ env: { CHATTER_NEW_USERS_PER_MINUTE: '0', CHATTER_CHAOS: '1' } }); });
 after(async () => { await closeAll(); await server?.stop(); });
 
 const T = { timeout: 10000 };

@@ -154,6 +154,39 @@ export class Client {
     await sleep(ms);
   }
 
+  // One `users` page; throws unless the reply is `users`.
+  async users(online, { after, prefix, limit = 500 } = {}) {
+    const req = { type: 'users', online, limit };
+    if (after !== undefined) req.after = after;
+    if (prefix !== undefined) req.prefix = prefix;
+    const r = await this.request(req);
+    if (r.type !== 'users') throw new Error(`users failed: ${JSON.stringify(r).slice(0, 300)}`);
+    return r;
+  }
+
+  // Every user of one index whose name starts with prefix (all when
+  // undefined), page after page, and the frame index after the last reply.
+  async allUsers(online, prefix) {
+    const out = [];
+    let after;
+    for (;;) {
+      const r = await this.users(online, { after, prefix });
+      out.push(...r.users);
+      if (!r.more) return out;
+      after = r.users[r.users.length - 1].name;
+    }
+  }
+
+  // The directory's record of exactly this name, or undefined.
+  async findUser(name) {
+    for (const online of [true, false]) {
+      const r = await this.users(online, { prefix: name, limit: 5 });
+      const u = r.users.find((x) => x.name === name);
+      if (u) return u;
+    }
+    return undefined;
+  }
+
   waitClose(timeout = TIMEOUT) {
     let timer;
     const expired = new Promise((_, reject) => {
@@ -222,6 +255,14 @@ export function httpGet(port, path, headers = {}) {
 }
 
 // Shape checks shared by the test files.
+// UTF-8 byte order, the directory's (PROTOCOL.md): negative when a < b.
+export function byteCompare(a, b) {
+  return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
+}
+
+// A NO-LIMIT server env for suites that create many users from 127.0.0.1.
+export const MANY_USERS = { CHATTER_NEW_USERS_PER_MINUTE: '0' };
+
 export function checkUser(assert, u) {
   assert.equal(typeof u, 'object');
   assert.match(u.id, UUID_RE, `user.id ${JSON.stringify(u)}`);
@@ -257,4 +298,67 @@ export function checkError(assert, f, code, ref) {
 export function checkAlive(assert, server) {
   const ex = server.exited();
   assert.equal(ex, null, `server exited: ${JSON.stringify(ex)}\n${server.logs().slice(-4000)}`);
+}
+
+// A client's picture of the directory, built as PROTOCOL.md says a client
+// builds it: counts from welcome/joined/diffs, users from `users` pages, and
+// each diff applied meta by meta (joins, then leaves, keyed by phx_ref).  A
+// page sets what it lists; diffs after it move those users.  `errors`
+// collects every disagreement (a leave of a meta never seen online, counts
+// that do not match once the whole directory has been read).
+export class DirectoryView {
+  constructor() {
+    this.users = new Map(); // name -> {id, refs:Set, pageOnline}
+    this.total = null;
+    this.online = null;
+    this.complete = false;  // every page of both indexes has been applied
+    this.errors = [];
+  }
+  isOnline(name) { const u = this.users.get(name); return !!u && (u.refs.size > 0 || u.pageOnline); }
+  onlineCount() { let n = 0; for (const k of this.users.keys()) if (this.isOnline(k)) n++; return n; }
+  apply(f) {
+    if (f.type === 'welcome' || f.type === 'joined') {
+      this.total = f.total_users; this.online = f.online_count;
+    } else if (f.type === 'users') {
+      for (const u of f.users) this.users.set(u.name, { id: u.id, refs: new Set(), pageOnline: u.online });
+    } else if (f.type === 'presence_diff') {
+      for (const [name, { metas }] of Object.entries(f.joins)) {
+        if (!this.users.has(name)) this.users.set(name, { id: metas[0].user_id, refs: new Set(), pageOnline: false });
+        for (const m of metas) this.users.get(name).refs.add(m.phx_ref);
+      }
+      for (const [name, { metas }] of Object.entries(f.leaves)) {
+        const u = this.users.get(name);
+        if (!u) { if (this.complete) this.errors.push(`leave of unknown ${name}`); continue; }
+        for (const m of metas) {
+          if (u.refs.has(m.phx_ref)) u.refs.delete(m.phx_ref);
+          else if (u.pageOnline) u.pageOnline = false;
+          else if (this.complete) this.errors.push(`leave of ${name} ${m.phx_ref}, not online here`);
+        }
+      }
+      this.total = f.total_users; this.online = f.online_count;
+      if (this.complete) this.check(`diff ${JSON.stringify(f).slice(0, 200)}`);
+    }
+  }
+  check(what) {
+    if (this.total !== this.users.size) this.errors.push(`${what}: total_users ${this.total} != ${this.users.size} known`);
+    if (this.online !== this.onlineCount()) this.errors.push(`${what}: online_count ${this.online} != ${this.onlineCount()} online here`);
+  }
+}
+
+// Reads the whole directory on c (online pages, then offline pages) and
+// returns a view with every frame of c applied in arrival order: pages
+// where they arrived among the diffs, as a real client would.
+export async function readDirectory(c) {
+  await c.allUsers(true);
+  await c.allUsers(false);
+  const v = new DirectoryView();
+  const end = c.frames.length;
+  let lastPage = -1;
+  for (let i = 0; i < end; i++) if (c.frames[i].type === 'users') lastPage = i;
+  for (let i = 0; i < end; i++) {
+    v.apply(c.frames[i]);
+    if (i === lastPage) { v.complete = true; v.check('after the last page'); }
+  }
+  v.applied = end;
+  return v;
 }

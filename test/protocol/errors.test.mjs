@@ -10,11 +10,11 @@ import {
 } from './client.mjs';
 
 let server;
-before(async () => { server = await startServer(); });
+before(async () => { server = await startServer({ env: { CHATTER_NEW_USERS_PER_MINUTE: '0' } }); });
 afterEach(closeAll);
 after(async () => { await closeAll(); await server?.stop(); });
 
-const PUSHES = new Set(['presence_diff', 'user_created', 'message']);
+const PUSHES = new Set(['presence_diff', 'message']);
 
 // Sends a raw text frame and returns the next frame that is not a push
 // (error replies without a ref look like pushes: nothing else sends those here).
@@ -78,6 +78,13 @@ test('fields of the wrong kind or missing -> bad_request', async () => {
     { type: 'send' }, { type: 'send', content: 5 }, { type: 'send', content: null }, { type: 'send', content: { a: 1 } },
     { type: 'history', before: 'x', limit: 5 }, { type: 'history', before: 5, limit: '5' },
     { type: 'catch_up', after: 'x' }, { type: 'catch_up', after: null }, { type: 'catch_up' },
+    { type: 'send', content: 'x', client_id: '' }, { type: 'send', content: 'x', client_id: 'a b' },
+    { type: 'send', content: 'x', client_id: 'x'.repeat(65) }, { type: 'send', content: 'x', client_id: 7 },
+    { type: 'users' }, { type: 'users', online: true }, { type: 'users', limit: 5 },
+    { type: 'users', online: 'yes', limit: 5 }, { type: 'users', online: true, limit: 0 },
+    { type: 'users', online: true, limit: 501 }, { type: 'users', online: true, limit: 5, after: 5 },
+    { type: 'users', online: true, limit: 5, after: 'a'.repeat(129) },
+    { type: 'users', online: true, limit: 5, prefix: '' }, { type: 'users', online: true, limit: 5, prefix: 'p'.repeat(33) },
   ];
   for (let i = 0; i < home.length; i++) {
     checkError(assert, await c.request({ ...home[i], ref: i }), 'bad_request', i);
@@ -117,6 +124,11 @@ test('precedence: bad_request, then state, then validity, then name_taken/rate_l
   checkError(assert, last, 'rate_limited', refs[11]);
   checkError(assert, await a.reply(blank), 'content_invalid', 'blank');
   checkError(assert, await a.request({ type: 'send', content: 7, ref: 13 }), 'bad_request', 13);
+  // bad_request (a client_id outside its alphabet) before not_joined and content_invalid
+  checkError(assert, await home.request({ type: 'send', content: '', client_id: 'a.b', ref: 14 }), 'bad_request', 14);
+  checkError(assert, await a.request({ type: 'send', content: '', client_id: 'a.b', ref: 15 }), 'bad_request', 15);
+  // not_joined before everything a client_id could change
+  checkError(assert, await home.request({ type: 'send', content: 'x', client_id: 'cid1', ref: 16 }), 'not_joined', 16);
 });
 
 test('pipelined requests are answered in request order', async () => {

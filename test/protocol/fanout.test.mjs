@@ -10,7 +10,7 @@ const SENDERS = 10;
 const EACH = 8; // within the burst of 10
 
 let server;
-before(async () => { server = await startServer(); });
+before(async () => { server = await startServer({ env: { CHATTER_NEW_USERS_PER_MINUTE: '0' } }); });
 after(async () => { await closeAll(); await server?.stop(); });
 
 test(`${SOCKETS} sockets, ${SENDERS} senders x ${EACH}: every message once, in seq order`, async () => {

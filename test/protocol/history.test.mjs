@@ -17,7 +17,7 @@ const SOCKETS = 52;
 const PER_SOCKET = 10;
 
 before(async () => {
-  server = await startServer();
+  server = await startServer({ env: { CHATTER_NEW_USERS_PER_MINUTE: '0' } });
   reader = await joined(server.wsUrl);
   marker = await reader.sendOk('history marker ' + uniq());
   const socks = [];

@@ -12,7 +12,7 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '.
 const webDir = path.join(root, 'web');
 
 let server;
-before(async () => { server = await startServer(); });
+before(async () => { server = await startServer({ env: { CHATTER_NEW_USERS_PER_MINUTE: '0' } }); });
 after(async () => { await closeAll(); await server?.stop(); });
 
 const TYPES = {
@@ -127,7 +127,7 @@ test('GET /metrics is Prometheus text', async () => {
 test('GET /ws upgrades (RFC 6455) and sends welcome', async () => {
   const c = await connect(server.wsUrl);
   assert.equal(c.welcome.type, 'welcome');
-  assert.equal(c.welcome.protocol, 1);
+  assert.equal(c.welcome.protocol, 2);
   await c.close();
 });
 

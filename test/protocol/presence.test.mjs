@@ -1,14 +1,15 @@
 // Pushes: presence_diff to home and joined sockets when a name comes online or
-// goes offline, user_created on a new name, snapshots consistent with diffs.
+// goes offline (a new name too: protocol 2 has no user_created), counts and
+// pages consistent with diffs.
 import { test, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { startServer } from '../lib/server.mjs';
 import {
-  connect, joined, closeAll, uniq, checkUser, checkAlive, UUID_RE, ISO_RE,
+  connect, joined, closeAll, uniq, checkUser, checkAlive, readDirectory, UUID_RE, ISO_RE,
 } from './client.mjs';
 
 let server;
-before(async () => { server = await startServer(); });
+before(async () => { server = await startServer({ env: { CHATTER_NEW_USERS_PER_MINUTE: '0' } }); });
 afterEach(closeAll);
 after(async () => { await closeAll(); await server?.stop(); });
 
@@ -33,25 +34,34 @@ function checkDiff(d) {
 const joinsOf = (name) => (d) => d.joins && name in d.joins;
 const leavesOf = (name) => (d) => d.leaves && name in d.leaves;
 
-test('a new name: user_created and presence_diff (joins) to home and joined sockets', async () => {
+test('a new name: a presence_diff (joins) whose meta names the new user, to home and joined sockets; no user_created', async () => {
   const home = await connect(server.wsUrl);
   const other = await joined(server.wsUrl);
+  await home.push('presence_diff', joinsOf(other.user.name));
   const hs = home.mark(); const os = other.mark();
+  const before = home.pushes('presence_diff').at(-1);
   const name = uniq('pn');
   const n = await connect(server.wsUrl);
   const r = await n.joinOk(name);
   for (const [s, since] of [[home, hs], [other, os]]) {
-    const uc = await s.push('user_created', (f) => f.user && f.user.name === name, { since });
-    checkUser(assert, uc.user);
-    assert.equal(uc.user.id, r.user.id);
-    assert.ok(Number.isInteger(uc.total_users));
     const d = await s.push('presence_diff', joinsOf(name), { since });
     checkDiff(d);
     assert.deepEqual(d.joins[name].metas.map((m) => m.user_id), [r.user.id]);
+    assert.deepEqual(d.joins[name].metas.map((m) => m.name), [name]);
     assert.ok(!(name in d.leaves));
+    assert.equal(d.total_users, before.total_users + 1, 'the new user is counted');
+    assert.equal(d.online_count, before.online_count + 1);
   }
   // the joined socket itself is told too
   await n.push('presence_diff', joinsOf(name));
+  for (const s of [home, other, n]) {
+    await s.settle(100);
+    assert.equal(s.frames.filter((f) => f.type === 'user_created').length, 0, 'protocol 2 has no user_created');
+  }
+  // and the directory lists it online
+  const u = await home.findUser(name);
+  checkUser(assert, u);
+  assert.deepEqual(u, { id: r.user.id, name, online: true });
 });
 
 test('going offline by leave and by closing the socket: presence_diff (leaves) to everyone', async () => {
@@ -85,7 +95,7 @@ test('going offline by leave and by closing the socket: presence_diff (leaves) t
   await home.push('presence_diff', leavesOf(c.user.name), { since: hs, timeout: 10000 });
 });
 
-test('reusing an offline name: presence_diff but no user_created', async () => {
+test('reusing an offline name: presence_diff, same id, the total unchanged', async () => {
   const name = uniq('pr');
   const a = await connect(server.wsUrl);
   const r1 = await a.joinOk(name);
@@ -97,14 +107,16 @@ test('reusing an offline name: presence_diff but no user_created', async () => {
   const b = await connect(server.wsUrl);
   const r2 = await b.joinOk(name);
   assert.equal(r2.user.id, r1.user.id);
-  await home.push('presence_diff', joinsOf(name), { since });
-  await home.settle();
-  assert.equal(home.pushes('user_created', since).filter((f) => f.user.name === name).length, 0);
+  const d = await home.push('presence_diff', joinsOf(name), { since });
+  const left = home.pushes('presence_diff').find(leavesOf(name));
+  assert.equal(d.total_users, left.total_users, 'no new user');
+  assert.equal((await home.findUser(name)).id, r1.user.id);
 });
 
 test('no presence_diff for requests that change nothing (failed joins)', async () => {
-  const a = await joined(server.wsUrl);
   const home = await connect(server.wsUrl);
+  const a = await joined(server.wsUrl);
+  await home.push('presence_diff', joinsOf(a.user.name)); // a's own join, first
   const since = home.mark();
   const b = await connect(server.wsUrl);
   assert.equal((await b.join(a.user.name)).code, 'name_taken');
@@ -115,25 +127,10 @@ test('no presence_diff for requests that change nothing (failed joins)', async (
   assert.equal(diffs.length, 0, JSON.stringify(diffs));
 });
 
-test('welcome + every later push = the true state (total_users, online_count)', async () => {
+test('directory read + every later push = the true state (total_users, online_count)', async () => {
   const obs = await connect(server.wsUrl);
-  const users = new Map(obs.welcome.users.map((u) => [u.name, { ...u }]));
-  let applied = 0;
-  const apply = (f) => {
-    if (f.type === 'user_created') {
-      if (!users.has(f.user.name)) users.set(f.user.name, { ...f.user });
-      assert.equal(f.total_users, users.size, `user_created total_users ${JSON.stringify(f)}`);
-    } else if (f.type === 'presence_diff') {
-      for (const name of Object.keys(f.leaves)) if (!(name in f.joins) && users.has(name)) users.get(name).online = false;
-      for (const name of Object.keys(f.joins)) {
-        if (!users.has(name)) users.set(name, { name, id: f.joins[name].metas[0].user_id });
-        users.get(name).online = true;
-      }
-      assert.equal(f.total_users, users.size, `presence_diff total_users ${JSON.stringify(f).slice(0, 400)}`);
-      const online = [...users.values()].filter((u) => u.online).length;
-      assert.equal(f.online_count, online, `presence_diff online_count ${JSON.stringify(f).slice(0, 400)}`);
-    }
-  };
+  const view = await readDirectory(obs);
+  assert.deepEqual(view.errors, []);
   const names = [];
   const socks = [];
   for (let i = 0; i < 4; i++) { const s = await joined(server.wsUrl); socks.push(s); names.push(s.user.name); }
@@ -145,17 +142,18 @@ test('welcome + every later push = the true state (total_users, online_count)', 
   await obs.push('presence_diff', joinsOf(names[1]), { since: obs.frames.findIndex((f) => f.type === 'presence_diff' && leavesOf(names[1])(f)) + 1 });
   await obs.push('presence_diff', leavesOf(names[0]));
   await obs.settle();
-  for (; applied < obs.frames.length; applied++) apply(obs.frames[applied]);
-  const fresh = await connect(server.wsUrl);
+  for (const f of obs.frames.slice(view.applied)) view.apply(f);
+  assert.deepEqual(view.errors, []);
+  const truth = await readDirectory(await connect(server.wsUrl));
   for (const n of names) {
-    const want = fresh.welcome.users.find((u) => u.name === n);
-    assert.ok(want && users.get(n), `user ${n} missing`);
-    assert.equal(users.get(n).online, want.online, `online of ${n}`);
-    assert.equal(users.get(n).id, want.id);
+    assert.ok(truth.users.has(n) && view.users.has(n), `user ${n} missing`);
+    assert.equal(view.isOnline(n), truth.isOnline(n), `online of ${n}`);
+    assert.equal(view.users.get(n).id, truth.users.get(n).id);
   }
-  assert.equal(users.size, fresh.welcome.total_users);
-  assert.equal([...users.values()].filter((u) => u.online).length, fresh.welcome.online_count);
-  assert.deepEqual(names.map((n) => users.get(n).online), [false, true, true, true]);
+  assert.equal(view.total, truth.total);
+  assert.equal(view.online, truth.online);
+  assert.equal(view.users.size, truth.total);
+  assert.deepEqual(names.map((n) => view.isOnline(n)), [false, true, true, true]);
 });
 
 test('server still running', () => checkAlive(assert, server));

@@ -1,5 +1,6 @@
 // send: sent after commit, message pushes (joined sockets once, home none),
-// trimming, content_invalid, not_joined, the rate limit.
+// trimming, content_invalid, not_joined, the rate limit, client_id
+// idempotency (protocol 2).
 import { test, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { startServer } from '../lib/server.mjs';
@@ -8,7 +9,7 @@ import {
 } from './client.mjs';
 
 let server;
-before(async () => { server = await startServer(); });
+before(async () => { server = await startServer({ env: { CHATTER_NEW_USERS_PER_MINUTE: '0' } }); });
 afterEach(closeAll);
 after(async () => { await closeAll(); await server?.stop(); });
 
@@ -150,6 +151,76 @@ test('rate limit: sustained rate of about 5 a second', async () => {
   const secs = (Date.now() - t0) / 1000;
   assert.ok(ok >= Math.floor(5 * secs) - 3 && ok <= Math.ceil(5 * secs) + 2, `accepted ${ok} in ${secs.toFixed(2)} s`);
   assert.ok(limited > 0);
+});
+
+test('client_id: a retry stores nothing new, pushes nothing again, and answers the stored message', async () => {
+  const a = await joined(server.wsUrl);
+  const b = await joined(server.wsUrl);
+  const cid = 'cid-' + uniq().replace('_', '-');
+  const since = b.mark();
+  const r1 = await a.request({ type: 'send', content: 'once only', client_id: cid, ref: 'c1' });
+  assert.equal(r1.type, 'sent', JSON.stringify(r1));
+  checkMessage(assert, r1.message);
+  // the same CID again: same content, other content, blank content -- all `sent` with the stored message
+  for (const [ref, content] of [['c2', 'once only'], ['c3', 'something else'], ['c4', '   ']]) {
+    const r = await a.request({ type: 'send', content, client_id: cid, ref });
+    assert.equal(r.type, 'sent', `${ref}: ${JSON.stringify(r)}`);
+    assert.equal(r.ref, ref);
+    assert.deepEqual(r.message, r1.message);
+  }
+  // one push, one stored message
+  const marker = await a.sendOk('marker ' + uniq());
+  await b.push('message', (f) => f.message.id === marker.id, { since });
+  assert.equal(b.messages(since).filter((m) => m.id === r1.message.id).length, 1);
+  const h = await b.read({ type: 'history', before: marker.seq, limit: 500 });
+  assert.equal(h.messages.filter((m) => m.content === 'once only' && m.user_id === a.user.id).length, 1);
+  // another user's CID space is its own
+  const r5 = await b.request({ type: 'send', content: 'mine', client_id: cid });
+  assert.equal(r5.type, 'sent');
+  assert.notEqual(r5.message.id, r1.message.id);
+  // a reconnect (same name, new socket) retries with the CID: the stored message
+  const name = a.user.name;
+  await a.close();
+  const a2 = await connect(server.wsUrl);
+  await a2.joinOk(name);
+  const r6 = await a2.request({ type: 'send', content: 'once only', client_id: cid });
+  assert.deepEqual(r6.message, r1.message);
+});
+
+test('client_id: a stored CID is answered without a rate-limit token; a refused send leaves its CID unused', async () => {
+  const a = await joined(server.wsUrl);
+  const cid = 'rl' + uniq().replace('_', '');
+  const first = await a.request({ type: 'send', content: 'stored first', client_id: cid });
+  assert.equal(first.type, 'sent');
+  // use up the burst
+  const refs = [];
+  for (let i = 0; i < 12; i++) refs.push(a.sendReq({ type: 'send', content: `burst ${i}` }));
+  const replies = await Promise.all(refs.map((r) => a.reply(r)));
+  assert.ok(replies.some((r) => r.code === 'rate_limited'), 'the burst was crossed');
+  // while limited: the stored CID is still answered `sent`, a fresh one is rate_limited
+  const again = await a.request({ type: 'send', content: 'stored first', client_id: cid });
+  assert.deepEqual(again.message, first.message);
+  const fresh = 'fresh' + uniq().replace('_', '');
+  checkError(assert, await a.request({ type: 'send', content: 'new', client_id: fresh, ref: 'f' }), 'rate_limited', 'f');
+  // content_invalid with a fresh CID: refused, and the CID stays unused
+  const blank = 'blank' + uniq().replace('_', '');
+  checkError(assert, await a.request({ type: 'send', content: ' ', client_id: blank, ref: 'b' }), 'content_invalid', 'b');
+  // once tokens are back, the refused CIDs store their message normally
+  const eventually = async (req) => {
+    let r;
+    for (let i = 0; i < 40; i++) {
+      r = await a.request(req);
+      if (r.code !== 'rate_limited') return r;
+      await sleep(100); // waiting for the token bucket to refill (5 per second)
+    }
+    return r;
+  };
+  const r = await eventually({ type: 'send', content: 'new', client_id: fresh });
+  assert.equal(r.type, 'sent', JSON.stringify(r));
+  assert.equal(r.message.content, 'new');
+  const rb = await eventually({ type: 'send', content: 'now valid', client_id: blank });
+  assert.equal(rb.type, 'sent', JSON.stringify(rb));
+  assert.equal(rb.message.content, 'now valid');
 });
 
 test('server still running', () => checkAlive(assert, server));

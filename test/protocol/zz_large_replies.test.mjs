@@ -37,7 +37,7 @@ async function fill(socks, content) {
 }
 
 before(async () => {
-  server = await startServer();
+  server = await startServer({ env: { CHATTER_NEW_USERS_PER_MINUTE: '0' } });
   buriers = await sockets(50); // 500 short messages: the long ones leave the 500 that joined carries
   const fillers = await sockets(LONG / 10);
   first = (await fill(fillers, (i) => `${i} ${uniq()} `.padEnd(2000, 'x')))[0];

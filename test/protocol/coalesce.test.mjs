@@ -1,0 +1,85 @@
+// Presence diffs are coalesced (PROTOCOL.md): two diffs to one socket are at
+// least 50 ms apart, no change waits more than 100 ms, and a wave of N joins
+// costs each socket a few diffs, not N.  Arrival times are taken by an
+// observer in its own worker thread (the main thread is busy driving the
+// wave, and a busy reader sees frames bunched however they were sent), with
+// 10 ms allowed for its scheduling on a shared machine.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { performance } from 'node:perf_hooks';
+import { Worker } from 'node:worker_threads';
+import { startServer } from '../lib/server.mjs';
+import { connect, closeAll, uniq, checkAlive, MANY_USERS } from './client.mjs';
+
+let server;
+before(async () => { server = await startServer({ env: MANY_USERS }); });
+after(async () => { await closeAll(); await server?.stop(); });
+
+// The observer: connects, reports when welcomed, records the arrival time of
+// every presence_diff (with the names it carries) until told to stop.
+const OBSERVER = `
+const { parentPort, workerData } = require('node:worker_threads');
+const { performance } = require('node:perf_hooks');
+const WebSocket = require(workerData.ws);
+const ws = new WebSocket(workerData.url, { perMessageDeflate: false });
+const diffs = [];
+ws.on('message', (data) => {
+  const at = performance.now();
+  const f = JSON.parse(data.toString());
+  if (f.type === 'welcome') parentPort.postMessage({ welcomed: true });
+  if (f.type === 'presence_diff') diffs.push({ at, joins: Object.keys(f.joins), leaves: Object.keys(f.leaves) });
+});
+parentPort.on('message', () => { ws.terminate(); parentPort.postMessage({ diffs }); });
+`;
+
+test('a wave of joins and leaves: diffs >= 50 ms apart, far fewer than changes, none lost', async () => {
+  const { createRequire } = await import('node:module');
+  const wsPath = createRequire(import.meta.url).resolve('ws');
+  const worker = new Worker(OBSERVER, { eval: true, workerData: { url: server.wsUrl, ws: wsPath } });
+  let failed;
+  worker.once('error', (e) => { failed = e; });
+  const fromWorker = () => new Promise((resolve, reject) => {
+    const t = setTimeout(() => reject(failed || new Error('observer worker: no answer in 10 s')), 10000);
+    worker.once('message', (m) => { clearTimeout(t); resolve(m); });
+    worker.once('error', (e) => { clearTimeout(t); reject(e); });
+  });
+  await fromWorker(); // welcomed
+  // a second observer on this thread says when every leave has gone out
+  const obs = await connect(server.wsUrl);
+  const N = 40;
+  const t0 = performance.now();
+  const socks = await Promise.all(Array.from({ length: N }, () => connect(server.wsUrl)));
+  const names = socks.map(() => uniq('co'));
+  await Promise.all(socks.map((s, i) => s.joinOk(names[i])));
+  await Promise.all(socks.map((s) => s.close()));
+  for (const n of names) await obs.push('presence_diff', (d) => n in d.leaves, { timeout: 10000 });
+  await obs.settle(300);
+  const elapsed = performance.now() - t0;
+  worker.postMessage('stop');
+  const { diffs } = await fromWorker();
+  await worker.terminate();
+  const times = diffs.map((d) => d.at);
+  const gaps = times.slice(1).map((t, i) => t - times[i]);
+  assert.ok(gaps.every((g) => g >= 40), `diffs closer than 50 ms: ${gaps.map((g) => g.toFixed(1)).join(', ')}`);
+  assert.ok(times.length <= elapsed / 40 + 1, `${times.length} diffs in ${elapsed.toFixed(0)} ms`);
+  assert.ok(times.length < 2 * N, `${times.length} diffs for ${2 * N} changes`);
+  // every change is in some diff: each name joined and left
+  for (const n of names) {
+    assert.ok(diffs.some((d) => d.joins.includes(n)), `join of ${n} missing`);
+    assert.ok(diffs.some((d) => d.leaves.includes(n)), `leave of ${n} missing`);
+  }
+});
+
+test('a lone change is sent within the window', async () => {
+  const obs = await connect(server.wsUrl);
+  const c = await connect(server.wsUrl);
+  const name = uniq('lone');
+  const t0 = performance.now();
+  await c.joinOk(name);
+  await obs.push('presence_diff', (d) => name in d.joins);
+  const waited = performance.now() - t0;
+  // 100 ms by the protocol, measured here from before the join's round trip
+  assert.ok(waited < 100 + 400, `the join's diff came after ${waited.toFixed(0)} ms`);
+});
+
+test('server still running', () => checkAlive(assert, server));
