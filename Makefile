@@ -156,6 +156,7 @@ test: deps-test db-start
 	$(MAKE) --no-print-directory test-fuzz
 	$(MAKE) --no-print-directory test-protocol
 	$(MAKE) --no-print-directory test-browser
+	$(MAKE) --no-print-directory test-harness
 	@echo "make test: all suites passed"
 
 # Every suite runs even after one fails; the target fails at the end.
@@ -262,6 +263,30 @@ bench-repo: db-start $(B)/bench/repo_insert
 
 bench-compare: deps-bench $(BENCHES)
 	@bash bench/compare.sh $(B)/bench
+
+# ------------------------------------------------------------ load harness
+
+# chatter-load: the C load harness on the runtime (bench/chatter-load/).
+LOAD_SRC := $(wildcard bench/chatter-load/*.c)
+$(B)/chatter-load: $(LOAD_SRC) bench/chatter-load/load.h runtime/act.h $(B)/libact.a
+	@mkdir -p $(dir $@)
+	$(CC) $(RT_CFLAGS) -Iruntime $(LOAD_SRC) $(B)/libact.a $(RT_LIBS) -lm -o $@
+
+.PHONY: chatter-load bench-chat test-harness
+chatter-load: $(B)/chatter-load
+
+# The harness's smoke test (about 10 s): self-test, bad options, 50 sessions.
+test-harness: $(B)/chatter-load $(B)/chatter
+	@export DATABASE_URL="$${DATABASE_URL:-$$(bash sql/devdb.sh url)}"; \
+	 bash bench/chatter-load/smoke.sh $(B)/chatter-load $(B)/chatter
+
+# Every scenario against Chatter, the Node peer and the kernel floor, one
+# table, kept in bench/RESULTS.md.  BENCH_ARGS="--small" for a quick run.
+bench-chat: deps db-start
+	$(MAKE) --no-print-directory $(B)/chatter $(B)/chatter-load
+	@command -v node >/dev/null && command -v npm >/dev/null || { \
+	  $(call apt_ensure_cmd,nodejs npm) }
+	BENCH_ARGS="$(BENCH_ARGS)" bash bench/chatter-load/bench-chat.sh $(BENCH_ARGS)
 
 # The binary in bin/, the client and the migrations in share/chatter/, where
 # the binary looks for them (app/config.c); contrib/ has a systemd unit and a

@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# bench/chatter-load/bench-chat.sh: `make bench-chat`.  Runs every scenario of
+# chatter-load against Chatter and against the Node.js peer, runs the kernel
+# floor (../shared/floor/floor.c) with the matching socket counts, and prints
+# ONE table (scenario, figure, Chatter, Node peer, floor, ratios), which it
+# also writes to bench/RESULTS.md with the machine, the date and the command.
+#
+# Server pinned to CPU 0, harness to CPU 1 (when the machine has two).  Each
+# server gets a fresh database per scenario on the private cluster, with
+# synchronous_commit=off so that the figures are the servers' and not the
+# disk's fsync (the same for both).
+#
+#   bash bench/chatter-load/bench-chat.sh [--small] [--scenarios "idle fanout ..."] [--no-results]
+#
+# --small divides the session counts by 10.  Every phase of every run is
+# bounded (chatter-load's JOIN_MAX_S, DRAIN_MAX_S), so a full run ends within
+# about 30 minutes even against a server that falls behind; on a quiet
+# 2-core machine it takes about 10.  chat2 is chat at a fixed 2 msg/s per
+# sender: the baseline that slow and crash (the same load) compare with.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd -P)"
+cd "$ROOT"
+B="${B:-_build/default}"
+OUT="_build/bench-chat"
+SMALL=0
+TABLE_ONLY=0
+WRITE_RESULTS=1
+SCENARIOS="idle fanout fanout2k chat chat2 storm slow crash"
+CMDLINE="make bench-chat${BENCH_ARGS:+ BENCH_ARGS=\"$BENCH_ARGS\"}"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --small) SMALL=1 ;;
+    --scenarios) SCENARIOS="$2"; shift ;;
+    --no-results) WRITE_RESULTS=0 ;;
+    --table-only) SCENARIOS=""; TABLE_ONLY=1 ;;   # the table again from the last run's files
+    *) echo "bench-chat: unknown option $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+mkdir -p "$OUT"
+LOAD="$B/chatter-load"
+FLOOR="$B/floor"
+[ -x "$LOAD" ] && [ -x "$B/chatter" ] || { echo "bench-chat: build first (make chatter-load build)" >&2; exit 2; }
+if [ ! -x "$FLOOR" ] || [ ../shared/floor/floor.c -nt "$FLOOR" ]; then
+  cc -O2 -o "$FLOOR" ../shared/floor/floor.c
+fi
+
+SCPU=0 HCPU=1
+[ "$(nproc)" -lt 2 ] && HCPU=0
+BASE_URL="${DATABASE_URL:-$(bash sql/devdb.sh url)}"
+
+fresh_db() { # NAME -> URL of a new empty database, commits not waiting for fsync
+  local url; url="$(DATABASE_URL="$BASE_URL" bash bench/peers/node/createdb.sh "$1")"
+  psql -q "$BASE_URL" -c "ALTER DATABASE $1 SET synchronous_commit = off" >/dev/null
+  printf '%s\n' "$url"
+}
+
+div() { if [ "$SMALL" = 1 ]; then echo $(( $1 / 10 )); else echo "$1"; fi; }
+
+# scenario -> chatter-load arguments
+args_of() {
+  case "$1" in
+    idle)     echo "--scenario idle --sessions $(div 19000) --ramp $([ $SMALL = 1 ] && echo 3 || echo 40) --duration 3" ;;
+    fanout)   echo "--scenario fanout --sessions $(div 10000) --ramp $([ $SMALL = 1 ] && echo 2 || echo 15) --duration 8" ;;
+    fanout2k) echo "--scenario fanout --sessions $(div 2000) --ramp $([ $SMALL = 1 ] && echo 1 || echo 4) --duration 8" ;;
+    chat)     echo "--scenario chat --sessions $(div 2000) --senders $(div 200) --ramp $([ $SMALL = 1 ] && echo 1 || echo 5)" ;;
+    chat2)    echo "--scenario chat --rate 2 --sessions $(div 2000) --senders $(div 200) --ramp $([ $SMALL = 1 ] && echo 1 || echo 5) --duration 8" ;;
+    storm)    echo "--scenario storm --sessions $(div 5200) --senders $(div 200) --storm $(div 5000) --ramp $([ $SMALL = 1 ] && echo 2 || echo 12) --duration 10" ;;
+    slow)     echo "--scenario slow --sessions $(div 2000) --senders $(div 200) --slow $(div 100) --ramp $([ $SMALL = 1 ] && echo 1 || echo 5) --duration 8" ;;
+    crash)    echo "--scenario crash --sessions $(div 2000) --senders $(div 200) --ramp $([ $SMALL = 1 ] && echo 1 || echo 5) --duration 8" ;;
+  esac
+}
+
+run_one() { # server scenario
+  local srv="$1" sc="$2" db url cmd
+  db="bench_${srv}_${sc}"
+  url="$(fresh_db "$db")"
+  if [ "$srv" = chatter ]; then cmd="env DATABASE_URL='$url' $B/chatter"
+  else cmd="env DATABASE_URL='$url' node bench/peers/node/server.mjs"; fi
+  echo "== $srv $sc" >&2
+  # shellcheck disable=SC2046
+  "$LOAD" $(args_of "$sc") --spawn "$cmd" --server-cpus $SCPU --cpus $HCPU --server-threads 1 \
+    --server-log "$OUT/$srv-$sc.log" --json "$OUT/$srv-$sc.json" > "$OUT/$srv-$sc.txt" 2>&1 || true
+  grep -E "lost|bottleneck|FAILED" "$OUT/$srv-$sc.txt" >&2 || tail -3 "$OUT/$srv-$sc.txt" >&2
+  psql -q "$BASE_URL" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
+}
+
+( cd bench/peers/node && [ -d node_modules/ws ] && [ -d node_modules/pg ] || npm install --no-audit --no-fund --loglevel=error )
+
+for sc in $SCENARIOS; do
+  run_one chatter "$sc"
+  [ "$sc" = crash ] || run_one node "$sc"   # the peer has no chaos switch
+done
+
+# The floor at the socket counts the scenarios used.
+[ "$TABLE_ONLY" = 1 ] || for n in $(div 10000) $(div 2000); do
+  echo "== floor $n" >&2
+  taskset -c $SCPU "$FLOOR" "$n" 100 > "$OUT/floor-$n.txt" 2>&1 || true
+  cat "$OUT/floor-$n.txt" >&2
+done
+
+node bench/chatter-load/table.mjs "$OUT" "$(div 10000)" "$(div 2000)" > "$OUT/table.md"
+cat "$OUT/table.md"
+if [ "$WRITE_RESULTS" = 1 ]; then
+  {
+    echo "# chatter-load results"
+    echo
+    echo "Written by \`$CMDLINE\` (bench/chatter-load/bench-chat.sh) on $(date -u '+%Y-%m-%d %H:%M UTC')."
+    echo
+    [ "$TABLE_ONLY" = 1 ] && echo "(Table rebuilt by --table-only from the run's files in $OUT.)"
+    echo "Machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo), Linux $(uname -r); load average before the table: $(cut -d' ' -f1-3 /proc/loadavg)."
+    echo "Server pinned to CPU $SCPU (Chatter with CHATTER_THREADS=1), harness to CPU $HCPU; Node $(node --version); PostgreSQL with synchronous_commit=off on each fresh bench database."
+    [ "$SMALL" = 1 ] && echo "Small run: session counts divided by 10."
+    echo
+    cat "$OUT/table.md"
+  } > bench/RESULTS.md
+  echo "bench-chat: wrote bench/RESULTS.md" >&2
+fi

@@ -1,0 +1,75 @@
+// bench/chatter-load/table.mjs: the one table of `make bench-chat`, from the
+// JSON files chatter-load wrote (DIR/{chatter,node}-SCENARIO.json) and the
+// floor's output lines (DIR/floor-N.txt).
+//   node bench/chatter-load/table.mjs DIR N_FANOUT N_SMALL
+import fs from 'node:fs';
+import path from 'node:path';
+
+const [dir, nBig, nSmall] = process.argv.slice(2);
+const load = (f) => { try { return JSON.parse(fs.readFileSync(path.join(dir, f), 'utf8')); } catch { return null; } };
+const floorOf = (n) => {
+  try {
+    const line = fs.readFileSync(path.join(dir, `floor-${n}.txt`), 'utf8');
+    return Object.fromEntries([...line.matchAll(/(\w+)=([\d.]+)/g)].map((m) => [m[1], Number(m[2])]));
+  } catch { return null; }
+};
+const fl = { fanout: floorOf(nBig), fanout2k: floorOf(nSmall), chat: floorOf(nSmall) };
+
+const fmt = (v, d = 1) => (v == null || Number.isNaN(v) ? '' : typeof v === 'string' ? v
+  : Math.abs(v) >= 1000 ? Math.round(v).toLocaleString('en-US') : v.toFixed(d));
+const ratio = (a, b) => (a == null || b == null || !b || typeof a === 'string' ? '' : (a / b).toFixed(2) + 'x');
+
+const rows = [];
+function row(sc, figure, get, floorVal, d) {
+  const c = load(`chatter-${sc}.json`), n = load(`node-${sc}.json`);
+  // a latency figure of a run where nothing arrived is no figure
+  const has = (j) => j && !(/delivery|spread/.test(figure) && !(j.deliver_n > 0));
+  const cv = has(c) ? get(c) : null, nv = has(n) ? get(n) : null;
+  const mark = (j, v) => (j && j.harness_bound && v != null ? ' (h)' : '');
+  rows.push([sc, figure, fmt(cv, d) + mark(c, cv), fmt(nv, d) + mark(n, nv), fmt(floorVal, d), ratio(cv, nv), ratio(cv, floorVal)]);
+}
+// "*": the drain hit its bound; what was missing then was late, maybe not lost
+const lostDup = (j) => `${j.lost}${j.drain_cut ? '*' : ''}/${j.dups}/${j.order}`;
+
+row('idle', 'sessions joined', (j) => j.joined, null, 0);
+row('idle', 'server RSS per joined session (B)', (j) => j.server_rss_per_session_b, null, 0);
+row('idle', 'join p99 (ms)', (j) => j.join_p99_ms, null, 0);
+row('idle', 'closed by the server (1008: outbound bound)', (j) => j.closed_by_server, null, 0);
+for (const sc of ['fanout', 'fanout2k']) {
+  const f = fl[sc];
+  row(sc, 'sessions joined', (j) => j.joined, null, 0);
+  row(sc, 'closed by the server', (j) => j.closed_by_server, null, 0);
+  row(sc, 'delivery p50 (ms)', (j) => j.deliver_p50_ms, null);
+  row(sc, 'delivery p99 (ms)', (j) => j.deliver_p99_ms, null);
+  row(sc, 'burst spread p50 (ms; floor: one round)', (j) => j.spread_p50_ms, f && f.round_ms_mean);
+  row(sc, 'server CPU-s per 100k deliveries', (j) => j.server_cpu_per_100k, f && f.cpu_s_per_100k, 3);
+  row(sc, 'lost/dup/order', lostDup, null);
+}
+row('chat', 'highest rate held, p99<50ms (deliveries/s)', (j) => j.held_deliveries_per_s, null, 0);
+row('chat', 'highest rate held (msgs/s)', (j) => j.held_msgs_per_s, null, 0);
+row('chat', 'delivery p99, all stages run (ms)', (j) => j.deliver_p99_ms, null);
+row('chat', 'server CPU-s per 100k deliveries', (j) => j.server_cpu_per_100k, fl.chat && fl.chat.cpu_s_per_100k, 3);
+row('chat', 'lost/dup/order', lostDup, null);
+row('chat2', 'plain chat at 2 msg/s per sender: delivery p99 (ms)', (j) => j.deliver_p99_ms, null);
+row('chat2', 'server CPU-s per 100k deliveries', (j) => j.server_cpu_per_100k, fl.chat && fl.chat.cpu_s_per_100k, 3);
+row('chat2', 'lost/dup/order', lostDup, null);
+for (const sc of ['fanout', 'fanout2k', 'chat', 'chat2', 'storm', 'slow'])
+  row(sc, 'server waited for a CPU (% of the window)', (j) => (j.window_s ? 100 * j.server_runq_wait_s / j.window_s : null), null, 0);
+row('storm', 'sessions back and caught up', (j) => j.storm_back, null, 0);
+row('storm', 'drop to caught up, max (ms)', (j) => j.recovery_max_ms, null, 0);
+row('storm', 'lost/dup/order', lostDup, null);
+row('slow', 'delivery p99 of the readers (ms)', (j) => j.deliver_p99_ms, null);
+row('slow', 'server RSS peak while sending (MB)', (j) => j.server_rss_peak_kb / 1024, null);
+row('slow', 'lost/dup/order', lostDup, null);
+row('crash', 'delivery p99 (ms)', (j) => j.deliver_p99_ms, null);
+row('crash', 'lost/dup/order', lostDup, null);
+
+const head = ['scenario', 'figure', 'Chatter', 'Node peer', 'floor', 'Chatter/Node', 'Chatter/floor'];
+const w = head.map((h, i) => Math.max(h.length, ...rows.map((r) => String(r[i]).length)));
+const line = (r) => '| ' + r.map((c, i) => (i < 2 ? String(c).padEnd(w[i]) : String(c).padStart(w[i]))).join(' | ') + ' |';
+console.log(line(head));
+console.log('|' + w.map((x, i) => (i < 2 ? '-'.repeat(x + 2) : '-'.repeat(x + 1) + ':')).join('|') + '|');
+for (const r of rows) console.log(line(r));
+console.log('\n(h): the harness was runnable (running or waiting for a CPU) over 85% of the send window of that run: the figure is a floor for that server, not its ceiling.' +
+  ' lost/dup/order: (receiver, message) pairs never delivered / delivered twice / out of seq order; * the drain hit its 30 s bound, so missing ones may be late rather than lost. Ratios: Chatter divided by the other;' +
+  ' for latency, RSS and CPU lower is better, for rates higher is better. The Node peer has no chaos switch, so crash is Chatter only.');
