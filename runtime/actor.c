@@ -927,11 +927,16 @@ static void die(act_proc_t *p) {
   r = *p->exit_reason;
   act__owned_release_all(p);
   act_slot_t *slot = slot_of(p->pid);
+  /* The name goes before the slot: once the pid is seen dead (a monitor
+   * answers noproc) its name is free, as in OTP.  acquire: pairs with
+   * registry.c's release of has_name. */
+  if (atomic_load_explicit(&p->has_name, memory_order_acquire)) act__registry_drop_pid(p->pid);
   /* seq_cst: Dekker with act__pin (stores, then the load of readers) */
   atomic_store(&slot->pid, ACT_NOPID);
   atomic_store(&slot->proc, NULL);
   while (atomic_load(&slot->readers)) sched_yield();
-  /* acquire: pairs with registry.c's store under its mutex */
+  /* again: an act_register racing with the first drop saw the slot still
+   * published; it set has_name before its check (registry.c) */
   if (atomic_load_explicit(&p->has_name, memory_order_acquire)) act__registry_drop_pid(p->pid);
   /* A start still waiting hears of the failure before the EXIT, and after
    * the name is free, so that it may start the child again at once. */
