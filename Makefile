@@ -225,7 +225,7 @@ FUZZ_SRC := app/http.c app/ws.c app/unicode.c app/protocol.c
 FUZZ_BINS := $(FUZZ_TARGETS:%=_build/fuzz/%_fuzz)
 FUZZ_CFLAGS = $(WARN) -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined \
               -fno-sanitize-recover=all -Iapp $(shell $(PKG_CONFIG) --cflags libcjson nettle)
-FUZZ_LIBS = $(shell $(PKG_CONFIG) --libs libcjson nettle) -lhttp_parser -lm
+FUZZ_LIBS = $(shell $(PKG_CONFIG) --libs libcjson nettle) -lwslay -lhttp_parser -lm
 
 deps-fuzz: deps
 	$(call apt_ensure,$(DEB_FUZZ))

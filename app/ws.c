@@ -1,33 +1,55 @@
 /* ws.c: server WebSocket connections (RFC 6455) and shared pre-framed text
  * buffers (see ws.h for how the endpoint drives them).
  *
+ * Two layers. wslay's FRAME layer (wslay_frame_recv/wslay_frame_send, one
+ * wslay_frame_context per connection) is the frame codec: it decodes each
+ * header, refuses what breaks framing itself (a fragmented or over-125-byte
+ * control frame, a length not in its shortest form, a 64-bit length with the
+ * top bit), unmasks payloads, and frames what we send. The MESSAGE layer
+ * above it is ours: reassembly, the size limit, UTF-8, control frames, the
+ * close handshake, the outbound queue and its bound.
+ *
+ * Why the message layer is not wslay's event layer: it keeps a malloc'd
+ * chunk plus list node per fragment (about 95 bytes of overhead for a
+ * one-byte fragment: 5.4 MiB for 60,000 of them), and 1.1.1 skips the first
+ * two bytes of every chunk of a close payload when checking its UTF-8 (the
+ * verdict depended on TCP segmentation).
+ *
  * How the pieces fit:
- *   - input: ws_conn_feed() runs an incremental frame reader over the
- *     caller's bytes: a header of at most 14 bytes is gathered in place,
- *     payload bytes are unmasked straight into where they belong: a data
- *     frame's into the one reassembly buffer of the message under way, a
- *     control frame's into a fixed 125-byte array. Nothing is allocated per
- *     frame or per fragment, so a message of 60,000 one-byte fragments holds
- *     what one 60,000-byte frame holds: the payload, rounded up to
- *     WS_RX_STEP. Text is checked as UTF-8 as it arrives (1007), the size
- *     as soon as a header announces it (1009), a close frame's reason once
- *     its whole payload is in, wherever TCP split it.
- *   - output: every frame we send is appended, header and payload, to our own
- *     queue of segments (bytes we own, or a reference to a shared frame), so
- *     a shared frame goes into the same queue without breaking a frame or
+ *   - input: ws_conn_feed() gives the caller's bytes to wslay_frame_recv()
+ *     (through wslay_recv_cb) and acts on each report (rx_chunk): at a
+ *     frame's first report its header is judged against the message under
+ *     way (frame_start: 1002, 1003, and 1009 before a byte of its payload is
+ *     copied); payload goes to where it belongs: a data frame's into the one
+ *     reassembly buffer of the message under way, a control frame's into a
+ *     fixed 125-byte array. Nothing is allocated per frame or per fragment,
+ *     so a message of 60,000 one-byte fragments holds what one 60,000-byte
+ *     frame holds: the payload, rounded up to WS_RX_STEP. Text is checked as
+ *     UTF-8 as it arrives (1007), a close frame's reason once its whole
+ *     payload is in, wherever TCP split it. wslay reports a header only with
+ *     its first payload byte, so a header that arrives alone is read by us
+ *     from the bytes wslay holds (rx_stalled): 1009 must not wait for a
+ *     payload an attacker never sends.
+ *   - output: every frame of ours is framed by wslay_frame_send() straight
+ *     into our own queue of segments (wslay_send_cb); a shared frame goes
+ *     into the same queue by reference, without breaking a frame or
  *     reordering replies. The queue (pending + in flight) is what
  *     WS_OUTBOUND_MAX bounds.
+ *   - shared frames are encoded once, with no connection (and so no wslay
+ *     context) at hand, on whichever thread broadcasts; their header is
+ *     written by put_header by the same rule wslay_frame_send applies.
  *
- * wslay's event layer used to do the input side; it keeps a malloc'd chunk
- * plus list node per fragment (about 95 bytes of overhead for a one-byte
- * fragment: 5.4 MiB for 60,000 of them) and, in 1.1.1, skips the first two
- * bytes of every chunk of a close payload when checking its UTF-8 (so the
- * verdict depended on TCP segmentation). Owning the reader fixes both and
- * leaves nothing the fuzzer cannot reach.
+ * Cost: the wslay context, allocated with the connection, is 4 KiB of input
+ * buffer and some state: a connection holds 5,296 heap bytes before any
+ * message (1,008 with the hand-written reader this replaced; mallinfo2).
+ * wslay copies each read into its buffer and unmasks it there; we copy the
+ * payload once more, into the reassembly buffer.
  */
 #include "ws.h"
 
 #include "unicode.h"
+
+#include <wslay/wslay.h>
 
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -47,7 +69,10 @@ enum {
     OP_CLOSE = 0x8, OP_PING = 0x9, OP_PONG = 0xA,
 };
 
-/* Writes an unmasked frame header (FIN set) into h; returns its length. */
+/* Writes an unmasked frame header (FIN set, the length in its shortest form)
+ * into h; returns its length. Only for shared frames: they are built
+ * outside any connection, and a wslay context to build 2-10 bytes would be
+ * a 4 KiB allocation per broadcast (and per reply). */
 static size_t put_header(uint8_t *h, unsigned opcode, size_t len)
 {
     h[0] = (uint8_t)(0x80 | opcode);
@@ -146,8 +171,9 @@ typedef struct seg_list {
     size_t exempt_bytes; /* of which replies */
 } seg_list_t;
 
-/* Where the frame reader is within the current frame. */
-typedef enum rx_state { RX_HEADER, RX_PAYLOAD } rx_state_t;
+/* The last bytes handed to wslay, enough for the longest header: 2 + 8
+ * (length) + 4 (mask). */
+#define WS_TAIL 14u
 
 struct ws_conn {
     ws_on_text_fn on_text;
@@ -159,13 +185,21 @@ struct ws_conn {
     bool close_sent, close_received;
     uint16_t sent_code, received_code; /* 1005: the close frame had none */
 
-    /* the frame being read */
-    rx_state_t rx;
-    uint8_t hdr[14];        /* 2 + 8 (length) + 4 (mask) */
-    size_t hdr_len;
+    /* wslay's frame codec: decodes and unmasks what the peer sent, frames
+     * our own (one context: 4 KiB of input buffer and its state) */
+    wslay_frame_context_ptr wslay;
+    const uint8_t *in;      /* bytes of this ws_conn_feed() not yet given to wslay */
+    size_t in_len;
+    /* Offsets in the peer's byte stream: given to wslay, and accounted for by
+     * frames it reported (headers + payload). Between the two, at most a
+     * header wslay holds without having said so yet (see rx_stalled). */
+    uint64_t handed, reported;
+    uint8_t tail[WS_TAIL];  /* the last WS_TAIL bytes given to wslay */
+
+    /* the frame being read (as of its first report) */
+    bool frame_started;
     bool fin;
     unsigned opcode;
-    uint8_t mask[4];
     uint64_t frame_len, frame_got;
 
     /* the data message being reassembled: one buffer, grown in WS_RX_STEP
@@ -240,13 +274,32 @@ static int out_append(ws_conn_t *c, const uint8_t *data, size_t len)
     return 0;
 }
 
-/* Queues one whole frame of ours (owned bytes). Header and payload go in one
- * call pair with nothing between them, so frames never interleave. */
+/* wslay_frame_send()'s way out: header and payload go to the pending queue
+ * (into the tail segment when it has room: one iovec for runs of small
+ * frames). Everything is taken at once, so a frame never stays half sent
+ * inside wslay. */
+static ssize_t wslay_send_cb(const uint8_t *data, size_t len, int flags, void *user)
+{
+    (void)flags;
+    ws_conn_t *c = user;
+    if (out_append(c, data, len) != 0) {
+        c->failed = true;
+        return -1;
+    }
+    return (ssize_t)len;
+}
+
+/* Queues one whole frame of ours (owned bytes), framed by wslay: FIN set,
+ * unmasked (a server's frames are never masked), the shortest length. */
 static void out_frame(ws_conn_t *c, unsigned opcode, const void *payload, size_t len)
 {
-    uint8_t h[WS_HEADER_MAX];
-    size_t hn = put_header(h, opcode, len);
-    if (out_append(c, h, hn) != 0 || out_append(c, payload, len) != 0)
+    if (c->failed)
+        return; /* wslay may hold a half-sent header: send nothing more */
+    struct wslay_frame_iocb io = {
+        .fin = 1, .opcode = (uint8_t)opcode, .payload_length = len,
+        .data = payload, .data_length = len,
+    };
+    if (wslay_frame_send(c->wslay, &io) != (ssize_t)len)
         c->failed = true;
 }
 
@@ -399,82 +452,72 @@ static void on_control(ws_conn_t *c)
     }
 }
 
-/* The whole frame header is in c->hdr: check it against the message state. */
-static void on_header(ws_conn_t *c)
+/* A new frame: its header as wslay decoded it, or as rx_stalled read it when
+ * its payload has not begun. Applies the rules wslay leaves to its user
+ * against the message under way; false once the connection failed.
+ * wslay itself has already refused (WSLAY_ERR_PROTO, our 1002) a control
+ * frame that is fragmented or over 125 bytes, a 64-bit length with the top
+ * bit set, and a length not in its shortest form (RFC 6455 5.2). */
+static bool frame_start(ws_conn_t *c, bool fin, unsigned rsv, unsigned op, bool masked,
+                        uint64_t len)
 {
-    const uint8_t *h = c->hdr;
-    size_t len7 = h[1] & 0x7F;
-    uint64_t len = len7;
-    size_t at = 2;
-    if (len7 == 126) {
-        len = (uint64_t)h[2] << 8 | h[3];
-        at = 4;
-    } else if (len7 == 127) {
-        len = 0;
-        for (int i = 0; i < 8; i++)
-            len = len << 8 | h[2 + i];
-        at = 10;
-        if (len >> 63) { /* RFC 6455 5.2: the most significant bit must be 0 */
-            fail_with(c, WS_CLOSE_PROTOCOL_ERROR, NULL);
-            return;
-        }
-    }
-    memcpy(c->mask, h + at, 4);
-    c->frame_len = len;
-    c->frame_got = 0;
-    c->rx = RX_PAYLOAD;
-    if (!(c->opcode & 0x8) && len > WS_MAX_MESSAGE - c->msg_len) {
-        fail_with(c, WS_CLOSE_TOO_BIG, NULL); /* at the header: no byte more is read */
-        return;
-    }
-}
-
-/* Checks what the first two header bytes allow, before the rest arrives;
- * returns the header's full length, or 0 once the connection failed. */
-static size_t header_start(ws_conn_t *c)
-{
-    uint8_t b0 = c->hdr[0], b1 = c->hdr[1];
-    unsigned op = b0 & 0x0F;
-    c->fin = b0 & 0x80;
-    c->opcode = op;
-    if (b0 & 0x70) { /* RSV1-3: no extension was negotiated */
+    if (rsv) { /* RSV1-3: no extension was negotiated */
         fail_with(c, WS_CLOSE_PROTOCOL_ERROR, NULL);
-        return 0;
+        return false;
     }
-    if (!(b1 & 0x80)) { /* client frames must be masked (5.1) */
+    if (!masked) { /* client frames must be masked (5.1) */
         fail_with(c, WS_CLOSE_PROTOCOL_ERROR, NULL);
-        return 0;
+        return false;
     }
     if (op & 0x8) {
         if (op != OP_CLOSE && op != OP_PING && op != OP_PONG) {
             fail_with(c, WS_CLOSE_PROTOCOL_ERROR, NULL);
-            return 0;
+            return false;
         }
-        if (!c->fin || (b1 & 0x7F) > WS_CONTROL_MAX) { /* 5.5 */
+        /* wslay refused these already; c->ctl's size depends on it */
+        if (!fin || len > WS_CONTROL_MAX) {
             fail_with(c, WS_CLOSE_PROTOCOL_ERROR, NULL);
-            return 0;
+            return false;
         }
     } else if (op == OP_CONT) {
-        if (!c->msg_opcode) {
+        if (!c->msg_opcode) { /* nothing to continue */
             fail_with(c, WS_CLOSE_PROTOCOL_ERROR, NULL);
-            return 0;
+            return false;
         }
     } else if (op == OP_TEXT || op == OP_BINARY) {
         if (c->msg_opcode) { /* a new message inside a fragmented one */
             fail_with(c, WS_CLOSE_PROTOCOL_ERROR, NULL);
-            return 0;
+            return false;
         }
         if (op == OP_BINARY) { /* refused at its first frame, before any payload */
             fail_with(c, WS_CLOSE_UNSUPPORTED, "binary frames are not supported");
-            return 0;
+            return false;
         }
         c->msg_opcode = OP_TEXT;
     } else {
         fail_with(c, WS_CLOSE_PROTOCOL_ERROR, NULL); /* reserved opcodes 3..7 */
-        return 0;
+        return false;
     }
-    size_t len7 = b1 & 0x7F;
-    return 2 + (len7 == 126 ? 2 : len7 == 127 ? 8 : 0) + 4;
+    /* The size at the header: the payload of a frame that would take the
+     * message past the limit is never copied (nor, from the header alone,
+     * waited for). */
+    if (!(op & 0x8) && len > WS_MAX_MESSAGE - c->msg_len) {
+        fail_with(c, WS_CLOSE_TOO_BIG, NULL);
+        return false;
+    }
+    c->fin = fin;
+    c->opcode = op;
+    c->frame_len = len;
+    c->frame_got = 0;
+    c->frame_started = true;
+    return true;
+}
+
+/* Bytes of the header of a frame of len payload bytes, as wslay accepts it:
+ * the length in its shortest form (wslay refuses any other), the mask. */
+static uint64_t header_size(uint64_t len, bool masked)
+{
+    return 2 + (len < 126 ? 0 : len <= 0xFFFF ? 2 : 8) + (masked ? 4 : 0);
 }
 
 /* The data frame just read is complete; if it was the last one, delivers. */
@@ -501,7 +544,8 @@ static void on_data_end(ws_conn_t *c)
     }
 }
 
-/* Unmasks n payload bytes of a data frame into the reassembly buffer. */
+/* Appends n payload bytes of a data frame (unmasked by wslay) to the
+ * reassembly buffer. */
 static void on_data(ws_conn_t *c, const uint8_t *p, size_t n)
 {
     size_t need = c->msg_len + n; /* <= WS_MAX_MESSAGE: checked at the header */
@@ -519,10 +563,8 @@ static void on_data(ws_conn_t *c, const uint8_t *p, size_t n)
         c->msg = m;
         c->msg_cap = cap;
     }
-    uint8_t *dst = c->msg + c->msg_len;
-    size_t k = (size_t)(c->frame_got & 3);
-    for (size_t i = 0; i < n; i++)
-        dst[i] = p[i] ^ c->mask[(k + i) & 3];
+    if (n)
+        memcpy(c->msg + c->msg_len, p, n);
     c->msg_len = need;
     /* Check what is complete now, so bad text fails at the frame that
      * carries it rather than at the end of a long message. */
@@ -536,58 +578,113 @@ static void on_data(ws_conn_t *c, const uint8_t *p, size_t n)
     }
 }
 
-/* Runs the frame reader over len bytes; stops early once reading is over. */
+/* wslay_frame_recv()'s way in: gives wslay as much of this feed as its
+ * buffer takes; nothing left reads as "want read". */
+static ssize_t wslay_recv_cb(uint8_t *buf, size_t len, int flags, void *user)
+{
+    (void)flags;
+    ws_conn_t *c = user;
+    size_t n = len < c->in_len ? len : c->in_len;
+    if (n == 0)
+        return -1; /* wslay_frame_recv() returns WSLAY_ERR_WANT_READ */
+    memcpy(buf, c->in, n);
+    if (n >= WS_TAIL) {
+        memcpy(c->tail, c->in + n - WS_TAIL, WS_TAIL);
+    } else {
+        memmove(c->tail, c->tail + n, WS_TAIL - n);
+        memcpy(c->tail + WS_TAIL - n, c->in, n);
+    }
+    c->in += n;
+    c->in_len -= n;
+    c->handed += n;
+    return (ssize_t)n;
+}
+
+/* One report of wslay_frame_recv(): a frame's header with its first payload
+ * bytes, or more payload of the frame under way, or (data_length 0) an
+ * empty frame. */
+static void rx_chunk(ws_conn_t *c, const struct wslay_frame_iocb *io)
+{
+    if (!c->frame_started) {
+        c->reported += header_size(io->payload_length, io->mask);
+        if (!frame_start(c, io->fin, io->rsv, io->opcode, io->mask, io->payload_length))
+            return;
+    }
+    size_t n = io->data_length;
+    c->reported += n;
+    if (c->opcode & 0x8) {
+        if (n) /* frame_got + n <= frame_len <= WS_CONTROL_MAX */
+            memcpy(c->ctl + c->frame_got, io->data, n);
+    } else {
+        on_data(c, io->data, n);
+    }
+    if (!c->reading || c->failed)
+        return;
+    c->frame_got += n;
+    if (c->frame_got == c->frame_len) {
+        c->frame_started = false;
+        if (c->opcode & 0x8)
+            on_control(c);
+        else
+            on_data_end(c);
+    }
+}
+
+/* wslay has every byte of this feed and wants more. wslay_frame_recv()
+ * reports a header only together with the first bytes of its payload (or
+ * at once for an empty frame), so a header that arrived alone is not
+ * reported: this is the one rule our layer cannot leave to wslay's, since
+ * a frame whose announced length crosses WS_MAX_MESSAGE must be refused
+ * (1009) at its header, whatever follows (an attacker announcing 1 TiB
+ * sends nothing after it). The bytes wslay holds unreported are then the
+ * last handed - reported given it (at most a header, WS_TAIL): when they
+ * are a whole header, we read its fields ourselves and judge them by the
+ * same rules as a reported one. */
+static void rx_stalled(ws_conn_t *c)
+{
+    if (c->frame_started || !c->reading)
+        return; /* in the payload of a frame already judged */
+    uint64_t u = c->handed - c->reported;
+    if (u < 2 || u > WS_TAIL)
+        return;
+    const uint8_t *h = c->tail + WS_TAIL - u;
+    unsigned len7 = h[1] & 0x7F;
+    size_t ext = len7 == 126 ? 2 : len7 == 127 ? 8 : 0;
+    if (u != 2 + ext + (h[1] & 0x80 ? 4 : 0))
+        return; /* the header is not complete yet: neither wslay nor we judge it */
+    uint64_t len = len7;
+    if (ext) {
+        len = 0;
+        for (size_t i = 0; i < ext; i++)
+            len = len << 8 | h[2 + i];
+    }
+    c->reported += u;
+    frame_start(c, h[0] & 0x80, (h[0] >> 4) & 7, h[0] & 0x0F, h[1] & 0x80, len);
+}
+
+/* Runs wslay's frame reader over len bytes, acting on every report; stops
+ * early once reading is over (the rest of the bytes are dropped). */
 static void rx_run(ws_conn_t *c, const uint8_t *in, size_t len)
 {
-    while (len > 0 && c->reading && !c->failed) {
-        if (c->rx == RX_HEADER) {
-            /* two bytes first: they say how long the rest of the header is */
-            size_t want = c->hdr_len < 2 ? 2 : 0;
-            if (c->hdr_len >= 2) {
-                size_t len7 = c->hdr[1] & 0x7F;
-                want = 2 + (len7 == 126 ? 2 : len7 == 127 ? 8 : 0) + 4;
-            }
-            size_t take = want - c->hdr_len < len ? want - c->hdr_len : len;
-            memcpy(c->hdr + c->hdr_len, in, take);
-            c->hdr_len += take;
-            in += take;
-            len -= take;
-            if (c->hdr_len < want)
-                break;
-            if (want == 2) {
-                if (header_start(c) == 0)
-                    break;
-                continue; /* now gather the rest of the header */
-            }
-            c->hdr_len = 0;
-            on_header(c);
-            if (!c->reading)
-                break;
-        } else {
-            uint64_t left = c->frame_len - c->frame_got;
-            size_t take = left < len ? (size_t)left : len;
-            if (c->opcode & 0x8) {
-                for (size_t i = 0; i < take; i++)
-                    c->ctl[c->frame_got + i] = in[i] ^ c->mask[(c->frame_got + i) & 3];
-            } else {
-                on_data(c, in, take);
-            }
-            in += take;
-            len -= take;
-            c->frame_got += take;
-            if (!c->reading || c->failed)
-                break;
-        }
-        /* A frame whose payload is all in (possibly an empty one, straight
-         * after its header) ends here. */
-        if (c->rx == RX_PAYLOAD && c->frame_got == c->frame_len) {
-            c->rx = RX_HEADER;
-            if (c->opcode & 0x8)
-                on_control(c);
-            else
-                on_data_end(c);
+    c->in = in;
+    c->in_len = len;
+    while (c->reading && !c->failed) {
+        struct wslay_frame_iocb io;
+        ssize_t r = wslay_frame_recv(c->wslay, &io);
+        if (r >= 0) {
+            rx_chunk(c, &io);
+        } else if (r == WSLAY_ERR_WANT_READ) {
+            if (c->in_len > 0)
+                continue; /* it took bytes but wants more: give them */
+            rx_stalled(c);
+            break;
+        } else { /* WSLAY_ERR_PROTO: see frame_start for what wslay refuses */
+            fail_with(c, WS_CLOSE_PROTOCOL_ERROR, NULL);
+            break;
         }
     }
+    c->in = NULL;
+    c->in_len = 0;
 }
 
 /* ------------------------------------------------------------ connection */
@@ -600,8 +697,15 @@ ws_conn_t *ws_conn_new(ws_on_text_fn on_text, void *user, uint64_t now_ms)
     c->on_text = on_text;
     c->user = user;
     c->reading = true;
-    c->rx = RX_HEADER;
     c->now_ms = c->last_pong_ms = now_ms;
+    /* No mask generator: a server never masks what it sends. */
+    static const struct wslay_frame_callbacks cbs = {
+        .send_callback = wslay_send_cb, .recv_callback = wslay_recv_cb,
+    };
+    if (wslay_frame_context_init(&c->wslay, &cbs, c) != 0) {
+        free(c);
+        return NULL;
+    }
     return c;
 }
 
@@ -611,6 +715,7 @@ void ws_conn_free(ws_conn_t *c)
         return;
     list_clear(&c->pending);
     list_clear(&c->inflight);
+    wslay_frame_context_free(c->wslay);
     free(c->msg);
     free(c);
 }

@@ -1,6 +1,6 @@
-/* ws.h: one server-side WebSocket connection (RFC 6455 framing, our own
- * incremental reader), and the shared pre-framed buffer PubSub broadcasts
- * with. Socket-free.
+/* ws.h: one server-side WebSocket connection (RFC 6455: frames coded by
+ * wslay's frame layer, messages by our own layer above it), and the shared
+ * pre-framed buffer PubSub broadcasts with. Socket-free.
  *
  * What it is for: after http_ws_handshake() answered 101, the endpoint turns
  * the socket's bytes into complete text messages and the session's replies

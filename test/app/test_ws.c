@@ -5,8 +5,9 @@
  * parses the server's output bytes back into frames to check messages,
  * pongs and close codes; checks the 256 KiB outbound bound (1008) and that a
  * shared frame's reference count reaches zero exactly once; that a
- * fragmented message costs its payload and no more per fragment, and that a
- * close frame's reason is judged whole wherever the bytes are split.
+ * fragmented message costs its payload and no more per fragment, that a
+ * close frame's reason is judged whole wherever the bytes are split, and
+ * that a header is judged as soon as it is whole, payload or not.
  */
 #include <check.h>
 #include <malloc.h>
@@ -561,6 +562,91 @@ START_TEST(fragments_past_the_limit_1009)
 }
 END_TEST
 
+/* A header that arrives without its payload is judged at once, by the same
+ * rules as one that comes with payload (wslay reports a header only with
+ * its first payload byte; ws.c reads such a header from what it gave
+ * wslay): nothing waits for a payload the client may never send. */
+START_TEST(header_alone_is_judged)
+{
+    static const struct { uint8_t bytes[14]; size_t len; uint16_t code; } cases[] = {
+        {{0x81, 0xff, 0, 0, 1, 0, 0, 0, 0, 0, 1, 2, 3, 4}, 14, 1009}, /* 1 TiB announced */
+        {{0x81, 0xff, 0, 0, 0, 0, 0, 1, 0, 1, 1, 2, 3, 4}, 14, 1009}, /* 65,537 */
+        {{0x82, 0xe4, 1, 2, 3, 4}, 6, 1003},                          /* binary */
+        {{0x82, 0xff, 0, 0, 0, 0, 0, 1, 0, 1, 1, 2, 3, 4}, 14, 1003}, /* binary, too big */
+        {{0x80, 0x85, 1, 2, 3, 4}, 6, 1002},                          /* continuation first */
+        {{0xc1, 0x85, 1, 2, 3, 4}, 6, 1002},                          /* RSV1 */
+        {{0x83, 0x85, 1, 2, 3, 4}, 6, 1002},                          /* reserved opcode */
+        {{0x81, 0x05}, 2, 1002},                                      /* unmasked */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        fixture_t fx = fx_new();
+        /* byte by byte: nothing is decided before the header is whole */
+        for (size_t k = 0; k + 1 < cases[i].len; k++) {
+            ck_assert_msg(ws_conn_feed(fx.c, cases[i].bytes + k, 1, 2000) == WS_OK,
+                          "case %zu byte %zu", i, k);
+            ck_assert(!ws_conn_closing(fx.c));
+        }
+        ck_assert_msg(ws_conn_feed(fx.c, cases[i].bytes + cases[i].len - 1, 1, 2000) ==
+                          WS_CLOSING, "case %zu", i);
+        drain(fx.c, &fx.out);
+        sframe_t f[2];
+        ck_assert_uint_eq(parse_frames(&fx.out, f, 2), 1);
+        ck_assert_msg(close_code_of(&f[0]) == cases[i].code, "case %zu: %u", i,
+                      close_code_of(&f[0]));
+        ck_assert_uint_eq(ws_conn_input_bytes(fx.c), 0);
+        ck_assert(ws_conn_finished(fx.c));
+        fx_free(&fx);
+    }
+    /* a good header alone is accepted, and its payload, when it comes,
+     * completes the message; the frames after it are read as usual */
+    static const size_t sizes[] = {1, 125, 126, 300, 65535, 65536};
+    char *body = malloc(65536);
+    for (size_t i = 0; i < 65536; i++)
+        body[i] = (char)('a' + i % 26);
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        fixture_t fx = fx_new();
+        bytes_t one = {0};
+        frame(&one, 1, 0x1, body, sizes[i]);
+        size_t hn = sizes[i] < 126 ? 6 : sizes[i] <= 0xFFFF ? 8 : 14;
+        ck_assert_int_eq(ws_conn_feed(fx.c, one.data, hn, 2000), WS_OK);
+        ck_assert_int_eq(ws_conn_feed(fx.c, one.data + hn, one.len - hn, 2000), WS_OK);
+        ck_assert_int_eq(fx.seen->count, 1);
+        ck_assert_uint_eq(fx.seen->last_len, sizes[i]);
+        ck_assert(memcmp(fx.seen->last, body, sizes[i]) == 0);
+        frame(&fx.in, 1, 0x9, "p", 1);
+        frame(&fx.in, 1, 0x1, "after", 5);
+        ck_assert_int_eq(fx_feed(&fx), WS_OK);
+        ck_assert_int_eq(fx.seen->count, 2);
+        ck_assert(fx.seen->last_len == 5 && memcmp(fx.seen->last, "after", 5) == 0);
+        sframe_t f[2];
+        ck_assert_uint_eq(parse_frames(&fx.out, f, 2), 1);
+        ck_assert_int_eq(f[0].opcode, 0xA);
+        free(one.data);
+        fx_free(&fx);
+    }
+    free(body);
+}
+END_TEST
+
+/* RFC 6455 5.2: "the minimal number of bytes MUST be used to encode the
+ * length". wslay's frame layer refuses any other form; so do we (1002). */
+START_TEST(length_not_shortest_1002)
+{
+    static const struct { uint8_t bytes[14]; size_t len; } cases[] = {
+        {{0x81, 0xfe, 0, 5, 1, 2, 3, 4}, 8},                        /* 5 in 16 bits */
+        {{0x81, 0xff, 0, 0, 0, 0, 0, 0, 0, 200, 1, 2, 3, 4}, 14},   /* 200 in 64 bits */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        fixture_t fx = fx_new();
+        bytes_put(&fx.in, cases[i].bytes, cases[i].len);
+        ck_assert_msg(fx_feed(&fx) == WS_CLOSING, "case %zu", i);
+        expect_only_close(&fx, 1002);
+        ck_assert_int_eq(fx.seen->count, 0);
+        fx_free(&fx);
+    }
+}
+END_TEST
+
 /* Bad UTF-8 fails at the fragment that carries it, not at the message's end. */
 START_TEST(invalid_utf8_fails_fast)
 {
@@ -875,6 +961,8 @@ static Suite *ws_suite(void)
     tcase_add_test(r, fragments_cost_only_their_payload);
     tcase_add_test(r, fragments_past_the_limit_1009);
     tcase_add_test(r, invalid_utf8_fails_fast);
+    tcase_add_test(r, header_alone_is_judged);
+    tcase_add_test(r, length_not_shortest_1002);
     tcase_add_test(r, close_reason_utf8_any_split);
     tcase_add_test(r, close_codes);
     suite_add_tcase(s, r);
