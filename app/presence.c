@@ -55,6 +55,8 @@
 #include <sys/random.h>
 #include <time.h>
 
+#define REBUILD_QUIET_MS 250 /* a restarted presence: no re-track for this long */
+#define REBUILD_MAX_MS 3000  /* ... or this long since the restart: rebuilt */
 #define FLUSH_MS 50        /* PROTOCOL.md: diffs >= 50 ms apart, no change
                               waits > 100 ms (each session also paces what
                               reaches its socket: session.c DIFF_GAP_MS) */
@@ -195,6 +197,8 @@ typedef struct presence {
   vec_t joins, leaves;       /* change_t pending for the next diff */
   user_t *dirty;             /* users whose state changed since the flush */
   bool flush_armed;
+  bool rebuilding;           /* a restarted presence, sessions re-tracking */
+  uint64_t rebuild_since_ms, last_track_ms;
   int64_t version;
   uint64_t rng;
   struct { int64_t version; ws_shared_t *frame; } log[LOG_SIZE];
@@ -379,6 +383,20 @@ static proto_meta wire_change(const change_t *c) {
 static void flush(presence_t *p) {
   p->flush_armed = false;
   if (!p->joins.n && !p->leaves.n && !p->dirty) return;
+  if (p->rebuilding) {
+    /* A restarted presence publishes nothing while the joined sessions are
+     * still re-tracking themselves: a diff now would carry the counts of a
+     * rebuild half done.  The rebuild is over once no re-track came for
+     * REBUILD_QUIET_MS (each session re-tracks as soon as it sees the new
+     * presence, so they come in one burst), or after REBUILD_MAX_MS at
+     * most: the only time a change may wait longer than 100 ms. */
+    uint64_t now = now_ms();
+    if (now - p->last_track_ms < REBUILD_QUIET_MS && now - p->rebuild_since_ms < REBUILD_MAX_MS) {
+      arm_flush(p);
+      return;
+    }
+    p->rebuilding = false;
+  }
   for (user_t *u = p->dirty, *next; u; u = next) {
     next = u->next_dirty;
     u->dirty = false;
@@ -763,6 +781,7 @@ static void on_track(presence_t *p, act_msg_t *m) {
   rq->phx_ref[sizeof rq->phx_ref - 1] = 0;
   rq->user_id[sizeof rq->user_id - 1] = 0;
   presence_tracked_t r = {PROTO_OK};
+  p->last_track_ms = now_ms();
   if (!meta_by_conn(p, rq->conn_id)) {
     user_t *u = user_add(p, rq->user_id, rq->name);
     if (u->metas) { /* someone joined with the name meanwhile: they keep it */
@@ -878,6 +897,8 @@ static int pr_init(void *args, void **state) {
   *state = p;
   p->incarnation = atomic_fetch_add(&g_incarnation, 1) + 1;
   p->version = p->incarnation << PRESENCE_INCARNATION_SHIFT;
+  p->rebuilding = p->incarnation > 1; /* a restart: see flush() */
+  p->rebuild_since_ms = p->last_track_ms = now_ms();
   if (getrandom(&p->rng, sizeof p->rng, 0) != sizeof p->rng || !p->rng) p->rng = 88172645463325252ull;
   atomic_store(&g_loaded, false); /* a restarted presence knows nothing yet */
   load_users(p);
