@@ -53,6 +53,8 @@
 #define INSERT_TIMEOUT_MS 30000
 #define RETRY_MS 1000            /* catch-up retry while the database is away */
 #define SERVICE_WAIT_MS 100      /* pubsub or presence being restarted */
+#define WELCOME_RETRY_MS 20      /* a restarted presence loads in a few ms ... */
+#define WELCOME_RETRIES 250      /* ... so 5 s of asking is ample */
 #define RATE_BURST 10.0          /* PROTOCOL.md: burst of 10 sends ... */
 #define RATE_PER_SEC 5.0         /* ... and 5 a second sustained */
 #define FIND_TIMEOUT_MS 5000     /* client_id look-up of a refused send */
@@ -63,7 +65,8 @@ typedef enum {
   PH_WAITING,         /* pubsub or presence is being restarted */
   PH_START_PRESENCE,  /* subscribing to presence events */
   PH_START_SNAPSHOT,  /* waiting for the welcome or the events since */
-  PH_START_TRACK,     /* re-tracking our meta in a restarted presence */
+  PH_START_TRACK,
+  PH_START_WELCOME_WAIT, /* presence was loading: the welcome asked again soon */     /* re-tracking our meta in a restarted presence */
   PH_START_LOBBY,     /* re-subscribing to the lobby after a restart */
   PH_START_CATCHUP,   /* catching up after a restart */
   PH_LIVE,            /* requests flow */
@@ -80,6 +83,7 @@ typedef enum {
 typedef struct session {
   uint64_t conn_id;
   phase_t phase;
+  uint32_t welcome_tries; /* a presence loading after its restart: retried */
   step_t step;            /* what the current request waits for */
   act_ref_t wait;         /* the act_request ref of that wait */
   char *ref;              /* the current request's ref, to echo */
@@ -405,6 +409,16 @@ static void on_start_reply(session_t *s, conn_t *c, act_msg_t *m) {
     if (m->type == PRESENCE_SNAPSHOT) {
       const presence_snapshot_t *snap = m->data;
       if (snap->rc < 0) {
+        /* Presence knows nothing yet.  With the database up that is a
+         * presence restarted a moment ago and loading the users (a few ms):
+         * ask again every WELCOME_RETRY_MS, WELCOME_RETRIES times at most,
+         * rather than close a socket the server could serve.  With the
+         * database down, PROTOCOL.md's 1011 at once. */
+        if (repo_database_up() && s->welcome_tries++ < WELCOME_RETRIES) {
+          s->phase = PH_START_WELCOME_WAIT;
+          act_send_after(WELCOME_RETRY_MS, act_self(), SESSION_RETRY, NULL, 0);
+          return;
+        }
         conn_close(c, WS_CLOSE_INTERNAL, "database unreachable");
         return;
       }
@@ -460,6 +474,7 @@ static void on_start_reply(session_t *s, conn_t *c, act_msg_t *m) {
     break;
   }
   case PH_WAITING:
+  case PH_START_WELCOME_WAIT: /* a timer, not a reply, ends this wait */
   case PH_LIVE:
     break;
   }
@@ -915,6 +930,11 @@ static void se_handle(void *state, act_msg_t *m) {
   case SESSION_RETRY: { /* catch-up retry */
     conn_t *c = my_conn(s);
     if (c && s->phase == PH_START_CATCHUP) request_catch_up(s, c);
+    if (c && s->phase == PH_START_WELCOME_WAIT) {
+      s->phase = PH_START_SNAPSHOT;
+      s->wait = act_request(act_whereis(APP_NAME_PRESENCE), PRESENCE_WELCOME, NULL, 0,
+                            REPO_TIMEOUT_MS);
+    }
     break;
   }
   case ACT_MSG_TIMEOUT: on_timeout(s, m); break;
