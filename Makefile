@@ -254,7 +254,7 @@ test-fuzz:
 # ------------------------------------------------------------- benchmarks
 
 bench: $(BENCHES)
-	@for b in pingpong ring skynet fanout restart memory; do $(B)/bench/$$b; done
+	@for b in pingpong ring skynet fanout restart memory dynsup; do $(B)/bench/$$b; done
 
 # Committed messages/s through the repo's writer, batched and one per round
 # trip, against the private cluster (or $DATABASE_URL).
