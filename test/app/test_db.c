@@ -954,29 +954,10 @@ END_TEST
 
 /* ------------------------------------------------------------ hung server */
 
-/* Backends this process stopped with SIGSTOP, written down before the
- * signal so that main() resumes them even if a test dies midway. */
-#define STOPPED_FILE "_build/test_db.stopped"
+/* Backends this process stopped with SIGSTOP (pg_stop.h). */
+#define PG_STOPPED_FILE "_build/test_db.stopped"
 
-static void stop_backend(int pid)
-{
-    FILE *f = fopen(STOPPED_FILE, "a");
-    ck_assert_ptr_nonnull(f);
-    fprintf(f, "%d\n", pid);
-    fclose(f);
-    ck_assert_int_eq(kill(pid, SIGSTOP), 0);
-}
-
-static void resume_stopped(void)
-{
-    FILE *f = fopen(STOPPED_FILE, "r");
-    if (!f) return;
-    int pid;
-    while (fscanf(f, "%d", &pid) == 1)
-        if (pid > 0) kill(pid, SIGCONT);
-    fclose(f);
-    unlink(STOPPED_FILE);
-}
+#include "pg_stop.h"
 
 static bool pid_changed(void *arg)
 {

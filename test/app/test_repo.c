@@ -489,28 +489,9 @@ END_TEST
 
 /* ------------------------------------------------------------ hung writer */
 
-#define STOPPED_FILE "_build/test_repo.stopped"
+#define PG_STOPPED_FILE "_build/test_repo.stopped"
 
-/* Written down before the signal: main() resumes it whatever happens. */
-static void stop_backend(int pid)
-{
-    FILE *f = fopen(STOPPED_FILE, "a");
-    ck_assert_ptr_nonnull(f);
-    fprintf(f, "%d\n", pid);
-    fclose(f);
-    ck_assert_int_eq(kill(pid, SIGSTOP), 0);
-}
-
-static void resume_stopped(void)
-{
-    FILE *f = fopen(STOPPED_FILE, "r");
-    if (!f) return;
-    int pid;
-    while (fscanf(f, "%d", &pid) == 1)
-        if (pid > 0) kill(pid, SIGCONT);
-    fclose(f);
-    unlink(STOPPED_FILE);
-}
+#include "pg_stop.h"
 
 static bool writer_down(void *arg)
 {
@@ -629,7 +610,7 @@ START_TEST(test_stopped_cluster_unavailable_then_exactly_once)
     ck_assert_uint_ge(n, 2);
     stop_backend(pids[0]); /* the postmaster: it must be there */
     for (size_t i = 1; i < n; i++) { /* a child may have exited since ps */
-        FILE *f = fopen(STOPPED_FILE, "a");
+        FILE *f = fopen(PG_STOPPED_FILE, "a");
         ck_assert_ptr_nonnull(f);
         fprintf(f, "%d\n", pids[i]);
         fclose(f);
