@@ -2,8 +2,11 @@
 // least 50 ms apart, no change waits more than 100 ms, and a wave of N joins
 // costs each socket a few diffs, not N.  Arrival times are taken by an
 // observer in its own worker thread (the main thread is busy driving the
-// wave, and a busy reader sees frames bunched however they were sent), with
-// 10 ms allowed for its scheduling on a shared machine.
+// wave, and a busy reader sees frames bunched however they were sent).  The
+// observer also ticks every 5 ms and records when its thread was held up
+// (on a shared 2-core machine it can be descheduled for 100 ms): two diffs
+// that arrive closer than 40 ms are excused only when such a stall explains
+// it, that is, when they came out of one stall together.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { performance } from 'node:perf_hooks';
@@ -23,13 +26,20 @@ const { performance } = require('node:perf_hooks');
 const WebSocket = require(workerData.ws);
 const ws = new WebSocket(workerData.url, { perMessageDeflate: false });
 const diffs = [];
+const stalls = [];
+let last = performance.now();
+setInterval(() => {
+  const now = performance.now();
+  if (now - last > 15) stalls.push([last, now]);
+  last = now;
+}, 5);
 ws.on('message', (data) => {
   const at = performance.now();
   const f = JSON.parse(data.toString());
   if (f.type === 'welcome') parentPort.postMessage({ welcomed: true });
   if (f.type === 'presence_diff') diffs.push({ at, joins: Object.keys(f.joins), leaves: Object.keys(f.leaves) });
 });
-parentPort.on('message', () => { ws.terminate(); parentPort.postMessage({ diffs }); });
+parentPort.on('message', () => { ws.terminate(); parentPort.postMessage({ diffs, stalls }); });
 `;
 
 test('a wave of joins and leaves: diffs >= 50 ms apart, far fewer than changes, none lost', async () => {
@@ -56,11 +66,19 @@ test('a wave of joins and leaves: diffs >= 50 ms apart, far fewer than changes, 
   await obs.settle(300);
   const elapsed = performance.now() - t0;
   worker.postMessage('stop');
-  const { diffs } = await fromWorker();
+  const { diffs, stalls } = await fromWorker();
   await worker.terminate();
   const times = diffs.map((d) => d.at);
-  const gaps = times.slice(1).map((t, i) => t - times[i]);
-  assert.ok(gaps.every((g) => g >= 40), `diffs closer than 50 ms: ${gaps.map((g) => g.toFixed(1)).join(', ')}`);
+  // A short gap is the observer's doing when a stall of its thread (or the
+  // event loop) long enough to have swallowed the missing time ended just
+  // before the earlier of the two diffs was read.
+  const stalled = (a, b) => stalls.some(([s, e]) => Math.abs(e - a) <= 10 && e - s >= 40 - (b - a));
+  const short = [];
+  for (let i = 1; i < times.length; i++) {
+    const g = times[i] - times[i - 1];
+    if (g < 40 && !stalled(times[i - 1], times[i])) short.push(g.toFixed(1));
+  }
+  assert.deepEqual(short, [], `diffs closer than 50 ms with no stall of the observer to explain it`);
   assert.ok(times.length <= elapsed / 40 + 1, `${times.length} diffs in ${elapsed.toFixed(0)} ms`);
   assert.ok(times.length < 2 * N, `${times.length} diffs for ${2 * N} changes`);
   // every change is in some diff: each name joined and left
