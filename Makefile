@@ -221,10 +221,10 @@ FUZZ_CC  := clang-14
 FUZZ_SECONDS ?= 60
 FUZZ_TEST_SECONDS ?= 10
 FUZZ_TARGETS := http ws json
-FUZZ_SRC := app/http.c app/ws.c app/unicode.c app/protocol.c
+FUZZ_SRC := app/http.c app/ws.c app/unicode.c app/protocol.c runtime/buf.c
 FUZZ_BINS := $(FUZZ_TARGETS:%=_build/fuzz/%_fuzz)
 FUZZ_CFLAGS = $(WARN) -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined \
-              -fno-sanitize-recover=all -Iapp $(shell $(PKG_CONFIG) --cflags libcjson nettle)
+              -fno-sanitize-recover=all -Iapp -Iruntime $(shell $(PKG_CONFIG) --cflags libcjson nettle)
 FUZZ_LIBS = $(shell $(PKG_CONFIG) --libs libcjson nettle) -lwslay -lhttp_parser -lm
 
 deps-fuzz: deps

@@ -570,7 +570,7 @@ static void http_rearm(conn_t *c) {
   uv_timer_start(&c->timer, on_http_timer, due > now ? due - now : 0, 0);
 }
 
-static void write_http(conn_t *c, http_buf_t *buf, bool close_after);
+static void write_http(conn_t *c, act_buf_t *buf, bool close_after);
 
 static void on_http_timer(uv_timer_t *t) {
   conn_t *c = t->data;
@@ -584,8 +584,7 @@ static void on_http_timer(uv_timer_t *t) {
     if (now - c->req_started_ms < (uint64_t)cfg->header_timeout_ms) goto rearm;
     app_log(LOG_INFO, "conn %llx: request not complete in %d ms, 408",
             (unsigned long long)c->id, cfg->header_timeout_ms);
-    http_buf_t buf;
-    http_buf_init(&buf);
+    act_buf_t buf = ACT_BUF_INIT;
     http_response_error(&buf, 408, false, false);
     write_http(c, &buf, true);
     return;
@@ -649,9 +648,9 @@ static void on_http_written(uv_write_t *req, int status) {
   }
 }
 
-static void write_http(conn_t *c, http_buf_t *buf, bool close_after) {
+static void write_http(conn_t *c, act_buf_t *buf, bool close_after) {
   size_t len;
-  char *bytes = http_buf_take(buf, &len);
+  char *bytes = act_buf_take(buf, &len);
   if (!bytes) {
     conn_shutdown(c);
     return;
@@ -749,8 +748,7 @@ static void feed_http(conn_t *c, const char *data, size_t len) {
     data += n;
     len -= n;
     if (res == HTTP_FEED_ERROR) {
-      http_buf_t buf;
-      http_buf_init(&buf);
+      act_buf_t buf = ACT_BUF_INIT;
       http_response_error(&buf, c->http->error_status, false, false);
       write_http(c, &buf, true);
       return;
@@ -759,8 +757,7 @@ static void feed_http(conn_t *c, const char *data, size_t len) {
     c->req_started_ms = 0;
     c->nrequests++;
     c->last_active_ms = now_ms(c);
-    http_buf_t buf;
-    http_buf_init(&buf);
+    act_buf_t buf = ACT_BUF_INIT;
     route_action_t act = routes_answer(&c->http->req, &buf);
     write_http(c, &buf, act == ROUTE_CLOSE);
     if (act == ROUTE_UPGRADE) {

@@ -118,7 +118,7 @@ bool dashboard_is_page(const char *path) {
 /* GET /dashboard: web/dashboard.html, through the static files' checks
  * (ETag, HEAD, 405).  A copy of the request (~10 KiB, once per page load)
  * with the file's path, since the router's request is read-only. */
-int dashboard_serve_page(const http_static_t *st, const http_req_t *r, http_buf_t *out) {
+int dashboard_serve_page(const http_static_t *st, const http_req_t *r, act_buf_t *out) {
   static _Thread_local http_req_t page;
   page = *r;
   snprintf(page.path, sizeof page.path, "%s", DASHBOARD_PAGE);
