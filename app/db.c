@@ -19,6 +19,8 @@
  * doing all libpq work before any callback runs. */
 #include "db.h"
 
+#include "buf.h"
+
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
@@ -1042,60 +1044,36 @@ int db_messages_after(db_conn *c, int64_t after, int limit, db_message_list_cb c
     return submit_page(c, ST_MSG_AFTER, TRIM_NEWEST, after, limit, cb, ud);
 }
 
-/* A growable string, for array literals. */
-typedef struct sbuf { char *p; size_t len, cap; bool oom; } sbuf;
-
-static void sb_putc(sbuf *b, char ch)
-{
-    if (b->oom) return;
-    if (b->len + 2 > b->cap) {
-        size_t cap = b->cap ? b->cap * 2 : 256;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->oom = true;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    b->p[b->len++] = ch;
-    b->p[b->len] = '\0';
-}
-
 /* One element of a PostgreSQL array literal: always quoted (so "NULL" stays
  * text), with " and \ escaped. */
-static void sb_array_elem(sbuf *b, const char *s, bool first)
+static void sb_array_elem(act_buf_t *b, const char *s, bool first)
 {
-    if (!first) sb_putc(b, ',');
-    sb_putc(b, '"');
+    if (!first) act_buf_putc(b, ',');
+    act_buf_putc(b, '"');
     for (; *s; s++) {
-        if (*s == '"' || *s == '\\') sb_putc(b, '\\');
-        sb_putc(b, *s);
+        if (*s == '"' || *s == '\\') act_buf_putc(b, '\\');
+        act_buf_putc(b, *s);
     }
-    sb_putc(b, '"');
+    act_buf_putc(b, '"');
 }
 
 /* {"a","b",...} of the user_ids (which = 0), the contents (1) or the
  * client_ids (2, NULL for none). */
 static char *array_literal(const db_new_message *m, size_t n, int which)
 {
-    sbuf b = {0};
-    sb_putc(&b, '{');
+    act_buf_t b = ACT_BUF_INIT; /* runtime/buf.h: OOM checked once, by take */
+    act_buf_putc(&b, '{');
     for (size_t i = 0; i < n; i++) {
         const char *v = which == 0 ? m[i].user_id : which == 1 ? m[i].content : m[i].client_id;
         if (which == 2 && (!v || !*v)) {
-            if (i > 0) sb_putc(&b, ',');
-            for (const char *k = "NULL"; *k; k++) sb_putc(&b, *k);
+            if (i > 0) act_buf_putc(&b, ',');
+            for (const char *k = "NULL"; *k; k++) act_buf_putc(&b, *k);
         } else {
             sb_array_elem(&b, v, i == 0);
         }
     }
-    sb_putc(&b, '}');
-    if (b.oom) {
-        free(b.p);
-        return NULL;
-    }
-    return b.p;
+    act_buf_putc(&b, '}');
+    return act_buf_take(&b, NULL);
 }
 
 int db_messages_insert(db_conn *c, const db_new_message *msgs, size_t n,
