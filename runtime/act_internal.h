@@ -12,6 +12,7 @@
 #define ACT_INTERNAL_H
 
 #include "act.h"
+#include "queue.h"
 
 #include <pthread.h>
 #include <setjmp.h>
@@ -76,7 +77,7 @@ typedef struct act__exit_sig {
 
 typedef struct act_env {
   act_node_t node;
-  struct act_env *next_private; /* the owner's private FIFO */
+  act_qnode_t qnode;  /* the owner's private FIFO; the envelope cache; a supervisor's deferred */
   act_payload_free_fn free_fn;
   bool is_reply; /* made by act_reply: dropped if nobody awaits its ref */
   bool kept;     /* act_msg_keep: the handler owns it now */
@@ -130,8 +131,8 @@ typedef struct act_proc {
   act_mpsc_t inbox;
   _Atomic size_t pending;      /* envelopes pushed and not yet consumed */
   act_node_t run_node;         /* link in the scheduler's run queue */
-  struct act_proc *local_next; /* link in its local run queue */
-  act_env_t *priv_head, *priv_tail; /* messages ready for handle() */
+  act_qnode_t local_node;      /* link in its scheduler's local run queue */
+  act_queue_t priv;            /* act_env_t ready for handle(), by qnode */
 
   _Atomic uint64_t handled;    /* introspection */
   _Atomic uint32_t restarts;   /* introspection */
@@ -231,7 +232,7 @@ typedef struct act_sched {
   bool wakeup_closed;
   act_mpsc_t runq;             /* made runnable by other threads */
   _Atomic long runq_len;
-  act_proc_t *local_head, *local_tail; /* made runnable by this thread: no atomics */
+  act_queue_t local;           /* act_proc_t made runnable by this thread (local_node): no atomics */
   unsigned picks;
   _Atomic int sleeping;
   sigjmp_buf *crash_jb;           /* where act_crash lands during a turn */

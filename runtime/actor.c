@@ -165,10 +165,7 @@ int act_send(act_pid_t to, int type, const void *data, size_t size) {
  * that the turn's accounting stays exact. */
 static void append_private(act_proc_t *p, act_env_t *e) {
   ACT_DEBUG_ASSERT(p->sched == act__sched_self()); /* the owner's FIFO, owner only */
-  e->next_private = NULL;
-  if (p->priv_tail) p->priv_tail->next_private = e;
-  else p->priv_head = e;
-  p->priv_tail = e;
+  act_queue_push(&p->priv, &e->qnode);
 }
 
 void act__push_private(act_proc_t *p, act_env_t *e) {
@@ -177,12 +174,8 @@ void act__push_private(act_proc_t *p, act_env_t *e) {
 }
 
 static act_env_t *pop_private(act_proc_t *p) {
-  act_env_t *e = p->priv_head;
-  if (e) {
-    p->priv_head = e->next_private;
-    if (!p->priv_head) p->priv_tail = NULL;
-  }
-  return e;
+  act_qnode_t *n = act_queue_pop(&p->priv);
+  return n ? ACT_QUEUE_DATA(n, act_env_t, qnode) : NULL;
 }
 
 /* -------------------------------------------------------------- self */
@@ -434,8 +427,10 @@ bool act_demonitor(act_ref_t ref) {
   bool active = act__monvec_del(&p->monitors_out, ref, &target);
   if (active) act__send_signal(target, ACT__SIG_DEMONITOR, p->pid, ref, NULL, 0);
   /* flush: a DOWN already turned into a message is skipped, not handled */
-  for (act_env_t *e = p->priv_head; e; e = e->next_private)
+  ACT_QUEUE_FOREACH(n, &p->priv) {
+    act_env_t *e = ACT_QUEUE_DATA(n, act_env_t, qnode);
     if (e->msg.type == ACT_MSG_DOWN && e->msg.ref == ref) e->flushed = true;
+  }
   return active;
 }
 

@@ -18,7 +18,7 @@
 #else
 #define ENV_CACHE 1
 #endif
-static _Thread_local act_env_t *tls_env_cache;
+static _Thread_local act_env_t *tls_env_cache; /* a stack, linked by qnode.next */
 static _Thread_local unsigned tls_env_cached;
 static _Thread_local bool tls_env_caching;
 
@@ -26,7 +26,7 @@ void act__env_cache(bool on) {
   tls_env_caching = on && ENV_CACHE;
   while (!tls_env_caching && tls_env_cache) {
     act_env_t *e = tls_env_cache;
-    tls_env_cache = e->next_private;
+    tls_env_cache = e->qnode.next ? ACT_QUEUE_DATA(e->qnode.next, act_env_t, qnode) : NULL;
     free(e);
   }
   if (!tls_env_caching) tls_env_cached = 0;
@@ -37,13 +37,13 @@ act_env_t *act__env_new(int type, act_pid_t from, act_ref_t ref,
   act_env_t *e;
   if (size <= ENV_SMALL && tls_env_cache) {
     e = tls_env_cache;
-    tls_env_cache = e->next_private;
+    tls_env_cache = e->qnode.next ? ACT_QUEUE_DATA(e->qnode.next, act_env_t, qnode) : NULL;
     tls_env_cached--;
   } else {
     e = malloc(sizeof *e + (size <= ENV_SMALL ? ENV_SMALL : size));
     if (!e) return NULL;
   }
-  e->next_private = NULL;
+  e->qnode.next = NULL;
   e->free_fn = fn;
   e->is_reply = false;
   e->kept = false;
@@ -60,7 +60,7 @@ act_env_t *act__env_new(int type, act_pid_t from, act_ref_t ref,
 void act__env_free(act_env_t *e) {
   if (e->free_fn) e->free_fn(e->payload, e->msg.size);
   if (e->msg.size <= ENV_SMALL && tls_env_caching && tls_env_cached < ENV_CACHE_MAX) {
-    e->next_private = tls_env_cache;
+    e->qnode.next = tls_env_cache ? &tls_env_cache->qnode : NULL;
     tls_env_cache = e;
     tls_env_cached++;
     return;

@@ -16,6 +16,8 @@
 #ifndef ACT_VEC_H
 #define ACT_VEC_H
 
+#include "act.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -39,6 +41,12 @@ bool act_vec_grow_(void *vp, size_t *cap, size_t elem, size_t need);
   (act_vec_reserve((vec), (vec)->n + 1)                                           \
        ? (memset(&(vec)->v[(vec)->n], 0, sizeof *(vec)->v), &(vec)->v[(vec)->n++]) \
        : NULL)
+
+/* Inside an actor: the new element, or act_crash("WHO: out of memory") so
+ * that its supervisor restarts it -- an actor's usual answer to OOM. */
+#define act_vec_push_or_crash(vec, who)                                           \
+  ((void)(act_vec_reserve((vec), (vec)->n + 1) || (act_crash("%s: out of memory", (who)), 0)), \
+   act_vec_push(vec))
 
 /* Removes element i in O(1): the last one takes its place. */
 #define act_vec_swap_remove(vec, i) ((vec)->v[(i)] = (vec)->v[--(vec)->n])
