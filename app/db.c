@@ -20,6 +20,7 @@
 #include "db.h"
 
 #include "buf.h"
+#include "queue.h"
 
 #include <ctype.h>
 #include <dirent.h>
@@ -114,7 +115,7 @@ enum qkind { Q_PREPARE, Q_USERS, Q_USER, Q_MSGS, Q_PING, Q_BOOL };
 enum trim { TRIM_NONE, TRIM_OLDEST, TRIM_NEWEST };
 
 typedef struct db_query {
-    struct db_query *next;
+    act_qnode_t node;     /* in waiting, sent or done (runtime/queue.h) */
     enum qkind kind;
     enum stmt stmt;
     char *params[3];
@@ -137,7 +138,7 @@ typedef struct db_query {
     db_error err;
 } db_query;
 
-typedef struct qlist { db_query *head, *tail; size_t n; } qlist;
+typedef struct qlist { act_queue_t q; size_t n; } qlist;
 
 /* A poll handle of its own: libpq may switch sockets while connecting, and
  * a closed handle's memory must outlive uv_close. */
@@ -177,21 +178,22 @@ struct db_conn {
 
 static void q_push(qlist *l, db_query *q)
 {
-    q->next = NULL;
-    if (l->tail) l->tail->next = q; else l->head = q;
-    l->tail = q;
+    act_queue_push(&l->q, &q->node);
     l->n++;
 }
 
 static db_query *q_pop(qlist *l)
 {
-    db_query *q = l->head;
-    if (!q) return NULL;
-    l->head = q->next;
-    if (!l->head) l->tail = NULL;
+    act_qnode_t *n = act_queue_pop(&l->q);
+    if (!n) return NULL;
     l->n--;
-    q->next = NULL;
-    return q;
+    return ACT_QUEUE_DATA(n, db_query, node);
+}
+
+/* The oldest query of l, left in place; NULL if l is empty. */
+static db_query *q_first(const qlist *l)
+{
+    return l->q.head ? ACT_QUEUE_DATA(l->q.head, db_query, node) : NULL;
 }
 
 static void q_free(db_query *q)
@@ -499,8 +501,8 @@ static void complete(db_conn *c, db_query *q)
             /* Its execute, next in the pipeline, will fail for want of the
              * statement; the prepare's error (say, a missing table before
              * migrations ran) is the one worth reporting. */
-            if (c->sent.head)
-                q_fail(c->sent.head, q->err.code, q->err.sqlstate, q->err.message);
+            if (q_first(&c->sent))
+                q_fail(q_first(&c->sent), q->err.code, q->err.sqlstate, q->err.message);
         }
         q_free(q);
         return;
@@ -713,8 +715,8 @@ static int flush(db_conn *c)
 static void on_deadline(uv_timer_t *t)
 {
     db_conn *c = t->data;
-    if (c->state == DB_CONNECTED && c->sent.head) {
-        uint64_t age_ms = (uv_hrtime() - c->sent.head->t_sent) / 1000000;
+    if (c->state == DB_CONNECTED && q_first(&c->sent)) {
+        uint64_t age_ms = (uv_hrtime() - q_first(&c->sent)->t_sent) / 1000000;
         if (age_ms >= c->query_timeout) {
             c->deadline_drops++;
             conn_down(c, "query deadline missed");
@@ -728,8 +730,8 @@ static void on_deadline(uv_timer_t *t)
 /* Armed for the oldest sent query; re-armed by on_deadline for the next. */
 static void arm_deadline(db_conn *c)
 {
-    if (c->closing || uv_is_active((uv_handle_t *)&c->deadline) || !c->sent.head) return;
-    uint64_t age_ms = (uv_hrtime() - c->sent.head->t_sent) / 1000000;
+    if (c->closing || uv_is_active((uv_handle_t *)&c->deadline) || !q_first(&c->sent)) return;
+    uint64_t age_ms = (uv_hrtime() - q_first(&c->sent)->t_sent) / 1000000;
     uv_timer_start(&c->deadline, on_deadline,
                    age_ms >= c->query_timeout ? 0 : c->query_timeout - age_ms, 0);
 }
@@ -797,8 +799,8 @@ static void keep_result(db_query *q, PGresult *r)
  * per statement: result(s), NULL, then PGRES_PIPELINE_SYNC. */
 static void read_results(db_conn *c)
 {
-    while (c->sent.head && !PQisBusy(c->pg)) {
-        db_query *q = c->sent.head;
+    while (q_first(&c->sent) && !PQisBusy(c->pg)) {
+        db_query *q = q_first(&c->sent);
         PGresult *r = PQgetResult(c->pg);
         if (!r) {
             if (!q->expect_null) break;
