@@ -38,10 +38,15 @@
  * strace -c): see the commit that brought it.
  *
  * Thread rule (endpoint.h): a conn is touched only on its scheduler's thread.
+ *
+ * Kind: part of the acceptor actor (endpoint.c); runs in its callbacks.
  */
 #include "conn.h"
 #include "dashboard.h"
 #include "queue.h"
+#include "presence.h"
+#include "session.h"
+#include "telemetry.h"
 
 #include <errno.h>
 #include <stdatomic.h>

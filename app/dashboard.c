@@ -53,6 +53,9 @@
  * first; one that finds another building reuses the previous one rather
  * than wait), and each diffs it against what its own socket last received,
  * O(actors shown).  No dashboard open, no cost.
+ *
+ * Kind: an actor, one viewer per /dashboard/ws socket (dashboard.h), started
+ * by the acceptor that upgraded it; it reads the runtime's introspection.
  */
 #include "dashboard.h"
 
@@ -60,6 +63,7 @@
 #include "endpoint.h"
 #include "http.h"
 #include "vec.h"
+#include "session.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>

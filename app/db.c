@@ -16,7 +16,11 @@
  * Memory: the db_conn is freed only in the close callbacks of its two timers,
  * so it stays valid while dispatch() runs even if a callback closes it.
  * Every libpq call is guarded by the connection generation (`gen`) or by
- * doing all libpq work before any callback runs. */
+ * doing all libpq work before any callback runs.
+ *
+ * Kind: a pure library -- no actor, no message, no registered name; the caller
+ * owns whatever state it works on (README "Reading the app").
+ */
 #include "db.h"
 
 #include "buf.h"

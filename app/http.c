@@ -6,6 +6,9 @@
  * endpoint feeds bytes in and writes the act_buf_t (runtime/buf.h) it gets
  * back; each builder checks the builder's sticky out-of-memory flag once, at
  * its end, and answers -1 then.
+ *
+ * Kind: a pure library -- no actor, no message, no registered name; the caller
+ * owns whatever state it works on (README "Reading the app").
  */
 #include "http.h"
 

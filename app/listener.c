@@ -26,6 +26,8 @@
  *     accept4() calls per second per loop when nothing can be freed.
  *   - at most LISTENER_ACCEPT_BATCH accepts per wake-up, so that a flood of
  *     connections cannot starve the loop's reads.
+ *
+ * Kind: part of the acceptor actor (endpoint.c); runs in its callbacks.
  */
 #include "conn.h"
 

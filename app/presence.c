@@ -44,9 +44,14 @@
  * peer (CHATTER_NEW_USERS_PER_MINUTE, 0 = no limit); a claim of a new name
  * takes a slot, a join that did not create the user gives it back, refused
  * claims take none.  Windows that emptied are dropped every minute.
+ *
+ * Kind: an actor (presence.h), registered "presence".
  */
 #include "app.h"
 #include "vec.h"
+#include "presence.h"
+#include "pubsub.h"
+#include "repo.h"
 
 #include <stdatomic.h>
 #include <stddef.h>

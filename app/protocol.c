@@ -5,6 +5,9 @@
  * its one lossy spot: it would cut a string at "\u0000". Encoding is hand-written
  * into a growable buffer: frames are mostly fixed text around cached fragments,
  * and hand-writing lets us splice those fragments and the ref verbatim.
+ *
+ * Kind: a pure library -- no actor, no message, no registered name; the caller
+ * owns whatever state it works on (README "Reading the app").
  */
 #include "protocol.h"
 

@@ -10,9 +10,12 @@
  * session subscribes first and then reads history, and nothing committed in
  * between can slip past it.  Subscribers are monitored, so a dead session
  * leaves its topics by itself.
+ *
+ * Kind: an actor (pubsub.h), registered "pubsub".
  */
 #include "app.h"
 #include "vec.h"
+#include "pubsub.h"
 
 #include <stdatomic.h>
 #include <stdlib.h>

@@ -22,9 +22,12 @@
  *     Origin at all is a non-browser client (browsers always send one on a
  *     WebSocket): accepted.
  * Security headers go on every response (http.c's put_head).
+ *
+ * Kind: part of the acceptor actor (endpoint.c); runs in its callbacks.
  */
 #include "conn.h"
 #include "dashboard.h"
+#include "telemetry.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -38,9 +38,16 @@
  * on it, and each request at most once (its redelivery is spared).  Replies
  * of the repo are never crashed on: a crash there could not tell whether a
  * message had been committed.
+ *
+ * Kind: an actor (session.h says what it is told), one per WebSocket.
  */
 #include "endpoint.h"
 #include "vec.h"
+#include "presence.h"
+#include "pubsub.h"
+#include "repo.h"
+#include "session.h"
+#include "telemetry.h"
 
 #include <pthread.h>
 #include <stdatomic.h>

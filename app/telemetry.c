@@ -7,9 +7,14 @@
  * like Phoenix's Telemetry supervisor.  Rendering reads the counters and
  * walks the live actors (act_list) for mailbox depths and the restarts each
  * supervisor made, in Prometheus's text format 0.0.4.
+ *
+ * Kind: process-wide counters (telemetry.h), bumped from any thread.
  */
 #include "app.h"
 #include "buf.h"
+#include "presence.h"
+#include "repo.h"
+#include "telemetry.h"
 
 #include <stdarg.h>
 #include <stdatomic.h>

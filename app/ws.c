@@ -44,6 +44,9 @@
  * message (1,008 with the hand-written reader this replaced; mallinfo2).
  * wslay copies each read into its buffer and unmasks it there; we copy the
  * payload once more, into the reassembly buffer.
+ *
+ * Kind: a pure library -- no actor, no message, no registered name; the caller
+ * owns whatever state it works on (README "Reading the app").
  */
 #include "ws.h"
 
