@@ -80,9 +80,13 @@ $(B)/bench/%: bench/%.c bench/bench.h $(B)/libact.a
 # that can fail the Nth one.  fault_repo: the app's only (its objects' calls
 # renamed by objcopy); fault_repo_all: the runtime's too (ld --wrap).
 FAULT_SYMS := malloc calloc realloc strdup
-$(B)/fault/libchatter.a: $(B)/libchatter.a
+# The app's strings and arrays are the runtime's buf.c and vec.c: they go
+# into this archive too (linked before libact.a, so these copies are used),
+# so that the app's appends and pushes fail as they did when the app had its own.
+$(B)/fault/libchatter.a: $(B)/libchatter.a $(B)/obj/runtime/buf.o $(B)/obj/runtime/vec.o
 	@mkdir -p $(dir $@)
-	objcopy $(foreach f,$(FAULT_SYMS),--redefine-sym $(f)=fault_$(f)) $< $@
+	cp $< $@.tmp && ar rcs $@.tmp $(B)/obj/runtime/buf.o $(B)/obj/runtime/vec.o
+	objcopy $(foreach f,$(FAULT_SYMS),--redefine-sym $(f)=fault_$(f)) $@.tmp $@ && rm $@.tmp
 $(B)/test/app/fault_repo: test/app/fault_repo.c $(B)/fault/libchatter.a $(B)/libact.a
 	@mkdir -p $(dir $@)
 	$(CC) $(APP_CFLAGS) $< $(B)/fault/libchatter.a $(B)/libact.a $(APP_LIBS) -o $@
@@ -221,10 +225,10 @@ FUZZ_CC  := clang-14
 FUZZ_SECONDS ?= 60
 FUZZ_TEST_SECONDS ?= 10
 FUZZ_TARGETS := http ws json
-FUZZ_SRC := app/http.c app/ws.c app/unicode.c app/protocol.c
+FUZZ_SRC := app/http.c app/ws.c app/unicode.c app/protocol.c runtime/buf.c
 FUZZ_BINS := $(FUZZ_TARGETS:%=_build/fuzz/%_fuzz)
 FUZZ_CFLAGS = $(WARN) -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined \
-              -fno-sanitize-recover=all -Iapp $(shell $(PKG_CONFIG) --cflags libcjson nettle)
+              -fno-sanitize-recover=all -Iapp -Iruntime $(shell $(PKG_CONFIG) --cflags libcjson nettle)
 FUZZ_LIBS = $(shell $(PKG_CONFIG) --libs libcjson nettle) -lwslay -lhttp_parser -lm
 
 deps-fuzz: deps

@@ -38,9 +38,15 @@
  * strace -c): see the commit that brought it.
  *
  * Thread rule (endpoint.h): a conn is touched only on its scheduler's thread.
+ *
+ * Kind: part of the acceptor actor (endpoint.c); runs in its callbacks.
  */
 #include "conn.h"
 #include "dashboard.h"
+#include "queue.h"
+#include "presence.h"
+#include "session.h"
+#include "telemetry.h"
 
 #include <errno.h>
 #include <stdatomic.h>
@@ -57,7 +63,7 @@
 #define CONN_WS_IOV 16 /* buffers per write */
 
 typedef struct frame {
-  struct frame *next;
+  act_qnode_t node;       /* in conn_t.frames (runtime/queue.h) */
   size_t len;
   char text[];
 } frame_t;
@@ -97,7 +103,7 @@ struct conn {
    * cannot take a write whole: nothing of it is held per idle socket) */
   act_pid_t session;
   bool in_flight;              /* the head frame was handed to the session */
-  frame_t *fhead, *ftail;
+  act_queue_t frames;     /* frame_t waiting for the session, oldest first */
   size_t nframes, frame_bytes;
   conn_state_t st;
 };
@@ -183,7 +189,7 @@ act_pid_t conn_acceptor(const conn_t *c) { return c->acceptor; }
  * have mostly left: a client that asks without reading stops being served,
  * and the send timeout closes it. */
 static void pump(conn_t *c) {
-  if (c->in_flight || !c->session || !c->fhead || c->closing) return;
+  if (c->in_flight || !c->session || act_queue_empty(&c->frames) || c->closing) return;
   if (c->ws && ws_conn_queued_bytes(c->ws) >= WS_OUTBOUND_MAX) return;
   c->in_flight = true;
   conn_frame_t f = {c->id};
@@ -203,29 +209,26 @@ static void on_text(void *user, const char *msg, size_t len) {
     conn_close(c, WS_CLOSE_INTERNAL, "out of memory");
     return;
   }
-  f->next = NULL;
   f->len = len;
   memcpy(f->text, msg, len);
   f->text[len] = 0;
-  if (c->ftail) c->ftail->next = f;
-  else c->fhead = f;
-  c->ftail = f;
+  act_queue_push(&c->frames, &f->node);
   c->nframes++;
   c->frame_bytes += len;
   pump(c);
 }
 
 const char *conn_frame(conn_t *c, size_t *len) {
-  if (!c->fhead) return NULL;
-  *len = c->fhead->len;
-  return c->fhead->text;
+  if (act_queue_empty(&c->frames)) return NULL;
+  frame_t *f = ACT_QUEUE_DATA(c->frames.head, frame_t, node);
+  *len = f->len;
+  return f->text;
 }
 
 void conn_frame_done(conn_t *c) {
-  frame_t *f = c->fhead;
-  if (f) {
-    c->fhead = f->next;
-    if (!c->fhead) c->ftail = NULL;
+  act_qnode_t *n = act_queue_pop(&c->frames);
+  if (n) {
+    frame_t *f = ACT_QUEUE_DATA(n, frame_t, node);
     c->nframes--;
     c->frame_bytes -= f->len;
     free(f);
@@ -434,12 +437,7 @@ bool conn_send_shared(conn_t *c, ws_shared_t *frame) {
 /* ------------------------------------------------------------- close */
 
 static void free_frames(conn_t *c) {
-  while (c->fhead) {
-    frame_t *f = c->fhead;
-    c->fhead = f->next;
-    free(f);
-  }
-  c->ftail = NULL;
+  for (act_qnode_t *n; (n = act_queue_pop(&c->frames));) free(ACT_QUEUE_DATA(n, frame_t, node));
 }
 
 static void on_handle_closed(uv_handle_t *h) {
@@ -570,7 +568,7 @@ static void http_rearm(conn_t *c) {
   uv_timer_start(&c->timer, on_http_timer, due > now ? due - now : 0, 0);
 }
 
-static void write_http(conn_t *c, http_buf_t *buf, bool close_after);
+static void write_http(conn_t *c, act_buf_t *buf, bool close_after);
 
 static void on_http_timer(uv_timer_t *t) {
   conn_t *c = t->data;
@@ -584,8 +582,7 @@ static void on_http_timer(uv_timer_t *t) {
     if (now - c->req_started_ms < (uint64_t)cfg->header_timeout_ms) goto rearm;
     app_log(LOG_INFO, "conn %llx: request not complete in %d ms, 408",
             (unsigned long long)c->id, cfg->header_timeout_ms);
-    http_buf_t buf;
-    http_buf_init(&buf);
+    act_buf_t buf = ACT_BUF_INIT;
     http_response_error(&buf, 408, false, false);
     write_http(c, &buf, true);
     return;
@@ -649,9 +646,9 @@ static void on_http_written(uv_write_t *req, int status) {
   }
 }
 
-static void write_http(conn_t *c, http_buf_t *buf, bool close_after) {
+static void write_http(conn_t *c, act_buf_t *buf, bool close_after) {
   size_t len;
-  char *bytes = http_buf_take(buf, &len);
+  char *bytes = act_buf_take(buf, &len);
   if (!bytes) {
     conn_shutdown(c);
     return;
@@ -749,8 +746,7 @@ static void feed_http(conn_t *c, const char *data, size_t len) {
     data += n;
     len -= n;
     if (res == HTTP_FEED_ERROR) {
-      http_buf_t buf;
-      http_buf_init(&buf);
+      act_buf_t buf = ACT_BUF_INIT;
       http_response_error(&buf, c->http->error_status, false, false);
       write_http(c, &buf, true);
       return;
@@ -759,8 +755,7 @@ static void feed_http(conn_t *c, const char *data, size_t len) {
     c->req_started_ms = 0;
     c->nrequests++;
     c->last_active_ms = now_ms(c);
-    http_buf_t buf;
-    http_buf_init(&buf);
+    act_buf_t buf = ACT_BUF_INIT;
     route_action_t act = routes_answer(&c->http->req, &buf);
     write_http(c, &buf, act == ROUTE_CLOSE);
     if (act == ROUTE_UPGRADE) {

@@ -75,7 +75,7 @@ typedef enum route_action {
   ROUTE_CLOSE,   /* answered with Connection: close */
   ROUTE_UPGRADE, /* 101 written into the buffer: the conn becomes a WebSocket */
 } route_action_t;
-route_action_t routes_answer(const http_req_t *r, http_buf_t *out);
+route_action_t routes_answer(const http_req_t *r, act_buf_t *out);
 int endpoint_static_open(const char *root);
 
 /* ---- listener.c ---- */

@@ -53,12 +53,17 @@
  * first; one that finds another building reuses the previous one rather
  * than wait), and each diffs it against what its own socket last received,
  * O(actors shown).  No dashboard open, no cost.
+ *
+ * Kind: an actor, one viewer per /dashboard/ws socket (dashboard.h), started
+ * by the acceptor that upgraded it; it reads the runtime's introspection.
  */
 #include "dashboard.h"
 
 #include "app.h"
 #include "endpoint.h"
 #include "http.h"
+#include "vec.h"
+#include "session.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -118,7 +123,7 @@ bool dashboard_is_page(const char *path) {
 /* GET /dashboard: web/dashboard.html, through the static files' checks
  * (ETag, HEAD, 405).  A copy of the request (~10 KiB, once per page load)
  * with the file's path, since the router's request is read-only. */
-int dashboard_serve_page(const http_static_t *st, const http_req_t *r, http_buf_t *out) {
+int dashboard_serve_page(const http_static_t *st, const http_req_t *r, act_buf_t *out) {
   static _Thread_local http_req_t page;
   page = *r;
   snprintf(page.path, sizeof page.path, "%s", DASHBOARD_PAGE);
@@ -586,8 +591,7 @@ typedef struct shared_snap {
 static pthread_mutex_t g_latest_mu = PTHREAD_MUTEX_INITIALIZER; /* held for a pointer swap */
 static shared_snap_t *g_latest;
 static pthread_mutex_t g_build_mu = PTHREAD_MUTEX_INITIALIZER;  /* one builder at a time */
-static act_info_t *g_infos;   /* act_list's buffer, under g_build_mu */
-static size_t g_infos_cap;
+static ACT_VEC(act_info_t) g_infos; /* act_list's buffer, under g_build_mu */
 static _Atomic int g_viewers;
 
 static shared_snap_t *snap_retain(shared_snap_t *s) {
@@ -717,19 +721,16 @@ static shared_snap_t *fresh_snapshot(void) {
   if (cur && now - cur->snap->at_ms < DASH_TICK_MS / 2) return cur;
   if (pthread_mutex_trylock(&g_build_mu) != 0) return cur;
   size_t want = act_list(NULL, 0) + 64; /* room for actors born meanwhile */
-  if (want > g_infos_cap) {
-    act_info_t *p = realloc(g_infos, want * sizeof *p);
-    if (p) g_infos = p, g_infos_cap = want;
-  }
-  size_t n = act_list(g_infos, g_infos_cap);
-  if (n > g_infos_cap) n = g_infos_cap;
+  (void)act_vec_reserve(&g_infos, want); /* out of memory: the actors that fit */
+  size_t n = act_list(g_infos.v, g_infos.cap);
+  if (n > g_infos.cap) n = g_infos.cap;
   int nsched = act_scheduler_count();
   if (nsched > DASH_MAX_SCHEDULERS) nsched = DASH_MAX_SCHEDULERS;
   static act_sched_info_t si[DASH_MAX_SCHEDULERS]; /* under g_build_mu */
   bool have_si = true;
   for (int i = 0; i < nsched; i++) have_si = have_si && act_scheduler_info(i, &si[i]) == ACT_OK;
   shared_snap_t *s = malloc(sizeof *s);
-  dash_snapshot_t *snap = s ? dash_snapshot_build(g_infos, n, cur ? cur->snap : NULL, now_ms(),
+  dash_snapshot_t *snap = s ? dash_snapshot_build(g_infos.v, n, cur ? cur->snap : NULL, now_ms(),
                                                   nsched, have_si ? si : NULL, chaos_now())
                             : NULL;
   if (snap) merge_process_info(snap, now);
@@ -754,9 +755,7 @@ static void drop_shared(void) {
   g_npinfo = 0;
   pthread_mutex_unlock(&g_pinfo_mu);
   pthread_mutex_lock(&g_build_mu);
-  free(g_infos);
-  g_infos = NULL;
-  g_infos_cap = 0;
+  act_vec_free(&g_infos);
   pthread_mutex_unlock(&g_build_mu);
 }
 

@@ -140,7 +140,7 @@ void dash_parse_request(const char *json, size_t len, dash_req_t *out);
 bool dashboard_is_ws(const char *path);
 bool dashboard_is_page(const char *path);
 #define DASHBOARD_PAGE "/dashboard.html"
-int dashboard_serve_page(const http_static_t *st, const http_req_t *r, http_buf_t *out);
+int dashboard_serve_page(const http_static_t *st, const http_req_t *r, act_buf_t *out);
 void dashboard_start(uint64_t conn_id);
 const act_behaviour_t *dashboard_viewer_behaviour(void);
 

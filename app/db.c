@@ -16,8 +16,15 @@
  * Memory: the db_conn is freed only in the close callbacks of its two timers,
  * so it stays valid while dispatch() runs even if a callback closes it.
  * Every libpq call is guarded by the connection generation (`gen`) or by
- * doing all libpq work before any callback runs. */
+ * doing all libpq work before any callback runs.
+ *
+ * Kind: a pure library -- no actor, no message, no registered name; the caller
+ * owns whatever state it works on (README "Reading the app").
+ */
 #include "db.h"
+
+#include "buf.h"
+#include "queue.h"
 
 #include <ctype.h>
 #include <dirent.h>
@@ -112,7 +119,7 @@ enum qkind { Q_PREPARE, Q_USERS, Q_USER, Q_MSGS, Q_PING, Q_BOOL };
 enum trim { TRIM_NONE, TRIM_OLDEST, TRIM_NEWEST };
 
 typedef struct db_query {
-    struct db_query *next;
+    act_qnode_t node;     /* in waiting, sent or done (runtime/queue.h) */
     enum qkind kind;
     enum stmt stmt;
     char *params[3];
@@ -135,7 +142,7 @@ typedef struct db_query {
     db_error err;
 } db_query;
 
-typedef struct qlist { db_query *head, *tail; size_t n; } qlist;
+typedef struct qlist { act_queue_t q; size_t n; } qlist;
 
 /* A poll handle of its own: libpq may switch sockets while connecting, and
  * a closed handle's memory must outlive uv_close. */
@@ -175,21 +182,22 @@ struct db_conn {
 
 static void q_push(qlist *l, db_query *q)
 {
-    q->next = NULL;
-    if (l->tail) l->tail->next = q; else l->head = q;
-    l->tail = q;
+    act_queue_push(&l->q, &q->node);
     l->n++;
 }
 
 static db_query *q_pop(qlist *l)
 {
-    db_query *q = l->head;
-    if (!q) return NULL;
-    l->head = q->next;
-    if (!l->head) l->tail = NULL;
+    act_qnode_t *n = act_queue_pop(&l->q);
+    if (!n) return NULL;
     l->n--;
-    q->next = NULL;
-    return q;
+    return ACT_QUEUE_DATA(n, db_query, node);
+}
+
+/* The oldest query of l, left in place; NULL if l is empty. */
+static db_query *q_first(const qlist *l)
+{
+    return l->q.head ? ACT_QUEUE_DATA(l->q.head, db_query, node) : NULL;
 }
 
 static void q_free(db_query *q)
@@ -497,8 +505,8 @@ static void complete(db_conn *c, db_query *q)
             /* Its execute, next in the pipeline, will fail for want of the
              * statement; the prepare's error (say, a missing table before
              * migrations ran) is the one worth reporting. */
-            if (c->sent.head)
-                q_fail(c->sent.head, q->err.code, q->err.sqlstate, q->err.message);
+            if (q_first(&c->sent))
+                q_fail(q_first(&c->sent), q->err.code, q->err.sqlstate, q->err.message);
         }
         q_free(q);
         return;
@@ -711,8 +719,8 @@ static int flush(db_conn *c)
 static void on_deadline(uv_timer_t *t)
 {
     db_conn *c = t->data;
-    if (c->state == DB_CONNECTED && c->sent.head) {
-        uint64_t age_ms = (uv_hrtime() - c->sent.head->t_sent) / 1000000;
+    if (c->state == DB_CONNECTED && q_first(&c->sent)) {
+        uint64_t age_ms = (uv_hrtime() - q_first(&c->sent)->t_sent) / 1000000;
         if (age_ms >= c->query_timeout) {
             c->deadline_drops++;
             conn_down(c, "query deadline missed");
@@ -726,8 +734,8 @@ static void on_deadline(uv_timer_t *t)
 /* Armed for the oldest sent query; re-armed by on_deadline for the next. */
 static void arm_deadline(db_conn *c)
 {
-    if (c->closing || uv_is_active((uv_handle_t *)&c->deadline) || !c->sent.head) return;
-    uint64_t age_ms = (uv_hrtime() - c->sent.head->t_sent) / 1000000;
+    if (c->closing || uv_is_active((uv_handle_t *)&c->deadline) || !q_first(&c->sent)) return;
+    uint64_t age_ms = (uv_hrtime() - q_first(&c->sent)->t_sent) / 1000000;
     uv_timer_start(&c->deadline, on_deadline,
                    age_ms >= c->query_timeout ? 0 : c->query_timeout - age_ms, 0);
 }
@@ -795,8 +803,8 @@ static void keep_result(db_query *q, PGresult *r)
  * per statement: result(s), NULL, then PGRES_PIPELINE_SYNC. */
 static void read_results(db_conn *c)
 {
-    while (c->sent.head && !PQisBusy(c->pg)) {
-        db_query *q = c->sent.head;
+    while (q_first(&c->sent) && !PQisBusy(c->pg)) {
+        db_query *q = q_first(&c->sent);
         PGresult *r = PQgetResult(c->pg);
         if (!r) {
             if (!q->expect_null) break;
@@ -1042,60 +1050,36 @@ int db_messages_after(db_conn *c, int64_t after, int limit, db_message_list_cb c
     return submit_page(c, ST_MSG_AFTER, TRIM_NEWEST, after, limit, cb, ud);
 }
 
-/* A growable string, for array literals. */
-typedef struct sbuf { char *p; size_t len, cap; bool oom; } sbuf;
-
-static void sb_putc(sbuf *b, char ch)
-{
-    if (b->oom) return;
-    if (b->len + 2 > b->cap) {
-        size_t cap = b->cap ? b->cap * 2 : 256;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->oom = true;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    b->p[b->len++] = ch;
-    b->p[b->len] = '\0';
-}
-
 /* One element of a PostgreSQL array literal: always quoted (so "NULL" stays
  * text), with " and \ escaped. */
-static void sb_array_elem(sbuf *b, const char *s, bool first)
+static void sb_array_elem(act_buf_t *b, const char *s, bool first)
 {
-    if (!first) sb_putc(b, ',');
-    sb_putc(b, '"');
+    if (!first) act_buf_putc(b, ',');
+    act_buf_putc(b, '"');
     for (; *s; s++) {
-        if (*s == '"' || *s == '\\') sb_putc(b, '\\');
-        sb_putc(b, *s);
+        if (*s == '"' || *s == '\\') act_buf_putc(b, '\\');
+        act_buf_putc(b, *s);
     }
-    sb_putc(b, '"');
+    act_buf_putc(b, '"');
 }
 
 /* {"a","b",...} of the user_ids (which = 0), the contents (1) or the
  * client_ids (2, NULL for none). */
 static char *array_literal(const db_new_message *m, size_t n, int which)
 {
-    sbuf b = {0};
-    sb_putc(&b, '{');
+    act_buf_t b = ACT_BUF_INIT; /* runtime/buf.h: OOM checked once, by take */
+    act_buf_putc(&b, '{');
     for (size_t i = 0; i < n; i++) {
         const char *v = which == 0 ? m[i].user_id : which == 1 ? m[i].content : m[i].client_id;
         if (which == 2 && (!v || !*v)) {
-            if (i > 0) sb_putc(&b, ',');
-            for (const char *k = "NULL"; *k; k++) sb_putc(&b, *k);
+            if (i > 0) act_buf_putc(&b, ',');
+            for (const char *k = "NULL"; *k; k++) act_buf_putc(&b, *k);
         } else {
             sb_array_elem(&b, v, i == 0);
         }
     }
-    sb_putc(&b, '}');
-    if (b.oom) {
-        free(b.p);
-        return NULL;
-    }
-    return b.p;
+    act_buf_putc(&b, '}');
+    return act_buf_take(&b, NULL);
 }
 
 int db_messages_insert(db_conn *c, const db_new_message *msgs, size_t n,

@@ -15,8 +15,13 @@
  *
  * The acceptor owns its conns: its death closes them, and presence, which
  * monitors acceptors, ends their entries.
+ *
+ * Kind: an actor, the acceptor (endpoint.h), one per scheduler; listener.c,
+ * conn.c and routes.c are its parts and run inside it.
  */
 #include "conn.h"
+#include "presence.h"
+#include "session.h"
 
 #include <stdlib.h>
 #include <string.h>

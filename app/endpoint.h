@@ -18,6 +18,11 @@
 #define CHATTER_ENDPOINT_H
 
 #include "app.h"
+#include "protocol.h"
+#include "ws.h"
+
+/* One acceptor per scheduler (endpoint.c), under the supervisor "endpoint". */
+const act_behaviour_t *acceptor_behaviour(void);
 
 /* Requests a client may have queued while the previous one is handled, and
  * their bytes: past either, the client is not waiting for replies and the

@@ -3,7 +3,12 @@
  * builders and the RFC 6455 opening handshake with nettle's SHA-1/base64.
  *
  * No sockets and no globals besides the constant parser settings: the
- * endpoint feeds bytes in and writes the http_buf_t it gets back.
+ * endpoint feeds bytes in and writes the act_buf_t (runtime/buf.h) it gets
+ * back; each builder checks the builder's sticky out-of-memory flag once, at
+ * its end, and answers -1 then.
+ *
+ * Kind: a pure library -- no actor, no message, no registered name; the caller
+ * owns whatever state it works on (README "Reading the app").
  */
 #include "http.h"
 
@@ -261,79 +266,6 @@ size_t http_conn_feed(http_conn_t *c, const char *data, size_t len,
     return n;
 }
 
-/* ------------------------------------------------------------ output buffer */
-
-void http_buf_init(http_buf_t *b)
-{
-    memset(b, 0, sizeof *b);
-}
-
-void http_buf_free(http_buf_t *b)
-{
-    free(b->data);
-    http_buf_init(b);
-}
-
-char *http_buf_take(http_buf_t *b, size_t *len)
-{
-    char *d = b->data;
-    *len = b->len;
-    http_buf_init(b);
-    return d;
-}
-
-static int buf_reserve(http_buf_t *b, size_t more)
-{
-    if (b->oom)
-        return -1;
-    if (more <= b->cap - b->len)
-        return 0;
-    size_t cap = b->cap ? b->cap : 512;
-    while (cap - b->len < more)
-        cap *= 2;
-    char *d = realloc(b->data, cap);
-    if (!d) {
-        b->oom = true;
-        return -1;
-    }
-    b->data = d;
-    b->cap = cap;
-    return 0;
-}
-
-static int buf_append(http_buf_t *b, const void *data, size_t len)
-{
-    if (buf_reserve(b, len + 1))
-        return -1;
-    memcpy(b->data + b->len, data, len);
-    b->len += len;
-    b->data[b->len] = '\0';
-    return 0;
-}
-
-static int buf_printf(http_buf_t *b, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static int buf_printf(http_buf_t *b, const char *fmt, ...)
-{
-    char small[512];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(small, sizeof small, fmt, ap);
-    va_end(ap);
-    if (n < 0)
-        return -1;
-    if ((size_t)n < sizeof small)
-        return buf_append(b, small, (size_t)n);
-    if (buf_reserve(b, (size_t)n + 1))
-        return -1;
-    va_start(ap, fmt);
-    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    b->len += (size_t)n;
-    return 0;
-}
-
 /* ------------------------------------------------------------ responses */
 
 const char *http_reason(int status)
@@ -360,7 +292,7 @@ const char *http_reason(int status)
 }
 
 /* The status line and common headers; content_length < 0 omits it (304). */
-static int put_head(http_buf_t *b, int status, const char *content_type,
+static int put_head(act_buf_t *b, int status, const char *content_type,
                     long long content_length, const char *etag, bool keep_alive,
                     const char *extra)
 {
@@ -369,33 +301,33 @@ static int put_head(http_buf_t *b, int status, const char *content_type,
     time_t now = time(NULL);
     gmtime_r(&now, &tm);
     strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT", &tm);
-    int r = buf_printf(b, "HTTP/1.1 %d %s\r\nDate: %s\r\nServer: chatter\r\n",
-                       status, http_reason(status), date);
-    if (!r)
-        r = buf_append(b, HTTP_SECURITY_HEADERS, sizeof HTTP_SECURITY_HEADERS - 1);
-    if (!r && content_type)
-        r = buf_printf(b, "Content-Type: %s\r\n", content_type);
-    if (!r && content_length >= 0)
-        r = buf_printf(b, "Content-Length: %lld\r\n", content_length);
-    if (!r && etag) /* no-cache: revalidate with the ETag each time */
-        r = buf_printf(b, "ETag: %s\r\nCache-Control: no-cache\r\n", etag);
-    if (!r && extra)
-        r = buf_append(b, extra, strlen(extra));
-    if (!r)
-        r = buf_printf(b, "Connection: %s\r\n\r\n", keep_alive ? "keep-alive" : "close");
-    return r;
+    act_buf_printf(b, "HTTP/1.1 %d %s\r\nDate: %s\r\nServer: chatter\r\n", status,
+                   http_reason(status), date);
+    act_buf_lit(b, HTTP_SECURITY_HEADERS);
+    if (content_type)
+        act_buf_printf(b, "Content-Type: %s\r\n", content_type);
+    if (content_length >= 0)
+        act_buf_printf(b, "Content-Length: %lld\r\n", content_length);
+    if (etag) /* no-cache: revalidate with the ETag each time */
+        act_buf_printf(b, "ETag: %s\r\nCache-Control: no-cache\r\n", etag);
+    if (extra)
+        act_buf_puts(b, extra);
+    act_buf_printf(b, "Connection: %s\r\n\r\n", keep_alive ? "keep-alive" : "close");
+    return b->oom ? -1 : 0;
 }
 
-int http_response_text(http_buf_t *out, int status, const char *content_type,
+int http_response_text(act_buf_t *out, int status, const char *content_type,
                        const char *body, size_t body_len, bool keep_alive,
                        bool head_only)
 {
     if (put_head(out, status, content_type, (long long)body_len, NULL, keep_alive, NULL))
         return -1;
-    return head_only ? 0 : buf_append(out, body, body_len);
+    if (!head_only)
+        act_buf_put(out, body, body_len);
+    return out->oom ? -1 : 0;
 }
 
-int http_response_error_allow(http_buf_t *out, int status, const char *allow,
+int http_response_error_allow(act_buf_t *out, int status, const char *allow,
                               bool keep_alive, bool head_only)
 {
     char body[80], extra[64];
@@ -405,10 +337,12 @@ int http_response_error_allow(http_buf_t *out, int status, const char *allow,
     if (put_head(out, status, "text/plain; charset=utf-8", n, NULL, keep_alive,
                  allow ? extra : NULL))
         return -1;
-    return head_only ? 0 : buf_append(out, body, (size_t)n);
+    if (!head_only)
+        act_buf_put(out, body, (size_t)n);
+    return out->oom ? -1 : 0;
 }
 
-int http_response_error(http_buf_t *out, int status, bool keep_alive, bool head_only)
+int http_response_error(act_buf_t *out, int status, bool keep_alive, bool head_only)
 {
     return http_response_error_allow(out, status, status == 405 ? "GET, HEAD" : NULL,
                                      keep_alive, head_only);
@@ -589,13 +523,13 @@ bool http_etag_matches(const char *inm, const char *etag)
 }
 
 /* Appends exactly size bytes of fd; -1 if the file changed under us. */
-static int append_file(http_buf_t *out, int fd, size_t size)
+static int append_file(act_buf_t *out, int fd, size_t size)
 {
-    if (buf_reserve(out, size + 1))
+    if (!act_buf_reserve(out, size))
         return -1;
     size_t got = 0;
     while (got < size) {
-        ssize_t n = pread(fd, out->data + out->len + got, size - got, (off_t)got);
+        ssize_t n = pread(fd, out->p + out->len + got, size - got, (off_t)got);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0)
@@ -603,11 +537,11 @@ static int append_file(http_buf_t *out, int fd, size_t size)
         got += (size_t)n;
     }
     out->len += size;
-    out->data[out->len] = '\0';
+    out->p[out->len] = '\0';
     return 0;
 }
 
-int http_serve_static(const http_static_t *st, const http_req_t *req, http_buf_t *out)
+int http_serve_static(const http_static_t *st, const http_req_t *req, act_buf_t *out)
 {
     bool head = req->method == HTTP_HEAD;
     if (req->method != HTTP_GET && !head)
@@ -627,6 +561,8 @@ int http_serve_static(const http_static_t *st, const http_req_t *req, http_buf_t
                      req->keep_alive, NULL);
     if (!r && !head && append_file(out, f.fd, (size_t)f.size)) {
         out->len = mark; /* drop the half-built 200 */
+        if (out->p)
+            out->p[mark] = '\0';
         r = out->oom ? -1 : (http_response_error(out, 500, false, false) ? -1 : 0);
         status = 500;
     }
@@ -724,7 +660,7 @@ static int ws_request_check(const http_req_t *req, char *key, size_t key_cap)
     return 101;
 }
 
-int http_ws_handshake(const http_req_t *req, http_buf_t *out)
+int http_ws_handshake(const http_req_t *req, act_buf_t *out)
 {
     char key[HTTP_WS_KEY_MAX + 1];
     int status = ws_request_check(req, key, sizeof key);
@@ -737,15 +673,16 @@ int http_ws_handshake(const http_req_t *req, http_buf_t *out)
         if (put_head(out, status, "text/plain; charset=utf-8", (long long)len, NULL, false,
                      status == 426 ? "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
                                    : "Sec-WebSocket-Version: 13\r\n") ||
-            (req->method != HTTP_HEAD && buf_append(out, body, len)))
+            (req->method != HTTP_HEAD && (act_buf_put(out, body, len), out->oom)))
             return -1;
         return status;
     }
     char accept[HTTP_WS_ACCEPT_LEN + 1];
     http_ws_accept(key, accept);
-    if (buf_printf(out, "HTTP/1.1 101 Switching Protocols\r\n%sUpgrade: websocket\r\n"
+    act_buf_printf(out, "HTTP/1.1 101 Switching Protocols\r\n%sUpgrade: websocket\r\n"
                         "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n",
-                   HTTP_SECURITY_HEADERS, accept))
+                   HTTP_SECURITY_HEADERS, accept);
+    if (out->oom)
         return -1;
     return 101;
 }

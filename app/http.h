@@ -11,12 +11,15 @@
  * calls http_conn_feed() in a loop; every complete request comes back in
  * conn->req, which it routes (/ws -> http_ws_handshake(), /healthz and
  * /metrics -> http_response_text(), anything else -> http_serve_static()).
- * Every builder appends a complete response to an http_buf_t that the
- * endpoint hands to uv_write and frees in the write callback. Nothing here
+ * Every builder appends a complete response to an act_buf_t (the runtime's
+ * string builder, buf.h) that the endpoint hands to uv_write and frees in
+ * the write callback. Nothing here
  * touches a socket, a loop or a global, so it is safe on any scheduler thread.
  */
 #ifndef CHATTER_HTTP_H
 #define CHATTER_HTTP_H
+
+#include "buf.h"
 
 #include <http_parser.h>
 #include <stdbool.h>
@@ -113,31 +116,20 @@ size_t http_conn_feed(http_conn_t *c, const char *data, size_t len,
                       http_feed_result_t *res);
 
 /* ---- output buffer: one or more complete responses for uv_write ---- */
-typedef struct http_buf {
-    char *data;
-    size_t len, cap;
-    bool oom;              /* an append failed; the response is unusable */
-} http_buf_t;
-
-void http_buf_init(http_buf_t *b);
-void http_buf_free(http_buf_t *b);
-/* Hands the bytes over (the caller free()s them); leaves b empty. */
-char *http_buf_take(http_buf_t *b, size_t *len);
-
 /* ---- responses ---- */
 const char *http_reason(int status);   /* "Not Found"; "" for unknown codes */
 
 /* A complete response with a body, e.g. /healthz ("ok") and /metrics.
  * head_only: HEAD, headers only (Content-Length still the body's). Returns 0,
  * -1 when out of memory. */
-int http_response_text(http_buf_t *out, int status, const char *content_type,
+int http_response_text(act_buf_t *out, int status, const char *content_type,
                        const char *body, size_t body_len, bool keep_alive,
                        bool head_only);
 
 /* A short text/plain error (400, 404, 405 adds "Allow: GET, HEAD", 413, 503...). */
-int http_response_error(http_buf_t *out, int status, bool keep_alive, bool head_only);
+int http_response_error(act_buf_t *out, int status, bool keep_alive, bool head_only);
 /* The same with the Allow header given (a 405 for a resource with other methods). */
-int http_response_error_allow(http_buf_t *out, int status, const char *allow,
+int http_response_error_allow(act_buf_t *out, int status, const char *allow,
                               bool keep_alive, bool head_only);
 
 /* ---- static files under the web root ---- */
@@ -172,7 +164,7 @@ bool http_etag_matches(const char *if_none_match, const char *etag);
 /* Answers req from the web root: 200 (GET), headers only (HEAD), 304 on a
  * matching If-None-Match, 404, 405 for other methods, 400, 500. Returns the
  * status sent, or -1 when out of memory. */
-int http_serve_static(const http_static_t *st, const http_req_t *req, http_buf_t *out);
+int http_serve_static(const http_static_t *st, const http_req_t *req, act_buf_t *out);
 
 /* ---- WebSocket opening handshake (RFC 6455 section 4.2) ---- */
 #define HTTP_WS_ACCEPT_LEN 28   /* base64 of a 20-byte SHA-1 */
@@ -187,6 +179,6 @@ void http_ws_accept(const char *key, char out[HTTP_WS_ACCEPT_LEN + 1]);
  * 6455 4.4), or a 400, both with Connection: close and
  * Sec-WebSocket-Version: 13 (no body for HEAD). Returns 101, 400, 426, or
  * -1 when out of memory. */
-int http_ws_handshake(const http_req_t *req, http_buf_t *out);
+int http_ws_handshake(const http_req_t *req, act_buf_t *out);
 
 #endif

@@ -26,6 +26,8 @@
  *     accept4() calls per second per loop when nothing can be freed.
  *   - at most LISTENER_ACCEPT_BATCH accepts per wake-up, so that a flood of
  *     connections cannot starve the loop's reads.
+ *
+ * Kind: part of the acceptor actor (endpoint.c); runs in its callbacks.
  */
 #include "conn.h"
 
@@ -160,13 +162,12 @@ static void peer_key(const struct sockaddr_storage *ss, char *out, size_t cap) {
 /* Answers a connection we will not keep, without reading from it, and closes
  * it: one send() on the fresh socket, whose buffer is empty. */
 static void refuse(listener_t *l, int fd, int status, const char *why, const char *peer) {
-  http_buf_t b;
-  http_buf_init(&b);
+  act_buf_t b = ACT_BUF_INIT;
   if (http_response_error(&b, status, false, false) == 0) {
-    ssize_t n = send(fd, b.data, b.len, MSG_DONTWAIT | MSG_NOSIGNAL);
+    ssize_t n = send(fd, b.p, b.len, MSG_DONTWAIT | MSG_NOSIGNAL);
     (void)n; /* best effort: the socket is closed either way */
   }
-  http_buf_free(&b);
+  act_buf_free(&b);
   close(fd);
   uint64_t now = uv_now(l->poll.loop);
   if (now - l->last_warn_ms >= 1000 || !l->last_warn_ms) {

@@ -6,6 +6,11 @@
  */
 #include "app.h"
 #include "db.h"
+#include "endpoint.h"
+#include "presence.h"
+#include "pubsub.h"
+#include "repo.h"
+#include "telemetry.h"
 
 #include <signal.h>
 #include <stdatomic.h>

@@ -44,8 +44,14 @@
  * peer (CHATTER_NEW_USERS_PER_MINUTE, 0 = no limit); a claim of a new name
  * takes a slot, a join that did not create the user gives it back, refused
  * claims take none.  Windows that emptied are dropped every minute.
+ *
+ * Kind: an actor (presence.h), registered "presence".
  */
 #include "app.h"
+#include "vec.h"
+#include "presence.h"
+#include "pubsub.h"
+#include "repo.h"
 
 #include <stdatomic.h>
 #include <stddef.h>
@@ -177,11 +183,12 @@ typedef struct change {
   char phx_ref[32];
 } change_t;
 
-typedef struct vec { void *v; size_t n, cap; } vec_t;
+typedef ACT_VEC(change_t) change_vec_t; /* runtime/vec.h */
 
 typedef struct skiplist { user_t *head[SKIP_LEVELS]; } skiplist_t;
 
 typedef struct watched { act_pid_t pid; act_ref_t mref; } watched_t;
+typedef ACT_VEC(watched_t) watched_vec_t;
 
 typedef struct presence {
   bool loaded;
@@ -193,8 +200,8 @@ typedef struct presence {
   htab_t peers;              /* peer_t by address */
   skiplist_t index[2];       /* [0] offline, [1] online: published */
   size_t total_users, online_count; /* published counts */
-  vec_t watched;             /* acceptors monitored: one per scheduler */
-  vec_t joins, leaves;       /* change_t pending for the next diff */
+  watched_vec_t watched;     /* acceptors monitored: one per scheduler */
+  change_vec_t joins, leaves; /* pending for the next diff */
   user_t *dirty;             /* users whose state changed since the flush */
   bool flush_armed;
   bool rebuilding;           /* a restarted presence, sessions re-tracking */
@@ -210,21 +217,6 @@ static _Atomic bool g_loaded;          /* for /healthz: the users are known */
 static _Atomic int64_t g_incarnation;  /* survives restarts: module static */
 static _Atomic uint64_t g_next_ref;    /* phx_ref counter, unique across restarts */
 bool presence_ready(void) { return atomic_load(&g_loaded); }
-
-static void *vec_push(vec_t *v, size_t elem) {
-  if (v->n == v->cap) {
-    size_t ncap = v->cap ? v->cap * 2 : 16;
-    void *nv = realloc(v->v, ncap * elem);
-    if (!nv) act_crash("presence: out of memory");
-    v->v = nv;
-    v->cap = ncap;
-  }
-  void *slot = (char *)v->v + v->n++ * elem;
-  memset(slot, 0, elem);
-  return slot;
-}
-
-#define AT(vec, T, i) (((T *)(vec).v)[i])
 
 static uint64_t now_ms(void) {
   struct timespec ts;
@@ -415,8 +407,8 @@ static void flush(presence_t *p) {
   p->dirty = NULL;
   proto_meta *j = calloc(p->joins.n + 1, sizeof *j), *l = calloc(p->leaves.n + 1, sizeof *l);
   if (!j || !l) act_crash("presence: out of memory");
-  for (size_t i = 0; i < p->joins.n; i++) j[i] = wire_change(&AT(p->joins, change_t, i));
-  for (size_t i = 0; i < p->leaves.n; i++) l[i] = wire_change(&AT(p->leaves, change_t, i));
+  for (size_t i = 0; i < p->joins.n; i++) j[i] = wire_change(&p->joins.v[i]);
+  for (size_t i = 0; i < p->leaves.n; i++) l[i] = wire_change(&p->leaves.v[i]);
   publish(p, proto_enc_presence_diff(j, p->joins.n, l, p->leaves.n, p->total_users,
                                      p->online_count));
   free(j);
@@ -425,8 +417,8 @@ static void flush(presence_t *p) {
   p->leaves.n = 0;
 }
 
-static void note_change(presence_t *p, vec_t *pending, const meta_t *m) {
-  change_t *c = vec_push(pending, sizeof(change_t));
+static void note_change(presence_t *p, change_vec_t *pending, const meta_t *m) {
+  change_t *c = act_vec_push_or_crash(pending, "presence");
   memcpy(c->user_id, m->user->id, sizeof c->user_id);
   c->name = m->user->name;
   memcpy(c->joined_at, m->joined_at, sizeof c->joined_at);
@@ -666,8 +658,8 @@ static void claim_drop(presence_t *p, claim_t *c, bool give_back) {
 
 static void watch(presence_t *p, act_pid_t acceptor) {
   for (size_t i = 0; i < p->watched.n; i++) /* one acceptor per scheduler */
-    if (AT(p->watched, watched_t, i).pid == acceptor) return;
-  watched_t *w = vec_push(&p->watched, sizeof(watched_t));
+    if (p->watched.v[i].pid == acceptor) return;
+  watched_t *w = act_vec_push_or_crash(&p->watched, "presence");
   w->pid = acceptor;
   w->mref = act_monitor(acceptor);
 }
@@ -847,8 +839,8 @@ static void on_since(presence_t *p, act_msg_t *m) {
 static void on_down(presence_t *p, act_msg_t *m) {
   const act_down_msg_t *d = m->data;
   for (size_t i = 0; i < p->watched.n; i++)
-    if (AT(p->watched, watched_t, i).mref == d->ref) {
-      AT(p->watched, watched_t, i) = AT(p->watched, watched_t, p->watched.n - 1);
+    if (p->watched.v[i].mref == d->ref) {
+      p->watched.v[i] = p->watched.v[p->watched.n - 1];
       p->watched.n--;
       break;
     }
@@ -956,9 +948,9 @@ static void pr_terminate(void *state, act_reason_t r) {
   free(p->claims_by_name.b);
   free_table(&p->peers, offsetof(peer_t, link), free);
   free_table(&p->users, offsetof(user_t, by_name), free_user);
-  free(p->watched.v);
-  free(p->joins.v);
-  free(p->leaves.v);
+  act_vec_free(&p->watched);
+  act_vec_free(&p->joins);
+  act_vec_free(&p->leaves);
   for (size_t i = 0; i < LOG_SIZE; i++)
     if (p->log[i].frame) ws_shared_release(p->log[i].frame);
   if (p->welcome) ws_shared_release(p->welcome);

@@ -5,8 +5,13 @@
  * its one lossy spot: it would cut a string at "\u0000". Encoding is hand-written
  * into a growable buffer: frames are mostly fixed text around cached fragments,
  * and hand-writing lets us splice those fragments and the ref verbatim.
+ *
+ * Kind: a pure library -- no actor, no message, no registered name; the caller
+ * owns whatever state it works on (README "Reading the app").
  */
 #include "protocol.h"
+
+#include "buf.h"
 
 #include <cJSON.h>
 #include <inttypes.h>
@@ -48,92 +53,52 @@ const char *proto_code_message(proto_code code)
 
 /* ------------------------------------------------------------------ buffer */
 
-/* A growable output buffer; an allocation failure is sticky and surfaces once,
- * at jb_finish, so encoders need not check every append. */
-typedef struct {
-    char *p;
-    size_t len, cap;
-    bool oom;
-} jbuf;
-
-static void jb_init(jbuf *b, size_t hint)
+/* The output is the runtime's string builder (buf.h): an allocation failure
+ * is sticky and surfaces once, at jb_finish, so encoders need not check
+ * every append.  jb_init sizes the first block from what the encoder
+ * expects, so most frames cost one malloc. */
+static void jb_init(act_buf_t *b, size_t hint)
 {
-    b->len = 0;
-    b->cap = hint < 64 ? 64 : hint;
-    b->p = malloc(b->cap);
-    b->oom = b->p == NULL;
+    *b = (act_buf_t)ACT_BUF_INIT;
+    act_buf_reserve(b, hint);
 }
 
-static bool jb_reserve(jbuf *b, size_t n)
-{
-    if (b->oom)
-        return false;
-    if (b->len + n + 1 <= b->cap)
-        return true;
-    size_t cap = b->cap;
-    while (cap < b->len + n + 1)
-        cap *= 2;
-    char *p = realloc(b->p, cap);
-    if (!p) {
-        b->oom = true;
-        return false;
-    }
-    b->p = p;
-    b->cap = cap;
-    return true;
-}
-
-static void jb_put(jbuf *b, const char *s, size_t n)
-{
-    if (n && jb_reserve(b, n)) {
-        memcpy(b->p + b->len, s, n);
-        b->len += n;
-    }
-}
-
-#define jb_lit(b, lit) jb_put((b), (lit), sizeof(lit) - 1)
-
-static void jb_cstr_raw(jbuf *b, const char *s)
-{
-    jb_put(b, s, strlen(s));
-}
-
-static void jb_i64(jbuf *b, int64_t v)
+static void jb_i64(act_buf_t *b, int64_t v)
 {
     char tmp[24];
     int n = snprintf(tmp, sizeof tmp, "%" PRId64, v);
-    jb_put(b, tmp, (size_t)n);
+    act_buf_put(b, tmp, (size_t)n);
 }
 
-static void jb_size(jbuf *b, size_t v)
+static void jb_size(act_buf_t *b, size_t v)
 {
     char tmp[24];
     int n = snprintf(tmp, sizeof tmp, "%zu", v);
-    jb_put(b, tmp, (size_t)n);
+    act_buf_put(b, tmp, (size_t)n);
 }
 
-static void jb_bool(jbuf *b, bool v)
+static void jb_bool(act_buf_t *b, bool v)
 {
     if (v)
-        jb_lit(b, "true");
+        act_buf_lit(b, "true");
     else
-        jb_lit(b, "false");
+        act_buf_lit(b, "false");
 }
 
 /* Appends s as a JSON string. Control characters are escaped, non-ASCII passes
  * through as UTF-8; bytes that are not well-formed UTF-8 (never expected, but
  * a frame with them would make the browser drop the socket) become U+FFFD. */
-static void jb_str(jbuf *b, const char *s, size_t n)
+static void jb_str(act_buf_t *b, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
-    jb_lit(b, "\"");
+    act_buf_lit(b, "\"");
     size_t i = 0;
     while (i < n) {
         size_t run = i;
         while (run < n && (unsigned char)s[run] >= 0x20 && (unsigned char)s[run] < 0x80
                && s[run] != '"' && s[run] != '\\')
             run++;
-        jb_put(b, s + i, run - i);
+        act_buf_put(b, s + i, run - i);
         i = run;
         if (i >= n)
             break;
@@ -141,9 +106,9 @@ static void jb_str(jbuf *b, const char *s, size_t n)
         if (c >= 0x80) {
             size_t len = utf8_seq_len(s + i, n - i);
             if (len)
-                jb_put(b, s + i, len);
+                act_buf_put(b, s + i, len);
             else
-                jb_lit(b, "\xEF\xBF\xBD");
+                act_buf_lit(b, "\xEF\xBF\xBD");
             i += len ? len : 1;
             continue;
         }
@@ -165,42 +130,39 @@ static void jb_str(jbuf *b, const char *s, size_t n)
             esc[5] = hex[c & 15];
             elen = 6;
         }
-        jb_put(b, esc, elen);
+        act_buf_put(b, esc, elen);
         i++;
     }
-    jb_lit(b, "\"");
+    act_buf_lit(b, "\"");
 }
 
-static void jb_cstr(jbuf *b, const char *s)
+static void jb_cstr(act_buf_t *b, const char *s)
 {
     jb_str(b, s ? s : "", s ? strlen(s) : 0);
 }
 
-static void jb_frag(jbuf *b, const proto_str *f, const char *empty)
+static void jb_frag(act_buf_t *b, const proto_str *f, const char *empty)
 {
     if (f && f->ptr)
-        jb_put(b, f->ptr, f->len);
+        act_buf_put(b, f->ptr, f->len);
     else
-        jb_cstr_raw(b, empty);
+        act_buf_puts(b, empty);
 }
 
 /* `,"ref":R` when there is a ref: every reply puts it right after "type". */
-static void jb_ref(jbuf *b, const char *ref)
+static void jb_ref(act_buf_t *b, const char *ref)
 {
     if (ref) {
-        jb_lit(b, ",\"ref\":");
-        jb_cstr_raw(b, ref);
+        act_buf_lit(b, ",\"ref\":");
+        act_buf_puts(b, ref);
     }
 }
 
-static proto_str jb_finish(jbuf *b)
+static proto_str jb_finish(act_buf_t *b)
 {
-    if (b->oom || !jb_reserve(b, 0)) {
-        free(b->p);
-        return (proto_str){NULL, 0};
-    }
-    b->p[b->len] = '\0';
-    return (proto_str){b->p, b->len};
+    size_t len;
+    char *p = act_buf_take(b, &len);
+    return (proto_str){p, p ? len : 0};
 }
 
 /* ------------------------------------------------------------------ strict pre-scan */
@@ -404,12 +366,12 @@ static bool decode_ref(const cJSON *item, proto_request *req)
 {
     if (!item)
         return true;
-    jbuf b;
+    act_buf_t b;
     if (cJSON_IsNumber(item)) {
         char tmp[40];
         format_number(item->valuedouble, tmp, sizeof tmp);
         jb_init(&b, sizeof tmp);
-        jb_cstr_raw(&b, tmp);
+        act_buf_puts(&b, tmp);
     } else if (cJSON_IsString(item)) {
         proto_str s;
         if (!take_string(item, &s))
@@ -713,20 +675,20 @@ proto_code proto_canon_content(proto_str *s)
 
 /* ------------------------------------------------------------------ fragments */
 
-static void put_user(jbuf *b, const proto_user *u)
+static void put_user(act_buf_t *b, const proto_user *u)
 {
-    jb_lit(b, "{\"id\":");
+    act_buf_lit(b, "{\"id\":");
     jb_cstr(b, u->id);
-    jb_lit(b, ",\"name\":");
+    act_buf_lit(b, ",\"name\":");
     jb_cstr(b, u->name);
-    jb_lit(b, ",\"online\":");
+    act_buf_lit(b, ",\"online\":");
     jb_bool(b, u->online);
-    jb_lit(b, "}");
+    act_buf_lit(b, "}");
 }
 
 proto_str proto_frag_user(const proto_user *u)
 {
-    jbuf b;
+    act_buf_t b;
     jb_init(&b, 96);
     put_user(&b, u);
     return jb_finish(&b);
@@ -734,21 +696,21 @@ proto_str proto_frag_user(const proto_user *u)
 
 proto_str proto_frag_message(const proto_message *m)
 {
-    jbuf b;
+    act_buf_t b;
     jb_init(&b, 192 + (m->content ? strlen(m->content) : 0));
-    jb_lit(&b, "{\"id\":");
+    act_buf_lit(&b, "{\"id\":");
     jb_cstr(&b, m->id);
-    jb_lit(&b, ",\"seq\":");
+    act_buf_lit(&b, ",\"seq\":");
     jb_i64(&b, m->seq);
-    jb_lit(&b, ",\"user_id\":");
+    act_buf_lit(&b, ",\"user_id\":");
     jb_cstr(&b, m->user_id);
-    jb_lit(&b, ",\"name\":");
+    act_buf_lit(&b, ",\"name\":");
     jb_cstr(&b, m->name);
-    jb_lit(&b, ",\"content\":");
+    act_buf_lit(&b, ",\"content\":");
     jb_cstr(&b, m->content);
-    jb_lit(&b, ",\"inserted_at\":");
+    act_buf_lit(&b, ",\"inserted_at\":");
     jb_cstr(&b, m->inserted_at);
-    jb_lit(&b, "}");
+    act_buf_lit(&b, "}");
     return jb_finish(&b);
 }
 
@@ -757,15 +719,15 @@ proto_str proto_frag_array(const proto_str *frags, size_t n)
     size_t total = 2 + n;
     for (size_t i = 0; i < n; i++)
         total += frags[i].len;
-    jbuf b;
+    act_buf_t b;
     jb_init(&b, total + 1);
-    jb_lit(&b, "[");
+    act_buf_lit(&b, "[");
     for (size_t i = 0; i < n; i++) {
         if (i)
-            jb_lit(&b, ",");
-        jb_put(&b, frags[i].ptr, frags[i].len);
+            act_buf_lit(&b, ",");
+        act_buf_put(&b, frags[i].ptr, frags[i].len);
     }
-    jb_lit(&b, "]");
+    act_buf_lit(&b, "]");
     return jb_finish(&b);
 }
 
@@ -783,90 +745,90 @@ static size_t ref_len(const char *ref)
 
 proto_str proto_enc_welcome(size_t total_users, size_t online_count)
 {
-    jbuf b;
+    act_buf_t b;
     jb_init(&b, 96);
-    jb_lit(&b, "{\"type\":\"welcome\",\"protocol\":");
+    act_buf_lit(&b, "{\"type\":\"welcome\",\"protocol\":");
     jb_i64(&b, PROTO_VERSION);
-    jb_lit(&b, ",\"total_users\":");
+    act_buf_lit(&b, ",\"total_users\":");
     jb_size(&b, total_users);
-    jb_lit(&b, ",\"online_count\":");
+    act_buf_lit(&b, ",\"online_count\":");
     jb_size(&b, online_count);
-    jb_lit(&b, "}");
+    act_buf_lit(&b, "}");
     return jb_finish(&b);
 }
 
 proto_str proto_enc_joined(const proto_joined *j)
 {
-    jbuf b;
+    act_buf_t b;
     jb_init(&b, frag_len(j->messages) + ref_len(j->ref)
                     + ref_len(j->token) + 256);
-    jb_lit(&b, "{\"type\":\"joined\"");
+    act_buf_lit(&b, "{\"type\":\"joined\"");
     jb_ref(&b, j->ref);
-    jb_lit(&b, ",\"user\":");
+    act_buf_lit(&b, ",\"user\":");
     put_user(&b, j->user);
-    jb_lit(&b, ",\"token\":");
+    act_buf_lit(&b, ",\"token\":");
     jb_cstr(&b, j->token);
-    jb_lit(&b, ",\"messages\":");
+    act_buf_lit(&b, ",\"messages\":");
     jb_frag(&b, j->messages, "[]");
-    jb_lit(&b, ",\"more\":");
+    act_buf_lit(&b, ",\"more\":");
     jb_bool(&b, j->more);
-    jb_lit(&b, ",\"total_users\":");
+    act_buf_lit(&b, ",\"total_users\":");
     jb_size(&b, j->total_users);
-    jb_lit(&b, ",\"online_count\":");
+    act_buf_lit(&b, ",\"online_count\":");
     jb_size(&b, j->online_count);
-    jb_lit(&b, "}");
+    act_buf_lit(&b, "}");
     return jb_finish(&b);
 }
 
 proto_str proto_enc_sent(const char *ref, const proto_str *message)
 {
-    jbuf b;
+    act_buf_t b;
     jb_init(&b, frag_len(message) + ref_len(ref) + 48);
-    jb_lit(&b, "{\"type\":\"sent\"");
+    act_buf_lit(&b, "{\"type\":\"sent\"");
     jb_ref(&b, ref);
-    jb_lit(&b, ",\"message\":");
+    act_buf_lit(&b, ",\"message\":");
     jb_frag(&b, message, "null");
-    jb_lit(&b, "}");
+    act_buf_lit(&b, "}");
     return jb_finish(&b);
 }
 
 proto_str proto_enc_history(const char *ref, const proto_str *messages, bool more)
 {
-    jbuf b;
+    act_buf_t b;
     jb_init(&b, frag_len(messages) + ref_len(ref) + 64);
-    jb_lit(&b, "{\"type\":\"history\"");
+    act_buf_lit(&b, "{\"type\":\"history\"");
     jb_ref(&b, ref);
-    jb_lit(&b, ",\"messages\":");
+    act_buf_lit(&b, ",\"messages\":");
     jb_frag(&b, messages, "[]");
-    jb_lit(&b, ",\"more\":");
+    act_buf_lit(&b, ",\"more\":");
     jb_bool(&b, more);
-    jb_lit(&b, "}");
+    act_buf_lit(&b, "}");
     return jb_finish(&b);
 }
 
 proto_str proto_enc_users(const char *ref, const proto_str *users, bool more)
 {
-    jbuf b;
+    act_buf_t b;
     jb_init(&b, frag_len(users) + ref_len(ref) + 48);
-    jb_lit(&b, "{\"type\":\"users\"");
+    act_buf_lit(&b, "{\"type\":\"users\"");
     jb_ref(&b, ref);
-    jb_lit(&b, ",\"users\":");
+    act_buf_lit(&b, ",\"users\":");
     jb_frag(&b, users, "[]");
-    jb_lit(&b, ",\"more\":");
+    act_buf_lit(&b, ",\"more\":");
     jb_bool(&b, more);
-    jb_lit(&b, "}");
+    act_buf_lit(&b, "}");
     return jb_finish(&b);
 }
 
 /* Frames that are only a type and the echoed ref. */
 static proto_str type_and_ref(const char *type_json, const char *ref)
 {
-    jbuf b;
+    act_buf_t b;
     jb_init(&b, ref_len(ref) + 32);
-    jb_lit(&b, "{\"type\":");
-    jb_cstr_raw(&b, type_json);
+    act_buf_lit(&b, "{\"type\":");
+    act_buf_puts(&b, type_json);
     jb_ref(&b, ref);
-    jb_lit(&b, "}");
+    act_buf_lit(&b, "}");
     return jb_finish(&b);
 }
 
@@ -882,27 +844,27 @@ proto_str proto_enc_pong(const char *ref)
 
 proto_str proto_enc_error(const char *ref, proto_code code, const char *message)
 {
-    jbuf b;
+    act_buf_t b;
     if (!message)
         message = proto_code_message(code);
     jb_init(&b, ref_len(ref) + strlen(message) + 64);
-    jb_lit(&b, "{\"type\":\"error\"");
+    act_buf_lit(&b, "{\"type\":\"error\"");
     jb_ref(&b, ref);
-    jb_lit(&b, ",\"code\":");
+    act_buf_lit(&b, ",\"code\":");
     jb_cstr(&b, proto_code_str(code));
-    jb_lit(&b, ",\"message\":");
+    act_buf_lit(&b, ",\"message\":");
     jb_cstr(&b, message);
-    jb_lit(&b, "}");
+    act_buf_lit(&b, "}");
     return jb_finish(&b);
 }
 
 proto_str proto_enc_message(const proto_str *message)
 {
-    jbuf b;
+    act_buf_t b;
     jb_init(&b, frag_len(message) + 32);
-    jb_lit(&b, "{\"type\":\"message\",\"message\":");
+    act_buf_lit(&b, "{\"type\":\"message\",\"message\":");
     jb_frag(&b, message, "null");
-    jb_lit(&b, "}");
+    act_buf_lit(&b, "}");
     return jb_finish(&b);
 }
 
@@ -926,22 +888,22 @@ static int meta_cmp(const void *a, const void *b)
     return x->idx < y->idx ? -1 : x->idx > y->idx;
 }
 
-static void put_meta(jbuf *b, const proto_meta *m)
+static void put_meta(act_buf_t *b, const proto_meta *m)
 {
-    jb_lit(b, "{\"user_id\":");
+    act_buf_lit(b, "{\"user_id\":");
     jb_cstr(b, m->user_id);
-    jb_lit(b, ",\"name\":");
+    act_buf_lit(b, ",\"name\":");
     jb_cstr(b, m->name);
-    jb_lit(b, ",\"joined_at\":");
+    act_buf_lit(b, ",\"joined_at\":");
     jb_cstr(b, m->joined_at);
-    jb_lit(b, ",\"phx_ref\":");
+    act_buf_lit(b, ",\"phx_ref\":");
     jb_cstr(b, m->phx_ref);
-    jb_lit(b, "}");
+    act_buf_lit(b, "}");
 }
 
 /* {NAME:{"metas":[...]},...}: sorting groups equal names so that no key is
  * written twice (a JSON object with duplicate keys would lose metas). */
-static void put_meta_map(jbuf *b, const proto_meta *metas, size_t n)
+static void put_meta_map(act_buf_t *b, const proto_meta *metas, size_t n)
 {
     meta_ref *order = n ? malloc(n * sizeof *order) : NULL;
     if (n && !order) {
@@ -952,21 +914,21 @@ static void put_meta_map(jbuf *b, const proto_meta *metas, size_t n)
         order[i] = (meta_ref){&metas[i], i};
     if (n > 1)
         qsort(order, n, sizeof *order, meta_cmp);
-    jb_lit(b, "{");
+    act_buf_lit(b, "{");
     for (size_t i = 0; i < n; i++) {
         if (i == 0 || name_cmp(order[i].m, order[i - 1].m) != 0) {
             if (i)
-                jb_lit(b, "]},");
+                act_buf_lit(b, "]},");
             jb_cstr(b, order[i].m->name);
-            jb_lit(b, ":{\"metas\":[");
+            act_buf_lit(b, ":{\"metas\":[");
         } else {
-            jb_lit(b, ",");
+            act_buf_lit(b, ",");
         }
         put_meta(b, order[i].m);
     }
     if (n)
-        jb_lit(b, "]}");
-    jb_lit(b, "}");
+        act_buf_lit(b, "]}");
+    act_buf_lit(b, "}");
     free(order);
 }
 
@@ -974,17 +936,17 @@ proto_str proto_enc_presence_diff(const proto_meta *joins, size_t n_joins,
                                   const proto_meta *leaves, size_t n_leaves,
                                   size_t total_users, size_t online_count)
 {
-    jbuf b;
+    act_buf_t b;
     jb_init(&b, 96 + (n_joins + n_leaves) * 200);
-    jb_lit(&b, "{\"type\":\"presence_diff\",\"joins\":");
+    act_buf_lit(&b, "{\"type\":\"presence_diff\",\"joins\":");
     put_meta_map(&b, joins, n_joins);
-    jb_lit(&b, ",\"leaves\":");
+    act_buf_lit(&b, ",\"leaves\":");
     put_meta_map(&b, leaves, n_leaves);
-    jb_lit(&b, ",\"total_users\":");
+    act_buf_lit(&b, ",\"total_users\":");
     jb_size(&b, total_users);
-    jb_lit(&b, ",\"online_count\":");
+    act_buf_lit(&b, ",\"online_count\":");
     jb_size(&b, online_count);
-    jb_lit(&b, "}");
+    act_buf_lit(&b, "}");
     return jb_finish(&b);
 }
 

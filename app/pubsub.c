@@ -10,8 +10,12 @@
  * session subscribes first and then reads history, and nothing committed in
  * between can slip past it.  Subscribers are monitored, so a dead session
  * leaves its topics by itself.
+ *
+ * Kind: an actor (pubsub.h), registered "pubsub".
  */
 #include "app.h"
+#include "vec.h"
+#include "pubsub.h"
 
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -24,14 +28,16 @@ typedef struct sub {
   struct sub *next;         /* hash chain */
   act_pid_t pid;
   act_ref_t mref;
-  long at[TOPIC_COUNT];     /* index in topic[t].pids, or -1 */
+  long at[TOPIC_COUNT];     /* index in topics[t].v, or -1 */
 } sub_t;
 
-typedef struct topic {
-  act_pid_t *pids;          /* dense: a publish sends to each, no lookups */
-  sub_t **subs;             /* parallel: who sits at each index */
-  size_t n, cap;
-} topic_t;
+/* A topic's subscribers, dense (runtime/vec.h): a publish sends to each
+ * pid with no lookup; sub says who sits at each index. */
+typedef struct member {
+  act_pid_t pid;
+  sub_t *sub;
+} member_t;
+typedef ACT_VEC(member_t) topic_t;
 
 typedef struct pubsub {
   sub_t **b;                /* hash buckets by pid */
@@ -107,30 +113,16 @@ static sub_t *find_or_add(pubsub_t *ps, act_pid_t pid) {
 
 static void topic_add(topic_t *t, sub_t *s, int topic) {
   if (s->at[topic] >= 0) return;
-  if (t->n == t->cap) {
-    size_t ncap = t->cap ? t->cap * 2 : 64;
-    act_pid_t *np = realloc(t->pids, ncap * sizeof *np);
-    if (np) t->pids = np;
-    sub_t **ns = np ? realloc(t->subs, ncap * sizeof *ns) : NULL;
-    if (!np || !ns) act_crash("pubsub: out of memory");
-    t->subs = ns;
-    t->cap = ncap;
-  }
-  s->at[topic] = (long)t->n;
-  t->pids[t->n] = s->pid;
-  t->subs[t->n++] = s;
+  *act_vec_push_or_crash(t, "pubsub") = (member_t){s->pid, s};
+  s->at[topic] = (long)t->n - 1;
 }
 
 /* Swap-remove: the last subscriber takes the hole and learns its new place. */
 static void topic_del(topic_t *t, sub_t *s, int topic) {
   long i = s->at[topic];
   if (i < 0) return;
-  t->n--;
-  if ((size_t)i != t->n) {
-    t->pids[i] = t->pids[t->n];
-    t->subs[i] = t->subs[t->n];
-    t->subs[i]->at[topic] = i;
-  }
+  act_vec_swap_remove(t, i);
+  if ((size_t)i != t->n) t->v[i].sub->at[topic] = i;
   s->at[topic] = -1;
 }
 
@@ -173,7 +165,7 @@ static void publish(pubsub_t *ps, act_msg_t *m) {
     atomic_store(&g_latest_seq, ev->seq); /* before any subscriber hears of it */
   const topic_t *t = &ps->topics[ev->topic];
   for (size_t i = 0; i < t->n; i++)
-    app_event_send(t->pids[i], APP_EVENT, ev->topic, ev->seq, ev->frame);
+    app_event_send(t->v[i].pid, APP_EVENT, ev->topic, ev->seq, ev->frame);
 }
 
 static void on_down(pubsub_t *ps, act_msg_t *m) {
@@ -212,10 +204,7 @@ static void ps_terminate(void *state, act_reason_t r) {
       free(s);
     }
   free(ps->b);
-  for (int t = 0; t < TOPIC_COUNT; t++) {
-    free(ps->topics[t].pids);
-    free(ps->topics[t].subs);
-  }
+  for (int t = 0; t < TOPIC_COUNT; t++) act_vec_free(&ps->topics[t]);
   free(ps);
 }
 

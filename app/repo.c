@@ -31,9 +31,14 @@
  * inserts.  A client that was told `unavailable` and retries with its
  * client_id then finds the message (`existed`), and every stored message is
  * pushed exactly once.
+ *
+ * Kind: actors (repo.h): the supervisor "repo" and its connection actors.
  */
 #include "app.h"
 #include "db.h"
+#include "pubsub.h"
+#include "repo.h"
+#include "telemetry.h"
 
 #include <stdatomic.h>
 #include <stdio.h>

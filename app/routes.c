@@ -22,9 +22,12 @@
  *     Origin at all is a non-browser client (browsers always send one on a
  *     WebSocket): accepted.
  * Security headers go on every response (http.c's put_head).
+ *
+ * Kind: part of the acceptor actor (endpoint.c); runs in its callbacks.
  */
 #include "conn.h"
 #include "dashboard.h"
+#include "telemetry.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -131,7 +134,7 @@ static bool is_get_or_head(const http_req_t *r) {
 /* CHATTER_DEBUG=1 only: POST /debug/kill?name=NAME sends exit(kill) to a
  * registered actor, as observer's "kill process" would -- for the tests
  * and demos of what the supervisors do.  Never enabled by default. */
-static void debug_kill(const http_req_t *r, http_buf_t *buf) {
+static void debug_kill(const http_req_t *r, act_buf_t *buf) {
   const char *name = strncmp(r->query, "name=", 5) == 0 ? r->query + 5 : "";
   bool ok = r->method == HTTP_POST && strlen(name) < ACT_NAME_MAX &&
             strspn(name, "abcdefghijklmnopqrstuvwxyz0123456789._") == strlen(name);
@@ -146,7 +149,7 @@ static void debug_kill(const http_req_t *r, http_buf_t *buf) {
   else http_response_error(buf, ok ? 404 : 400, r->keep_alive, false);
 }
 
-static route_action_t answer_ws(const http_req_t *r, http_buf_t *buf) {
+static route_action_t answer_ws(const http_req_t *r, act_buf_t *buf) {
   if (!is_get_or_head(r)) {
     http_response_error_allow(buf, 405, "GET", false, false);
     return ROUTE_CLOSE;
@@ -159,7 +162,7 @@ static route_action_t answer_ws(const http_req_t *r, http_buf_t *buf) {
   return http_ws_handshake(r, buf) == 101 ? ROUTE_UPGRADE : ROUTE_CLOSE;
 }
 
-route_action_t routes_answer(const http_req_t *r, http_buf_t *buf) {
+route_action_t routes_answer(const http_req_t *r, act_buf_t *buf) {
   bool head = r->method == HTTP_HEAD;
   tm_add(TM_HTTP_REQUESTS, 1);
   if (!host_allowed(r)) {

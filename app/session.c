@@ -38,8 +38,16 @@
  * on it, and each request at most once (its redelivery is spared).  Replies
  * of the repo are never crashed on: a crash there could not tell whether a
  * message had been committed.
+ *
+ * Kind: an actor (session.h says what it is told), one per WebSocket.
  */
 #include "endpoint.h"
+#include "vec.h"
+#include "presence.h"
+#include "pubsub.h"
+#include "repo.h"
+#include "session.h"
+#include "telemetry.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -88,8 +96,7 @@ typedef struct session {
   act_ref_t wait;         /* the act_request ref of that wait */
   char *ref;              /* the current request's ref, to echo */
   bool buffering;         /* pushes wait in buf */
-  app_event_t *buf;
-  size_t nbuf, capbuf;
+  ACT_VEC(app_event_t) buf; /* runtime/vec.h */
   /* join in progress */
   bool joining;
   char name[PROTO_NAME_MAX * 4 + 1];
@@ -103,8 +110,7 @@ typedef struct session {
   int64_t held_version;
   bool held_is_join;      /* sending it completes a join */
   /* the pacer: diffs waiting for DIFF_GAP_MS since the last one written */
-  app_event_t *diffq;
-  size_t ndiffq, capdiffq;
+  ACT_VEC(app_event_t) diffq;
   int64_t diffq_last;     /* version of the last diff queued */
   uint64_t diff_at_ms;    /* when the last diff was written (monotonic) */
   bool pacer_armed;
@@ -207,15 +213,9 @@ static void latest_put(const repo_messages_t *r, int64_t epoch) {
 /* ------------------------------------------------------------- pushes */
 
 static void buffer_event(session_t *s, const app_event_t *ev) {
-  if (s->nbuf == MAX_BUFFERED) act_crash("session: push buffer full"); /* restart catches up */
-  if (s->nbuf == s->capbuf) {
-    size_t ncap = s->capbuf ? s->capbuf * 2 : 32;
-    app_event_t *nb = realloc(s->buf, ncap * sizeof *nb);
-    if (!nb) act_crash("session: out of memory");
-    s->buf = nb;
-    s->capbuf = ncap;
-  }
-  s->buf[s->nbuf++] = (app_event_t){ev->topic, ev->seq, ws_shared_retain(ev->frame)};
+  if (s->buf.n == MAX_BUFFERED) act_crash("session: push buffer full"); /* restart catches up */
+  *act_vec_push_or_crash(&s->buf, "session") =
+      (app_event_t){ev->topic, ev->seq, ws_shared_retain(ev->frame)};
 }
 
 static uint64_t mono_ms(void) {
@@ -228,8 +228,8 @@ static void try_sync(session_t *s, conn_t *c);
 
 /* Write the oldest paced diff; the socket has seen its version from now on. */
 static void pace_out(session_t *s, conn_t *c) {
-  app_event_t ev = s->diffq[0];
-  memmove(s->diffq, s->diffq + 1, --s->ndiffq * sizeof *s->diffq);
+  app_event_t ev = s->diffq.v[0];
+  memmove(s->diffq.v, s->diffq.v + 1, --s->diffq.n * sizeof *s->diffq.v);
   if (conn_state(c)->presence_version < ev.seq) conn_state(c)->presence_version = ev.seq;
   s->diff_at_ms = mono_ms();
   conn_send_shared(c, ev.frame);
@@ -237,7 +237,7 @@ static void pace_out(session_t *s, conn_t *c) {
 }
 
 static void arm_pacer(session_t *s) {
-  if (s->pacer_armed || !s->ndiffq) return;
+  if (s->pacer_armed || !s->diffq.n) return;
   uint64_t now = mono_ms(), due = s->diff_at_ms + DIFF_GAP_MS;
   act_send_after(due > now ? due - now : 0, act_self(), SESSION_DIFF, NULL, 0);
   s->pacer_armed = true;
@@ -247,7 +247,7 @@ static void arm_pacer(session_t *s) {
 static void on_pacer(session_t *s) {
   s->pacer_armed = false;
   conn_t *c = my_conn(s);
-  if (!c || !s->ndiffq) return;
+  if (!c || !s->diffq.n) return;
   if (mono_ms() < s->diff_at_ms + DIFF_GAP_MS) return arm_pacer(s);
   pace_out(s, c);
   arm_pacer(s);
@@ -260,17 +260,11 @@ static void on_pacer(session_t *s) {
 static void deliver(session_t *s, conn_t *c, const app_event_t *ev) {
   conn_state_t *st = conn_state(c);
   if (ev->topic == TOPIC_PRESENCE) {
-    if (ev->seq <= st->presence_version || (s->ndiffq && ev->seq <= s->diffq_last)) return;
-    if (s->ndiffq || mono_ms() < s->diff_at_ms + DIFF_GAP_MS) {
-      if (s->ndiffq == MAX_BUFFERED) act_crash("session: diff queue full"); /* restart catches up */
-      if (s->ndiffq == s->capdiffq) {
-        size_t ncap = s->capdiffq ? s->capdiffq * 2 : 4;
-        app_event_t *nq = realloc(s->diffq, ncap * sizeof *nq);
-        if (!nq) act_crash("session: out of memory");
-        s->diffq = nq;
-        s->capdiffq = ncap;
-      }
-      s->diffq[s->ndiffq++] = (app_event_t){ev->topic, ev->seq, ws_shared_retain(ev->frame)};
+    if (ev->seq <= st->presence_version || (s->diffq.n && ev->seq <= s->diffq_last)) return;
+    if (s->diffq.n || mono_ms() < s->diff_at_ms + DIFF_GAP_MS) {
+      if (s->diffq.n == MAX_BUFFERED) act_crash("session: diff queue full"); /* restart catches up */
+      *act_vec_push_or_crash(&s->diffq, "session") =
+          (app_event_t){ev->topic, ev->seq, ws_shared_retain(ev->frame)};
       s->diffq_last = ev->seq;
       arm_pacer(s);
       return;
@@ -286,11 +280,11 @@ static void deliver(session_t *s, conn_t *c, const app_event_t *ev) {
 
 static void flush_buffer(session_t *s, conn_t *c) {
   s->buffering = false;
-  for (size_t i = 0; i < s->nbuf; i++) {
-    deliver(s, c, &s->buf[i]);
-    ws_shared_release(s->buf[i].frame);
+  for (size_t i = 0; i < s->buf.n; i++) {
+    deliver(s, c, &s->buf.v[i]);
+    ws_shared_release(s->buf.v[i].frame);
   }
-  s->nbuf = 0;
+  s->buf.n = 0;
 }
 
 /* ----------------------------------------------------------- the sync */
@@ -302,16 +296,16 @@ static void complete_join(session_t *s, conn_t *c);
  * held reply, then everything else. */
 static void try_sync(session_t *s, conn_t *c) {
   size_t keep = 0;
-  for (size_t i = 0; i < s->nbuf; i++) {
-    app_event_t *ev = &s->buf[i];
+  for (size_t i = 0; i < s->buf.n; i++) {
+    app_event_t *ev = &s->buf.v[i];
     if (ev->topic == TOPIC_PRESENCE && ev->seq <= s->held_version) {
       deliver(s, c, ev);
       ws_shared_release(ev->frame);
     } else {
-      s->buf[keep++] = *ev;
+      s->buf.v[keep++] = *ev;
     }
   }
-  s->nbuf = keep;
+  s->buf.n = keep;
   if (conn_state(c)->presence_version < s->held_version) return; /* a diff is on its way */
   proto_str reply = s->held;
   s->held = (proto_str){NULL, 0};
@@ -440,7 +434,7 @@ static void on_start_reply(session_t *s, conn_t *c, act_msg_t *m) {
       /* every event up to evs->version was in the reply; later ones come
          from pubsub, to which we are subscribed (a restart is rare: what
          the pacer holds goes out now, so that the version can move on) */
-      while (s->ndiffq) pace_out(s, c);
+      while (s->diffq.n) pace_out(s, c);
       if (st->presence_version < evs->version) st->presence_version = evs->version;
       if (restarted && st->joined) return retrack(s, c, !announced);
     }
@@ -961,12 +955,12 @@ static void se_terminate(void *state, act_reason_t r) {
       app_log(LOG_WARN, "session for conn %llx crashed: %s", (unsigned long long)s->conn_id,
               r.text);
   }
-  for (size_t i = 0; i < s->nbuf; i++) ws_shared_release(s->buf[i].frame);
-  free(s->buf);
+  for (size_t i = 0; i < s->buf.n; i++) ws_shared_release(s->buf.v[i].frame);
+  act_vec_free(&s->buf);
   free(s->ref);
   free(s->held.ptr);
-  for (size_t i = 0; i < s->ndiffq; i++) ws_shared_release(s->diffq[i].frame);
-  free(s->diffq);
+  for (size_t i = 0; i < s->diffq.n; i++) ws_shared_release(s->diffq.v[i].frame);
+  act_vec_free(&s->diffq);
   if (s->snapshot) act_msg_free(s->snapshot);
 }
 

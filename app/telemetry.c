@@ -7,8 +7,14 @@
  * like Phoenix's Telemetry supervisor.  Rendering reads the counters and
  * walks the live actors (act_list) for mailbox depths and the restarts each
  * supervisor made, in Prometheus's text format 0.0.4.
+ *
+ * Kind: process-wide counters (telemetry.h), bumped from any thread.
  */
 #include "app.h"
+#include "buf.h"
+#include "presence.h"
+#include "repo.h"
+#include "telemetry.h"
 
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -21,36 +27,11 @@ static _Atomic long g_metrics[TM_COUNT];
 void tm_add(int metric, long delta) { atomic_fetch_add_explicit(&g_metrics[metric], delta, memory_order_relaxed); }
 long tm_get(int metric) { return atomic_load_explicit(&g_metrics[metric], memory_order_relaxed); }
 
-typedef struct out { char *p; size_t len, cap; bool oom; } out_t;
-
-static void put(out_t *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void put(out_t *o, const char *fmt, ...) {
-  for (;;) {
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(o->p ? o->p + o->len : NULL, o->p ? o->cap - o->len : 0, fmt, ap);
-    va_end(ap);
-    if (n < 0) return;
-    if (o->p && o->len + (size_t)n < o->cap) {
-      o->len += (size_t)n;
-      return;
-    }
-    size_t ncap = (o->cap ? o->cap * 2 : 4096) + (size_t)n;
-    char *np = realloc(o->p, ncap);
-    if (!np) {
-      o->oom = true;
-      return;
-    }
-    o->p = np;
-    o->cap = ncap;
-  }
+static void metric(act_buf_t *o, const char *name, const char *type, const char *help, long v) {
+  act_buf_printf(o, "# HELP %s %s\n# TYPE %s %s\n%s %ld\n", name, help, name, type, name, v);
 }
 
-static void metric(out_t *o, const char *name, const char *type, const char *help, long v) {
-  put(o, "# HELP %s %s\n# TYPE %s %s\n%s %ld\n", name, help, name, type, name, v);
-}
-
-static void actors(out_t *o) {
+static void actors(act_buf_t *o) {
   size_t n = act_list(NULL, 0) + 256;
   act_info_t *all = malloc(n * sizeof *all);
   if (!all) return;
@@ -64,22 +45,22 @@ static void actors(out_t *o) {
     }
   metric(o, "chatter_actors", "gauge", "Live actors.", (long)live);
   metric(o, "chatter_sessions", "gauge", "Live session actors.", (long)sessions);
-  put(o, "# HELP chatter_mailbox_depth Messages queued per named actor (sessions: the deepest).\n"
+  act_buf_printf(o, "# HELP chatter_mailbox_depth Messages queued per named actor (sessions: the deepest).\n"
          "# TYPE chatter_mailbox_depth gauge\n");
   for (size_t i = 0; i < live; i++)
-    if (all[i].name[0]) put(o, "chatter_mailbox_depth{actor=\"%s\"} %zu\n", all[i].name, all[i].mailbox_len);
-  put(o, "chatter_mailbox_depth{actor=\"session_max\"} %zu\n", max_session_mailbox);
-  put(o, "# HELP chatter_supervisor_restarts_total Children restarted, per supervisor.\n"
+    if (all[i].name[0]) act_buf_printf(o, "chatter_mailbox_depth{actor=\"%s\"} %zu\n", all[i].name, all[i].mailbox_len);
+  act_buf_printf(o, "chatter_mailbox_depth{actor=\"session_max\"} %zu\n", max_session_mailbox);
+  act_buf_printf(o, "# HELP chatter_supervisor_restarts_total Children restarted, per supervisor.\n"
          "# TYPE chatter_supervisor_restarts_total counter\n");
   for (size_t i = 0; i < live; i++)
     if (!strcmp(all[i].behaviour, "supervisor"))
-      put(o, "chatter_supervisor_restarts_total{supervisor=\"%s\"} %u\n",
+      act_buf_printf(o, "chatter_supervisor_restarts_total{supervisor=\"%s\"} %u\n",
           all[i].name[0] ? all[i].name : "anonymous", all[i].restarts);
   free(all);
 }
 
 char *telemetry_render(size_t *len) {
-  out_t o = {0};
+  act_buf_t o = ACT_BUF_INIT;
   metric(&o, "chatter_http_requests_total", "counter", "HTTP requests parsed.", tm_get(TM_HTTP_REQUESTS));
   metric(&o, "chatter_ws_connections_total", "counter", "WebSocket upgrades.", tm_get(TM_WS_CONNECTIONS));
   metric(&o, "chatter_ws_open", "gauge", "Open WebSockets.", tm_get(TM_WS_OPEN));
@@ -90,19 +71,14 @@ char *telemetry_render(size_t *len) {
   metric(&o, "chatter_db_unavailable_total", "counter", "Requests answered unavailable.", tm_get(TM_DB_ERRORS));
   metric(&o, "chatter_db_queries_total", "counter", "Database round trips.", tm_get(TM_DB_QUERIES));
   long q = tm_get(TM_DB_QUERIES), us = tm_get(TM_DB_RTT_US_SUM);
-  put(&o, "# HELP chatter_db_round_trip_seconds Time spent in database round trips.\n"
+  act_buf_printf(&o, "# HELP chatter_db_round_trip_seconds Time spent in database round trips.\n"
           "# TYPE chatter_db_round_trip_seconds summary\n"
           "chatter_db_round_trip_seconds_sum %.6f\nchatter_db_round_trip_seconds_count %ld\n",
       (double)us / 1e6, q);
   metric(&o, "chatter_db_up", "gauge", "1 when the repo's writer is connected.", repo_database_up());
   metric(&o, "chatter_shared_frames", "gauge", "Broadcast frames alive.", ws_shared_live());
   actors(&o);
-  if (o.oom) {
-    free(o.p);
-    return NULL;
-  }
-  *len = o.len;
-  return o.p;
+  return act_buf_take(&o, len); /* NULL if an append failed */
 }
 
 bool app_healthy(void) {

@@ -3,6 +3,9 @@
  * The classes are binary searches over the sorted ranges generated into
  * unicode_tables.h; ASCII, by far the common case in names, is answered
  * without a search.
+ *
+ * Kind: a pure library -- no actor, no message, no registered name; the caller
+ * owns whatever state it works on (README "Reading the app").
  */
 #include "unicode.h"
 

@@ -44,9 +44,13 @@
  * message (1,008 with the hand-written reader this replaced; mallinfo2).
  * wslay copies each read into its buffer and unmasks it there; we copy the
  * payload once more, into the reassembly buffer.
+ *
+ * Kind: a pure library -- no actor, no message, no registered name; the caller
+ * owns whatever state it works on (README "Reading the app").
  */
 #include "ws.h"
 
+#include "queue.h"
 #include "unicode.h"
 
 #include <wslay/wslay.h>
@@ -158,7 +162,7 @@ long ws_shared_live(void)
 /* Whole frames waiting for the socket: either bytes we own or a reference to
  * a shared frame. */
 typedef struct seg {
-    struct seg *next;
+    act_qnode_t node;     /* in a seg_list_t (runtime/queue.h) */
     ws_shared_t *shared;  /* non-NULL: the bytes are the shared frame's */
     bool exempt;          /* a reply: outside the WS_OUTBOUND_MAX bound */
     size_t len, cap;
@@ -166,7 +170,7 @@ typedef struct seg {
 } seg_t;
 
 typedef struct seg_list {
-    seg_t *head, *tail;
+    act_queue_t q;       /* seg_t, oldest first */
     size_t bytes;
     size_t exempt_bytes; /* of which replies */
 } seg_list_t;
@@ -229,12 +233,7 @@ static void seg_free(seg_t *s)
 
 static void list_push(seg_list_t *l, seg_t *s)
 {
-    s->next = NULL;
-    if (l->tail)
-        l->tail->next = s;
-    else
-        l->head = s;
-    l->tail = s;
+    act_queue_push(&l->q, &s->node);
     l->bytes += s->len;
     if (s->exempt)
         l->exempt_bytes += s->len;
@@ -242,11 +241,8 @@ static void list_push(seg_list_t *l, seg_t *s)
 
 static void list_clear(seg_list_t *l)
 {
-    for (seg_t *s = l->head, *next; s; s = next) {
-        next = s->next;
-        seg_free(s);
-    }
-    l->head = l->tail = NULL;
+    for (act_qnode_t *n; (n = act_queue_pop(&l->q));)
+        seg_free(ACT_QUEUE_DATA(n, seg_t, node));
     l->bytes = 0;
     l->exempt_bytes = 0;
 }
@@ -255,7 +251,7 @@ static void list_clear(seg_list_t *l)
  * has room. */
 static int out_append(ws_conn_t *c, const uint8_t *data, size_t len)
 {
-    seg_t *t = c->pending.tail;
+    seg_t *t = c->pending.q.tail ? ACT_QUEUE_DATA(c->pending.q.tail, seg_t, node) : NULL;
     if (!t || t->shared || t->cap - t->len < len) {
         size_t cap = len > WS_SEG_MIN ? len : WS_SEG_MIN;
         t = malloc(sizeof *t + cap);
@@ -850,14 +846,11 @@ bool ws_conn_awaiting_pong(const ws_conn_t *c)
 
 size_t ws_conn_output(ws_conn_t *c, struct iovec *iov, size_t max)
 {
-    if (c->inflight.head || !c->pending.head)
+    if (!act_queue_empty(&c->inflight.q) || act_queue_empty(&c->pending.q))
         return 0;
     size_t n = 0;
-    while (n < max && c->pending.head) {
-        seg_t *s = c->pending.head;
-        c->pending.head = s->next;
-        if (!c->pending.head)
-            c->pending.tail = NULL;
+    while (n < max && !act_queue_empty(&c->pending.q)) {
+        seg_t *s = ACT_QUEUE_DATA(act_queue_pop(&c->pending.q), seg_t, node);
         c->pending.bytes -= s->len;
         if (s->exempt)
             c->pending.exempt_bytes -= s->len;
@@ -878,7 +871,7 @@ bool ws_conn_finished(const ws_conn_t *c)
 {
     if (c->failed)
         return true;
-    if (c->pending.head || c->inflight.head || !c->close_sent)
+    if (!act_queue_empty(&c->pending.q) || !act_queue_empty(&c->inflight.q) || !c->close_sent)
         return false;
     /* Either the peer answered our close (or started it), or we stopped
      * reading because its stream was bad: no close is coming. */

@@ -30,6 +30,7 @@
 #include "app.h"
 #include "bench.h"
 #include "db.h"
+#include "repo.h"
 
 enum { MSG_GO = 9100, MSG_DONE };
 

@@ -4,8 +4,9 @@
  * A small multi-threaded actor library modelled on Erlang/OTP.  Start here:
  * this file is the whole contract; the .c files beside it are, in reading
  * order, mailbox.c (the lock-free queue), sched.c (threads, loops, turns),
- * actor.c (pids, signals, links, monitors, exits), timer.c, registry.c,
- * call.c (request/reply), supervisor.c.
+ * actor.c (spawn, signals, links, monitors, exits) with slot.c, envelope.c
+ * and sets.c, request.c (request/reply), timer.c, registry.c, call.c
+ * (blocking calls from outside), introspect.c, supervisor.c.
  *
  * Vocabulary is OTP's.  An actor is a gen_server-like behaviour: init(args)
  * gives its state, handle(state, msg) runs once per message, terminate(state,

@@ -12,6 +12,7 @@
 #define ACT_INTERNAL_H
 
 #include "act.h"
+#include "queue.h"
 
 #include <pthread.h>
 #include <setjmp.h>
@@ -76,7 +77,7 @@ typedef struct act__exit_sig {
 
 typedef struct act_env {
   act_node_t node;
-  struct act_env *next_private; /* the owner's private FIFO */
+  act_qnode_t qnode;  /* the owner's private FIFO; the envelope cache; a supervisor's deferred */
   act_payload_free_fn free_fn;
   bool is_reply; /* made by act_reply: dropped if nobody awaits its ref */
   bool kept;     /* act_msg_keep: the handler owns it now */
@@ -89,13 +90,27 @@ act_env_t *act__env_new(int type, act_pid_t from, act_ref_t ref,
                         const void *data, size_t size, act_payload_free_fn fn);
 void act__env_free(act_env_t *e);
 void act__env_cache(bool on); /* scheduler threads: recycle small envelopes */
+/* Push an envelope to pid; false (and the envelope untouched) if pid is dead. */
+bool act__deliver(act_pid_t to, act_env_t *e);
+/* Same, but frees the envelope when the target is dead. */
+void act__deliver_or_drop(act_pid_t to, act_env_t *e);
 static inline act_env_t *act__env_of(act_msg_t *m) {
   return (act_env_t *)((char *)m - offsetof(act_env_t, msg));
+}
+/* A signal that may be lost with its target (a dead pid ignores it). */
+static inline void act__send_signal(act_pid_t to, int type, act_pid_t from, act_ref_t ref,
+                                    const void *data, size_t size) {
+  act__deliver_or_drop(to, act__env_new(type, from, ref, data, size, NULL));
+}
+/* A DOWN (or a request's failure) for ref, about pid; NULL out of memory. */
+static inline act_env_t *act__down_env(act_ref_t ref, act_pid_t pid, act_reason_t r, int type) {
+  act_down_msg_t d = {ref, pid, r};
+  return act__env_new(type, pid, ref, &d, sizeof d, NULL);
 }
 
 /* ----------------------------------------------------------- process */
 
-/* Sets, as open-addressing hash tables (actor.c): v[0..cap), 0 = empty;
+/* Sets, as open-addressing hash tables (sets.c): v[0..cap), 0 = empty;
  * n entries are in use.  Walk all cap entries, skipping empty ones. */
 typedef struct act_pidvec { act_pid_t *v; uint32_t n, cap; } act_pidvec_t;
 typedef struct act_monref { act_ref_t ref; act_pid_t pid; } act_monref_t;
@@ -116,8 +131,8 @@ typedef struct act_proc {
   act_mpsc_t inbox;
   _Atomic size_t pending;      /* envelopes pushed and not yet consumed */
   act_node_t run_node;         /* link in the scheduler's run queue */
-  struct act_proc *local_next; /* link in its local run queue */
-  act_env_t *priv_head, *priv_tail; /* messages ready for handle() */
+  act_qnode_t local_node;      /* link in its scheduler's local run queue */
+  act_queue_t priv;            /* act_env_t ready for handle(), by qnode */
 
   _Atomic uint64_t handled;    /* introspection */
   _Atomic uint32_t restarts;   /* introspection */
@@ -166,10 +181,6 @@ typedef struct act_slot {
   uint32_t next_free;
 } act_slot_t;
 
-/* Push an envelope to pid; false (and the envelope untouched) if pid is dead. */
-bool act__deliver(act_pid_t to, act_env_t *e);
-/* Same, but frees the envelope when the target is dead. */
-void act__deliver_or_drop(act_pid_t to, act_env_t *e);
 act_proc_t *act__current(void);
 act_proc_t *act__require_current(const char *what);
 act_pid_t act__spawn(const act_behaviour_t *b, void *args,
@@ -185,6 +196,23 @@ act_proc_t *act__pin(act_pid_t pid, act_slot_t **slot);
 void act__unpin(act_slot_t *slot);
 uint32_t act__slot_high_water(void);
 act_slot_t *act__slot_at(uint32_t idx);
+/* slot.c: the table, and a fresh pid for a slot (0 when all are taken) */
+extern act_slot_t *act__slots;
+extern _Atomic uint32_t act__slots_high;
+act_pid_t act__slot_alloc(unsigned sched_tag);
+void act__slot_release(uint32_t idx);
+/* pid = generation (24 bits) | scheduler (8 bits) | slot index (32 bits) */
+static inline unsigned act__pid_sched(act_pid_t pid) { return (unsigned)(pid >> 32) & 0xFFu; }
+/* The slot a pid names, NULL past the high water; inline: every send uses it. */
+static inline act_slot_t *act__slot_of(act_pid_t pid) {
+  uint32_t idx = (uint32_t)pid;
+  /* acquire: pairs with act__slot_alloc's release, as act__slot_high_water */
+  if (!act__slots || idx >= atomic_load_explicit(&act__slots_high, memory_order_acquire)) return NULL;
+  return &act__slots[idx];
+}
+/* live processes: counted at spawn and death; act__kill_all waits for 0 */
+void act__live_inc(void);
+void act__live_dec(void);
 void act__push_private(act_proc_t *p, act_env_t *e);
 void act__set_exit(act_proc_t *p, act_reason_t r);
 
@@ -204,7 +232,7 @@ typedef struct act_sched {
   bool wakeup_closed;
   act_mpsc_t runq;             /* made runnable by other threads */
   _Atomic long runq_len;
-  act_proc_t *local_head, *local_tail; /* made runnable by this thread: no atomics */
+  act_queue_t local;           /* act_proc_t made runnable by this thread (local_node): no atomics */
   unsigned picks;
   _Atomic int sleeping;
   sigjmp_buf *crash_jb;           /* where act_crash lands during a turn */
@@ -235,13 +263,25 @@ void act__registry_drop_pid(act_pid_t pid);
 void act__registry_name_of(act_pid_t pid, char *out, size_t cap);
 void act__registry_clear(void);
 
-/* -------------------------------------------------------- actor.c */
+/* ---------------------------------------------------------- owned.c */
 void act__owned_release_all(act_proc_t *p);
+
+/* ----------------------------------------------------------- slot.c */
 void act__kill_all(void);
 void act__slots_init(uint32_t max);
 void act__slots_free(void);
 
-/* vectors */
+/* -------------------------------------------------------- request.c */
+/* A request ends: true if ref was one in flight (its timer and callee
+ * monitor are dropped); false for a late reply, timeout or DOWN. */
+bool act__request_done(act_proc_t *p, act_ref_t ref);
+act_ref_t act__timer_signal(act_proc_t *p, uint64_t ms, int type, act_ref_t ref); /* timer.c */
+
+/* ----------------------------------------------------- introspect.c */
+/* process_info, answered by p itself between turns (ACT__SIG_INFO). */
+void act__answer_info(act_proc_t *p, act_msg_t *m);
+
+/* ----------------------------------------------------------- sets.c */
 bool act__pidvec_add(act_pidvec_t *v, act_pid_t pid);
 bool act__pidvec_del(act_pidvec_t *v, act_pid_t pid);
 bool act__pidvec_has(const act_pidvec_t *v, act_pid_t pid);

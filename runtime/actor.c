@@ -1,6 +1,8 @@
 /*
- * actor.c -- processes: pids and slots, spawn, send, the turn, signals
- * (links, monitors, exits) and death.
+ * actor.c -- processes: spawn, send, the turn, signals (links, monitors,
+ * exits) and death, in OTP's order.  The process table is slot.c, the
+ * envelopes envelope.c, the link and monitor sets sets.c, request/reply
+ * request.c, introspection introspect.c.
  *
  * Reading guide.  A pid names a slot and a generation.  A sender "pins" the
  * slot (readers += 1), checks that the slot still holds that pid, pushes its
@@ -28,15 +30,7 @@
 
 #define MOVE_MAX 1024 /* envelopes moved per turn: bounds a turn's length */
 
-static act_slot_t *g_slots;
-static uint32_t g_max;
-static _Atomic uint32_t g_high;
-static pthread_mutex_t g_free_mu = PTHREAD_MUTEX_INITIALIZER;
-static uint32_t g_free_head = UINT32_MAX;
 static _Atomic uint64_t g_refs = 1;
-static _Atomic long g_live;
-static pthread_mutex_t g_live_mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t g_live_cv = PTHREAD_COND_INITIALIZER;
 
 /* ---------------------------------------------------------- reasons */
 
@@ -88,264 +82,6 @@ const char *act_strerror(int err) {
 /* relaxed: only uniqueness matters, and an RMW is unique in any order */
 act_ref_t act_make_ref(void) { return atomic_fetch_add_explicit(&g_refs, 1, memory_order_relaxed); }
 
-/* ---------------------------------------------------------- vectors */
-
-/* Links and monitors are sets, kept as open-addressing hash tables (linear
- * probing, at most half full, 0 = empty since no pid or ref is 0): adding,
- * finding and removing are O(1) however many there are.  A supervisor of
- * 40,000 children has 40,000 links; a scan per exit made their removal
- * quadratic.  The smallest table is 4 entries (32 or 64 bytes), as the old
- * vectors; iteration walks the table and skips the empty entries. */
-
-static uint32_t hslot(uint64_t key, uint32_t cap) {
-  return (uint32_t)((key * 0x9E3779B97F4A7C15ull) >> 32) & (cap - 1);
-}
-
-/* Find key's entry, or the empty one where it would go. */
-#define FIND(tab, cap, keyof, key)                                   \
-  uint32_t i = hslot((key), (cap));                                  \
-  while (keyof((tab)[i]) && keyof((tab)[i]) != (key)) i = (i + 1) & ((cap) - 1)
-
-/* Remove entry i and shift back those that probed past it (no tombstones). */
-#define DELETE_AT(tab, cap, keyof, zero)                                        \
-  do {                                                                          \
-    uint32_t j = i;                                                             \
-    for (;;) {                                                                  \
-      (tab)[i] = (zero);                                                        \
-      for (;;) {                                                                \
-        j = (j + 1) & ((cap) - 1);                                              \
-        if (!keyof((tab)[j])) return true;                                      \
-        uint32_t k = hslot(keyof((tab)[j]), (cap));                             \
-        /* keep j where it is if its home k lies cyclically in (i, j] */       \
-        if (i <= j ? (i < k && k <= j) : (i < k || k <= j)) continue;           \
-        break;                                                                  \
-      }                                                                         \
-      (tab)[i] = (tab)[j];                                                      \
-      i = j;                                                                    \
-    }                                                                           \
-  } while (0)
-
-#define PID_KEY(x) (x)
-#define MON_KEY(x) ((x).ref)
-
-bool act__pidvec_has(const act_pidvec_t *v, act_pid_t pid) {
-  if (!v->cap || !pid) return false;
-  FIND(v->v, v->cap, PID_KEY, pid);
-  return v->v[i] == pid;
-}
-
-static bool pid_rehash(act_pidvec_t *v, uint32_t ncap) {
-  act_pid_t *nv = calloc(ncap, sizeof *nv);
-  if (!nv) return false;
-  for (uint32_t o = 0; o < v->cap; o++) {
-    if (!v->v[o]) continue;
-    FIND(nv, ncap, PID_KEY, v->v[o]);
-    nv[i] = v->v[o];
-  }
-  free(v->v);
-  v->v = nv;
-  v->cap = ncap;
-  return true;
-}
-
-bool act__pidvec_add(act_pidvec_t *v, act_pid_t pid) {
-  if (act__pidvec_has(v, pid)) return true;
-  if ((v->n + 1) * 2 > v->cap && !pid_rehash(v, v->cap ? v->cap * 2 : 4)) return false;
-  FIND(v->v, v->cap, PID_KEY, pid);
-  v->v[i] = pid;
-  v->n++;
-  ACT_DEBUG_ASSERT(v->n * 2 <= v->cap); /* at most half full: probes stay short */
-  return true;
-}
-
-bool act__pidvec_del(act_pidvec_t *v, act_pid_t pid) {
-  if (!v->cap || !pid) return false;
-  FIND(v->v, v->cap, PID_KEY, pid);
-  if (v->v[i] != pid) return false;
-  v->n--;
-  DELETE_AT(v->v, v->cap, PID_KEY, (act_pid_t)0);
-}
-
-static bool mon_rehash(act_monvec_t *v, uint32_t ncap) {
-  act_monref_t *nv = calloc(ncap, sizeof *nv);
-  if (!nv) return false;
-  for (uint32_t o = 0; o < v->cap; o++) {
-    if (!v->v[o].ref) continue;
-    FIND(nv, ncap, MON_KEY, v->v[o].ref);
-    nv[i] = v->v[o];
-  }
-  free(v->v);
-  v->v = nv;
-  v->cap = ncap;
-  return true;
-}
-
-bool act__monvec_add(act_monvec_t *v, act_ref_t ref, act_pid_t pid) {
-  if ((v->n + 1) * 2 > v->cap && !mon_rehash(v, v->cap ? v->cap * 2 : 4)) return false;
-  FIND(v->v, v->cap, MON_KEY, ref);
-  if (!v->v[i].ref) v->n++;
-  v->v[i] = (act_monref_t){ref, pid};
-  return true;
-}
-
-bool act__monvec_del(act_monvec_t *v, act_ref_t ref, act_pid_t *pid) {
-  if (!v->cap || !ref) return false;
-  FIND(v->v, v->cap, MON_KEY, ref);
-  if (v->v[i].ref != ref) return false;
-  if (pid) *pid = v->v[i].pid;
-  v->n--;
-  DELETE_AT(v->v, v->cap, MON_KEY, ((act_monref_t){0, 0}));
-}
-
-/* --------------------------------------------------------- envelopes */
-
-/* Small envelopes are recycled through a per-scheduler-thread free list:
- * malloc and free were a third of the cost of a message between neighbours.
- * Only scheduler threads cache (they drain it when they stop), and never
- * under AddressSanitizer, which must see every use after free. */
-#define ENV_SMALL 64          /* payload bytes of a recyclable envelope */
-#define ENV_CACHE_MAX 4096    /* envelopes a thread keeps */
-#if defined(__SANITIZE_ADDRESS__)
-#define ENV_CACHE 0
-#else
-#define ENV_CACHE 1
-#endif
-static _Thread_local act_env_t *tls_env_cache;
-static _Thread_local unsigned tls_env_cached;
-static _Thread_local bool tls_env_caching;
-
-void act__env_cache(bool on) {
-  tls_env_caching = on && ENV_CACHE;
-  while (!tls_env_caching && tls_env_cache) {
-    act_env_t *e = tls_env_cache;
-    tls_env_cache = e->next_private;
-    free(e);
-  }
-  if (!tls_env_caching) tls_env_cached = 0;
-}
-
-act_env_t *act__env_new(int type, act_pid_t from, act_ref_t ref,
-                        const void *data, size_t size, act_payload_free_fn fn) {
-  act_env_t *e;
-  if (size <= ENV_SMALL && tls_env_cache) {
-    e = tls_env_cache;
-    tls_env_cache = e->next_private;
-    tls_env_cached--;
-  } else {
-    e = malloc(sizeof *e + (size <= ENV_SMALL ? ENV_SMALL : size));
-    if (!e) return NULL;
-  }
-  e->next_private = NULL;
-  e->free_fn = fn;
-  e->is_reply = false;
-  e->kept = false;
-  e->flushed = false;
-  e->msg.type = type;
-  e->msg.from = from;
-  e->msg.ref = ref;
-  e->msg.size = size;
-  e->msg.data = e->payload;
-  if (size) memcpy(e->payload, data, size);
-  return e;
-}
-
-void act__env_free(act_env_t *e) {
-  if (e->free_fn) e->free_fn(e->payload, e->msg.size);
-  if (e->msg.size <= ENV_SMALL && tls_env_caching && tls_env_cached < ENV_CACHE_MAX) {
-    e->next_private = tls_env_cache;
-    tls_env_cache = e;
-    tls_env_cached++;
-    return;
-  }
-  free(e);
-}
-
-act_msg_t *act_msg_keep(act_msg_t *msg) {
-  act__env_of(msg)->kept = true;
-  return msg;
-}
-
-void act_msg_free(act_msg_t *msg) {
-  if (msg) act__env_free(act__env_of(msg));
-}
-
-/* ------------------------------------------------------------- slots */
-
-void act__slots_init(uint32_t max) {
-  g_max = max;
-  g_slots = calloc(max, sizeof *g_slots); /* untouched pages cost no RSS */
-  atomic_store(&g_high, 0); /* seq_cst: before any thread runs; cost is nil here */
-  g_free_head = UINT32_MAX;
-  atomic_store(&g_live, 0); /* seq_cst: before any thread runs */
-}
-
-void act__slots_free(void) {
-  free(g_slots);
-  g_slots = NULL;
-  g_max = 0;
-}
-
-/* acquire: pairs with slot_alloc's release, so slots below it are initialised */
-uint32_t act__slot_high_water(void) { return atomic_load_explicit(&g_high, memory_order_acquire); }
-act_slot_t *act__slot_at(uint32_t idx) { return &g_slots[idx]; }
-
-/* pid = generation (24 bits) | scheduler (8 bits) | slot index (32 bits).
- * The scheduler in the pid lets a sender on that very scheduler skip the
- * pinning: such a target can only die on the sender's own thread. */
-#define PROXY_SCHED_TAG 0xFFu
-static unsigned pid_sched(act_pid_t pid) { return (unsigned)(pid >> 32) & 0xFFu; }
-
-static act_pid_t slot_alloc(unsigned sched_tag) {
-  pthread_mutex_lock(&g_free_mu);
-  uint32_t idx;
-  if (g_free_head != UINT32_MAX) {
-    idx = g_free_head;
-    g_free_head = g_slots[idx].next_free;
-  } else if (atomic_load_explicit(&g_high, memory_order_relaxed) < g_max) { /* under g_free_mu */
-    idx = atomic_load_explicit(&g_high, memory_order_relaxed);
-    atomic_store_explicit(&g_high, idx + 1, memory_order_release); /* readers of g_high see a zeroed slot */
-  } else {
-    pthread_mutex_unlock(&g_free_mu);
-    return ACT_NOPID;
-  }
-  uint32_t gen = ++g_slots[idx].gen & 0xFFFFFFu;
-  if (gen == 0) gen = ++g_slots[idx].gen & 0xFFFFFFu; /* 0 would allow pid 0 */
-  g_slots[idx].gen = gen;
-  pthread_mutex_unlock(&g_free_mu);
-  return ((act_pid_t)gen << 40) | ((act_pid_t)sched_tag << 32) | idx;
-}
-
-static void slot_release(uint32_t idx) {
-  pthread_mutex_lock(&g_free_mu);
-  g_slots[idx].next_free = g_free_head;
-  g_free_head = idx;
-  pthread_mutex_unlock(&g_free_mu);
-}
-
-static act_slot_t *slot_of(act_pid_t pid) {
-  uint32_t idx = (uint32_t)pid;
-  if (!g_slots || idx >= atomic_load_explicit(&g_high, memory_order_acquire)) return NULL; /* as act__slot_high_water */
-  return &g_slots[idx];
-}
-
-act_proc_t *act__pin(act_pid_t pid, act_slot_t **out) {
-  act_slot_t *s = slot_of(pid);
-  if (!s || pid == ACT_NOPID) return NULL;
-  /* seq_cst, all three: Dekker with die(), which stores pid/proc and then
-   * loads readers; either it sees our count or we see its unpublishing */
-  atomic_fetch_add(&s->readers, 1);
-  act_proc_t *p = atomic_load(&s->proc);
-  if (p && atomic_load(&s->pid) == pid) {
-    *out = s;
-    return p;
-  }
-  atomic_fetch_sub_explicit(&s->readers, 1, memory_order_release); /* our reads are done */
-  return NULL;
-}
-
-/* release: our reads of the process happen before die() sees readers == 0 */
-void act__unpin(act_slot_t *s) { atomic_fetch_sub_explicit(&s->readers, 1, memory_order_release); }
-
 /* ---------------------------------------------------------- delivery */
 
 static bool is_signal(const act_env_t *e) { return e->msg.type <= ACT_MSG_SYSTEM_MIN; }
@@ -372,7 +108,7 @@ static bool admit(act_proc_t *p, act_env_t *e, act_pid_t to) {
 /* A target on the caller's own scheduler cannot die while we push: only
  * this thread runs it.  No pin, no reader count. */
 static bool deliver_local(act_pid_t to, act_env_t *e) {
-  act_slot_t *s = slot_of(to);
+  act_slot_t *s = act__slot_of(to);
   /* acquire: pairs with the release publishing the slot (act__spawn), so
    * the process it names is fully built even if another thread spawned it
    * (free on x86: a plain load either way) */
@@ -393,7 +129,7 @@ static bool deliver_local(act_pid_t to, act_env_t *e) {
 
 bool act__deliver(act_pid_t to, act_env_t *e) {
   act_sched_t *me = act__sched_self();
-  if (me && (unsigned)me->id == pid_sched(to) && to != ACT_NOPID) return deliver_local(to, e);
+  if (me && (unsigned)me->id == act__pid_sched(to) && to != ACT_NOPID) return deliver_local(to, e);
   act_slot_t *s;
   act_proc_t *p = act__pin(to, &s);
   if (!p) return false;
@@ -425,19 +161,11 @@ int act_send(act_pid_t to, int type, const void *data, size_t size) {
   return act_send_ex(to, type, data, size, NULL);
 }
 
-static void send_signal(act_pid_t to, int type, act_pid_t from, act_ref_t ref,
-                        const void *data, size_t size) {
-  act__deliver_or_drop(to, act__env_new(type, from, ref, data, size, NULL));
-}
-
 /* A process's own private FIFO, from its own thread.  Counted in pending so
  * that the turn's accounting stays exact. */
 static void append_private(act_proc_t *p, act_env_t *e) {
   ACT_DEBUG_ASSERT(p->sched == act__sched_self()); /* the owner's FIFO, owner only */
-  e->next_private = NULL;
-  if (p->priv_tail) p->priv_tail->next_private = e;
-  else p->priv_head = e;
-  p->priv_tail = e;
+  act_queue_push(&p->priv, &e->qnode);
 }
 
 void act__push_private(act_proc_t *p, act_env_t *e) {
@@ -446,12 +174,8 @@ void act__push_private(act_proc_t *p, act_env_t *e) {
 }
 
 static act_env_t *pop_private(act_proc_t *p) {
-  act_env_t *e = p->priv_head;
-  if (e) {
-    p->priv_head = e->next_private;
-    if (!p->priv_head) p->priv_tail = NULL;
-  }
-  return e;
+  act_qnode_t *n = act_queue_pop(&p->priv);
+  return n ? ACT_QUEUE_DATA(n, act_env_t, qnode) : NULL;
 }
 
 /* -------------------------------------------------------------- self */
@@ -499,14 +223,6 @@ _Noreturn void act_crash(const char *fmt, ...) {
 }
 
 /* -------------------------------------------------------------- spawn */
-
-static void live_dec(void) {
-  if (atomic_fetch_sub(&g_live, 1) == 1) { /* seq_cst: rare; kill_all reads it under g_live_mu */
-    pthread_mutex_lock(&g_live_mu);
-    pthread_cond_broadcast(&g_live_cv);
-    pthread_mutex_unlock(&g_live_mu);
-  }
-}
 
 int act__registry_add(const char *name, act_pid_t pid, act_proc_t *p);
 static void drain_dead_inbox(act_proc_t *p);
@@ -563,7 +279,7 @@ act_pid_t act__spawn(const act_behaviour_t *b, void *args,
 
   act_proc_t *p = calloc(1, sizeof *p);
   act_sched_t *sched = act__sched_for(opts ? opts->scheduler : ACT_SCHED_CALLER, caller);
-  act_pid_t pid = p ? slot_alloc((unsigned)sched->id) : ACT_NOPID;
+  act_pid_t pid = p ? act__slot_alloc((unsigned)sched->id) : ACT_NOPID;
   if (!pid) {
     free(p);
     if (waiter) act__proxy_free(waiter);
@@ -581,7 +297,7 @@ act_pid_t act__spawn(const act_behaviour_t *b, void *args,
   /* init counts as the first pending item: set before anyone can see the
    * process, so that no sender schedules it a second time. */
   atomic_store_explicit(&p->pending, 1, memory_order_relaxed); /* published with the slot */
-  act_slot_t *s = slot_of(pid);
+  act_slot_t *s = act__slot_of(pid);
   /* Publish the slot first, then the name: whoever finds the name can send
    * (the other order dropped a send made in between).  seq_cst (a release
    * at least): everything above is visible to whoever reads the slot;
@@ -595,7 +311,7 @@ act_pid_t act__spawn(const act_behaviour_t *b, void *args,
     atomic_store(&s->proc, NULL);
     while (atomic_load(&s->readers)) sched_yield();
     drain_dead_inbox(p);
-    slot_release((uint32_t)pid);
+    act__slot_release((uint32_t)pid);
     free(p);
     if (waiter) act__proxy_free(waiter);
     return *err = ACT_EEXIST, ACT_NOPID;
@@ -615,7 +331,7 @@ act_pid_t act__spawn(const act_behaviour_t *b, void *args,
     act__monvec_add(&caller->monitors_out, ref, pid);
     if (opts->monitor_ref) *opts->monitor_ref = ref;
   }
-  atomic_fetch_add(&g_live, 1); /* seq_cst: once per spawn, against kill_all's loop */
+  act__live_inc();
   act_ref_t ack_ref = p->ack_ref; /* p may be gone once scheduled */
   act__schedule(p);
   if (waiter) {
@@ -656,7 +372,7 @@ int act_link(act_pid_t pid) {
      * died (OTP keeps per-pair order); the link goes when it arrives */
     act__env_free(e);
     act__exit_sig_t sig = {act_reason(ACT_NOPROC), true, false};
-    send_signal(p->pid, ACT__SIG_EXIT, pid, 0, &sig, sizeof sig);
+    act__send_signal(p->pid, ACT__SIG_EXIT, pid, 0, &sig, sizeof sig);
     return ACT_ENOPROC;
   }
   return ACT_OK;
@@ -664,7 +380,7 @@ int act_link(act_pid_t pid) {
 
 int act_unlink(act_pid_t pid) {
   act_proc_t *p = act__require_current("act_unlink");
-  if (act__pidvec_del(&p->links, pid)) send_signal(pid, ACT__SIG_UNLINK, p->pid, 0, NULL, 0);
+  if (act__pidvec_del(&p->links, pid)) act__send_signal(pid, ACT__SIG_UNLINK, p->pid, 0, NULL, 0);
   return ACT_OK;
 }
 
@@ -682,11 +398,6 @@ bool act_parent_exit_as_message(bool on) {
   return old;
 }
 
-static act_env_t *down_env(act_ref_t ref, act_pid_t pid, act_reason_t r, int type) {
-  act_down_msg_t d = {ref, pid, r};
-  return act__env_new(type, pid, ref, &d, sizeof d, NULL);
-}
-
 act_ref_t act_monitor(act_pid_t pid) {
   act_proc_t *p = act__require_current("act_monitor");
   act_ref_t ref = act_make_ref();
@@ -695,7 +406,7 @@ act_ref_t act_monitor(act_pid_t pid) {
   act__monvec_add(&p->monitors_out, ref, pid);
   if (!act__deliver(pid, e)) { /* as act_link: behind pid's earlier messages */
     act__env_free(e);
-    act__deliver_or_drop(p->pid, down_env(ref, pid, act_reason(ACT_NOPROC), ACT__SIG_DOWN));
+    act__deliver_or_drop(p->pid, act__down_env(ref, pid, act_reason(ACT_NOPROC), ACT__SIG_DOWN));
   }
   return ref;
 }
@@ -710,28 +421,16 @@ int act_send_name(const char *name, int type, const void *data, size_t size) {
   return act_send(to, type, data, size);
 }
 
-act_ref_t act_process_info_async(act_pid_t pid, int timeout_ms) {
-  return act_request(pid, ACT__SIG_INFO, NULL, 0, timeout_ms);
-}
-
-int act_process_info(act_pid_t pid, act_process_info_t *out, int timeout_ms) {
-  act_msg_t *r;
-  int rc = act_call(pid, ACT__SIG_INFO, NULL, 0, &r, timeout_ms);
-  if (rc != ACT_OK) return rc;
-  if (r->type == ACT_MSG_PROCESS_INFO && r->size == sizeof *out) memcpy(out, r->data, sizeof *out);
-  else rc = ACT_ENOPROC;
-  act_msg_free(r);
-  return rc;
-}
-
 bool act_demonitor(act_ref_t ref) {
   act_proc_t *p = act__require_current("act_demonitor");
   act_pid_t target;
   bool active = act__monvec_del(&p->monitors_out, ref, &target);
-  if (active) send_signal(target, ACT__SIG_DEMONITOR, p->pid, ref, NULL, 0);
+  if (active) act__send_signal(target, ACT__SIG_DEMONITOR, p->pid, ref, NULL, 0);
   /* flush: a DOWN already turned into a message is skipped, not handled */
-  for (act_env_t *e = p->priv_head; e; e = e->next_private)
+  ACT_QUEUE_FOREACH(n, &p->priv) {
+    act_env_t *e = ACT_QUEUE_DATA(n, act_env_t, qnode);
     if (e->msg.type == ACT_MSG_DOWN && e->msg.ref == ref) e->flushed = true;
+  }
   return active;
 }
 
@@ -768,33 +467,6 @@ static void local_exit_signal(act_proc_t *p, act_pid_t from, act_reason_t r) {
 
 /* ------------------------------------------------------ signals in a turn */
 
-static bool request_done(act_proc_t *p, act_ref_t ref);
-static void fill_info(act_proc_t *p, act_info_t *o);
-
-/* process_info, answered by the process itself between turns. */
-static void answer_info(act_proc_t *p, act_msg_t *m) {
-  act_process_info_t *pi = calloc(1, sizeof *pi);
-  if (!pi) return; /* the asker times out; nothing is lost here */
-  fill_info(p, &pi->info);
-  act__registry_name_of(p->pid, pi->info.name, sizeof pi->info.name);
-  pi->trap_exit = p->trap_exit;
-  pi->supervisor = p->parent;
-  pi->is_supervisor = p->is_supervisor;
-  pi->sup_flags = p->sup_flags;
-  for (uint32_t i = 0; i < p->links.cap; i++)
-    if (p->links.v[i] && pi->nlinks++ < ACT_INFO_LIST_MAX) pi->links[pi->nlinks - 1] = p->links.v[i];
-  for (uint32_t i = 0; i < p->monitors_out.cap; i++)
-    if (p->monitors_out.v[i].ref && pi->nmonitors++ < ACT_INFO_LIST_MAX)
-      pi->monitors[pi->nmonitors - 1] = p->monitors_out.v[i].pid;
-  for (uint32_t i = 0; i < p->monitors_in.cap; i++)
-    if (p->monitors_in.v[i].ref && pi->nmonitored_by++ < ACT_INFO_LIST_MAX)
-      pi->monitored_by[pi->nmonitored_by - 1] = p->monitors_in.v[i].pid;
-  act_env_t *r = act__env_new(ACT_MSG_PROCESS_INFO, p->pid, m->ref, pi, sizeof *pi, NULL);
-  free(pi);
-  if (!r) return;
-  r->is_reply = true;
-  act__deliver_or_drop(m->from, r);
-}
 
 /* Returns true if e was consumed (freed or absorbed), false if it became a
  * message in the private FIFO. */
@@ -831,7 +503,7 @@ static bool accept_envelope(act_proc_t *p, act_env_t *e) {
       append_private(p, e);
       return false;
     }
-    if (request_done(p, m->ref)) { /* the callee is gone: the call fails now */
+    if (act__request_done(p, m->ref)) { /* the callee is gone: the call fails now */
       m->type = ACT_MSG_TIMEOUT;
       append_private(p, e);
       return false;
@@ -839,11 +511,11 @@ static bool accept_envelope(act_proc_t *p, act_env_t *e) {
     act__env_free(e);
     return true;
   case ACT__SIG_INFO:
-    answer_info(p, m);
+    act__answer_info(p, m);
     act__env_free(e);
     return true;
   case ACT__SIG_TIMEOUT:
-    if (request_done(p, m->ref)) {
+    if (act__request_done(p, m->ref)) {
       m->type = ACT_MSG_TIMEOUT;
       append_private(p, e);
       return false;
@@ -851,7 +523,7 @@ static bool accept_envelope(act_proc_t *p, act_env_t *e) {
     act__env_free(e);
     return true;
   default:
-    if (e->is_reply && m->ref && !request_done(p, m->ref)) {
+    if (e->is_reply && m->ref && !act__request_done(p, m->ref)) {
       act__env_free(e); /* a reply nobody waits for any more */
       return true;
     }
@@ -870,9 +542,9 @@ static void drain_dead_inbox(act_proc_t *p) {
     e = (act_env_t *)((char *)n - offsetof(act_env_t, node));
     if (e->msg.type == ACT__SIG_LINK) {
       act__exit_sig_t sig = {act_reason(ACT_NOPROC), true, false};
-      send_signal(e->msg.from, ACT__SIG_EXIT, p->pid, 0, &sig, sizeof sig);
+      act__send_signal(e->msg.from, ACT__SIG_EXIT, p->pid, 0, &sig, sizeof sig);
     } else if (e->msg.type == ACT__SIG_MONITOR) {
-      act__deliver_or_drop(e->msg.from, down_env(e->msg.ref, p->pid,
+      act__deliver_or_drop(e->msg.from, act__down_env(e->msg.ref, p->pid,
                                                  act_reason(ACT_NOPROC), ACT__SIG_DOWN));
     }
     act__env_free(e);
@@ -883,18 +555,18 @@ static void notify_links_and_monitors(act_proc_t *p, act_reason_t r) {
   act__exit_sig_t sig = {r, true, false};
   /* the sets are hash tables: walk them, skipping empty entries */
   for (uint32_t i = 0; i < p->links.cap; i++)
-    if (p->links.v[i]) send_signal(p->links.v[i], ACT__SIG_EXIT, p->pid, 0, &sig, sizeof sig);
+    if (p->links.v[i]) act__send_signal(p->links.v[i], ACT__SIG_EXIT, p->pid, 0, &sig, sizeof sig);
   for (uint32_t i = 0; i < p->monitors_in.cap; i++)
     if (p->monitors_in.v[i].ref)
       act__deliver_or_drop(p->monitors_in.v[i].pid,
-                           down_env(p->monitors_in.v[i].ref, p->pid, r, ACT__SIG_DOWN));
+                           act__down_env(p->monitors_in.v[i].ref, p->pid, r, ACT__SIG_DOWN));
   for (uint32_t i = 0; i < p->monitors_out.cap; i++)
     if (p->monitors_out.v[i].ref)
-      send_signal(p->monitors_out.v[i].pid, ACT__SIG_DEMONITOR, p->pid,
+      act__send_signal(p->monitors_out.v[i].pid, ACT__SIG_DEMONITOR, p->pid,
                   p->monitors_out.v[i].ref, NULL, 0);
   for (uint32_t i = 0; i < p->callees.cap; i++) /* requests in flight */
     if (p->callees.v[i].ref)
-      send_signal(p->callees.v[i].pid, ACT__SIG_DEMONITOR, p->pid, p->callees.v[i].ref, NULL, 0);
+      act__send_signal(p->callees.v[i].pid, ACT__SIG_DEMONITOR, p->pid, p->callees.v[i].ref, NULL, 0);
 }
 
 /* A crash inside terminate becomes the exit reason (act_crash overwrites
@@ -926,7 +598,7 @@ static void die(act_proc_t *p) {
   run_terminate(p, r);
   r = *p->exit_reason;
   act__owned_release_all(p);
-  act_slot_t *slot = slot_of(p->pid);
+  act_slot_t *slot = act__slot_of(p->pid);
   /* The name goes before the slot: once the pid is seen dead (a monitor
    * answers noproc) its name is free, as in OTP.  acquire: pairs with
    * registry.c's release of has_name. */
@@ -950,9 +622,9 @@ static void die(act_proc_t *p) {
   free(p->requests.v);
   free(p->callees.v);
   free(p->exit_reason);
-  slot_release((uint32_t)p->pid);
+  act__slot_release((uint32_t)p->pid);
   free(p);
-  live_dec();
+  act__live_dec();
 }
 
 /* ---------------------------------------------------------------- turn */
@@ -1068,219 +740,7 @@ int act_run_as(act_pid_t pid, void (*fn)(void *arg), void *arg) {
     act__exit_sig_t sig = {*p->exit_reason, false, true};
     free(p->exit_reason);
     p->exit_reason = NULL;
-    send_signal(pid, ACT__SIG_EXIT, pid, 0, &sig, sizeof sig);
+    act__send_signal(pid, ACT__SIG_EXIT, pid, 0, &sig, sizeof sig);
   }
   return ACT_OK;
-}
-
-/* ----------------------------------------------------- request/reply */
-
-/* A request ends (reply, timeout or the callee's DOWN): stop its timer and
- * its monitor of the callee.  The DOWN of a callee that died meanwhile may
- * still come; with no monitor or request left for its ref, it is dropped. */
-static bool request_done(act_proc_t *p, act_ref_t ref) {
-  act_pid_t tref, callee;
-  if (!act__monvec_del(&p->requests, ref, &tref)) return false;
-  if (tref) act_cancel_timer(tref);
-  if (act__monvec_del(&p->callees, ref, &callee))
-    send_signal(callee, ACT__SIG_DEMONITOR, p->pid, ref, NULL, 0);
-  return true;
-}
-
-act_ref_t act__timer_signal(act_proc_t *p, uint64_t ms, int type, act_ref_t ref);
-
-act_ref_t act_request(act_pid_t to, int type, const void *data, size_t size,
-                      int timeout_ms) {
-  act_proc_t *p = act__require_current("act_request");
-  act_ref_t ref = act_make_ref();
-  act_env_t *e = act__env_new(type, p->pid, ref, data, size, NULL);
-  if (!e) return 0;
-  act_ref_t tref = 0;
-  if (timeout_ms >= 0) tref = act__timer_signal(p, (uint64_t)timeout_ms, ACT__SIG_TIMEOUT, ref);
-  act__monvec_add(&p->requests, ref, tref);
-  /* gen_server:call monitors the callee: a dead one fails the call at once
-   * with noproc, one that dies before replying with its reason.  Cost: a
-   * monitor and a demonitor signal per request. */
-  act_env_t *mon = act__env_new(ACT__SIG_MONITOR, p->pid, ref, NULL, 0, NULL);
-  if (mon && act__deliver(to, mon)) {
-    act__monvec_add(&p->callees, ref, to);
-  } else {
-    if (mon) act__env_free(mon);
-    act__deliver_or_drop(p->pid, down_env(ref, to, act_reason(ACT_NOPROC), ACT__SIG_DOWN));
-  }
-  act__deliver_or_drop(to, e);
-  return ref;
-}
-
-int act_reply(const act_msg_t *req, int type, const void *data, size_t size) {
-  return act_reply_ex(req, type, data, size, NULL);
-}
-
-int act_reply_ex(const act_msg_t *req, int type, const void *data, size_t size,
-                 act_payload_free_fn free_fn) {
-  act_env_t *e = act__env_new(type, act_self(), req->ref, data, size, free_fn);
-  if (!e) {
-    return ACT_ENOMEM;
-  }
-  e->is_reply = true;
-  act__deliver_or_drop(req->from, e);
-  return ACT_OK;
-}
-
-/* ------------------------------------------------------- introspection */
-
-static void fill_info(act_proc_t *p, act_info_t *o) {
-  memset(o, 0, sizeof *o);
-  o->pid = p->pid;
-  snprintf(o->behaviour, sizeof o->behaviour, "%s", p->b && p->b->name ? p->b->name : "");
-  o->parent = p->parent;
-  /* relaxed: statistics, read while the owner runs; a snapshot, not a fact */
-  o->mailbox_len = atomic_load_explicit(&p->pending, memory_order_relaxed);
-  o->messages = atomic_load_explicit(&p->handled, memory_order_relaxed);
-  o->restarts = atomic_load_explicit(&p->restarts, memory_order_relaxed);
-  o->scheduler = p->sched ? p->sched->id : -1;
-}
-
-int act_info_of(act_pid_t pid, act_info_t *out) {
-  act_slot_t *s;
-  act_proc_t *p = act__pin(pid, &s);
-  if (!p || p->is_proxy) {
-    if (p) act__unpin(s);
-    return ACT_ENOPROC;
-  }
-  fill_info(p, out);
-  act__unpin(s);
-  act__registry_name_of(pid, out->name, sizeof out->name);
-  return ACT_OK;
-}
-
-size_t act_list(act_info_t *out, size_t max) {
-  size_t n = 0;
-  uint32_t high = act__slot_high_water();
-  for (uint32_t i = 0; i < high; i++) {
-    act_pid_t pid = atomic_load_explicit(&g_slots[i].pid, memory_order_relaxed); /* a hint: pin checks */
-    if (!pid) continue;
-    act_slot_t *s;
-    act_proc_t *p = act__pin(pid, &s);
-    if (!p) continue;
-    if (!p->is_proxy) {
-      if (n < max) {
-        fill_info(p, &out[n]);
-        out[n].name[0] = atomic_load(&p->has_name); /* 1: look it up below */
-      }
-      n++;
-    }
-    act__unpin(s);
-  }
-  /* Only named actors pay for the registry's lock (each lookup scans it). */
-  for (size_t i = 0; i < n && i < max; i++)
-    if (out[i].name[0]) act__registry_name_of(out[i].pid, out[i].name, sizeof out[i].name);
-  return n;
-}
-
-/* ----------------------------------------------------- system stop */
-
-void act__kill_all(void) {
-  for (int round = 0; round < 200 && atomic_load(&g_live) > 0; round++) { /* seq_cst: rare */
-    uint32_t high = act__slot_high_water();
-    for (uint32_t i = 0; i < high; i++) {
-      act_pid_t pid = atomic_load_explicit(&g_slots[i].pid, memory_order_relaxed); /* a hint: pin checks */
-      act_slot_t *s;
-      act_proc_t *p = pid ? act__pin(pid, &s) : NULL;
-      if (!p) continue;
-      bool proxy = p->is_proxy;
-      act__unpin(s);
-      if (!proxy) act_exit(pid, act_reason(ACT_KILL));
-    }
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_nsec += 50 * 1000 * 1000;
-    if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
-    pthread_mutex_lock(&g_live_mu);
-    if (atomic_load(&g_live) > 0) pthread_cond_timedwait(&g_live_cv, &g_live_mu, &ts); /* seq_cst: rare */
-    pthread_mutex_unlock(&g_live_mu);
-  }
-}
-
-/* ---------------------------------------------------------- proxies */
-
-act_proc_t *act__proxy_new(void) {
-  act_proc_t *p = calloc(1, sizeof *p);
-  if (!p) return NULL;
-  p->proxy_mu = malloc(sizeof *p->proxy_mu);
-  p->proxy_cv = malloc(sizeof *p->proxy_cv);
-  act_pid_t pid = slot_alloc(PROXY_SCHED_TAG);
-  if (!pid || !p->proxy_mu || !p->proxy_cv) {
-    free(p->proxy_mu);
-    free(p->proxy_cv);
-    free(p);
-    return NULL;
-  }
-  pthread_mutex_init(p->proxy_mu, NULL);
-  pthread_condattr_t ca;
-  pthread_condattr_init(&ca);
-  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-  pthread_cond_init(p->proxy_cv, &ca);
-  pthread_condattr_destroy(&ca);
-  p->is_proxy = true;
-  p->pid = pid;
-  act__mpsc_init(&p->inbox);
-  act_slot_t *s = slot_of(pid);
-  atomic_store(&s->proc, p); /* seq_cst: as act__spawn's publication */
-  atomic_store(&s->pid, pid);
-  return p;
-}
-
-/* Next envelope for the proxy's thread, or NULL after timeout_ms. */
-act_env_t *act__proxy_wait(act_proc_t *p, int timeout_ms) {
-  struct timespec dl;
-  clock_gettime(CLOCK_MONOTONIC, &dl);
-  if (timeout_ms >= 0) {
-    dl.tv_sec += timeout_ms / 1000;
-    dl.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-    if (dl.tv_nsec >= 1000000000L) dl.tv_sec++, dl.tv_nsec -= 1000000000L;
-  }
-  pthread_mutex_lock(p->proxy_mu);
-  for (;;) {
-    if (atomic_load(&p->pending) > 0) { /* seq_cst: as deliver_local; under proxy_mu too */
-      act_node_t *n = act__mpsc_pop(&p->inbox);
-      if (n) {
-        atomic_fetch_sub(&p->pending, 1); /* seq_cst: as deliver_local */
-        pthread_mutex_unlock(p->proxy_mu);
-        return (act_env_t *)((char *)n - offsetof(act_env_t, node));
-      }
-      /* a push is half done: its sender will signal once it has pushed */
-      pthread_mutex_unlock(p->proxy_mu);
-      sched_yield();
-      pthread_mutex_lock(p->proxy_mu);
-      continue;
-    }
-    int rc = timeout_ms < 0 ? pthread_cond_wait(p->proxy_cv, p->proxy_mu)
-                            : pthread_cond_timedwait(p->proxy_cv, p->proxy_mu, &dl);
-    if (rc != 0 && atomic_load(&p->pending) == 0) { /* seq_cst: as above */
-      pthread_mutex_unlock(p->proxy_mu);
-      return NULL;
-    }
-  }
-}
-
-void act__proxy_free(act_proc_t *p) {
-  act_slot_t *s = slot_of(p->pid);
-  atomic_store(&s->pid, ACT_NOPID); /* seq_cst: Dekker with act__pin, as in die() */
-  atomic_store(&s->proc, NULL);
-  while (atomic_load(&s->readers)) sched_yield();
-  for (uint32_t i = 0; i < p->monitors_out.cap; i++)
-    if (p->monitors_out.v[i].ref)
-      send_signal(p->monitors_out.v[i].pid, ACT__SIG_DEMONITOR, p->pid,
-                  p->monitors_out.v[i].ref, NULL, 0);
-  act_node_t *n;
-  while ((n = act__mpsc_pop(&p->inbox)))
-    act__env_free((act_env_t *)((char *)n - offsetof(act_env_t, node)));
-  free(p->monitors_out.v);
-  pthread_mutex_destroy(p->proxy_mu);
-  pthread_cond_destroy(p->proxy_cv);
-  free(p->proxy_mu);
-  free(p->proxy_cv);
-  slot_release((uint32_t)p->pid);
-  free(p);
 }

@@ -68,10 +68,7 @@ void act__schedule(act_proc_t *p) {
   }
   act_sched_t *s = p->sched;
   if (s == tls_sched) { /* the common case: a send between neighbours */
-    p->local_next = NULL;
-    if (s->local_tail) s->local_tail->local_next = p;
-    else s->local_head = p;
-    s->local_tail = p;
+    act_queue_push(&s->local, &p->local_node);
     s->local_len++;
     return;
   }
@@ -83,13 +80,10 @@ void act__schedule(act_proc_t *p) {
 }
 
 static act_proc_t *pop_local(act_sched_t *s) {
-  act_proc_t *p = s->local_head;
-  if (p) {
-    s->local_head = p->local_next;
-    if (!s->local_head) s->local_tail = NULL;
-    s->local_len--;
-  }
-  return p;
+  act_qnode_t *n = act_queue_pop(&s->local);
+  if (!n) return NULL;
+  s->local_len--;
+  return ACT_QUEUE_DATA(n, act_proc_t, local_node);
 }
 
 #define REMOTE_EVERY 8 /* with local work, still look at the shared queue this often */
@@ -99,7 +93,7 @@ static act_proc_t *pop_remote(act_sched_t *s);
 /* Local work first (no atomics), but never so long that actors woken by
  * other threads wait behind a busy neighbourhood. */
 static act_proc_t *next_runnable(act_sched_t *s) {
-  if (s->local_head && (++s->picks % REMOTE_EVERY != 0 ||
+  if (!act_queue_empty(&s->local) && (++s->picks % REMOTE_EVERY != 0 ||
                         atomic_load_explicit(&s->runq_len, memory_order_relaxed) == 0)) /* a hint */
     return pop_local(s);
   act_proc_t *p = pop_remote(s);
@@ -119,7 +113,7 @@ static act_proc_t *pop_remote(act_sched_t *s) {
 }
 
 static bool idle_spin(act_sched_t *s) {
-  if (s->local_head) return true; /* a libuv callback made someone runnable */
+  if (!act_queue_empty(&s->local)) return true; /* a libuv callback made someone runnable */
   for (int i = 0; i < IDLE_SPINS; i++) {
     if (atomic_load_explicit(&s->runq_len, memory_order_relaxed) > 0) return true; /* a hint */
     cpu_relax();
@@ -161,7 +155,7 @@ static void *sched_main(void *arg) {
     if (idle_spin(s)) continue;
     /* seq_cst: Dekker with act__schedule (see there) */
     atomic_store(&s->sleeping, 1);
-    if (s->local_head || atomic_load(&s->runq_len) > 0 || atomic_load(&g_stopping)) {
+    if (!act_queue_empty(&s->local) || atomic_load(&s->runq_len) > 0 || atomic_load(&g_stopping)) {
       atomic_store_explicit(&s->sleeping, 0, memory_order_relaxed); /* a spurious wake-up is harmless */
       continue;
     }

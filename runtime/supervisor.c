@@ -107,9 +107,9 @@ typedef struct {
   act_ref_t start_req;
   int start_err;             /* AFTER_FAIL_START */
 
-  /* a FIFO: deferred[dhead..ndef) wait, popped in O(1) */
-  act_msg_t **deferred; /* bounded by what callers send a busy supervisor */
-  size_t dhead, ndef, capdef;
+  /* kept messages waiting while busy, linked through their own envelopes
+   * (queue.h): O(1) each way and no allocation, so deferring cannot fail */
+  act_queue_t deferred;
 } sup_t;
 
 static void dispatch(sup_t *s, act_msg_t *m);
@@ -327,9 +327,8 @@ static void restart_from(sup_t *s, kid_t *from);
 static void escalate(sup_t *s);
 
 static void replay_deferred(sup_t *s) {
-  while (!s->busy && !s->starting && s->dhead < s->ndef) {
-    act_msg_t *m = s->deferred[s->dhead++];
-    if (s->dhead == s->ndef) s->dhead = s->ndef = 0;
+  while (!s->busy && !s->starting && !act_queue_empty(&s->deferred)) {
+    act_msg_t *m = &ACT_QUEUE_DATA(act_queue_pop(&s->deferred), act_env_t, qnode)->msg;
     dispatch(s, m);
     act_msg_free(m);
   }
@@ -655,19 +654,8 @@ static void dispatch(sup_t *s, act_msg_t *m) {
 }
 
 static void defer(sup_t *s, act_msg_t *m) {
-  if (s->ndef == s->capdef && s->dhead > 0) { /* reuse the popped front */
-    memmove(s->deferred, s->deferred + s->dhead, (s->ndef - s->dhead) * sizeof *s->deferred);
-    s->ndef -= s->dhead;
-    s->dhead = 0;
-  }
-  if (s->ndef == s->capdef) {
-    size_t ncap = s->capdef ? s->capdef * 2 : 16;
-    act_msg_t **nd = realloc(s->deferred, ncap * sizeof *nd);
-    if (!nd) act_crash("supervisor: out of memory");
-    s->deferred = nd;
-    s->capdef = ncap;
-  }
-  s->deferred[s->ndef++] = act_msg_keep(m);
+  /* kept: out of its process's private FIFO, so its qnode is free */
+  act_queue_push(&s->deferred, &act__env_of(act_msg_keep(m))->qnode);
 }
 
 static void sup_handle(void *state, act_msg_t *m) {
@@ -724,8 +712,8 @@ static void sup_terminate(void *state, act_reason_t r) {
   for (kid_t *k = s->first; k; k = k->next)
     if (k->pid) act_exit(k->pid, act_reason(ACT_KILL));
   while (s->first) remove_kid(s, s->first); /* frees dynamic args */
-  for (size_t i = s->dhead; i < s->ndef; i++) act_msg_free(s->deferred[i]);
-  free(s->deferred);
+  for (act_qnode_t *n; (n = act_queue_pop(&s->deferred));)
+    act_msg_free(&ACT_QUEUE_DATA(n, act_env_t, qnode)->msg);
   free(s->index);
   free(s->stamps);
   free(s->stopping);

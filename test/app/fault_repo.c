@@ -34,6 +34,7 @@
 
 #include "app.h"
 #include "db.h"
+#include "repo.h"
 
 #define CALL_MS 4000
 

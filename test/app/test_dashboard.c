@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "dashboard.h"
+#include "pubsub.h"
 
 /* ------------------------------------------------------------ helpers */
 

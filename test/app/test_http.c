@@ -371,15 +371,14 @@ static char *serve(const char *raw)
     http_conn_init(c);
     http_feed_result_t res;
     http_conn_feed(c, raw, strlen(raw), &res);
-    http_buf_t out;
-    http_buf_init(&out);
+    act_buf_t out = ACT_BUF_INIT;
     if (res == HTTP_FEED_REQUEST)
         ck_assert_int_ge(http_serve_static(&st, &c->req, &out), 200);
     else
         ck_assert_int_eq(http_response_error(&out, c->error_status, false, false), 0);
     free(c);
     size_t len;
-    char *text = http_buf_take(&out, &len);
+    char *text = act_buf_take(&out, &len);
     ck_assert_uint_eq(strlen(text), len);
     return text;
 }
@@ -563,28 +562,27 @@ END_TEST
 
 START_TEST(text_responses)
 {
-    http_buf_t b;
-    http_buf_init(&b);
+    act_buf_t b = ACT_BUF_INIT;
     ck_assert_int_eq(http_response_text(&b, 200, "text/plain; charset=utf-8", "ok", 2, true, false), 0);
     char v[64];
-    ck_assert_int_eq(resp_status(b.data), 200);
-    ck_assert(resp_header(b.data, "Content-Length", v, sizeof v));
+    ck_assert_int_eq(resp_status(b.p), 200);
+    ck_assert(resp_header(b.p, "Content-Length", v, sizeof v));
     ck_assert_str_eq(v, "2");
-    ck_assert_str_eq(resp_body(b.data), "ok");
-    http_buf_free(&b);
+    ck_assert_str_eq(resp_body(b.p), "ok");
+    act_buf_free(&b);
     ck_assert_int_eq(http_response_text(&b, 503, "text/plain", "down\n", 5, false, true), 0);
-    ck_assert_int_eq(resp_status(b.data), 503);
-    ck_assert(strstr(b.data, "503 Service Unavailable\r\n"));
-    ck_assert(resp_header(b.data, "Content-Length", v, sizeof v));
+    ck_assert_int_eq(resp_status(b.p), 503);
+    ck_assert(strstr(b.p, "503 Service Unavailable\r\n"));
+    ck_assert(resp_header(b.p, "Content-Length", v, sizeof v));
     ck_assert_str_eq(v, "5");
-    ck_assert_str_eq(resp_body(b.data), "");
-    http_buf_free(&b);
+    ck_assert_str_eq(resp_body(b.p), "");
+    act_buf_free(&b);
     static const int codes[] = {400, 404, 405, 413, 414, 431, 500, 503};
     for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
         ck_assert_int_eq(http_response_error(&b, codes[i], true, false), 0);
-        ck_assert_int_eq(resp_status(b.data), codes[i]);
+        ck_assert_int_eq(resp_status(b.p), codes[i]);
         ck_assert_str_ne(http_reason(codes[i]), "");
-        http_buf_free(&b);
+        act_buf_free(&b);
     }
 }
 END_TEST
@@ -610,11 +608,10 @@ static int handshake(const char *raw, char **resp)
     http_feed_result_t res;
     http_conn_feed(&c, raw, strlen(raw), &res);
     ck_assert_int_eq(res, HTTP_FEED_REQUEST);
-    http_buf_t b;
-    http_buf_init(&b);
+    act_buf_t b = ACT_BUF_INIT;
     int s = http_ws_handshake(&c.req, &b);
     size_t len;
-    *resp = http_buf_take(&b, &len);
+    *resp = act_buf_take(&b, &len);
     return s;
 }
 
@@ -723,37 +720,36 @@ START_TEST(version_not_supported)
     const char *h2 = "GET / HTTP/2.0\r\nHost: a\r\n\r\n";
     ck_assert_int_eq(parse_status(h2, strlen(h2), &st), HTTP_FEED_ERROR);
     ck_assert_int_eq(st, 505);
-    http_buf_t b;
-    http_buf_init(&b);
+    act_buf_t b = ACT_BUF_INIT;
     http_response_error(&b, 505, false, false);
-    ck_assert_int_eq(resp_status(b.data), 505);
-    http_buf_free(&b);
+    ck_assert_int_eq(resp_status(b.p), 505);
+    act_buf_free(&b);
 }
 END_TEST
 
 START_TEST(security_headers_everywhere)
 {
-    http_buf_t b;
+    act_buf_t b;
     char v[256];
     int statuses[] = {200, 400, 403, 404, 405, 408, 426, 429, 500, 503, 505};
     for (size_t i = 0; i < sizeof statuses / sizeof statuses[0]; i++) {
-        http_buf_init(&b);
+        b = (act_buf_t)ACT_BUF_INIT;
         if (statuses[i] == 200)
             http_response_text(&b, 200, "text/plain", "ok", 2, true, false);
         else
             http_response_error(&b, statuses[i], false, false);
-        ck_assert_msg(resp_header(b.data, "Content-Security-Policy", v, sizeof v), "%d", statuses[i]);
+        ck_assert_msg(resp_header(b.p, "Content-Security-Policy", v, sizeof v), "%d", statuses[i]);
         ck_assert_str_eq(v, "default-src 'self'; connect-src 'self'; img-src 'self' data:; "
                             "frame-ancestors 'none'; base-uri 'none'; form-action 'self'");
         ck_assert(!strstr(v, "unsafe-inline"));
-        ck_assert(resp_header(b.data, "X-Frame-Options", v, sizeof v));
+        ck_assert(resp_header(b.p, "X-Frame-Options", v, sizeof v));
         ck_assert_str_eq(v, "DENY");
-        ck_assert(resp_header(b.data, "Referrer-Policy", v, sizeof v));
+        ck_assert(resp_header(b.p, "Referrer-Policy", v, sizeof v));
         ck_assert_str_eq(v, "no-referrer");
-        ck_assert(resp_header(b.data, "X-Content-Type-Options", v, sizeof v));
+        ck_assert(resp_header(b.p, "X-Content-Type-Options", v, sizeof v));
         ck_assert_str_eq(v, "nosniff");
         ck_assert(http_reason(statuses[i])[0]);
-        http_buf_free(&b);
+        act_buf_free(&b);
     }
     char *r;
     ck_assert_int_eq(handshake(ws_ok, &r), 101);
@@ -788,12 +784,11 @@ START_TEST(handshake_head_has_no_body)
     ck_assert_str_ne(v, "0");
     ck_assert_str_eq(resp_body(r), "");
     free(r);
-    http_buf_t b;
-    http_buf_init(&b);
+    act_buf_t b = ACT_BUF_INIT;
     http_response_error_allow(&b, 405, "GET", false, false);
-    ck_assert(resp_header(b.data, "Allow", v, sizeof v));
+    ck_assert(resp_header(b.p, "Allow", v, sizeof v));
     ck_assert_str_eq(v, "GET");
-    http_buf_free(&b);
+    act_buf_free(&b);
 }
 END_TEST
 

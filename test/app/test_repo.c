@@ -20,6 +20,8 @@
 
 #include "app.h"
 #include "db.h"
+#include "pubsub.h"
+#include "repo.h"
 
 #define WAIT_MS 10000
 #define CALL_MS 15000

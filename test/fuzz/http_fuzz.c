@@ -70,15 +70,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (used == 0)
                 abort(); /* a request of no bytes: the endpoint's loop would spin */
             requests++;
-            http_buf_t out;
-            http_buf_init(&out);
+            act_buf_t out = ACT_BUF_INIT;
             if (strlen(c->req.url) > HTTP_LIMIT_URL)
                 abort();
             if (c->req.upgrade) {
                 int st = http_ws_handshake(&c->req, &out);
                 if (st != 101 && st != 400 && st != 426 && st != -1)
                     abort();
-                http_buf_free(&out);
+                act_buf_free(&out);
                 break; /* the connection has left HTTP */
             }
             /* static files from web/ (the harness runs from the repository
@@ -91,7 +90,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             } else {
                 http_response_error(&out, 404, c->req.keep_alive, false);
             }
-            http_buf_free(&out);
+            act_buf_free(&out);
             if (!c->req.keep_alive)
                 break;
             continue; /* the next pipelined request, from where it stopped */

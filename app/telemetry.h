@@ -1,0 +1,37 @@
+/*
+ * telemetry.h -- the counters behind /metrics and /healthz (telemetry.c).
+ *
+ * Counters are process-wide atomics that any thread bumps (tm_add, one
+ * relaxed fetch_add); /metrics renders them with what the runtime tells
+ * of its actors.
+ */
+#ifndef CHATTER_TELEMETRY_H
+#define CHATTER_TELEMETRY_H
+
+#include "act.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+
+enum {
+  TM_HTTP_REQUESTS,       /* counter */
+  TM_WS_CONNECTIONS,      /* counter: upgrades */
+  TM_WS_OPEN,             /* gauge */
+  TM_SESSION_RESTARTS,    /* counter: session actors restarted on a live socket */
+  TM_MESSAGES,            /* counter: messages committed */
+  TM_SLOW_CLIENTS,        /* counter: closed with 1008 */
+  TM_RATE_LIMITED,        /* counter */
+  TM_DB_ERRORS,           /* counter: requests answered `unavailable` */
+  TM_DB_QUERIES,          /* counter */
+  TM_DB_RTT_US_SUM,       /* counter: microseconds spent in queries */
+  TM_COUNT
+};
+void tm_add(int metric, long delta);
+long tm_get(int metric);
+/* The Prometheus text exposition (version 0.0.4); malloc'd. */
+char *telemetry_render(size_t *len);
+/* For /healthz: the tree's named actors are alive and the database answers. */
+bool app_healthy(void);
+const act_behaviour_t *telemetry_behaviour(void);
+
+#endif
