@@ -58,6 +58,8 @@ typedef struct app_config {
   int send_timeout_ms;      /* CHATTER_SEND_TIMEOUT_MS, default 30 s */
   char allowed_origins[2048]; /* CHATTER_ALLOWED_ORIGINS: comma list, "*" = any */
   char allowed_hosts[2048];   /* CHATTER_ALLOWED_HOSTS: comma list, "*" = any */
+  int shutdown_ms;          /* CHATTER_SHUTDOWN_MS, default 10 s: the SIGTERM
+                               drain's bound (main.c) */
 } app_config_t;
 
 const app_config_t *app_config(void);
@@ -360,5 +362,13 @@ bool repo_database_up(void); /* the writer's view: for /healthz */
 bool presence_ready(void);     /* the users list is loaded */
 void repo_mark_migrated(void); /* main applied the migrations at start */
 bool repo_migration_idle(void); /* no migration queued or running on the pool */
+
+/* ------------------------------------ the SIGTERM drain (main.c, issue 9 §2) */
+
+/* main -> repo.0 when the drain time is up: drop the connection, so that
+ * every insert queued or in flight is answered `unavailable` now. */
+enum { REPO_ABANDON = 660 };
+bool repo_writer_idle(void); /* no insert queued or in flight on the writer */
+int repo_fence_pid(void);    /* a writer backend that may still commit, 0 if none */
 
 #endif
