@@ -524,18 +524,23 @@ void conn_close_upgraded(acceptor_t *a, uint16_t code, const char *why) {
 }
 
 /* The SIGTERM drain.  HTTP: a conn whose response is still being written
- * closes once it is (close_after_write also stops parsing what follows);
- * any other closes now (idle, or a request not yet complete: nobody was
- * promised an answer).  WebSocket: 1001 now unless its session holds a
- * request, whose reply conn_frame_done sends first; force: 1001 now. */
+ * closes once it is, or CLOSE_GRACE_MS later if the peer does not read it
+ * (close_after_write also stops parsing what follows; closing keeps
+ * http_rearm off the timer); any other closes now (idle, or a request not
+ * yet complete: nobody was promised an answer).  WebSocket: 1001 now unless
+ * its session holds a request, whose reply conn_frame_done sends first;
+ * force: 1001 now. */
 void conn_drain(acceptor_t *a, bool force) {
   for (size_t b = 0; b < ENDPOINT_TABLE_BUCKETS; b++)
     for (conn_t *c = a->table[b], *next; c; c = next) {
       next = c->hnext; /* closing takes c out of the table */
       if (c->closing) continue;
-      if (!c->upgraded) {
-        if (c->http_unsent) c->close_after_write = true;
-        else conn_shutdown(c);
+      if (!c->upgraded && !c->http_unsent) {
+        conn_shutdown(c);
+      } else if (!c->upgraded) {
+        c->close_after_write = true;
+        c->closing = true;
+        uv_timer_start(&c->timer, on_grace_over, CLOSE_GRACE_MS, 0);
       } else if (force || !c->in_flight) {
         conn_close(c, WS_CLOSE_GOING_AWAY, DRAIN_CLOSE_REASON);
       }
