@@ -243,3 +243,29 @@ test('past CHATTER_SHUTDOWN_MS (the writer hung with SIGSTOP): unavailable, 1001
   }
   assert.deepEqual(storedClientIds(`${tag}-`), [], 'a send answered unavailable is not stored');
 });
+
+test('a second SIGTERM during the drain exits at once (143), without waiting for the send in flight', async () => {
+  const server = await startServer({ env: { CHATTER_SHUTDOWN_MS: '60000', CHATTER_DB_TIMEOUT_MS: '30000' } });
+  const c = await joined(server.wsUrl);
+  await c.sendOk(`before ${uniq()}`);
+  const lock = await lockMessages();
+  try {
+    c.sendReq({ type: 'send', content: 'held by the lock', client_id: uniq('second').replace(/[^A-Za-z0-9_-]/g, '') });
+    await writerWaitingOnLock(server);
+    const exit = exitOf(server);
+    server.proc.kill('SIGTERM');
+    await logLine(server, /phase=listeners_closed/);
+    assert.equal(server.exited(), null, 'the first SIGTERM waits for the send in flight');
+    const t0 = Date.now();
+    server.proc.kill('SIGTERM');
+    let timer;
+    const res = await Promise.race([exit, new Promise((r) => { timer = setTimeout(() => r('still running'), 10000); })]);
+    clearTimeout(timer);
+    if (res === 'still running') server.proc.kill('SIGKILL');
+    assert.deepEqual(res, { code: 143, sig: null }, server.logs().slice(-3000));
+    assert.ok(Date.now() - t0 < 5000, `exited ${Date.now() - t0} ms after the second signal`);
+    assert.match(server.logs(), /phase=abort signal=SIGTERM/);
+  } finally {
+    await lock.release();
+  }
+});
