@@ -62,6 +62,8 @@ typedef struct app_config {
   int send_timeout_ms;      /* CHATTER_SEND_TIMEOUT_MS, default 30 s */
   char allowed_origins[2048]; /* CHATTER_ALLOWED_ORIGINS: comma list, "*" = any */
   char allowed_hosts[2048];   /* CHATTER_ALLOWED_HOSTS: comma list, "*" = any */
+  int shutdown_ms;          /* CHATTER_SHUTDOWN_MS, default 10 s: the SIGTERM
+                               drain's bound (main.c) */
 } app_config_t;
 
 const app_config_t *app_config(void);
@@ -83,5 +85,13 @@ int app_log_reopen(void);
 /* Message types: each actor's header numbers its own in a range of 100
  * (repo.h 100, pubsub.h 200, presence.h 300, session.h and endpoint.h 400),
  * so that a stray message is never mistaken for another actor's. */
+
+/* ------------------------------------ the SIGTERM drain (main.c, issue 9 §2) */
+
+/* main -> repo.0 when the drain time is up: drop the connection, so that
+ * every insert queued or in flight is answered `unavailable` now. */
+enum { REPO_ABANDON = 660 };
+bool repo_writer_idle(void); /* no insert queued or in flight on the writer */
+int repo_fence_pid(void);    /* a writer backend that may still commit, 0 if none */
 
 #endif

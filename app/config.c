@@ -21,6 +21,7 @@
  *   CHATTER_HEADER_TIMEOUT_MS (10000), CHATTER_KEEPALIVE_TIMEOUT_MS (60000),
  *   CHATTER_SEND_TIMEOUT_MS (30000), CHATTER_ALLOWED_ORIGINS,
  *   CHATTER_ALLOWED_HOSTS (README "Bounds" and "Origins and hosts")
+ *   CHATTER_SHUTDOWN_MS (10000): how long the SIGTERM drain may take (main.c)
  */
 #include "app.h"
 
@@ -116,6 +117,8 @@ void app_config_load(const char *argv0) {
   g_cfg.header_timeout_ms = env_int("CHATTER_HEADER_TIMEOUT_MS", 10000, 100, 3600000);
   g_cfg.keepalive_timeout_ms = env_int("CHATTER_KEEPALIVE_TIMEOUT_MS", 60000, 100, 3600000);
   g_cfg.send_timeout_ms = env_int("CHATTER_SEND_TIMEOUT_MS", 30000, 100, 3600000);
+  /* 10 s: systemd's TimeoutStopSec is 90 s, Kubernetes' grace period 30 s */
+  g_cfg.shutdown_ms = env_int("CHATTER_SHUTDOWN_MS", 10000, 100, 3600000);
   const char *origins = getenv("CHATTER_ALLOWED_ORIGINS");
   snprintf(g_cfg.allowed_origins, sizeof g_cfg.allowed_origins, "%s", origins ? origins : "");
   const char *hosts = getenv("CHATTER_ALLOWED_HOSTS");

@@ -57,6 +57,7 @@
 
 #define PING_INTERVAL_MS 30000 /* a ping every 30 s, close if no pong */
 #define CLOSE_GRACE_MS 5000    /* a closing peer gets this long to answer */
+#define DRAIN_CLOSE_REASON "server shutting down" /* with 1001 (main.c's drain) */
 #define CONN_HTTP_MAX_UNSENT (256u * 1024)
 #define CONN_READ_SLAB (64u * 1024) /* one read, per thread, shared by its conns */
 #define CONN_HTTP_MAX_STASH CONN_READ_SLAB
@@ -235,6 +236,11 @@ void conn_frame_done(conn_t *c) {
   }
   c->in_flight = false;
   c->st.head_crashed = false;
+  acceptor_t *a = endpoint_local_acceptor();
+  if (a && a->draining) { /* the reply is queued: the close frame follows it */
+    conn_close(c, WS_CLOSE_GOING_AWAY, DRAIN_CLOSE_REASON);
+    return;
+  }
   pump(c);
 }
 
@@ -512,6 +518,30 @@ void conn_close_upgraded(acceptor_t *a, uint16_t code, const char *why) {
     for (conn_t *c = a->table[b], *next; c; c = next) {
       next = c->hnext; /* conn_close may take c out of the table */
       if (c->upgraded && !c->closing) conn_close(c, code, why);
+    }
+}
+
+/* The SIGTERM drain.  HTTP: a conn whose response is still being written
+ * closes once it is, or CLOSE_GRACE_MS later if the peer does not read it
+ * (close_after_write also stops parsing what follows; closing keeps
+ * http_rearm off the timer); any other closes now (idle, or a request not
+ * yet complete: nobody was promised an answer).  WebSocket: 1001 now unless
+ * its session holds a request, whose reply conn_frame_done sends first;
+ * force: 1001 now. */
+void conn_drain(acceptor_t *a, bool force) {
+  for (size_t b = 0; b < ENDPOINT_TABLE_BUCKETS; b++)
+    for (conn_t *c = a->table[b], *next; c; c = next) {
+      next = c->hnext; /* closing takes c out of the table */
+      if (c->closing) continue;
+      if (!c->upgraded && !c->http_unsent) {
+        conn_shutdown(c);
+      } else if (!c->upgraded) {
+        c->close_after_write = true;
+        c->closing = true;
+        uv_timer_start(&c->timer, on_grace_over, CLOSE_GRACE_MS, 0);
+      } else if (force || !c->in_flight) {
+        conn_close(c, WS_CLOSE_GOING_AWAY, DRAIN_CLOSE_REASON);
+      }
     }
 }
 

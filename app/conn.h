@@ -43,6 +43,7 @@ typedef struct acceptor {
   uv_prepare_t *flusher;    /* flushes them once per loop turn (own allocation) */
   act_pid_t sessions_pid;   /* the sessions supervisor our sessions live under */
   act_ref_t sessions_mon;   /* its monitor */
+  bool draining;            /* SIGTERM: no listener; conns close when done */
 } acceptor_t;
 
 /* ---- endpoint.c ---- */
@@ -68,6 +69,9 @@ void conn_session_failed(uint64_t conn_id, int err);
 void conn_close_upgraded(acceptor_t *a, uint16_t code, const char *why);
 /* Presence says another socket took this conn's name over. */
 void conn_take_over(uint64_t conn_id);
+/* The drain (endpoint.h): close what is idle now, the rest when done;
+ * force: every WebSocket now, request in flight or not. */
+void conn_drain(acceptor_t *a, bool force);
 
 /* ---- routes.c ---- */
 typedef enum route_action {

@@ -18,6 +18,8 @@
  *
  * Kind: an actor, the acceptor (endpoint.h), one per scheduler; listener.c,
  * conn.c and routes.c are its parts and run inside it.
+ * SIGTERM (main.c): ENDPOINT_DRAIN closes the listening socket before it is
+ * answered, then lets each conn finish what it was asked (endpoint.h).
  */
 #include "conn.h"
 #include "presence.h"
@@ -135,9 +137,21 @@ static void on_down(acceptor_t *a, act_msg_t *m) {
   conn_close_upgraded(a, WS_CLOSE_INTERNAL, "sessions restarted");
 }
 
+static void on_drain(acceptor_t *a, act_msg_t *m) {
+  if (!a->draining) {
+    a->draining = true;
+    listener_close(a->listener);
+    a->listener = NULL;
+    app_log(LOG_INFO, "shutdown phase=stop_accepting conns=%zu", a->nconns);
+  }
+  conn_drain(a, m->type == ENDPOINT_DRAIN_FORCE);
+  if (m->type == ENDPOINT_DRAIN) act_reply(m, ENDPOINT_DRAINING, NULL, 0);
+}
+
 static void acc_handle(void *state, act_msg_t *m) {
   acceptor_t *a = state;
-  if (m->type == CONN_TAKE_OVER_NOTICE) conn_take_over(((const conn_notice_t *)m->data)->conn_id);
+  if (m->type == ENDPOINT_DRAIN || m->type == ENDPOINT_DRAIN_FORCE) on_drain(a, m);
+  else if (m->type == CONN_TAKE_OVER_NOTICE) conn_take_over(((const conn_notice_t *)m->data)->conn_id);
   else if (m->type == ACT_MSG_SUP_REPLY) on_start_reply(m);
   else if (m->type == ACT_MSG_DOWN) on_down(a, m);
 }

@@ -78,4 +78,16 @@ bool conn_send_shared(conn_t *c, ws_shared_t *frame);
 bool conn_backlogged(conn_t *c);
 void conn_close(conn_t *c, uint16_t code, const char *why);
 
+/* ---- the SIGTERM drain (main.c, issue 9 §2) ----
+ * ENDPOINT_DRAIN, a call from main to each acceptor, answered
+ * ENDPOINT_DRAINING once its listening socket is closed (a new connect is
+ * refused from then on, not queued): idle HTTP connections close at once,
+ * busy ones after their response; a WebSocket closes with 1001 at once, or,
+ * if its session is handling a request, right after that request's reply
+ * (a `send` is answered `sent` or `unavailable` first).
+ * ENDPOINT_DRAIN_FORCE: the drain time is up: every WebSocket 1001 now. */
+enum { ENDPOINT_DRAIN = 650, ENDPOINT_DRAINING, ENDPOINT_DRAIN_FORCE };
+/* Sockets held by the endpoint, process-wide (listener.c). */
+long endpoint_open_conns(void);
+
 #endif

@@ -61,6 +61,8 @@ struct listener {
 static _Atomic long g_open;       /* sockets held by conns, all loops */
 static _Atomic long g_max_conns;  /* computed once, at the first listener */
 
+long endpoint_open_conns(void) { return atomic_load_explicit(&g_open, memory_order_relaxed); }
+
 long listener_max_conns(void) {
   long m = atomic_load_explicit(&g_max_conns, memory_order_relaxed);
   if (m) return m;
@@ -302,14 +304,19 @@ static void on_closed(uv_handle_t *h) {
   if (h == (uv_handle_t *)&l->poll) l->poll_closed = true;
   else l->timer_closed = true;
   if (!l->poll_closed || !l->timer_closed) return;
-  close(l->fd);
   free(l);
 }
 
+/* The socket is closed here, not in on_closed: from the moment this returns
+ * a new connect is refused (the SIGTERM drain tells the log so), instead of
+ * waiting in the backlog of a socket nobody accepts from.  uv_poll_stop has
+ * already taken the descriptor out of epoll, so closing it now is safe. */
 void listener_close(listener_t *l) {
   if (!l) return;
   uv_poll_stop(&l->poll);
   uv_timer_stop(&l->retry);
+  close(l->fd);
+  l->fd = -1;
   uv_close((uv_handle_t *)&l->poll, on_closed);
   uv_close((uv_handle_t *)&l->retry, on_closed);
 }

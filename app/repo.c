@@ -104,8 +104,18 @@ static _Atomic unsigned g_rr;
 static _Atomic int g_fence_pid;        /* a former writer backend, 0 if none */
 static _Atomic int64_t g_last_seq;     /* the highest seq the writer pushed */
 static _Atomic bool g_last_seq_known;
+/* The SIGTERM drain (main.c) waits until the writer holds no insert. */
+static _Atomic bool g_writer_busy;
 
 bool repo_database_up(void) { return atomic_load(&g_writer_up); }
+bool repo_writer_idle(void) { return !atomic_load(&g_writer_busy); }
+int repo_fence_pid(void) { return atomic_load(&g_fence_pid); }
+
+/* Published after the replies it follows, so that a drain that sees the
+ * writer idle knows every sender has been answered. */
+static void publish_busy(const repo_t *r) {
+  if (r->index == 0) atomic_store(&g_writer_busy, r->qhead || r->batch_in_flight);
+}
 
 act_pid_t repo_writer(void) { return act_whereis("repo.0"); }
 
@@ -451,6 +461,7 @@ static void inserted_body(cb_call_t *c) {
         free(frag.ptr);
         for (; p; p = p->next) reply_unavailable(p->from, p->ref, REPO_INSERTED);
         r->batch_in_flight = false;
+        publish_busy(r);
         writer_retry(r, "out of memory: a committed message will be pushed by the fence");
         return;
       }
@@ -483,9 +494,16 @@ static void fail_queue(repo_t *r) {
   free_batch(r->qhead);
   r->qhead = r->qtail = NULL;
   r->qlen = 0;
+  publish_busy(r);
 }
 
+static void submit_batch_now(repo_t *r);
 static void submit_batch(repo_t *r) {
+  submit_batch_now(r);
+  publish_busy(r);
+}
+
+static void submit_batch_now(repo_t *r) {
   if (r->batch_in_flight || !r->qhead || !r->db) return;
   if (r->wstate != W_READY) { /* connecting or fencing: wait; down: tell */
     if (db_conn_state(r->db) == DB_DOWN) fail_queue(r);
@@ -795,6 +813,9 @@ static void repo_handle(void *state, act_msg_t *m) {
     break;
   }
   case REPO_INSERT: queue_insert(r, m); break;
+  case REPO_ABANDON: /* the drain time is up (main.c): unavailable, now */
+    if (r->index == 0 && r->db) db_conn_reset(r->db, "shutdown: the drain time is up");
+    break;
   case REPO_TICK:
     if (r->db && r->wstate == W_READY && db_conn_pending(r->db) == 0)
       db_ping(r->db, on_tick_ping, NULL);
