@@ -18,6 +18,7 @@
  *
  * Kind: an actor, the acceptor (endpoint.h), one per scheduler; listener.c,
  * conn.c and routes.c are its parts and run inside it.
+ *
  * SIGTERM (main.c): ENDPOINT_DRAIN closes the listening socket before it is
  * answered, then lets each conn finish what it was asked (endpoint.h).
  */
