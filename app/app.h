@@ -62,6 +62,14 @@ typedef struct app_config {
   int send_timeout_ms;      /* CHATTER_SEND_TIMEOUT_MS, default 30 s */
   char allowed_origins[2048]; /* CHATTER_ALLOWED_ORIGINS: comma list, "*" = any */
   char allowed_hosts[2048];   /* CHATTER_ALLOWED_HOSTS: comma list, "*" = any */
+  /* Operations */
+  bool debug;               /* CHATTER_DEBUG set, not empty and not "0":
+                               POST /debug/kill, and the dashboard's controls
+                               for every peer under CHATTER_DASHBOARD=auto */
+  char dashboard[16];       /* CHATTER_DASHBOARD: off|read|control|auto
+                               ("" = auto); dashboard.c parses it */
+  int db_timeout_ms;        /* CHATTER_DB_TIMEOUT_MS, 100 ms to 60 s, default
+                               DB_QUERY_TIMEOUT_MS (db.h): a query's deadline */
 } app_config_t;
 
 const app_config_t *app_config(void);

@@ -754,10 +754,8 @@ static int repo_init(void *args, void **state) {
   r->wstate = W_DOWN;
   /* In pg_stat_activity: which server process, which connection. */
   snprintf(r->app_name, sizeof r->app_name, "chatter.%d repo.%d", (int)getpid(), r->index);
-  /* CHATTER_DB_TIMEOUT_MS: each query's deadline (db.h), 100 ms to 60 s. */
-  const char *t = getenv("CHATTER_DB_TIMEOUT_MS");
-  long timeout = t ? strtol(t, NULL, 10) : DB_QUERY_TIMEOUT_MS;
-  if (timeout < 100 || timeout > 60000) timeout = DB_QUERY_TIMEOUT_MS;
+  /* CHATTER_DB_TIMEOUT_MS (config.c): each query's deadline (db.h) */
+  long timeout = app_config()->db_timeout_ms ? app_config()->db_timeout_ms : DB_QUERY_TIMEOUT_MS;
   db_conn_opts o = {.conninfo = app_config()->database_url, .on_state = on_db_state, .ud = r,
                     .query_timeout_ms = (unsigned)timeout, .application_name = r->app_name};
   r->fence_wait_ms = FENCE_WAIT_MS < timeout / 2 ? FENCE_WAIT_MS : (unsigned)timeout / 2;

@@ -171,7 +171,7 @@ route_action_t routes_answer(const http_req_t *r, act_buf_t *buf) {
     return ROUTE_CLOSE;
   }
   if (strcmp(r->path, "/ws") == 0 || dashboard_is_ws(r->path)) return answer_ws(r, buf);
-  if (strcmp(r->path, "/debug/kill") == 0 && getenv("CHATTER_DEBUG")) {
+  if (strcmp(r->path, "/debug/kill") == 0 && app_config()->debug) {
     debug_kill(r, buf);
   } else if (strcmp(r->path, "/healthz") == 0 || strcmp(r->path, "/metrics") == 0) {
     if (!is_get_or_head(r)) {
