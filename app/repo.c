@@ -73,7 +73,6 @@ typedef struct repo {
   act_pid_t self;
   db_conn *db;
   pending_insert_t *qhead, *qtail; /* the writer's next batch */
-  size_t qlen;
   bool batch_in_flight;
   uv_loop_t *loop;
   int wstate;      /* writer only: W_* */
@@ -482,7 +481,6 @@ static void fail_queue(repo_t *r) {
     reply_unavailable(p->from, p->ref, REPO_INSERTED);
   free_batch(r->qhead);
   r->qhead = r->qtail = NULL;
-  r->qlen = 0;
 }
 
 static void submit_batch(repo_t *r) {
@@ -510,7 +508,6 @@ static void submit_batch(repo_t *r) {
     rows[x->nbatch].content = p->content;
     rows[x->nbatch].client_id = p->client_id;
     x->nbatch++;
-    r->qlen--;
   }
   if (!r->qhead) r->qtail = NULL;
   r->batch_in_flight = true;
@@ -548,7 +545,6 @@ static void queue_insert(repo_t *r, act_msg_t *m) {
   if (r->qtail) r->qtail->next = p;
   else r->qhead = p;
   r->qtail = p;
-  r->qlen++;
   submit_batch(r);
 }
 

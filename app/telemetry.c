@@ -82,23 +82,9 @@ char *telemetry_render(size_t *len) {
 }
 
 bool app_healthy(void) {
-  static const char *const names[] = {APP_NAME_TELEMETRY, APP_NAME_REPO_SUP, APP_NAME_PUBSUB,
+  static const char *const names[] = {APP_NAME_REPO_SUP, APP_NAME_PUBSUB,
                                       APP_NAME_PRESENCE, APP_NAME_SESSIONS, APP_NAME_ENDPOINT};
   for (size_t i = 0; i < sizeof names / sizeof *names; i++)
     if (!act_whereis(names[i])) return false;
   return repo_database_up() && presence_ready();
 }
-
-static int tl_init(void *args, void **state) {
-  (void)args;
-  *state = NULL;
-  return ACT_OK;
-}
-
-static void tl_handle(void *state, act_msg_t *m) {
-  (void)state;
-  (void)m;
-}
-
-static const act_behaviour_t behaviour = {"telemetry", tl_init, tl_handle, NULL};
-const act_behaviour_t *telemetry_behaviour(void) { return &behaviour; }

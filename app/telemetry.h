@@ -32,6 +32,5 @@ long tm_get(int metric);
 char *telemetry_render(size_t *len);
 /* For /healthz: the tree's named actors are alive and the database answers. */
 bool app_healthy(void);
-const act_behaviour_t *telemetry_behaviour(void);
 
 #endif
