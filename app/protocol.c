@@ -792,32 +792,31 @@ proto_str proto_enc_sent(const char *ref, const proto_str *message)
     return jb_finish(&b);
 }
 
-proto_str proto_enc_history(const char *ref, const proto_str *messages, bool more)
+/* A page reply: {"type":TYPE,"ref":..,FIELD:[items],"more":bool}; head is
+ * `{"type":"history"`, field `,"messages":` (both JSON, written as given). */
+static proto_str enc_page(const char *head, const char *field, const char *ref,
+                          const proto_str *items, bool more)
 {
     act_buf_t b;
-    jb_init(&b, frag_len(messages) + ref_len(ref) + 64);
-    act_buf_lit(&b, "{\"type\":\"history\"");
+    jb_init(&b, frag_len(items) + ref_len(ref) + 64);
+    act_buf_puts(&b, head);
     jb_ref(&b, ref);
-    act_buf_lit(&b, ",\"messages\":");
-    jb_frag(&b, messages, "[]");
+    act_buf_puts(&b, field);
+    jb_frag(&b, items, "[]");
     act_buf_lit(&b, ",\"more\":");
     jb_bool(&b, more);
     act_buf_lit(&b, "}");
     return jb_finish(&b);
 }
 
+proto_str proto_enc_history(const char *ref, const proto_str *messages, bool more)
+{
+    return enc_page("{\"type\":\"history\"", ",\"messages\":", ref, messages, more);
+}
+
 proto_str proto_enc_users(const char *ref, const proto_str *users, bool more)
 {
-    act_buf_t b;
-    jb_init(&b, frag_len(users) + ref_len(ref) + 48);
-    act_buf_lit(&b, "{\"type\":\"users\"");
-    jb_ref(&b, ref);
-    act_buf_lit(&b, ",\"users\":");
-    jb_frag(&b, users, "[]");
-    act_buf_lit(&b, ",\"more\":");
-    jb_bool(&b, more);
-    act_buf_lit(&b, "}");
-    return jb_finish(&b);
+    return enc_page("{\"type\":\"users\"", ",\"users\":", ref, users, more);
 }
 
 /* Frames that are only a type and the echoed ref. */
