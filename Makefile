@@ -49,7 +49,7 @@ $(B)/obj/runtime/%.o: runtime/%.c $(wildcard runtime/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(RT_CFLAGS) -Iruntime -c $< -o $@
 
-$(B)/obj/app/%.o: app/%.c $(wildcard app/*.h) runtime/act.h
+$(B)/obj/app/%.o: app/%.c $(wildcard app/*.h) $(wildcard runtime/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(APP_CFLAGS) -c $< -o $@
 

@@ -11,7 +11,6 @@
  * The tree (DESIGN.md):
  *
  *   chatter (one_for_one)
- *   ├── telemetry   counters for /metrics
  *   ├── repo        supervisor over the connection actors repo.0 .. repo.N-1
  *   │               (repo.0 is the single writer; reads go to the others)
  *   ├── pubsub      topic -> subscribers; frames shared by reference count
@@ -64,6 +63,14 @@ typedef struct app_config {
   char allowed_hosts[2048];   /* CHATTER_ALLOWED_HOSTS: comma list, "*" = any */
   int shutdown_ms;          /* CHATTER_SHUTDOWN_MS, default 10 s: the SIGTERM
                                drain's bound (main.c) */
+  /* Operations */
+  bool debug;               /* CHATTER_DEBUG set, not empty and not "0":
+                               POST /debug/kill, and the dashboard's controls
+                               for every peer under CHATTER_DASHBOARD=auto */
+  char dashboard[16];       /* CHATTER_DASHBOARD: off|read|control|auto
+                               ("" = auto); dashboard.c parses it */
+  int db_timeout_ms;        /* CHATTER_DB_TIMEOUT_MS, 100 ms to 60 s, default
+                               DB_QUERY_TIMEOUT_MS (db.h): a query's deadline */
 } app_config_t;
 
 const app_config_t *app_config(void);
@@ -79,7 +86,6 @@ int app_log_reopen(void);
 #define APP_NAME_PUBSUB "pubsub"
 #define APP_NAME_PRESENCE "presence"
 #define APP_NAME_SESSIONS "sessions"
-#define APP_NAME_TELEMETRY "telemetry"
 #define APP_NAME_ENDPOINT "endpoint"
 
 /* Message types: each actor's header numbers its own in a range of 100

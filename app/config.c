@@ -24,6 +24,7 @@
  *   CHATTER_SHUTDOWN_MS (10000): how long the SIGTERM drain may take (main.c)
  */
 #include "app.h"
+#include "db.h"
 
 #include <pthread.h>
 #include <stdarg.h>
@@ -123,6 +124,13 @@ void app_config_load(const char *argv0) {
   snprintf(g_cfg.allowed_origins, sizeof g_cfg.allowed_origins, "%s", origins ? origins : "");
   const char *hosts = getenv("CHATTER_ALLOWED_HOSTS");
   snprintf(g_cfg.allowed_hosts, sizeof g_cfg.allowed_hosts, "%s", hosts ? hosts : "");
+  const char *debug = getenv("CHATTER_DEBUG");
+  g_cfg.debug = debug && *debug && strcmp(debug, "0") != 0;
+  const char *dash = getenv("CHATTER_DASHBOARD");
+  snprintf(g_cfg.dashboard, sizeof g_cfg.dashboard, "%s", dash ? dash : "");
+  if (dash && strlen(dash) >= sizeof g_cfg.dashboard) /* no mode is that long */
+    snprintf(g_cfg.dashboard, sizeof g_cfg.dashboard, "?");
+  g_cfg.db_timeout_ms = env_int("CHATTER_DB_TIMEOUT_MS", DB_QUERY_TIMEOUT_MS, 100, 60000);
   find_dir(g_cfg.web_root, "CHATTER_WEB_ROOT", "web");
   find_dir(g_cfg.sql_dir, "CHATTER_SQL_DIR", "sql");
   const char *fmt = getenv("LOG_FORMAT");

@@ -41,6 +41,7 @@
  *
  * Kind: part of the acceptor actor (endpoint.c); runs in its callbacks.
  */
+#include "act_debug.h"
 #include "conn.h"
 #include "dashboard.h"
 #include "queue.h"
@@ -487,6 +488,7 @@ static void on_grace_over(uv_timer_t *t) { conn_shutdown(t->data); }
  * the socket, and the peer gets CLOSE_GRACE_MS to answer before we cut it.
  * The grace timer replaces the tick on the same handle. */
 static void begin_closing(conn_t *c) {
+  ACT_DEBUG_ASSERT(c->ws && !c->closing); /* WebSocket -> closing, once */
   c->closing = true;
   if (c->session) act_send(c->session, CONN_CLOSED, NULL, 0);
   c->session = ACT_NOPID;
@@ -722,6 +724,7 @@ static void write_http(conn_t *c, act_buf_t *buf, bool close_after) {
 }
 
 static void upgrade(conn_t *c, const char *rest, size_t rest_len) {
+  ACT_DEBUG_ASSERT(!c->upgraded && !c->closing && c->http); /* HTTP -> WebSocket, once */
   bool dashboard = dashboard_is_ws(c->http->req.path); /* dashboard.c */
   c->upgraded = true;
   idle_del(c);

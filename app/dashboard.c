@@ -88,15 +88,14 @@ static dash_mode_t g_mode;
 static bool g_debug;
 
 static void read_mode(void) {
-  const char *v = getenv("CHATTER_DASHBOARD");
+  const char *v = app_config()->dashboard;
   g_mode = dash_mode_parse(v);
   if ((int)g_mode < 0) {
     /* A typo must not open the controls: fall back to read-only. */
     app_log(LOG_WARN, "CHATTER_DASHBOARD=%s is not off|read|control|auto; using read", v);
     g_mode = DASH_READ;
   }
-  const char *d = getenv("CHATTER_DEBUG");
-  g_debug = d && *d && strcmp(d, "0") != 0;
+  g_debug = app_config()->debug;
 }
 
 dash_mode_t dash_mode(void) {

@@ -239,16 +239,6 @@ static void notice_ignore(void *arg, const char *message)
 
 /* ------------------------------------------------------------ names */
 
-const char *db_state_name(db_state s)
-{
-    switch (s) {
-    case DB_DOWN: return "down";
-    case DB_CONNECTING: return "connecting";
-    case DB_CONNECTED: return "connected";
-    }
-    return "?";
-}
-
 const char *db_errcode_name(db_errcode e)
 {
     switch (e) {

@@ -106,20 +106,22 @@ db_conn *db_conn_open(uv_loop_t *loop, const db_conn_opts *opts);
 void db_conn_close(db_conn *c, void (*on_closed)(void *ud), void *ud);
 
 /* When DB_DOWN: connect now (cancelling any back-off wait).  Else nothing. */
+/* For tests only (test_db.c): nothing in app/ calls it. */
 void db_conn_reconnect(db_conn *c);
 
 db_state db_conn_state(const db_conn *c);
 size_t db_conn_pending(const db_conn *c);      /* queries not yet completed */
+/* For tests only (test_db.c): nothing in app/ calls it. */
 uint64_t db_conn_last_rtt_us(const db_conn *c); /* of the last db_ping */
 /* The server process serving this connection (pg_stat_activity.pid), or 0
  * when not connected. */
 int db_conn_backend_pid(const db_conn *c);
 /* How many times a missed deadline dropped this connection. */
+/* For tests only (test_db.c): nothing in app/ calls it. */
 unsigned db_conn_deadline_drops(const db_conn *c);
 /* Drop the connection as if it broke (pending queries: DB_UNAVAILABLE, on a
  * later loop turn) and reconnect with back-off.  Nothing if already DOWN. */
 void db_conn_reset(db_conn *c, const char *why);
-const char *db_state_name(db_state s);
 const char *db_errcode_name(db_errcode e);
 
 /* ---- records: plain C, strings owned (NUL-terminated, UTF-8) ---- */

@@ -139,6 +139,7 @@ typedef struct http_static {
 
 /* Opens the web root once at start; 0, or -errno. */
 int http_static_open(http_static_t *st, const char *root_dir);
+/* For tests only (test_http.c): nothing in app/ calls it. */
 void http_static_close(http_static_t *st);
 
 typedef struct http_file {

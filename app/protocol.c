@@ -141,6 +141,12 @@ static void jb_cstr(act_buf_t *b, const char *s)
     jb_str(b, s ? s : "", s ? strlen(s) : 0);
 }
 
+/* ,"key":value -- key is a string literal, so the key costs no strlen */
+#define jb_kv_cstr(b, key, v) (act_buf_lit((b), ",\"" key "\":"), jb_cstr((b), (v)))
+#define jb_kv_size(b, key, v) (act_buf_lit((b), ",\"" key "\":"), jb_size((b), (v)))
+#define jb_kv_bool(b, key, v) (act_buf_lit((b), ",\"" key "\":"), jb_bool((b), (v)))
+#define jb_kv_i64(b, key, v) (act_buf_lit((b), ",\"" key "\":"), jb_i64((b), (v)))
+
 static void jb_frag(act_buf_t *b, const proto_str *f, const char *empty)
 {
     if (f && f->ptr)
@@ -679,10 +685,8 @@ static void put_user(act_buf_t *b, const proto_user *u)
 {
     act_buf_lit(b, "{\"id\":");
     jb_cstr(b, u->id);
-    act_buf_lit(b, ",\"name\":");
-    jb_cstr(b, u->name);
-    act_buf_lit(b, ",\"online\":");
-    jb_bool(b, u->online);
+    jb_kv_cstr(b, "name", u->name);
+    jb_kv_bool(b, "online", u->online);
     act_buf_lit(b, "}");
 }
 
@@ -700,16 +704,11 @@ proto_str proto_frag_message(const proto_message *m)
     jb_init(&b, 192 + (m->content ? strlen(m->content) : 0));
     act_buf_lit(&b, "{\"id\":");
     jb_cstr(&b, m->id);
-    act_buf_lit(&b, ",\"seq\":");
-    jb_i64(&b, m->seq);
-    act_buf_lit(&b, ",\"user_id\":");
-    jb_cstr(&b, m->user_id);
-    act_buf_lit(&b, ",\"name\":");
-    jb_cstr(&b, m->name);
-    act_buf_lit(&b, ",\"content\":");
-    jb_cstr(&b, m->content);
-    act_buf_lit(&b, ",\"inserted_at\":");
-    jb_cstr(&b, m->inserted_at);
+    jb_kv_i64(&b, "seq", m->seq);
+    jb_kv_cstr(&b, "user_id", m->user_id);
+    jb_kv_cstr(&b, "name", m->name);
+    jb_kv_cstr(&b, "content", m->content);
+    jb_kv_cstr(&b, "inserted_at", m->inserted_at);
     act_buf_lit(&b, "}");
     return jb_finish(&b);
 }
@@ -749,10 +748,8 @@ proto_str proto_enc_welcome(size_t total_users, size_t online_count)
     jb_init(&b, 96);
     act_buf_lit(&b, "{\"type\":\"welcome\",\"protocol\":");
     jb_i64(&b, PROTO_VERSION);
-    act_buf_lit(&b, ",\"total_users\":");
-    jb_size(&b, total_users);
-    act_buf_lit(&b, ",\"online_count\":");
-    jb_size(&b, online_count);
+    jb_kv_size(&b, "total_users", total_users);
+    jb_kv_size(&b, "online_count", online_count);
     act_buf_lit(&b, "}");
     return jb_finish(&b);
 }
@@ -766,16 +763,12 @@ proto_str proto_enc_joined(const proto_joined *j)
     jb_ref(&b, j->ref);
     act_buf_lit(&b, ",\"user\":");
     put_user(&b, j->user);
-    act_buf_lit(&b, ",\"token\":");
-    jb_cstr(&b, j->token);
+    jb_kv_cstr(&b, "token", j->token);
     act_buf_lit(&b, ",\"messages\":");
     jb_frag(&b, j->messages, "[]");
-    act_buf_lit(&b, ",\"more\":");
-    jb_bool(&b, j->more);
-    act_buf_lit(&b, ",\"total_users\":");
-    jb_size(&b, j->total_users);
-    act_buf_lit(&b, ",\"online_count\":");
-    jb_size(&b, j->online_count);
+    jb_kv_bool(&b, "more", j->more);
+    jb_kv_size(&b, "total_users", j->total_users);
+    jb_kv_size(&b, "online_count", j->online_count);
     act_buf_lit(&b, "}");
     return jb_finish(&b);
 }
@@ -792,32 +785,30 @@ proto_str proto_enc_sent(const char *ref, const proto_str *message)
     return jb_finish(&b);
 }
 
-proto_str proto_enc_history(const char *ref, const proto_str *messages, bool more)
+/* A page reply: {"type":TYPE,"ref":..,FIELD:[items],"more":bool}; head is
+ * `{"type":"history"`, field `,"messages":` (both JSON, written as given). */
+static proto_str enc_page(const char *head, const char *field, const char *ref,
+                          const proto_str *items, bool more)
 {
     act_buf_t b;
-    jb_init(&b, frag_len(messages) + ref_len(ref) + 64);
-    act_buf_lit(&b, "{\"type\":\"history\"");
+    jb_init(&b, frag_len(items) + ref_len(ref) + 64);
+    act_buf_puts(&b, head);
     jb_ref(&b, ref);
-    act_buf_lit(&b, ",\"messages\":");
-    jb_frag(&b, messages, "[]");
-    act_buf_lit(&b, ",\"more\":");
-    jb_bool(&b, more);
+    act_buf_puts(&b, field);
+    jb_frag(&b, items, "[]");
+    jb_kv_bool(&b, "more", more);
     act_buf_lit(&b, "}");
     return jb_finish(&b);
 }
 
+proto_str proto_enc_history(const char *ref, const proto_str *messages, bool more)
+{
+    return enc_page("{\"type\":\"history\"", ",\"messages\":", ref, messages, more);
+}
+
 proto_str proto_enc_users(const char *ref, const proto_str *users, bool more)
 {
-    act_buf_t b;
-    jb_init(&b, frag_len(users) + ref_len(ref) + 48);
-    act_buf_lit(&b, "{\"type\":\"users\"");
-    jb_ref(&b, ref);
-    act_buf_lit(&b, ",\"users\":");
-    jb_frag(&b, users, "[]");
-    act_buf_lit(&b, ",\"more\":");
-    jb_bool(&b, more);
-    act_buf_lit(&b, "}");
-    return jb_finish(&b);
+    return enc_page("{\"type\":\"users\"", ",\"users\":", ref, users, more);
 }
 
 /* Frames that are only a type and the echoed ref. */
@@ -850,10 +841,8 @@ proto_str proto_enc_error(const char *ref, proto_code code, const char *message)
     jb_init(&b, ref_len(ref) + strlen(message) + 64);
     act_buf_lit(&b, "{\"type\":\"error\"");
     jb_ref(&b, ref);
-    act_buf_lit(&b, ",\"code\":");
-    jb_cstr(&b, proto_code_str(code));
-    act_buf_lit(&b, ",\"message\":");
-    jb_cstr(&b, message);
+    jb_kv_cstr(&b, "code", proto_code_str(code));
+    jb_kv_cstr(&b, "message", message);
     act_buf_lit(&b, "}");
     return jb_finish(&b);
 }
@@ -892,12 +881,9 @@ static void put_meta(act_buf_t *b, const proto_meta *m)
 {
     act_buf_lit(b, "{\"user_id\":");
     jb_cstr(b, m->user_id);
-    act_buf_lit(b, ",\"name\":");
-    jb_cstr(b, m->name);
-    act_buf_lit(b, ",\"joined_at\":");
-    jb_cstr(b, m->joined_at);
-    act_buf_lit(b, ",\"phx_ref\":");
-    jb_cstr(b, m->phx_ref);
+    jb_kv_cstr(b, "name", m->name);
+    jb_kv_cstr(b, "joined_at", m->joined_at);
+    jb_kv_cstr(b, "phx_ref", m->phx_ref);
     act_buf_lit(b, "}");
 }
 
@@ -942,10 +928,8 @@ proto_str proto_enc_presence_diff(const proto_meta *joins, size_t n_joins,
     put_meta_map(&b, joins, n_joins);
     act_buf_lit(&b, ",\"leaves\":");
     put_meta_map(&b, leaves, n_leaves);
-    act_buf_lit(&b, ",\"total_users\":");
-    jb_size(&b, total_users);
-    act_buf_lit(&b, ",\"online_count\":");
-    jb_size(&b, online_count);
+    jb_kv_size(&b, "total_users", total_users);
+    jb_kv_size(&b, "online_count", online_count);
     act_buf_lit(&b, "}");
     return jb_finish(&b);
 }

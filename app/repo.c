@@ -73,7 +73,6 @@ typedef struct repo {
   act_pid_t self;
   db_conn *db;
   pending_insert_t *qhead, *qtail; /* the writer's next batch */
-  size_t qlen;
   bool batch_in_flight;
   uv_loop_t *loop;
   int wstate;      /* writer only: W_* */
@@ -493,7 +492,6 @@ static void fail_queue(repo_t *r) {
     reply_unavailable(p->from, p->ref, REPO_INSERTED);
   free_batch(r->qhead);
   r->qhead = r->qtail = NULL;
-  r->qlen = 0;
   publish_busy(r);
 }
 
@@ -528,7 +526,6 @@ static void submit_batch_now(repo_t *r) {
     rows[x->nbatch].content = p->content;
     rows[x->nbatch].client_id = p->client_id;
     x->nbatch++;
-    r->qlen--;
   }
   if (!r->qhead) r->qtail = NULL;
   r->batch_in_flight = true;
@@ -566,7 +563,6 @@ static void queue_insert(repo_t *r, act_msg_t *m) {
   if (r->qtail) r->qtail->next = p;
   else r->qhead = p;
   r->qtail = p;
-  r->qlen++;
   submit_batch(r);
 }
 
@@ -772,10 +768,8 @@ static int repo_init(void *args, void **state) {
   r->wstate = W_DOWN;
   /* In pg_stat_activity: which server process, which connection. */
   snprintf(r->app_name, sizeof r->app_name, "chatter.%d repo.%d", (int)getpid(), r->index);
-  /* CHATTER_DB_TIMEOUT_MS: each query's deadline (db.h), 100 ms to 60 s. */
-  const char *t = getenv("CHATTER_DB_TIMEOUT_MS");
-  long timeout = t ? strtol(t, NULL, 10) : DB_QUERY_TIMEOUT_MS;
-  if (timeout < 100 || timeout > 60000) timeout = DB_QUERY_TIMEOUT_MS;
+  /* CHATTER_DB_TIMEOUT_MS (config.c): each query's deadline (db.h) */
+  long timeout = app_config()->db_timeout_ms ? app_config()->db_timeout_ms : DB_QUERY_TIMEOUT_MS;
   db_conn_opts o = {.conninfo = app_config()->database_url, .on_state = on_db_state, .ud = r,
                     .query_timeout_ms = (unsigned)timeout, .application_name = r->app_name};
   r->fence_wait_ms = FENCE_WAIT_MS < timeout / 2 ? FENCE_WAIT_MS : (unsigned)timeout / 2;

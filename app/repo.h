@@ -110,6 +110,7 @@ act_pid_t repo_writer(void);
 act_pid_t repo_reader(void);
 bool repo_database_up(void);    /* the writer's view: for /healthz */
 void repo_mark_migrated(void);  /* main applied the migrations at start */
+/* For tests only (test_repo.c): nothing in app/ calls it. */
 bool repo_migration_idle(void); /* no migration queued or running on the pool */
 
 #endif

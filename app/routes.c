@@ -27,6 +27,7 @@
  */
 #include "conn.h"
 #include "dashboard.h"
+#include "metrics.h"
 #include "telemetry.h"
 
 #include <stdio.h>
@@ -171,18 +172,18 @@ route_action_t routes_answer(const http_req_t *r, act_buf_t *buf) {
     return ROUTE_CLOSE;
   }
   if (strcmp(r->path, "/ws") == 0 || dashboard_is_ws(r->path)) return answer_ws(r, buf);
-  if (strcmp(r->path, "/debug/kill") == 0 && getenv("CHATTER_DEBUG")) {
+  if (strcmp(r->path, "/debug/kill") == 0 && app_config()->debug) {
     debug_kill(r, buf);
   } else if (strcmp(r->path, "/healthz") == 0 || strcmp(r->path, "/metrics") == 0) {
     if (!is_get_or_head(r)) {
       http_response_error(buf, 405, r->keep_alive, false);
     } else if (r->path[1] == 'h') {
-      bool ok = app_healthy();
+      bool ok = metrics_healthy();
       http_response_text(buf, ok ? 200 : 503, "text/plain; charset=utf-8",
                          ok ? "ok" : "unavailable", ok ? 2 : 11, r->keep_alive, head);
     } else {
       size_t len;
-      char *body = telemetry_render(&len);
+      char *body = metrics_render(&len);
       http_response_text(buf, body ? 200 : 500, "text/plain; version=0.0.4; charset=utf-8",
                          body ? body : "", body ? len : 0, r->keep_alive, head);
       free(body);

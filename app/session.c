@@ -41,6 +41,7 @@
  *
  * Kind: an actor (session.h says what it is told), one per WebSocket.
  */
+#include "act_debug.h"
 #include "endpoint.h"
 #include "vec.h"
 #include "presence.h"
@@ -508,6 +509,7 @@ static void start_join(session_t *s, conn_t *c, proto_request *rq) {
   snprintf(cl.name, sizeof cl.name, "%s", s->name);
   snprintf(cl.peer, sizeof cl.peer, "%s", conn_state(c)->peer);
   if (rq->token.ptr) snprintf(cl.token, sizeof cl.token, "%.*s", (int)rq->token.len, rq->token.ptr);
+  ACT_DEBUG_ASSERT(!s->joining && !s->snapshot); /* home -> joining, one at a time */
   s->joining = true;
   await(s, RQ_CLAIM, act_whereis(APP_NAME_PRESENCE), PRESENCE_CLAIM, &cl, sizeof cl,
         REPO_TIMEOUT_MS);
@@ -533,6 +535,7 @@ static void send_joined(session_t *s, conn_t *c, const repo_messages_t *r) {
 /* The joined reply is going out: the socket is joined from here on. */
 static void complete_join(session_t *s, conn_t *c) {
   conn_state_t *st = conn_state(c);
+  ACT_DEBUG_ASSERT(s->snapshot && !st->joined); /* joining -> joined, once */
   const presence_snapshot_t *snap = s->snapshot->data;
   st->joined = true;
   s->joining = false;

@@ -1,104 +1,18 @@
 /*
- * telemetry.c -- the numbers behind /metrics and /healthz.
+ * telemetry.c -- the counters behind /metrics (metrics.c renders them).
  *
  * Counters are process-wide atomics that any actor bumps without a message
- * (a message per event would cost more than the event).  The actor in the
- * tree owns nothing but gives the registry a place in the supervision tree
- * like Phoenix's Telemetry supervisor.  Rendering reads the counters and
- * walks the live actors (act_list) for mailbox depths and the restarts each
- * supervisor made, in Prometheus's text format 0.0.4.
+ * (a message per event would cost more than the event): one relaxed
+ * fetch_add each, and nothing here calls into another app file.
  *
  * Kind: process-wide counters (telemetry.h), bumped from any thread.
  */
 #include "app.h"
-#include "buf.h"
-#include "presence.h"
-#include "repo.h"
 #include "telemetry.h"
 
-#include <stdarg.h>
 #include <stdatomic.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 
 static _Atomic long g_metrics[TM_COUNT];
 
 void tm_add(int metric, long delta) { atomic_fetch_add_explicit(&g_metrics[metric], delta, memory_order_relaxed); }
 long tm_get(int metric) { return atomic_load_explicit(&g_metrics[metric], memory_order_relaxed); }
-
-static void metric(act_buf_t *o, const char *name, const char *type, const char *help, long v) {
-  act_buf_printf(o, "# HELP %s %s\n# TYPE %s %s\n%s %ld\n", name, help, name, type, name, v);
-}
-
-static void actors(act_buf_t *o) {
-  size_t n = act_list(NULL, 0) + 256;
-  act_info_t *all = malloc(n * sizeof *all);
-  if (!all) return;
-  size_t live = act_list(all, n);
-  if (live > n) live = n;
-  size_t sessions = 0, max_session_mailbox = 0;
-  for (size_t i = 0; i < live; i++)
-    if (!strcmp(all[i].behaviour, "session")) {
-      sessions++;
-      if (all[i].mailbox_len > max_session_mailbox) max_session_mailbox = all[i].mailbox_len;
-    }
-  metric(o, "chatter_actors", "gauge", "Live actors.", (long)live);
-  metric(o, "chatter_sessions", "gauge", "Live session actors.", (long)sessions);
-  act_buf_printf(o, "# HELP chatter_mailbox_depth Messages queued per named actor (sessions: the deepest).\n"
-         "# TYPE chatter_mailbox_depth gauge\n");
-  for (size_t i = 0; i < live; i++)
-    if (all[i].name[0]) act_buf_printf(o, "chatter_mailbox_depth{actor=\"%s\"} %zu\n", all[i].name, all[i].mailbox_len);
-  act_buf_printf(o, "chatter_mailbox_depth{actor=\"session_max\"} %zu\n", max_session_mailbox);
-  act_buf_printf(o, "# HELP chatter_supervisor_restarts_total Children restarted, per supervisor.\n"
-         "# TYPE chatter_supervisor_restarts_total counter\n");
-  for (size_t i = 0; i < live; i++)
-    if (!strcmp(all[i].behaviour, "supervisor"))
-      act_buf_printf(o, "chatter_supervisor_restarts_total{supervisor=\"%s\"} %u\n",
-          all[i].name[0] ? all[i].name : "anonymous", all[i].restarts);
-  free(all);
-}
-
-char *telemetry_render(size_t *len) {
-  act_buf_t o = ACT_BUF_INIT;
-  metric(&o, "chatter_http_requests_total", "counter", "HTTP requests parsed.", tm_get(TM_HTTP_REQUESTS));
-  metric(&o, "chatter_ws_connections_total", "counter", "WebSocket upgrades.", tm_get(TM_WS_CONNECTIONS));
-  metric(&o, "chatter_ws_open", "gauge", "Open WebSockets.", tm_get(TM_WS_OPEN));
-  metric(&o, "chatter_session_restarts_total", "counter", "Session actors restarted on a live socket.", tm_get(TM_SESSION_RESTARTS));
-  metric(&o, "chatter_messages_total", "counter", "Messages committed.", tm_get(TM_MESSAGES));
-  metric(&o, "chatter_slow_client_closes_total", "counter", "Sockets closed with 1008.", tm_get(TM_SLOW_CLIENTS));
-  metric(&o, "chatter_rate_limited_total", "counter", "Sends refused by the rate limit.", tm_get(TM_RATE_LIMITED));
-  metric(&o, "chatter_db_unavailable_total", "counter", "Requests answered unavailable.", tm_get(TM_DB_ERRORS));
-  metric(&o, "chatter_db_queries_total", "counter", "Database round trips.", tm_get(TM_DB_QUERIES));
-  long q = tm_get(TM_DB_QUERIES), us = tm_get(TM_DB_RTT_US_SUM);
-  act_buf_printf(&o, "# HELP chatter_db_round_trip_seconds Time spent in database round trips.\n"
-          "# TYPE chatter_db_round_trip_seconds summary\n"
-          "chatter_db_round_trip_seconds_sum %.6f\nchatter_db_round_trip_seconds_count %ld\n",
-      (double)us / 1e6, q);
-  metric(&o, "chatter_db_up", "gauge", "1 when the repo's writer is connected.", repo_database_up());
-  metric(&o, "chatter_shared_frames", "gauge", "Broadcast frames alive.", ws_shared_live());
-  actors(&o);
-  return act_buf_take(&o, len); /* NULL if an append failed */
-}
-
-bool app_healthy(void) {
-  static const char *const names[] = {APP_NAME_TELEMETRY, APP_NAME_REPO_SUP, APP_NAME_PUBSUB,
-                                      APP_NAME_PRESENCE, APP_NAME_SESSIONS, APP_NAME_ENDPOINT};
-  for (size_t i = 0; i < sizeof names / sizeof *names; i++)
-    if (!act_whereis(names[i])) return false;
-  return repo_database_up() && presence_ready();
-}
-
-static int tl_init(void *args, void **state) {
-  (void)args;
-  *state = NULL;
-  return ACT_OK;
-}
-
-static void tl_handle(void *state, act_msg_t *m) {
-  (void)state;
-  (void)m;
-}
-
-static const act_behaviour_t behaviour = {"telemetry", tl_init, tl_handle, NULL};
-const act_behaviour_t *telemetry_behaviour(void) { return &behaviour; }

@@ -1,9 +1,9 @@
 /*
- * telemetry.h -- the counters behind /metrics and /healthz (telemetry.c).
+ * telemetry.h -- the counters behind /metrics (telemetry.c).
  *
  * Counters are process-wide atomics that any thread bumps (tm_add, one
- * relaxed fetch_add); /metrics renders them with what the runtime tells
- * of its actors.
+ * relaxed fetch_add); metrics.c renders them for /metrics with what the
+ * runtime tells of its actors.
  */
 #ifndef CHATTER_TELEMETRY_H
 #define CHATTER_TELEMETRY_H
@@ -28,10 +28,5 @@ enum {
 };
 void tm_add(int metric, long delta);
 long tm_get(int metric);
-/* The Prometheus text exposition (version 0.0.4); malloc'd. */
-char *telemetry_render(size_t *len);
-/* For /healthz: the tree's named actors are alive and the database answers. */
-bool app_healthy(void);
-const act_behaviour_t *telemetry_behaviour(void);
 
 #endif

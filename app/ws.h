@@ -86,7 +86,9 @@ ws_shared_t *ws_shared_text(const char *payload, size_t len);
 ws_shared_t *ws_shared_retain(ws_shared_t *s);
 /* Drops one reference; true when this call freed the buffer. */
 bool ws_shared_release(ws_shared_t *s);
+/* For tests only (test_ws.c): nothing in app/ calls it. */
 const uint8_t *ws_shared_frame(const ws_shared_t *s, size_t *len); /* the wire bytes */
+/* For tests only (test_ws.c): nothing in app/ calls it. */
 const char *ws_shared_payload(const ws_shared_t *s, size_t *len);  /* NUL-terminated */
 long ws_shared_live(void); /* buffers alive in the process (metrics, tests) */
 
@@ -108,6 +110,7 @@ void ws_conn_free(ws_conn_t *c);
  * is under way (a code of ours: ws_conn_close_code) or WS_NOMEM. */
 ws_status_t ws_conn_feed(ws_conn_t *c, const void *data, size_t len, uint64_t now_ms);
 
+/* For tests only (test_ws.c): nothing in app/ calls it. */
 ws_status_t ws_conn_send_text(ws_conn_t *c, const char *msg, size_t len);
 /* Queues s by reference (retained here, released once written or freed).
  * A frame larger than WS_OUTBOUND_MAX can never be queued: WS_OVERFLOW. */
@@ -125,14 +128,18 @@ ws_status_t ws_conn_close(ws_conn_t *c, uint16_t code, const char *reason);
 
 bool ws_conn_closing(const ws_conn_t *c);
 /* Code of the close frame we sent: 0 before one is sent, 1005 if it had none. */
+/* For tests only (test_ws.c): nothing in app/ calls it. */
 uint16_t ws_conn_close_code(const ws_conn_t *c);
 /* Code of the close frame the peer sent: 0 if none, 1005 if it had none. */
+/* For tests only (test_ws.c): nothing in app/ calls it. */
 uint16_t ws_conn_peer_close_code(const ws_conn_t *c);
+/* For tests only (test_ws.c): nothing in app/ calls it. */
 uint64_t ws_conn_last_pong(const ws_conn_t *c);  /* ms; creation time until a pong */
 bool ws_conn_awaiting_pong(const ws_conn_t *c);
 size_t ws_conn_queued_bytes(const ws_conn_t *c); /* counted against WS_OUTBOUND_MAX */
 /* Heap bytes the receiving side holds (the reassembly buffer's capacity):
  * at most the partial message's payload + WS_RX_STEP - 1. */
+/* For tests only (test_ws.c, ws_fuzz.c): nothing in app/ calls it. */
 size_t ws_conn_input_bytes(const ws_conn_t *c);
 
 /* Moves up to max queued buffers into the write in flight and describes them

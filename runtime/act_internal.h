@@ -12,6 +12,7 @@
 #define ACT_INTERNAL_H
 
 #include "act.h"
+#include "act_debug.h"
 #include "queue.h"
 
 #include <pthread.h>
@@ -20,21 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-/* Invariants, checked in debug builds (as Lua's api_check): the sanitizer
- * builds (make test-tsan, test-asan) and -DACT_DEBUG.  The plain build pays
- * nothing.  A broken invariant is a bug in the runtime, never a crash to
- * contain: it aborts with where and what. */
-#if defined(ACT_DEBUG) || defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define ACT_DEBUG_ASSERT(cond)                                                          \
-  do {                                                                                  \
-    if (!(cond)) {                                                                      \
-      fprintf(stderr, "act: invariant broken: %s (%s:%d)\n", #cond, __FILE__, __LINE__); \
-      abort();                                                                          \
-    }                                                                                   \
-  } while (0)
-#else
-#define ACT_DEBUG_ASSERT(cond) ((void)0)
-#endif
+/* ACT_DEBUG_ASSERT: act_debug.h (public: the app asserts its own invariants) */
 
 /* ------------------------------------------------------------ mailbox.c */
 

@@ -587,6 +587,7 @@ static void run_terminate(act_proc_t *p, act_reason_t r) {
  * then EXIT and DOWN (so that a watcher may re-register the name at once). */
 static void die(act_proc_t *p) {
   ACT_DEBUG_ASSERT(p->exit_reason && p->sched == act__sched_self());
+  ACT_DEBUG_ASSERT(p->started && !p->in_terminate); /* running -> dead, once */
   act_reason_t r = *p->exit_reason;
   act_sched_t *s = p->sched;
   s->current = p;
@@ -644,6 +645,7 @@ static void run_init(act_proc_t *p) {
 static void guarded_init(act_proc_t *p) {
   sigjmp_buf jb;
   act_sched_t *s = p->sched;
+  ACT_DEBUG_ASSERT(!p->started && !p->initialised && !p->exit_reason); /* spawned -> started */
   p->started = true;
   s->crash_jb = &jb;
   if (sigsetjmp(jb, 0) == 0) run_init(p);

@@ -175,6 +175,7 @@ static kid_t *find_pid(sup_t *s, act_pid_t pid);
 
 /* Every change of a kid's pid goes through here, to keep the index true. */
 static void set_pid(sup_t *s, kid_t *k, act_pid_t pid) {
+  ACT_DEBUG_ASSERT(!pid || !k->pid); /* started only from stopped: never two pids */
   index_del(s, k);
   k->pid = pid;
   if (pid) index_put(s, k);

@@ -516,6 +516,7 @@ START_TEST(test_hung_writer_unavailable_then_exactly_once)
 {
     if (!private_cluster()) return; /* SIGSTOP only our own cluster */
     setenv("CHATTER_DB_TIMEOUT_MS", "800", 1);
+    app_config_load("test_repo"); /* configuration is read in one place */
     spawn_writer();
     ck_assert(poll_until(writer_up, NULL, WAIT_MS));
     char uid[PROTO_UUID_LEN + 1];
@@ -603,6 +604,7 @@ START_TEST(test_stopped_cluster_unavailable_then_exactly_once)
 {
     if (!private_cluster()) return;
     setenv("CHATTER_DB_TIMEOUT_MS", "800", 1);
+    app_config_load("test_repo");
     spawn_writer();
     ck_assert(poll_until(writer_up, NULL, WAIT_MS));
     char uid[PROTO_UUID_LEN + 1];

@@ -13,37 +13,9 @@
  *
  * Children are agents (rt_test.h) that log init/terminate with their tag.
  */
-#include "rt_test.h"
+#include "sup_test.h"
 
 static act_pid_t W; /* watcher agent */
-
-static act_child_spec_t kid(const char *id, agent_args_t *a, act_restart_t r, int shutdown_ms) {
-  act_child_spec_t c;
-  memset(&c, 0, sizeof c);
-  snprintf(c.id, sizeof c.id, "%s", id);
-  c.behaviour = &agent_behaviour;
-  c.args = a;
-  c.restart = r;
-  c.shutdown_ms = shutdown_ms;
-  c.type = ACT_WORKER;
-  c.scheduler = ACT_SCHED_NEXT;
-  return c;
-}
-
-static act_pid_t start_sup(const act_sup_spec_t *spec) {
-  int err = 0;
-  act_spawn_opts_t o = {.scheduler = ACT_SCHED_NEXT};
-  act_pid_t s = act_supervisor_start(spec, &o, &err);
-  ck_assert_msg(s != ACT_NOPID, "supervisor start: %d", err);
-  return s;
-}
-
-/* Wait until tag has run init n times; returns the newest pid. */
-static act_pid_t wait_init(int tag, int n) {
-  ev_t e = {0};
-  ck_assert_msg(log_wait(q_init_tag(tag), n, TMO, &e), "tag %d: init #%d never ran", tag, n);
-  return e.self;
-}
 
 static int n_inits(int tag) { return log_count(q_init_tag(tag)); }
 
