@@ -230,6 +230,11 @@ static void try_sync(session_t *s, conn_t *c);
 static void pace_out(session_t *s, conn_t *c) {
   app_event_t ev = s->diffq[0];
   memmove(s->diffq, s->diffq + 1, --s->ndiffq * sizeof *s->diffq);
+  if (!s->ndiffq) { /* an idle session holds no queue (issue 6: 96+ bytes each) */
+    free(s->diffq);
+    s->diffq = NULL;
+    s->capdiffq = 0;
+  }
   if (conn_state(c)->presence_version < ev.seq) conn_state(c)->presence_version = ev.seq;
   s->diff_at_ms = mono_ms();
   conn_send_shared(c, ev.frame);
@@ -291,6 +296,11 @@ static void flush_buffer(session_t *s, conn_t *c) {
     ws_shared_release(s->buf[i].frame);
   }
   s->nbuf = 0;
+  /* the buffer is for the moments a reply waits (a join, a users page):
+     an idle session holds none (issue 6: 768 bytes each after a join) */
+  free(s->buf);
+  s->buf = NULL;
+  s->capbuf = 0;
 }
 
 /* ----------------------------------------------------------- the sync */
