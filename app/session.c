@@ -58,6 +58,9 @@
 #define RATE_BURST 10.0          /* PROTOCOL.md: burst of 10 sends ... */
 #define RATE_PER_SEC 5.0         /* ... and 5 a second sustained */
 #define FIND_TIMEOUT_MS 5000     /* client_id look-up of a refused send */
+#define DIFFQ_INLINE 2           /* diffs paced without an allocation (during a
+                                    join ramp a socket gets one every ~50 ms: a
+                                    malloc and free each, per socket, before) */
 #define DIFF_GAP_MS 50           /* PROTOCOL.md: two diffs to one socket are at
                                     least 50 ms apart */
 
@@ -103,8 +106,9 @@ typedef struct session {
   int64_t held_version;
   bool held_is_join;      /* sending it completes a join */
   /* the pacer: diffs waiting for DIFF_GAP_MS since the last one written */
-  app_event_t *diffq;
+  app_event_t *diffq;     /* NULL: diffq_inline; the heap past DIFFQ_INLINE */
   size_t ndiffq, capdiffq;
+  app_event_t diffq_inline[DIFFQ_INLINE];
   int64_t diffq_last;     /* version of the last diff queued */
   uint64_t diff_at_ms;    /* when the last diff was written (monotonic) */
   bool pacer_armed;
@@ -227,10 +231,13 @@ static uint64_t mono_ms(void) {
 static void try_sync(session_t *s, conn_t *c);
 
 /* Write the oldest paced diff; the socket has seen its version from now on. */
+static app_event_t *diffq(session_t *s) { return s->diffq ? s->diffq : s->diffq_inline; }
+
 static void pace_out(session_t *s, conn_t *c) {
-  app_event_t ev = s->diffq[0];
-  memmove(s->diffq, s->diffq + 1, --s->ndiffq * sizeof *s->diffq);
-  if (!s->ndiffq) { /* an idle session holds no queue (issue 6: 96+ bytes each) */
+  app_event_t *q = diffq(s);
+  app_event_t ev = q[0];
+  memmove(q, q + 1, --s->ndiffq * sizeof *q);
+  if (!s->ndiffq && s->diffq) { /* back to the inline slots: an idle session holds no heap */
     free(s->diffq);
     s->diffq = NULL;
     s->capdiffq = 0;
@@ -268,14 +275,16 @@ static void deliver(session_t *s, conn_t *c, const app_event_t *ev) {
     if (ev->seq <= st->presence_version || (s->ndiffq && ev->seq <= s->diffq_last)) return;
     if (s->ndiffq || mono_ms() < s->diff_at_ms + DIFF_GAP_MS) {
       if (s->ndiffq == MAX_BUFFERED) act_crash("session: diff queue full"); /* restart catches up */
-      if (s->ndiffq == s->capdiffq) {
-        size_t ncap = s->capdiffq ? s->capdiffq * 2 : 4;
-        app_event_t *nq = realloc(s->diffq, ncap * sizeof *nq);
+      size_t cap = s->diffq ? s->capdiffq : DIFFQ_INLINE;
+      if (s->ndiffq == cap) {
+        size_t ncap = cap * 2;
+        app_event_t *nq = s->diffq ? realloc(s->diffq, ncap * sizeof *nq) : malloc(ncap * sizeof *nq);
         if (!nq) act_crash("session: out of memory");
+        if (!s->diffq) memcpy(nq, s->diffq_inline, s->ndiffq * sizeof *nq);
         s->diffq = nq;
         s->capdiffq = ncap;
       }
-      s->diffq[s->ndiffq++] = (app_event_t){ev->topic, ev->seq, ws_shared_retain(ev->frame)};
+      diffq(s)[s->ndiffq++] = (app_event_t){ev->topic, ev->seq, ws_shared_retain(ev->frame)};
       s->diffq_last = ev->seq;
       arm_pacer(s);
       return;
@@ -975,7 +984,7 @@ static void se_terminate(void *state, act_reason_t r) {
   free(s->buf);
   free(s->ref);
   free(s->held.ptr);
-  for (size_t i = 0; i < s->ndiffq; i++) ws_shared_release(s->diffq[i].frame);
+  for (size_t i = 0; i < s->ndiffq; i++) ws_shared_release(diffq(s)[i].frame);
   free(s->diffq);
   if (s->snapshot) act_msg_free(s->snapshot);
 }
