@@ -189,6 +189,15 @@ typedef struct seg_list {
  * (length) + 4 (mask). */
 #define WS_TAIL 14u
 
+/* What only a connection in the middle of a frame needs (see the top:
+ * taken from a per-thread pool, given back at a frame boundary): wslay's
+ * frame decoder, the bytes last handed to it, the control frame being read. */
+typedef struct rx {
+    wslay_frame_context_ptr wslay; /* a 4 KiB input buffer and its state */
+    uint8_t tail[WS_TAIL];  /* the last WS_TAIL bytes given to wslay */
+    uint8_t ctl[WS_CONTROL_MAX]; /* the control frame being read */
+} rx_t;
+
 struct ws_conn {
     ws_on_text_fn on_text;
     void *user;
@@ -199,17 +208,15 @@ struct ws_conn {
     bool close_sent, close_received;
     uint16_t sent_code, received_code; /* 1005: the close frame had none */
 
-    /* wslay's frame decoder: decodes and unmasks what the peer sent (a 4 KiB
-     * input buffer and its state), held only while a frame is part read
-     * (NULL at a frame boundary: see ctx_take) */
-    wslay_frame_context_ptr wslay;
+    /* wslay's frame decoder and what goes with it, held only while a frame
+     * is part read (NULL at a frame boundary: see ctx_take) */
+    rx_t *rx;
     const uint8_t *in;      /* bytes of this ws_conn_feed() not yet given to wslay */
     size_t in_len;
     /* Offsets in the peer's byte stream: given to wslay, and accounted for by
      * frames it reported (headers + payload). Between the two, at most a
      * header wslay holds without having said so yet (see rx_stalled). */
     uint64_t handed, reported;
-    uint8_t tail[WS_TAIL];  /* the last WS_TAIL bytes given to wslay */
 
     /* the frame being read (as of its first report) */
     bool frame_started;
@@ -223,8 +230,6 @@ struct ws_conn {
     uint8_t *msg;
     size_t msg_len, msg_cap;
     size_t msg_checked;     /* a prefix already known to be valid UTF-8 */
-
-    uint8_t ctl[WS_CONTROL_MAX]; /* the control frame being read */
 
     seg_list_t pending;     /* not yet handed to the endpoint */
     seg_list_t inflight;    /* in the endpoint's uv_write */
@@ -251,7 +256,7 @@ static const uint8_t *seg_data(const seg_t *s)
 typedef struct pools {
     seg_t *segs;            /* spare shared-segment headers, by next */
     unsigned nsegs;
-    wslay_frame_context_ptr ctx[WS_CTX_SPARE];
+    rx_t *ctx[WS_CTX_SPARE];
     unsigned nctx;
     bool keyed;             /* pool_key set for this thread */
 } pools_t;
@@ -259,6 +264,12 @@ typedef struct pools {
 static _Thread_local pools_t t_pools;
 static pthread_key_t pool_key;
 static pthread_once_t pool_once = PTHREAD_ONCE_INIT;
+
+static void rx_free(rx_t *rx)
+{
+    wslay_frame_context_free(rx->wslay);
+    free(rx);
+}
 
 static void pools_drain(void *arg)
 {
@@ -270,7 +281,7 @@ static void pools_drain(void *arg)
     }
     p->nsegs = 0;
     while (p->nctx)
-        wslay_frame_context_free(p->ctx[--p->nctx]);
+        rx_free(p->ctx[--p->nctx]);
 }
 
 static void pool_key_init(void)
@@ -495,7 +506,7 @@ static size_t utf8_incomplete_tail(const uint8_t *buf, size_t len)
     return 0; /* ASCII, or invalid anyway: let the validator say so */
 }
 
-/* The control frame in c->ctl is complete. */
+/* The control frame in c->rx->ctl is complete. */
 static void on_control(ws_conn_t *c)
 {
     size_t n = (size_t)c->frame_len;
@@ -504,16 +515,16 @@ static void on_control(ws_conn_t *c)
         c->awaiting_pong = false;
     } else if (c->opcode == OP_PING) {
         if (!c->close_sent) {
-            out_frame(c, OP_PONG, c->ctl, n);
+            out_frame(c, OP_PONG, c->rx->ctl, n);
             check_bound(c);
         }
     } else { /* OP_CLOSE: validated whole, however TCP split it */
-        uint16_t code = n >= 2 ? (uint16_t)(c->ctl[0] << 8 | c->ctl[1]) : 0;
+        uint16_t code = n >= 2 ? (uint16_t)(c->rx->ctl[0] << 8 | c->rx->ctl[1]) : 0;
         if (n == 1 || (n >= 2 && !close_code_valid(code))) {
             fail_with(c, WS_CLOSE_PROTOCOL_ERROR, NULL);
             return;
         }
-        if (n > 2 && !utf8_valid((const char *)c->ctl + 2, n - 2)) {
+        if (n > 2 && !utf8_valid((const char *)c->rx->ctl + 2, n - 2)) {
             fail_with(c, WS_CLOSE_INVALID_DATA, NULL);
             return;
         }
@@ -550,7 +561,7 @@ static bool frame_start(ws_conn_t *c, bool fin, unsigned rsv, unsigned op, bool 
             fail_with(c, WS_CLOSE_PROTOCOL_ERROR, NULL);
             return false;
         }
-        /* wslay refused these already; c->ctl's size depends on it */
+        /* wslay refused these already; rx->ctl's size depends on it */
         if (!fin || len > WS_CONTROL_MAX) {
             fail_with(c, WS_CLOSE_PROTOCOL_ERROR, NULL);
             return false;
@@ -679,10 +690,10 @@ static ssize_t wslay_recv_cb(uint8_t *buf, size_t len, int flags, void *user)
         return -1; /* wslay_frame_recv() returns WSLAY_ERR_WANT_READ */
     memcpy(buf, c->in, n);
     if (n >= WS_TAIL) {
-        memcpy(c->tail, c->in + n - WS_TAIL, WS_TAIL);
+        memcpy(c->rx->tail, c->in + n - WS_TAIL, WS_TAIL);
     } else {
-        memmove(c->tail, c->tail + n, WS_TAIL - n);
-        memcpy(c->tail + WS_TAIL - n, c->in, n);
+        memmove(c->rx->tail, c->rx->tail + n, WS_TAIL - n);
+        memcpy(c->rx->tail + WS_TAIL - n, c->in, n);
     }
     c->in += n;
     c->in_len -= n;
@@ -704,7 +715,7 @@ static void rx_chunk(ws_conn_t *c, const struct wslay_frame_iocb *io)
     c->reported += n;
     if (c->opcode & 0x8) {
         if (n) /* frame_got + n <= frame_len <= WS_CONTROL_MAX */
-            memcpy(c->ctl + c->frame_got, io->data, n);
+            memcpy(c->rx->ctl + c->frame_got, io->data, n);
     } else if (c->fin && c->frame_got == 0 && n == c->frame_len && c->msg_len == 0) {
         c->frame_started = false;
         deliver_whole(c, io->data, n);
@@ -741,7 +752,7 @@ static void rx_stalled(ws_conn_t *c)
     uint64_t u = c->handed - c->reported;
     if (u < 2 || u > WS_TAIL)
         return;
-    const uint8_t *h = c->tail + WS_TAIL - u;
+    const uint8_t *h = c->rx->tail + WS_TAIL - u;
     unsigned len7 = h[1] & 0x7F;
     size_t ext = len7 == 126 ? 2 : len7 == 127 ? 8 : 0;
     if (u != 2 + ext + (h[1] & 0x80 ? 4 : 0))
@@ -768,26 +779,34 @@ static const struct wslay_frame_callbacks wslay_cbs = {
  * when given back. */
 static bool ctx_take(ws_conn_t *c)
 {
-    if (c->wslay)
+    if (c->rx)
         return true;
     pools_t *p = pools();
     if (p->nctx) {
-        c->wslay = p->ctx[--p->nctx];
+        c->rx = p->ctx[--p->nctx];
         return true;
     }
-    return wslay_frame_context_init(&c->wslay, &wslay_cbs, NULL) == 0;
+    rx_t *rx = malloc(sizeof *rx);
+    if (!rx)
+        return false;
+    if (wslay_frame_context_init(&rx->wslay, &wslay_cbs, NULL) != 0) {
+        free(rx);
+        return false;
+    }
+    c->rx = rx;
+    return true;
 }
 
 static void ctx_give(ws_conn_t *c)
 {
-    if (!c->wslay)
+    if (!c->rx)
         return;
     pools_t *p = pools();
     if (p->nctx < WS_CTX_SPARE)
-        p->ctx[p->nctx++] = c->wslay;
+        p->ctx[p->nctx++] = c->rx;
     else
-        wslay_frame_context_free(c->wslay);
-    c->wslay = NULL;
+        rx_free(c->rx);
+    c->rx = NULL;
 }
 
 /* Runs wslay's frame reader over len bytes, acting on every report; stops
@@ -810,7 +829,7 @@ static void rx_run(ws_conn_t *c, const uint8_t *in, size_t len)
     c->in_len = len;
     while (c->reading && !c->failed) {
         struct wslay_frame_iocb io;
-        ssize_t r = wslay_frame_recv(c->wslay, &io);
+        ssize_t r = wslay_frame_recv(c->rx->wslay, &io);
         if (r >= 0) {
             rx_chunk(c, &io);
         } else if (r == WSLAY_ERR_WANT_READ) {
@@ -832,8 +851,8 @@ static void rx_run(ws_conn_t *c, const uint8_t *in, size_t len)
         /* reading is over, maybe mid-frame (a header refused before its
          * payload): this context's state may not be a boundary's, and it
          * is never used again */
-        wslay_frame_context_free(c->wslay);
-        c->wslay = NULL;
+        rx_free(c->rx);
+        c->rx = NULL;
     }
 }
 
@@ -857,8 +876,8 @@ void ws_conn_free(ws_conn_t *c)
         return;
     list_clear(&c->pending);
     list_clear(&c->inflight);
-    if (c->wslay) /* mid-frame: not a boundary's state, never pooled */
-        wslay_frame_context_free(c->wslay);
+    if (c->rx) /* mid-frame: not a boundary's state, never pooled */
+        rx_free(c->rx);
     free(c->msg);
     free(c);
 }

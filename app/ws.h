@@ -57,7 +57,7 @@
  * part read: wslay's frame context (a 4 KiB input buffer and its state),
  * taken from a per-thread pool and given back at the next frame boundary.
  * An idle connection holds none (measured: README "Memory"). */
-#define WS_DECODER_BYTES 4400u
+#define WS_DECODER_BYTES 4608u
 /* Bytes a connection may hold for its peer, queued or in an unfinished
  * uv_write. A frame that would go beyond it closes the connection with 1008:
  * a slow client costs at most this much memory, never more. */

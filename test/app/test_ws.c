@@ -955,7 +955,10 @@ START_TEST(idle_connections_hold_nothing)
 {
     enum { IDLE_CONNS = 200 };
     static fixture_t fx[IDLE_CONNS];
-    ws_shared_t *push = ws_shared_text("{\"type\":\"presence_diff\"}", 26);
+    static const char diff[] = "{\"type\":\"presence_diff\"}";
+    static const char join[] = "{\"type\":\"join\",\"name\":\"ada\"}";
+    static const char joined[] = "{\"type\":\"joined\"}";
+    ws_shared_t *push = ws_shared_text(diff, strlen(diff));
     for (int i = 0; i < IDLE_CONNS; i++) { /* the test's observers first */
         fx[i] = (fixture_t){0};
         fx[i].seen = calloc(1, sizeof *fx[i].seen);
@@ -967,12 +970,12 @@ START_TEST(idle_connections_hold_nothing)
     }
     size_t fresh = heap_in_use() - before_new;
     for (int i = 0; i < IDLE_CONNS; i++) {
-        frame(&fx[i].in, 1, 0x1, "{\"type\":\"join\",\"name\":\"ada\"}", 29);
+        frame(&fx[i].in, 1, 0x1, join, strlen(join));
         frame(&fx[i].in, 1, 0x9, "p", 1);
         ck_assert_int_eq(fx_feed(&fx[i]), WS_OK);
         ck_assert_int_eq(fx[i].seen->count, 1);
         ck_assert_int_eq(ws_conn_send_shared(fx[i].c, push), WS_OK);
-        ck_assert_int_eq(ws_conn_send_reply(fx[i].c, "{\"type\":\"joined\"}", 17), WS_OK);
+        ck_assert_int_eq(ws_conn_send_reply(fx[i].c, joined, strlen(joined)), WS_OK);
         drain(fx[i].c, &fx[i].out);
         ck_assert_uint_eq(ws_conn_input_bytes(fx[i].c), 0);
         ck_assert_uint_eq(ws_conn_queued_bytes(fx[i].c), 0);
