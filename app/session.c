@@ -94,9 +94,9 @@ typedef struct session {
   app_event_t *buf;
   size_t nbuf, capbuf;
   /* join in progress */
-  bool joining;
-  char name[PROTO_NAME_MAX * 4 + 1];
-  char user_id[PROTO_UUID_LEN + 1];
+  bool joining;          /* the name and user id under way are kept in the
+                             conn's state (meaningful once joined): 166 bytes
+                             fewer per idle session than a copy here */
   act_msg_t *snapshot;    /* PRESENCE_SNAPSHOT kept until joined is sent */
   act_ref_t mon_pubsub, mon_presence;
   bool recover;           /* pubsub or presence died: start over in place */
@@ -529,8 +529,10 @@ static void start_join(session_t *s, conn_t *c, proto_request *rq) {
   memset(&cl, 0, sizeof cl);
   cl.conn_id = s->conn_id;
   cl.acceptor = conn_acceptor(c);
-  snprintf(s->name, sizeof s->name, "%.*s", (int)rq->name.len, rq->name.ptr);
-  snprintf(cl.name, sizeof cl.name, "%s", s->name);
+  conn_state_t *st = conn_state(c); /* not joined: its name and id are the join's */
+  snprintf(st->name, sizeof st->name, "%.*s", (int)rq->name.len, rq->name.ptr);
+  st->user_id[0] = 0;
+  snprintf(cl.name, sizeof cl.name, "%s", st->name);
   snprintf(cl.peer, sizeof cl.peer, "%s", conn_state(c)->peer);
   if (rq->token.ptr) snprintf(cl.token, sizeof cl.token, "%.*s", (int)rq->token.len, rq->token.ptr);
   s->joining = true;
@@ -544,8 +546,8 @@ static void send_joined(session_t *s, conn_t *c, const repo_messages_t *r) {
   const presence_snapshot_t *snap = s->snapshot->data;
   proto_user me;
   memset(&me, 0, sizeof me);
-  snprintf(me.id, sizeof me.id, "%s", s->user_id);
-  me.name = s->name;
+  snprintf(me.id, sizeof me.id, "%s", conn_state(c)->user_id);
+  me.name = conn_state(c)->name;
   me.online = true;
   proto_str msgs = {(char *)repo_messages_array(r), r->array_len};
   proto_joined j = {s->ref, &me, snap->token, &msgs, r->more, snap->total_users,
@@ -562,8 +564,6 @@ static void complete_join(session_t *s, conn_t *c) {
   st->joined = true;
   s->joining = false;
   s->held_is_join = false;
-  snprintf(st->user_id, sizeof st->user_id, "%s", s->user_id);
-  snprintf(st->name, sizeof st->name, "%s", s->name);
   snprintf(st->token, sizeof st->token, "%s", snap->token);
   snprintf(st->phx_ref, sizeof st->phx_ref, "%s", snap->phx_ref);
   st->last_seq = s->held_last_seq;
@@ -581,20 +581,20 @@ static void on_join_reply(session_t *s, conn_t *c, act_msg_t *m) {
       return reply_error(s, c, (proto_code)r->code, NULL);
     }
     repo_name_req_t rq;
-    snprintf(rq.name, sizeof rq.name, "%s", s->name);
+    snprintf(rq.name, sizeof rq.name, "%s", conn_state(c)->name);
     await(s, RQ_GET_USER, repo_writer(), REPO_GET_USER, &rq, sizeof rq, REPO_TIMEOUT_MS);
     break;
   }
   case RQ_GET_USER: {
     const repo_user_reply_t *r = m->data;
     if (r->rc < 0) return join_fail(s, c, PROTO_UNAVAILABLE);
-    snprintf(s->user_id, sizeof s->user_id, "%s", r->id);
+    snprintf(conn_state(c)->user_id, sizeof conn_state(c)->user_id, "%s", r->id);
     presence_join_t rq;
     memset(&rq, 0, sizeof rq);
     rq.conn_id = s->conn_id;
     rq.acceptor = conn_acceptor(c);
     snprintf(rq.user_id, sizeof rq.user_id, "%s", r->id);
-    snprintf(rq.name, sizeof rq.name, "%s", s->name);
+    snprintf(rq.name, sizeof rq.name, "%s", conn_state(c)->name);
     rq.created = r->created;
     s->buffering = true; /* from the snapshot on, pushes follow `joined` */
     await(s, RQ_PRESENCE_JOIN, act_whereis(APP_NAME_PRESENCE), PRESENCE_JOIN, &rq, sizeof rq,
