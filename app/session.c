@@ -67,6 +67,9 @@
 #define RATE_BURST 10.0          /* PROTOCOL.md: burst of 10 sends ... */
 #define RATE_PER_SEC 5.0         /* ... and 5 a second sustained */
 #define FIND_TIMEOUT_MS 5000     /* client_id look-up of a refused send */
+#define DIFFQ_INLINE 2           /* diffs paced without an allocation (during a
+                                    join ramp a socket gets one every ~50 ms: a
+                                    malloc and free each, per socket, before) */
 #define DIFF_GAP_MS 50           /* PROTOCOL.md: two diffs to one socket are at
                                     least 50 ms apart */
 
@@ -99,9 +102,9 @@ typedef struct session {
   bool buffering;         /* pushes wait in buf */
   ACT_VEC(app_event_t) buf; /* runtime/vec.h */
   /* join in progress */
-  bool joining;
-  char name[PROTO_NAME_MAX * 4 + 1];
-  char user_id[PROTO_UUID_LEN + 1];
+  bool joining;          /* the name and user id under way are kept in the
+                             conn's state (meaningful once joined): 166 bytes
+                             fewer per idle session than a copy here */
   act_msg_t *snapshot;    /* PRESENCE_SNAPSHOT kept until joined is sent */
   act_ref_t mon_pubsub, mon_presence;
   bool recover;           /* pubsub or presence died: start over in place */
@@ -111,7 +114,9 @@ typedef struct session {
   int64_t held_version;
   bool held_is_join;      /* sending it completes a join */
   /* the pacer: diffs waiting for DIFF_GAP_MS since the last one written */
-  ACT_VEC(app_event_t) diffq;
+  app_event_t *diffq;     /* NULL: diffq_inline; the heap past DIFFQ_INLINE */
+  size_t ndiffq, capdiffq;
+  app_event_t diffq_inline[DIFFQ_INLINE];
   int64_t diffq_last;     /* version of the last diff queued */
   uint64_t diff_at_ms;    /* when the last diff was written (monotonic) */
   bool pacer_armed;
@@ -228,9 +233,17 @@ static uint64_t mono_ms(void) {
 static void try_sync(session_t *s, conn_t *c);
 
 /* Write the oldest paced diff; the socket has seen its version from now on. */
+static app_event_t *diffq(session_t *s) { return s->diffq ? s->diffq : s->diffq_inline; }
+
 static void pace_out(session_t *s, conn_t *c) {
-  app_event_t ev = s->diffq.v[0];
-  memmove(s->diffq.v, s->diffq.v + 1, --s->diffq.n * sizeof *s->diffq.v);
+  app_event_t *q = diffq(s);
+  app_event_t ev = q[0];
+  memmove(q, q + 1, --s->ndiffq * sizeof *q);
+  if (!s->ndiffq && s->diffq) { /* back to the inline slots: an idle session holds no heap */
+    free(s->diffq);
+    s->diffq = NULL;
+    s->capdiffq = 0;
+  }
   if (conn_state(c)->presence_version < ev.seq) conn_state(c)->presence_version = ev.seq;
   s->diff_at_ms = mono_ms();
   conn_send_shared(c, ev.frame);
@@ -238,7 +251,7 @@ static void pace_out(session_t *s, conn_t *c) {
 }
 
 static void arm_pacer(session_t *s) {
-  if (s->pacer_armed || !s->diffq.n) return;
+  if (s->pacer_armed || !s->ndiffq) return;
   uint64_t now = mono_ms(), due = s->diff_at_ms + DIFF_GAP_MS;
   act_send_after(due > now ? due - now : 0, act_self(), SESSION_DIFF, NULL, 0);
   s->pacer_armed = true;
@@ -248,7 +261,7 @@ static void arm_pacer(session_t *s) {
 static void on_pacer(session_t *s) {
   s->pacer_armed = false;
   conn_t *c = my_conn(s);
-  if (!c || !s->diffq.n) return;
+  if (!c || !s->ndiffq) return;
   if (mono_ms() < s->diff_at_ms + DIFF_GAP_MS) return arm_pacer(s);
   pace_out(s, c);
   arm_pacer(s);
@@ -261,11 +274,19 @@ static void on_pacer(session_t *s) {
 static void deliver(session_t *s, conn_t *c, const app_event_t *ev) {
   conn_state_t *st = conn_state(c);
   if (ev->topic == TOPIC_PRESENCE) {
-    if (ev->seq <= st->presence_version || (s->diffq.n && ev->seq <= s->diffq_last)) return;
-    if (s->diffq.n || mono_ms() < s->diff_at_ms + DIFF_GAP_MS) {
-      if (s->diffq.n == MAX_BUFFERED) act_crash("session: diff queue full"); /* restart catches up */
-      *act_vec_push_or_crash(&s->diffq, "session") =
-          (app_event_t){ev->topic, ev->seq, ws_shared_retain(ev->frame)};
+    if (ev->seq <= st->presence_version || (s->ndiffq && ev->seq <= s->diffq_last)) return;
+    if (s->ndiffq || mono_ms() < s->diff_at_ms + DIFF_GAP_MS) {
+      if (s->ndiffq == MAX_BUFFERED) act_crash("session: diff queue full"); /* restart catches up */
+      size_t cap = s->diffq ? s->capdiffq : DIFFQ_INLINE;
+      if (s->ndiffq == cap) {
+        size_t ncap = cap * 2;
+        app_event_t *nq = s->diffq ? realloc(s->diffq, ncap * sizeof *nq) : malloc(ncap * sizeof *nq);
+        if (!nq) act_crash("session: out of memory");
+        if (!s->diffq) memcpy(nq, s->diffq_inline, s->ndiffq * sizeof *nq);
+        s->diffq = nq;
+        s->capdiffq = ncap;
+      }
+      diffq(s)[s->ndiffq++] = (app_event_t){ev->topic, ev->seq, ws_shared_retain(ev->frame)};
       s->diffq_last = ev->seq;
       arm_pacer(s);
       return;
@@ -285,7 +306,9 @@ static void flush_buffer(session_t *s, conn_t *c) {
     deliver(s, c, &s->buf.v[i]);
     ws_shared_release(s->buf.v[i].frame);
   }
-  s->buf.n = 0;
+  /* the buffer is for the moments a reply waits (a join, a users page):
+     an idle session holds none (issue 6: 768 bytes each after a join) */
+  act_vec_free(&s->buf);
 }
 
 /* ----------------------------------------------------------- the sync */
@@ -435,7 +458,7 @@ static void on_start_reply(session_t *s, conn_t *c, act_msg_t *m) {
       /* every event up to evs->version was in the reply; later ones come
          from pubsub, to which we are subscribed (a restart is rare: what
          the pacer holds goes out now, so that the version can move on) */
-      while (s->diffq.n) pace_out(s, c);
+      while (s->ndiffq) pace_out(s, c);
       if (st->presence_version < evs->version) st->presence_version = evs->version;
       if (restarted && st->joined) return retrack(s, c, !announced);
     }
@@ -505,8 +528,10 @@ static void start_join(session_t *s, conn_t *c, proto_request *rq) {
   memset(&cl, 0, sizeof cl);
   cl.conn_id = s->conn_id;
   cl.acceptor = conn_acceptor(c);
-  snprintf(s->name, sizeof s->name, "%.*s", (int)rq->name.len, rq->name.ptr);
-  snprintf(cl.name, sizeof cl.name, "%s", s->name);
+  conn_state_t *st = conn_state(c); /* not joined: its name and id are the join's */
+  snprintf(st->name, sizeof st->name, "%.*s", (int)rq->name.len, rq->name.ptr);
+  st->user_id[0] = 0;
+  snprintf(cl.name, sizeof cl.name, "%s", st->name);
   snprintf(cl.peer, sizeof cl.peer, "%s", conn_state(c)->peer);
   if (rq->token.ptr) snprintf(cl.token, sizeof cl.token, "%.*s", (int)rq->token.len, rq->token.ptr);
   ACT_DEBUG_ASSERT(!s->joining && !s->snapshot); /* home -> joining, one at a time */
@@ -521,8 +546,8 @@ static void send_joined(session_t *s, conn_t *c, const repo_messages_t *r) {
   const presence_snapshot_t *snap = s->snapshot->data;
   proto_user me;
   memset(&me, 0, sizeof me);
-  snprintf(me.id, sizeof me.id, "%s", s->user_id);
-  me.name = s->name;
+  snprintf(me.id, sizeof me.id, "%s", conn_state(c)->user_id);
+  me.name = conn_state(c)->name;
   me.online = true;
   proto_str msgs = {(char *)repo_messages_array(r), r->array_len};
   proto_joined j = {s->ref, &me, snap->token, &msgs, r->more, snap->total_users,
@@ -540,8 +565,6 @@ static void complete_join(session_t *s, conn_t *c) {
   st->joined = true;
   s->joining = false;
   s->held_is_join = false;
-  snprintf(st->user_id, sizeof st->user_id, "%s", s->user_id);
-  snprintf(st->name, sizeof st->name, "%s", s->name);
   snprintf(st->token, sizeof st->token, "%s", snap->token);
   snprintf(st->phx_ref, sizeof st->phx_ref, "%s", snap->phx_ref);
   st->last_seq = s->held_last_seq;
@@ -559,20 +582,20 @@ static void on_join_reply(session_t *s, conn_t *c, act_msg_t *m) {
       return reply_error(s, c, (proto_code)r->code, NULL);
     }
     repo_name_req_t rq;
-    snprintf(rq.name, sizeof rq.name, "%s", s->name);
+    snprintf(rq.name, sizeof rq.name, "%s", conn_state(c)->name);
     await(s, RQ_GET_USER, repo_writer(), REPO_GET_USER, &rq, sizeof rq, REPO_TIMEOUT_MS);
     break;
   }
   case RQ_GET_USER: {
     const repo_user_reply_t *r = m->data;
     if (r->rc < 0) return join_fail(s, c, PROTO_UNAVAILABLE);
-    snprintf(s->user_id, sizeof s->user_id, "%s", r->id);
+    snprintf(conn_state(c)->user_id, sizeof conn_state(c)->user_id, "%s", r->id);
     presence_join_t rq;
     memset(&rq, 0, sizeof rq);
     rq.conn_id = s->conn_id;
     rq.acceptor = conn_acceptor(c);
     snprintf(rq.user_id, sizeof rq.user_id, "%s", r->id);
-    snprintf(rq.name, sizeof rq.name, "%s", s->name);
+    snprintf(rq.name, sizeof rq.name, "%s", conn_state(c)->name);
     rq.created = r->created;
     s->buffering = true; /* from the snapshot on, pushes follow `joined` */
     await(s, RQ_PRESENCE_JOIN, act_whereis(APP_NAME_PRESENCE), PRESENCE_JOIN, &rq, sizeof rq,
@@ -962,8 +985,8 @@ static void se_terminate(void *state, act_reason_t r) {
   act_vec_free(&s->buf);
   free(s->ref);
   free(s->held.ptr);
-  for (size_t i = 0; i < s->diffq.n; i++) ws_shared_release(s->diffq.v[i].frame);
-  act_vec_free(&s->diffq);
+  for (size_t i = 0; i < s->ndiffq; i++) ws_shared_release(diffq(s)[i].frame);
+  free(s->diffq);
   if (s->snapshot) act_msg_free(s->snapshot);
 }
 

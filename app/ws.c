@@ -30,20 +30,32 @@
  *     its first payload byte, so a header that arrives alone is read by us
  *     from the bytes wslay holds (rx_stalled): 1009 must not wait for a
  *     payload an attacker never sends.
- *   - output: every frame of ours is framed by wslay_frame_send() straight
- *     into our own queue of segments (wslay_send_cb); a shared frame goes
- *     into the same queue by reference, without breaking a frame or
- *     reordering replies. The queue (pending + in flight) is what
- *     WS_OUTBOUND_MAX bounds.
- *   - shared frames are encoded once, with no connection (and so no wslay
- *     context) at hand, on whichever thread broadcasts; their header is
- *     written by put_header by the same rule wslay_frame_send applies.
+ *   - output: every frame of ours is framed by put_header (the rule
+ *     wslay_frame_send applies: FIN, unmasked, the shortest length) straight
+ *     into our own queue of segments; a shared frame goes into the same
+ *     queue by reference, without breaking a frame or reordering replies.
+ *     The queue (pending + in flight) is what WS_OUTBOUND_MAX bounds.
+ *     Framing our own frames needs no wslay context, so a ping, a pong or a
+ *     close never makes an idle connection take one.
  *
- * Cost: the wslay context, allocated with the connection, is 4 KiB of input
- * buffer and some state: a connection holds 5,296 heap bytes before any
- * message (1,008 with the hand-written reader this replaced; mallinfo2).
- * wslay copies each read into its buffer and unmasks it there; we copy the
- * payload once more, into the reassembly buffer.
+ * Memory of an idle connection (issue 6): nothing but the ws_conn_t (360
+ * bytes).  wslay's frame context (a 4 KiB input buffer and its state,
+ * ~4.2 KB of heap) is needed only while a frame is part read: a connection
+ * takes one from a small pool per thread when bytes arrive and gives it
+ * back at the first frame boundary where wslay holds nothing (ctx_take,
+ * ctx_give).  A message that arrives whole in one read (a request: the
+ * usual case) is judged and handed to on_text straight from wslay's
+ * buffer, with no copy; only a message split over frames or reads is
+ * reassembled, and its buffer is freed once it is delivered.  Before
+ * (measured with chatter-load --scenario idle, README "Memory"): the
+ * context held for the connection's life plus a 4 KiB reassembly buffer
+ * kept between messages, 8.5 KB of the 12.9 KB per joined session.
+ * A segment that points at a shared frame is a 40-byte header taken from a
+ * free list per thread (seg_take): a push costs no malloc.
+ *
+ * Cost: wslay copies each read into its context's buffer and unmasks it
+ * there; a message split over frames or reads is copied once more, into
+ * the reassembly buffer.
  *
  * Kind: a pure library -- no actor, no message, no registered name; the caller
  * owns whatever state it works on (README "Reading the app").
@@ -55,6 +67,7 @@
 
 #include <wslay/wslay.h>
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,9 +87,10 @@ enum {
 };
 
 /* Writes an unmasked frame header (FIN set, the length in its shortest form)
- * into h; returns its length. Only for shared frames: they are built
- * outside any connection, and a wslay context to build 2-10 bytes would be
- * a 4 KiB allocation per broadcast (and per reply). */
+ * into h; returns its length. For every frame we send: shared frames are
+ * built outside any connection, and a wslay context to build 2-10 bytes
+ * would be a 4 KiB allocation per broadcast, per reply, and per idle
+ * connection. */
 static size_t put_header(uint8_t *h, unsigned opcode, size_t len)
 {
     h[0] = (uint8_t)(0x80 | opcode);
@@ -179,6 +193,15 @@ typedef struct seg_list {
  * (length) + 4 (mask). */
 #define WS_TAIL 14u
 
+/* What only a connection in the middle of a frame needs (see the top:
+ * taken from a per-thread pool, given back at a frame boundary): wslay's
+ * frame decoder, the bytes last handed to it, the control frame being read. */
+typedef struct rx {
+    wslay_frame_context_ptr wslay; /* a 4 KiB input buffer and its state */
+    uint8_t tail[WS_TAIL];  /* the last WS_TAIL bytes given to wslay */
+    uint8_t ctl[WS_CONTROL_MAX]; /* the control frame being read */
+} rx_t;
+
 struct ws_conn {
     ws_on_text_fn on_text;
     void *user;
@@ -189,16 +212,15 @@ struct ws_conn {
     bool close_sent, close_received;
     uint16_t sent_code, received_code; /* 1005: the close frame had none */
 
-    /* wslay's frame codec: decodes and unmasks what the peer sent, frames
-     * our own (one context: 4 KiB of input buffer and its state) */
-    wslay_frame_context_ptr wslay;
+    /* wslay's frame decoder and what goes with it, held only while a frame
+     * is part read (NULL at a frame boundary: see ctx_take) */
+    rx_t *rx;
     const uint8_t *in;      /* bytes of this ws_conn_feed() not yet given to wslay */
     size_t in_len;
     /* Offsets in the peer's byte stream: given to wslay, and accounted for by
      * frames it reported (headers + payload). Between the two, at most a
      * header wslay holds without having said so yet (see rx_stalled). */
     uint64_t handed, reported;
-    uint8_t tail[WS_TAIL];  /* the last WS_TAIL bytes given to wslay */
 
     /* the frame being read (as of its first report) */
     bool frame_started;
@@ -213,8 +235,6 @@ struct ws_conn {
     size_t msg_len, msg_cap;
     size_t msg_checked;     /* a prefix already known to be valid UTF-8 */
 
-    uint8_t ctl[WS_CONTROL_MAX]; /* the control frame being read */
-
     seg_list_t pending;     /* not yet handed to the endpoint */
     seg_list_t inflight;    /* in the endpoint's uv_write */
 };
@@ -224,10 +244,85 @@ static const uint8_t *seg_data(const seg_t *s)
     return s->shared ? s->shared->bytes : s->bytes;
 }
 
+/* ------------------------------------------------------------ per-thread pools
+ *
+ * Two things every connection needs only now and then, kept per thread
+ * (a connection is only touched on its loop's thread):
+ *   - segment headers that point at a shared frame (40 bytes): one per push
+ *     queued, back on the list once written; at most WS_SEG_SPARE spare;
+ *   - wslay frame contexts (~4.2 KB): one per connection in the middle of a
+ *     frame, back in the pool at the next frame boundary; at most
+ *     WS_CTX_SPARE spare.
+ * A thread's spares are freed when it exits (pool_key's destructor). */
+#define WS_SEG_SPARE 4096u  /* 160 KiB per thread at most */
+#define WS_CTX_SPARE 4u     /* 17 KB per thread at most */
+
+typedef struct pools {
+    act_queue_t segs;       /* spare shared-segment headers */
+    unsigned nsegs;
+    rx_t *ctx[WS_CTX_SPARE];
+    unsigned nctx;
+    bool keyed;             /* pool_key set for this thread */
+} pools_t;
+
+static _Thread_local pools_t t_pools;
+static pthread_key_t pool_key;
+static pthread_once_t pool_once = PTHREAD_ONCE_INIT;
+
+static void rx_free(rx_t *rx)
+{
+    wslay_frame_context_free(rx->wslay);
+    free(rx);
+}
+
+static void pools_drain(void *arg)
+{
+    pools_t *p = arg;
+    for (act_qnode_t *n; (n = act_queue_pop(&p->segs));)
+        free(ACT_QUEUE_DATA(n, seg_t, node));
+    p->nsegs = 0;
+    while (p->nctx)
+        rx_free(p->ctx[--p->nctx]);
+}
+
+static void pool_key_init(void)
+{
+    (void)pthread_key_create(&pool_key, pools_drain);
+}
+
+static pools_t *pools(void)
+{
+    pools_t *p = &t_pools;
+    if (!p->keyed) {
+        pthread_once(&pool_once, pool_key_init);
+        p->keyed = pthread_setspecific(pool_key, p) == 0;
+    }
+    return p;
+}
+
+/* A header for a segment that references a shared frame. */
+static seg_t *seg_take(void)
+{
+    pools_t *p = pools();
+    act_qnode_t *n = act_queue_pop(&p->segs);
+    if (n) {
+        p->nsegs--;
+        return ACT_QUEUE_DATA(n, seg_t, node);
+    }
+    return malloc(sizeof(seg_t));
+}
+
 static void seg_free(seg_t *s)
 {
-    if (s->shared)
+    if (s->shared) {
         ws_shared_release(s->shared);
+        pools_t *p = pools();
+        if (p->nsegs < WS_SEG_SPARE) {
+            act_queue_push(&p->segs, &s->node);
+            p->nsegs++;
+            return;
+        }
+    }
     free(s);
 }
 
@@ -247,13 +342,15 @@ static void list_clear(seg_list_t *l)
     l->exempt_bytes = 0;
 }
 
-/* Appends bytes we own to the pending queue, into the tail segment if it
- * has room. */
-static int out_append(ws_conn_t *c, const uint8_t *data, size_t len)
+/* Appends a frame of ours (header h of hn bytes, then len bytes of
+ * payload) to the pending queue, into the tail segment if it has room: one
+ * buffer and one iovec for runs of small frames, a frame never split. */
+static int out_append(ws_conn_t *c, const uint8_t *h, size_t hn, const void *data, size_t len)
 {
     seg_t *t = c->pending.q.tail ? ACT_QUEUE_DATA(c->pending.q.tail, seg_t, node) : NULL;
-    if (!t || t->shared || t->cap - t->len < len) {
-        size_t cap = len > WS_SEG_MIN ? len : WS_SEG_MIN;
+    size_t need = hn + len;
+    if (!t || t->shared || t->cap - t->len < need) {
+        size_t cap = need > WS_SEG_MIN ? need : WS_SEG_MIN;
         t = malloc(sizeof *t + cap);
         if (!t)
             return -1;
@@ -263,39 +360,24 @@ static int out_append(ws_conn_t *c, const uint8_t *data, size_t len)
         t->cap = cap;
         list_push(&c->pending, t);
     }
+    memcpy(t->bytes + t->len, h, hn);
     if (len)
-        memcpy(t->bytes + t->len, data, len);
-    t->len += len;
-    c->pending.bytes += len;
+        memcpy(t->bytes + t->len + hn, data, len);
+    t->len += need;
+    c->pending.bytes += need;
     return 0;
 }
 
-/* wslay_frame_send()'s way out: header and payload go to the pending queue
- * (into the tail segment when it has room: one iovec for runs of small
- * frames). Everything is taken at once, so a frame never stays half sent
- * inside wslay. */
-static ssize_t wslay_send_cb(const uint8_t *data, size_t len, int flags, void *user)
-{
-    (void)flags;
-    ws_conn_t *c = user;
-    if (out_append(c, data, len) != 0) {
-        c->failed = true;
-        return -1;
-    }
-    return (ssize_t)len;
-}
-
-/* Queues one whole frame of ours (owned bytes), framed by wslay: FIN set,
- * unmasked (a server's frames are never masked), the shortest length. */
+/* Queues one whole frame of ours (owned bytes): FIN set, unmasked (a
+ * server's frames are never masked), the length in its shortest form --
+ * what wslay_frame_send would write, without a wslay context. */
 static void out_frame(ws_conn_t *c, unsigned opcode, const void *payload, size_t len)
 {
     if (c->failed)
-        return; /* wslay may hold a half-sent header: send nothing more */
-    struct wslay_frame_iocb io = {
-        .fin = 1, .opcode = (uint8_t)opcode, .payload_length = len,
-        .data = payload, .data_length = len,
-    };
-    if (wslay_frame_send(c->wslay, &io) != (ssize_t)len)
+        return; /* out of memory: the connection is finished */
+    uint8_t h[WS_HEADER_MAX];
+    size_t hn = put_header(h, opcode, len);
+    if (out_append(c, h, hn, payload, len) != 0)
         c->failed = true;
 }
 
@@ -415,7 +497,7 @@ static size_t utf8_incomplete_tail(const uint8_t *buf, size_t len)
     return 0; /* ASCII, or invalid anyway: let the validator say so */
 }
 
-/* The control frame in c->ctl is complete. */
+/* The control frame in c->rx->ctl is complete. */
 static void on_control(ws_conn_t *c)
 {
     size_t n = (size_t)c->frame_len;
@@ -424,16 +506,16 @@ static void on_control(ws_conn_t *c)
         c->awaiting_pong = false;
     } else if (c->opcode == OP_PING) {
         if (!c->close_sent) {
-            out_frame(c, OP_PONG, c->ctl, n);
+            out_frame(c, OP_PONG, c->rx->ctl, n);
             check_bound(c);
         }
     } else { /* OP_CLOSE: validated whole, however TCP split it */
-        uint16_t code = n >= 2 ? (uint16_t)(c->ctl[0] << 8 | c->ctl[1]) : 0;
+        uint16_t code = n >= 2 ? (uint16_t)(c->rx->ctl[0] << 8 | c->rx->ctl[1]) : 0;
         if (n == 1 || (n >= 2 && !close_code_valid(code))) {
             fail_with(c, WS_CLOSE_PROTOCOL_ERROR, NULL);
             return;
         }
-        if (n > 2 && !utf8_valid((const char *)c->ctl + 2, n - 2)) {
+        if (n > 2 && !utf8_valid((const char *)c->rx->ctl + 2, n - 2)) {
             fail_with(c, WS_CLOSE_INVALID_DATA, NULL);
             return;
         }
@@ -470,7 +552,7 @@ static bool frame_start(ws_conn_t *c, bool fin, unsigned rsv, unsigned op, bool 
             fail_with(c, WS_CLOSE_PROTOCOL_ERROR, NULL);
             return false;
         }
-        /* wslay refused these already; c->ctl's size depends on it */
+        /* wslay refused these already; rx->ctl's size depends on it */
         if (!fin || len > WS_CONTROL_MAX) {
             fail_with(c, WS_CLOSE_PROTOCOL_ERROR, NULL);
             return false;
@@ -530,14 +612,23 @@ static void on_data_end(ws_conn_t *c)
      * not delivered. */
     if (!c->close_sent)
         c->on_text(c->user, c->msg ? (const char *)c->msg : "", c->msg_len);
-    /* Keep a small buffer for the next message; give a large one back, so
-     * an idle connection holds at most WS_RX_STEP. */
-    if (c->msg_cap > WS_RX_STEP) {
-        msg_reset(c);
-    } else {
-        c->msg_len = c->msg_checked = 0;
-        c->msg_opcode = 0;
+    /* Nothing is kept for the next message: an idle connection holds no
+     * input buffer (most messages never need one: deliver_whole). */
+    msg_reset(c);
+}
+
+/* A whole message in one report of wslay (one unfragmented frame, all its
+ * payload in this read: every request of the protocol, as a client sends
+ * it): judged and delivered straight from wslay's buffer, no copy. */
+static void deliver_whole(ws_conn_t *c, const uint8_t *p, size_t n)
+{
+    c->msg_opcode = 0;
+    if (n && !utf8_valid((const char *)p, n)) {
+        fail_with(c, WS_CLOSE_INVALID_DATA, NULL);
+        return;
     }
+    if (!c->close_sent)
+        c->on_text(c->user, n ? (const char *)p : "", n);
 }
 
 /* Appends n payload bytes of a data frame (unmasked by wslay) to the
@@ -576,19 +667,24 @@ static void on_data(ws_conn_t *c, const uint8_t *p, size_t n)
 
 /* wslay_frame_recv()'s way in: gives wslay as much of this feed as its
  * buffer takes; nothing left reads as "want read". */
+/* The connection wslay_frame_recv() reads for on this thread: pooled
+ * contexts are shared, so their callbacks find it here, not in user_data. */
+static _Thread_local ws_conn_t *t_rx;
+
 static ssize_t wslay_recv_cb(uint8_t *buf, size_t len, int flags, void *user)
 {
     (void)flags;
-    ws_conn_t *c = user;
+    (void)user;
+    ws_conn_t *c = t_rx;
     size_t n = len < c->in_len ? len : c->in_len;
     if (n == 0)
         return -1; /* wslay_frame_recv() returns WSLAY_ERR_WANT_READ */
     memcpy(buf, c->in, n);
     if (n >= WS_TAIL) {
-        memcpy(c->tail, c->in + n - WS_TAIL, WS_TAIL);
+        memcpy(c->rx->tail, c->in + n - WS_TAIL, WS_TAIL);
     } else {
-        memmove(c->tail, c->tail + n, WS_TAIL - n);
-        memcpy(c->tail + WS_TAIL - n, c->in, n);
+        memmove(c->rx->tail, c->rx->tail + n, WS_TAIL - n);
+        memcpy(c->rx->tail + WS_TAIL - n, c->in, n);
     }
     c->in += n;
     c->in_len -= n;
@@ -610,7 +706,11 @@ static void rx_chunk(ws_conn_t *c, const struct wslay_frame_iocb *io)
     c->reported += n;
     if (c->opcode & 0x8) {
         if (n) /* frame_got + n <= frame_len <= WS_CONTROL_MAX */
-            memcpy(c->ctl + c->frame_got, io->data, n);
+            memcpy(c->rx->ctl + c->frame_got, io->data, n);
+    } else if (c->fin && c->frame_got == 0 && n == c->frame_len && c->msg_len == 0) {
+        c->frame_started = false;
+        deliver_whole(c, io->data, n);
+        return;
     } else {
         on_data(c, io->data, n);
     }
@@ -643,7 +743,7 @@ static void rx_stalled(ws_conn_t *c)
     uint64_t u = c->handed - c->reported;
     if (u < 2 || u > WS_TAIL)
         return;
-    const uint8_t *h = c->tail + WS_TAIL - u;
+    const uint8_t *h = c->rx->tail + WS_TAIL - u;
     unsigned len7 = h[1] & 0x7F;
     size_t ext = len7 == 126 ? 2 : len7 == 127 ? 8 : 0;
     if (u != 2 + ext + (h[1] & 0x80 ? 4 : 0))
@@ -658,15 +758,69 @@ static void rx_stalled(ws_conn_t *c)
     frame_start(c, h[0] & 0x80, (h[0] >> 4) & 7, h[0] & 0x0F, h[1] & 0x80, len);
 }
 
+static const struct wslay_frame_callbacks wslay_cbs = {
+    /* no send callback: our frames are framed by put_header, and a server
+     * never masks, so no mask generator either */
+    .recv_callback = wslay_recv_cb,
+};
+
+/* The connection gets a wslay context: a spare of this thread's, else a
+ * new one.  Contexts are interchangeable at a frame boundary (nothing
+ * buffered, the reader at a header), which is the only state one is in
+ * when given back. */
+static bool ctx_take(ws_conn_t *c)
+{
+    if (c->rx)
+        return true;
+    pools_t *p = pools();
+    if (p->nctx) {
+        c->rx = p->ctx[--p->nctx];
+        return true;
+    }
+    rx_t *rx = malloc(sizeof *rx);
+    if (!rx)
+        return false;
+    if (wslay_frame_context_init(&rx->wslay, &wslay_cbs, NULL) != 0) {
+        free(rx);
+        return false;
+    }
+    c->rx = rx;
+    return true;
+}
+
+static void ctx_give(ws_conn_t *c)
+{
+    if (!c->rx)
+        return;
+    pools_t *p = pools();
+    if (p->nctx < WS_CTX_SPARE)
+        p->ctx[p->nctx++] = c->rx;
+    else
+        rx_free(c->rx);
+    c->rx = NULL;
+}
+
 /* Runs wslay's frame reader over len bytes, acting on every report; stops
- * early once reading is over (the rest of the bytes are dropped). */
+ * early once reading is over (the rest of the bytes are dropped).  The
+ * context is held across calls only while wslay holds part of a frame:
+ * bytes given to it but not yet reported (handed > reported: a partial
+ * header), or a frame whose payload has not all come (frame_started). */
 static void rx_run(ws_conn_t *c, const uint8_t *in, size_t len)
 {
+    if (!c->reading || c->failed)
+        return;
+    if (!ctx_take(c)) {
+        c->failed = true;
+        c->reading = false;
+        return;
+    }
+    ws_conn_t *outer = t_rx;
+    t_rx = c;
     c->in = in;
     c->in_len = len;
     while (c->reading && !c->failed) {
         struct wslay_frame_iocb io;
-        ssize_t r = wslay_frame_recv(c->wslay, &io);
+        ssize_t r = wslay_frame_recv(c->rx->wslay, &io);
         if (r >= 0) {
             rx_chunk(c, &io);
         } else if (r == WSLAY_ERR_WANT_READ) {
@@ -679,8 +833,18 @@ static void rx_run(ws_conn_t *c, const uint8_t *in, size_t len)
             break;
         }
     }
+    t_rx = outer;
     c->in = NULL;
     c->in_len = 0;
+    if (c->reading && !c->failed && !c->frame_started && c->handed == c->reported) {
+        ctx_give(c); /* a frame boundary: back to the pool */
+    } else if (!c->reading || c->failed) {
+        /* reading is over, maybe mid-frame (a header refused before its
+         * payload): this context's state may not be a boundary's, and it
+         * is never used again */
+        rx_free(c->rx);
+        c->rx = NULL;
+    }
 }
 
 /* ------------------------------------------------------------ connection */
@@ -694,15 +858,7 @@ ws_conn_t *ws_conn_new(ws_on_text_fn on_text, void *user, uint64_t now_ms)
     c->user = user;
     c->reading = true;
     c->now_ms = c->last_pong_ms = now_ms;
-    /* No mask generator: a server never masks what it sends. */
-    static const struct wslay_frame_callbacks cbs = {
-        .send_callback = wslay_send_cb, .recv_callback = wslay_recv_cb,
-    };
-    if (wslay_frame_context_init(&c->wslay, &cbs, c) != 0) {
-        free(c);
-        return NULL;
-    }
-    return c;
+    return c; /* no wslay context until bytes arrive (rx_run) */
 }
 
 void ws_conn_free(ws_conn_t *c)
@@ -711,7 +867,8 @@ void ws_conn_free(ws_conn_t *c)
         return;
     list_clear(&c->pending);
     list_clear(&c->inflight);
-    wslay_frame_context_free(c->wslay);
+    if (c->rx) /* mid-frame: not a boundary's state, never pooled */
+        rx_free(c->rx);
     free(c->msg);
     free(c);
 }
@@ -767,7 +924,7 @@ static ws_status_t queue_shared(ws_conn_t *c, ws_shared_t *s, bool exempt)
         return c->failed ? WS_NOMEM : WS_CLOSING;
     if (st != WS_OK)
         return st;
-    seg_t *g = malloc(sizeof *g);
+    seg_t *g = seg_take(); /* a spare header: no malloc per delivery */
     if (!g) {
         c->failed = true;
         return WS_NOMEM;

@@ -60,9 +60,9 @@ div() { if [ "$SMALL" = 1 ]; then echo $(( $1 / 10 )); else echo "$1"; fi; }
 # scenario -> chatter-load arguments
 args_of() {
   case "$1" in
-    idle)     echo "--scenario idle --sessions $(div 19000) --ramp $([ $SMALL = 1 ] && echo 3 || echo 40) --duration 3" ;;
-    fanout)   echo "--scenario fanout --sessions $(div 10000) --ramp $([ $SMALL = 1 ] && echo 2 || echo 15) --duration 8" ;;
-    fanout2k) echo "--scenario fanout --sessions $(div 2000) --ramp $([ $SMALL = 1 ] && echo 1 || echo 4) --duration 8" ;;
+    idle)     echo "--scenario idle --sessions $(div 19000) --duration 3" ;;   # ramp: load.h LOAD_RAMP_BPS
+    fanout)   echo "--scenario fanout --sessions $(div 10000) --duration 8" ;;
+    fanout2k) echo "--scenario fanout --sessions $(div 2000) --duration 8" ;;
     chat)     echo "--scenario chat --sessions $(div 2000) --senders $(div 200) --ramp $([ $SMALL = 1 ] && echo 1 || echo 5)" ;;
     chat2)    echo "--scenario chat --rate 2 --sessions $(div 2000) --senders $(div 200) --ramp $([ $SMALL = 1 ] && echo 1 || echo 5) --duration 8" ;;
     storm)    echo "--scenario storm --sessions $(div 5200) --senders $(div 200) --storm $(div 5000) --ramp $([ $SMALL = 1 ] && echo 2 || echo 12) --duration 10" ;;

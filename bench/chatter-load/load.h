@@ -28,6 +28,20 @@
 #define LOAD_WORKER_SESSIONS 10000  /* sessions per worker by default: half the
                                        20,000-descriptor limit of a process */
 #define LOAD_MAX_FRAME (16u << 20)  /* a server frame larger than 16 MiB is an error */
+/* A join ramp the protocol can carry (issue 6).  PROTOCOL.md v2 sends
+ * every join's meta (about LOAD_META_BYTES inside a presence_diff) to every
+ * socket already there, so n sessions joining put about n^2/2 metas on the
+ * wire whatever the ramp's length -- 8.5 GB for 10,000 sessions, 30 GB for
+ * 19,000 -- and the ramp's length only sets the rate.  At 10,000 sessions
+ * over 15 s that is 570 MB/s on average and 1.1 GB/s at its end, more than
+ * the server's one core can write (about 430 MB/s of diffs measured) or the
+ * harness's one core can read, so every socket overflowed the server's
+ * 256 KiB outbound bound and was closed with 1008.  idle and fanout
+ * therefore ramp over n^2 * LOAD_META_BYTES / (2 * LOAD_RAMP_BPS) seconds
+ * (at least 2) unless --ramp is given: 42 s for 10,000, 153 s for 19,000,
+ * 2 s up to 2,100. */
+#define LOAD_META_BYTES 170.0
+#define LOAD_RAMP_BPS (200.0 * 1000 * 1000)
 #define LOAD_TOKEN_MAX 128
 
 /* ---------------------------------------------------------- histogram */

@@ -648,6 +648,11 @@ int main(int argc, char **argv) {
   if (o->slow >= 0) slow = o->slow;
   if (o->storm >= 0) storm = o->storm;
   if (o->duration > 0) duration = o->duration;
+  if ((!strcmp(sc, "idle") || !strcmp(sc, "fanout")) && o->ramp < 0) {
+    /* presence diffs: n^2/2 metas whatever the ramp (load.h) */
+    ramp = (double)sessions * (double)sessions * LOAD_META_BYTES / (2 * LOAD_RAMP_BPS);
+    if (ramp < 2) ramp = 2;
+  }
   if (o->ramp >= 0) ramp = o->ramp;
   if (o->rate > 0) rate = o->rate;
   if (o->drop_after >= 0) drop_after = o->drop_after;
