@@ -581,9 +581,13 @@ static void on_join_reply(session_t *s, conn_t *c, act_msg_t *m) {
       join_presence(s, c, r->user_id, false);
       break;
     }
+    /* A new name: the repo creates it.  On the read connections, round
+     * robin, not the writer: each create is a commit of its own (a WAL
+     * flush, 2 ms here), and on the one writer they queued behind each
+     * other and behind the message batches; users need no seq order. */
     repo_name_req_t rq;
     snprintf(rq.name, sizeof rq.name, "%s", s->name);
-    await(s, RQ_GET_USER, repo_writer(), REPO_GET_USER, &rq, sizeof rq, REPO_TIMEOUT_MS);
+    await(s, RQ_GET_USER, repo_reader(), REPO_GET_USER, &rq, sizeof rq, REPO_TIMEOUT_MS);
     break;
   }
   case RQ_GET_USER: {
