@@ -52,6 +52,8 @@ typedef struct presence_claim {
 typedef struct presence_claimed {
   int code;           /* PROTO_OK, PROTO_NAME_TAKEN, PROTO_RATE_LIMITED,
                          PROTO_UNAVAILABLE */
+  char user_id[PROTO_UUID_LEN + 1]; /* OK and a user presence knows: its id
+                         (the join needs no database round trip); else "" */
 } presence_claimed_t;
 typedef struct presence_join {
   uint64_t conn_id;

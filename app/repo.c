@@ -40,6 +40,7 @@
 #include "repo.h"
 #include "telemetry.h"
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,6 +52,10 @@
                           commit is what the rate scales with; 1,024 rows are
                           about 100 kB of parameters.  The queue itself is
                           bounded by the sessions, one request in flight each */
+#define RECENT_MAX 4096 /* messages kept encoded in memory (the recent ring
+                          below): about 1 MB at 250 B each, enough for the
+                          latest 500 of `joined` and for the catch-up of a
+                          client away for 20 s at 200 messages/s */
 #define PING_MS 1000  /* the idle writer pings this often, so that a hung
                          server shows (/healthz) within PING_MS + the deadline */
 #define FENCE_WAIT_MS 1000 /* how long one fence waits for the old backend (at
@@ -245,6 +250,121 @@ static void free_msgs(void *p) { db_message_list_free(p); }
 static void free_users(void *p) { db_user_list_free(p); }
 static void free_user(void *p) { db_user_free(p); }
 
+/* ------------------------------------------------- the recent ring */
+
+/* The last RECENT_MAX messages pushed, encoded, in seq order, shared by the
+ * repo actors of every scheduler (a mutex, held for a copy).  The writer
+ * appends each message as it pushes it, before pubsub has it, and pushes
+ * every stored message exactly once in seq order (the fence), so the ring
+ * holds every message with a seq from its oldest to its newest, and every
+ * message published so far.  A session subscribes before it asks for the
+ * latest page or a catch-up, so the ring and the pushes after it are
+ * complete; messages in both are dropped by seq, as with the database.
+ *
+ * Why: after a storm of reconnects every session asks for a catch-up and,
+ * messages arriving meanwhile, nearly every join for the latest 500 (the
+ * shared copy in session.c is stale after each insert): a query of up to
+ * 500 rows and 500 encodes each, thousands at once, on the cores the
+ * server shares with PostgreSQL.  From here each is one copy.
+ *
+ * Seeded once per process with the newest 500 from the database (the
+ * writer's first baseline); `older` says messages older than the ring
+ * exist.  Until then, and for what it cannot answer (history, a catch-up
+ * from before its oldest), the database answers. */
+typedef struct recent_ent { int64_t seq; char *frag; uint32_t len; } recent_ent_t;
+static struct {
+  pthread_mutex_t lock;
+  recent_ent_t ent[RECENT_MAX];
+  size_t head, n;   /* oldest at ent[head] */
+  bool seeded, older;
+} g_recent = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+/* False when out of memory: the ring is then unseeded (the database
+ * answers) until the process restarts, never wrong. */
+static void recent_append(int64_t seq, const proto_str *frag) {
+  char *copy = malloc(frag->len + 1);
+  pthread_mutex_lock(&g_recent.lock);
+  if (!copy) {
+    g_recent.seeded = false;
+  } else if (!g_recent.n || g_recent.ent[(g_recent.head + g_recent.n - 1) % RECENT_MAX].seq < seq) {
+    memcpy(copy, frag->ptr, frag->len);
+    copy[frag->len] = 0;
+    if (g_recent.n == RECENT_MAX) {
+      free(g_recent.ent[g_recent.head].frag);
+      g_recent.head = (g_recent.head + 1) % RECENT_MAX;
+      g_recent.n--;
+      g_recent.older = true;
+    }
+    g_recent.ent[(g_recent.head + g_recent.n) % RECENT_MAX] =
+        (recent_ent_t){seq, copy, (uint32_t)frag->len};
+    g_recent.n++;
+    copy = NULL;
+  }
+  pthread_mutex_unlock(&g_recent.lock);
+  free(copy);
+}
+
+/* The page of ring entries [from, from + count), laid out as encode_page's.
+ * Called with the lock held. */
+static repo_messages_t *recent_page(size_t from, size_t count, bool more, size_t *size) {
+  size_t arr = 2 + (count ? count - 1 : 0);
+  for (size_t i = 0; i < count; i++) arr += g_recent.ent[(g_recent.head + from + i) % RECENT_MAX].len;
+  *size = sizeof(repo_messages_t) + count * sizeof(repo_msg_span_t) + arr + 1;
+  repo_messages_t *out = calloc(1, *size);
+  if (!out) return NULL;
+  out->more = more;
+  out->n = (uint32_t)count;
+  out->array_len = arr;
+  char *a = (char *)repo_messages_array(out);
+  size_t off = 0;
+  a[off++] = '[';
+  for (size_t i = 0; i < count; i++) {
+    const recent_ent_t *e = &g_recent.ent[(g_recent.head + from + i) % RECENT_MAX];
+    if (i) a[off++] = ',';
+    out->spans[i] = (repo_msg_span_t){e->seq, (uint32_t)off, e->len};
+    memcpy(a + off, e->frag, e->len);
+    off += e->len;
+  }
+  a[off++] = ']';
+  return out;
+}
+
+/* REPO_LATEST (the newest `limit`) or REPO_CATCH_UP (the oldest
+ * DB_CATCH_UP_LIMIT after `after`) from the ring, or NULL when the ring
+ * cannot say (not seeded, out of memory, or it would need older ones). */
+static repo_messages_t *recent_read(int type, int limit, int64_t after, size_t *size) {
+  repo_messages_t *out = NULL;
+  pthread_mutex_lock(&g_recent.lock);
+  size_t n = g_recent.n;
+  if (g_recent.seeded && type == REPO_LATEST) {
+    if ((size_t)limit <= n || !g_recent.older) {
+      size_t count = (size_t)limit < n ? (size_t)limit : n;
+      out = recent_page(n - count, count, count < n || g_recent.older, size);
+    }
+  } else if (g_recent.seeded && type == REPO_CATCH_UP) {
+    /* complete above `after` only if the ring holds everything above it:
+     * its oldest is <= after, or nothing older exists at all */
+    bool complete = !g_recent.older || (n && g_recent.ent[g_recent.head].seq <= after);
+    if (complete) {
+      size_t from = 0; /* the first entry above after: binary search */
+      size_t hi = n;
+      while (from < hi) {
+        size_t mid = (from + hi) / 2;
+        if (g_recent.ent[(g_recent.head + mid) % RECENT_MAX].seq <= after) from = mid + 1;
+        else hi = mid;
+      }
+      size_t count = n - from < DB_CATCH_UP_LIMIT ? n - from : DB_CATCH_UP_LIMIT;
+      out = recent_page(from, count, n - from > count, size);
+    }
+  }
+  pthread_mutex_unlock(&g_recent.lock);
+  return out;
+}
+
+/* The writer's baseline: the newest messages in the database, oldest
+ * first; `more`: older ones exist. */
+static void recent_seed(const db_message_list *l);
+
 /* ------------------------------------------------------- encoding */
 
 static proto_message wire_message(const db_message *d) {
@@ -287,6 +407,24 @@ static repo_messages_t *encode_page(const db_message_list *l, size_t *size) {
   return out;
 }
 
+static void recent_seed(const db_message_list *l) {
+  pthread_mutex_lock(&g_recent.lock);
+  bool ok = !g_recent.seeded && !g_recent.n;
+  pthread_mutex_unlock(&g_recent.lock);
+  if (!ok) return;
+  for (size_t i = 0; i < l->n; i++) {
+    proto_message m = wire_message(&l->messages[i]);
+    proto_str frag = proto_frag_message(&m);
+    if (!frag.ptr) return; /* unseeded: the database answers */
+    recent_append(m.seq, &frag);
+    free(frag.ptr);
+  }
+  pthread_mutex_lock(&g_recent.lock);
+  g_recent.older = g_recent.older || l->more;
+  g_recent.seeded = g_recent.n == l->n;
+  pthread_mutex_unlock(&g_recent.lock);
+}
+
 /* ------------------------------------------------------------- reads */
 
 static void page_body(cb_call_t *c) {
@@ -305,8 +443,17 @@ static void on_page(void *ud, const db_error *err, db_message_list *res) {
 
 static void read_page(repo_t *r, act_msg_t *m) {
   const repo_page_req_t *rq = m->data;
-  req_ctx_t *x = ctx_make(r, m->from, m->ref);
   int limit = rq->limit > 0 && rq->limit <= PROTO_HISTORY_MAX ? rq->limit : PROTO_HISTORY_MAX;
+  if (m->type != REPO_HISTORY && r->db && db_conn_state(r->db) == DB_CONNECTED) {
+    size_t size; /* the database being up, as it answers: else `unavailable` */
+    repo_messages_t *page = recent_read(m->type, limit, rq->after, &size);
+    if (page) {
+      reply(m->from, m->ref, REPO_MESSAGES, page, size);
+      free(page);
+      return;
+    }
+  }
+  req_ctx_t *x = ctx_make(r, m->from, m->ref);
   int rc = -1;
   if (!x) rc = -1;
   else if (m->type == REPO_LATEST) rc = db_messages_latest(r->db, limit, on_page, x);
@@ -369,6 +516,7 @@ static void writer_retry(repo_t *r, const char *why);
 
 /* False when out of memory: the message is stored but not pushed. */
 static bool broadcast(const proto_str *frag, int64_t seq) {
+  recent_append(seq, frag); /* before pubsub has it: see the recent ring */
   proto_str push = proto_enc_message(frag);
   ws_shared_t *frame = push.ptr ? ws_shared_text(push.ptr, push.len) : NULL;
   free(push.ptr);
@@ -441,6 +589,14 @@ static void inserted_body(cb_call_t *c) {
   db_message_list *res = c->res;
   count_query(x, c->err);
   pending_insert_t *p = x->batch;
+  /* The next batch goes first, so that PostgreSQL executes it while this
+   * one is broadcast and answered (1,024 encodes, pushes and replies):
+   * otherwise the backend idles for that time and a round trip, about 10%
+   * of its wall time at 2,000 senders (pg_stat_activity sampled).  Its
+   * seqs are above this batch's all the same: one connection runs its
+   * statements in order, so it commits after this one did. */
+  r->batch_in_flight = false;
+  if (!c->err) submit_batch(r);
   if (res && res->n == x->nbatch) {
     for (size_t i = 0; i < res->n; i++, p = p->next) {
       const db_message *d = &res->messages[i];
@@ -459,8 +615,8 @@ static void inserted_body(cb_call_t *c) {
       if (!d->existed && (!frag.ptr || !broadcast(&frag, m.seq))) {
         free(frag.ptr);
         for (; p; p = p->next) reply_unavailable(p->from, p->ref, REPO_INSERTED);
-        r->batch_in_flight = false;
-        publish_busy(r);
+        /* the next batch, if sent, fails with the connection: a retry by
+         * client_id finds whatever of it committed */
         writer_retry(r, "out of memory: a committed message will be pushed by the fence");
         return;
       }
@@ -478,8 +634,7 @@ static void inserted_body(cb_call_t *c) {
   } else {
     for (; p; p = p->next) reply_unavailable(p->from, p->ref, REPO_INSERTED);
   }
-  r->batch_in_flight = false;
-  submit_batch(r);
+  submit_batch(r); /* after an error: what queued meanwhile, if it can */
 }
 
 static void on_inserted(void *ud, const db_error *err, db_message_list *res) {
@@ -645,6 +800,7 @@ static void baseline_body(cb_call_t *c) {
   }
   atomic_store(&g_last_seq, l->n ? l->messages[l->n - 1].seq : 0);
   atomic_store(&g_last_seq_known, true);
+  recent_seed(l);
   writer_ready(r);
 }
 
@@ -658,7 +814,8 @@ static void writer_catch_up(repo_t *r) {
   r->wstate = W_CATCH_UP;
   req_ctx_t *x = ctx_make(r, 0, 0);
   int rc = -1;
-  if (x && !atomic_load(&g_last_seq_known)) rc = db_messages_latest(r->db, 1, on_baseline, x);
+  if (x && !atomic_load(&g_last_seq_known))
+    rc = db_messages_latest(r->db, PROTO_HISTORY_MAX, on_baseline, x); /* seeds the ring */
   else if (x) rc = db_messages_after(r->db, atomic_load(&g_last_seq), DB_CATCH_UP_LIMIT,
                                      on_caught_up, x);
   if (rc < 0) {

@@ -573,6 +573,22 @@ static void complete_join(session_t *s, conn_t *c) {
   s->snapshot = NULL;
 }
 
+/* The user is known (from presence, or the repo found or created it): the
+ * claim becomes a meta. */
+static void join_presence(session_t *s, conn_t *c, const char *user_id, bool created) {
+  snprintf(conn_state(c)->user_id, sizeof conn_state(c)->user_id, "%s", user_id);
+  presence_join_t rq;
+  memset(&rq, 0, sizeof rq);
+  rq.conn_id = s->conn_id;
+  rq.acceptor = conn_acceptor(c);
+  snprintf(rq.user_id, sizeof rq.user_id, "%s", user_id);
+  snprintf(rq.name, sizeof rq.name, "%s", conn_state(c)->name);
+  rq.created = created;
+  s->buffering = true; /* from the snapshot on, pushes follow `joined` */
+  await(s, RQ_PRESENCE_JOIN, act_whereis(APP_NAME_PRESENCE), PRESENCE_JOIN, &rq, sizeof rq,
+        REPO_TIMEOUT_MS);
+}
+
 static void on_join_reply(session_t *s, conn_t *c, act_msg_t *m) {
   switch (s->step) {
   case RQ_CLAIM: {
@@ -581,25 +597,23 @@ static void on_join_reply(session_t *s, conn_t *c, act_msg_t *m) {
       s->joining = false;
       return reply_error(s, c, (proto_code)r->code, NULL);
     }
+    if (r->user_id[0]) { /* a user presence knows: no database round trip */
+      join_presence(s, c, r->user_id, false);
+      break;
+    }
+    /* A new name: the repo creates it.  On the read connections, round
+     * robin, not the writer: each create is a commit of its own (a WAL
+     * flush, 2 ms here), and on the one writer they queued behind each
+     * other and behind the message batches; users need no seq order. */
     repo_name_req_t rq;
     snprintf(rq.name, sizeof rq.name, "%s", conn_state(c)->name);
-    await(s, RQ_GET_USER, repo_writer(), REPO_GET_USER, &rq, sizeof rq, REPO_TIMEOUT_MS);
+    await(s, RQ_GET_USER, repo_reader(), REPO_GET_USER, &rq, sizeof rq, REPO_TIMEOUT_MS);
     break;
   }
   case RQ_GET_USER: {
     const repo_user_reply_t *r = m->data;
     if (r->rc < 0) return join_fail(s, c, PROTO_UNAVAILABLE);
-    snprintf(conn_state(c)->user_id, sizeof conn_state(c)->user_id, "%s", r->id);
-    presence_join_t rq;
-    memset(&rq, 0, sizeof rq);
-    rq.conn_id = s->conn_id;
-    rq.acceptor = conn_acceptor(c);
-    snprintf(rq.user_id, sizeof rq.user_id, "%s", r->id);
-    snprintf(rq.name, sizeof rq.name, "%s", conn_state(c)->name);
-    rq.created = r->created;
-    s->buffering = true; /* from the snapshot on, pushes follow `joined` */
-    await(s, RQ_PRESENCE_JOIN, act_whereis(APP_NAME_PRESENCE), PRESENCE_JOIN, &rq, sizeof rq,
-          REPO_TIMEOUT_MS);
+    join_presence(s, c, r->id, r->created);
     break;
   }
   case RQ_PRESENCE_JOIN: {

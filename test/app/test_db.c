@@ -246,8 +246,10 @@ START_TEST(test_migrate_twice_is_noop)
                                 " WHERE version IN ('001', '002')"), 2);
     ck_assert_int_eq(scalar(pg, "SELECT count(*) FROM pg_indexes WHERE tablename = 'messages'"
                                 " AND indexdef LIKE '%(seq)%'"), 1);
+    /* one index leads with user_id: 003's (user_id, client_id); 004 dropped
+     * the single-column one it made redundant */
     ck_assert_int_eq(scalar(pg, "SELECT count(*) FROM pg_indexes WHERE tablename = 'messages'"
-                                " AND indexdef LIKE '%(user_id)%'"), 1);
+                                " AND indexdef LIKE '%(user_id%'"), 1);
     PQfinish(pg);
 }
 END_TEST

@@ -4,7 +4,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startServer } from '../lib/server.mjs';
 import {
-  connect, joined, closeAll, uniq, checkMessage, checkIncreasing, checkError, checkAlive,
+  connect, joined, closeAll, uniq, checkMessage, checkIncreasing, checkError, checkAlive, httpGet,
 } from './client.mjs';
 
 let server;
@@ -72,6 +72,31 @@ test('catch_up: after the newest -> empty, more false', async () => {
   assert.equal(r.more, false);
   const r2 = await reader.read({ type: 'catch_up', after: last.seq - 1 });
   assert.deepEqual(r2.messages[0], last);
+});
+
+// The messages pushed since the server started are kept encoded in memory
+// (app/repo.c's recent ring): a catch_up among them, as every client sends
+// after a reconnect, and the 500 of `joined` ask nothing of the database.
+// The answer is the database's (the test above compared both pages with the
+// acknowledged messages); /metrics' round-trip counter must not move.
+async function dbQueries() {
+  const res = await httpGet(server.port, '/metrics');
+  const m = /^chatter_db_queries_total (\d+)$/m.exec(res.text);
+  assert.ok(m, 'chatter_db_queries_total in /metrics');
+  return Number(m[1]);
+}
+
+test('catch_up: recent messages are answered from memory, the same as the database', async () => {
+  const before = await dbQueries();
+  const from = mine[mine.length - 40];
+  const r = await reader.read({ type: 'catch_up', after: from.seq });
+  assert.equal(r.type, 'history');
+  checkIncreasing(assert, r.messages, 'catch_up from memory');
+  assert.equal(r.more, false);
+  const want = all.filter((m) => m.seq > from.seq);
+  assert.deepEqual(r.messages.slice(0, want.length), want, 'the same messages, byte for byte');
+  for (const m of r.messages.slice(want.length)) assert.ok(m.seq > want[want.length - 1].seq);
+  assert.equal(await dbQueries(), before, 'no query for a catch_up of recent messages');
 });
 
 test('history: up to L newest with seq < before, oldest first', async () => {

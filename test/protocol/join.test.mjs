@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { startServer } from '../lib/server.mjs';
 import {
   connect, joined, closeAll, uniq, checkUser, checkMessage, checkIncreasing, checkError,
-  checkAlive, ISO_RE,
+  checkAlive, ISO_RE, httpGet,
 } from './client.mjs';
 
 let server;
@@ -168,6 +168,37 @@ test('join: an offline name is reused with the same id', async () => {
   const r3 = await c.join(name);
   assert.equal(r3.type, 'joined', JSON.stringify(r3));
   assert.equal(r3.user.id, r1.user.id);
+});
+
+// A returning name is known to presence (every user is loaded at start and
+// added as it is created), so its join asks nothing of the database: before,
+// each join was an upsert on the one writer connection, and a storm of 5,000
+// reconnects queued behind each other past the query deadline.  The latest
+// messages of `joined` come from the shared copy (no message was sent in
+// between), so the round-trip counter of /metrics must not move.
+async function dbQueries() {
+  const res = await httpGet(server.port, '/metrics');
+  const m = /^chatter_db_queries_total (\d+)$/m.exec(res.text);
+  assert.ok(m, 'chatter_db_queries_total in /metrics');
+  return Number(m[1]);
+}
+
+test('join: a returning name joins with no database round trip', async () => {
+  const name = uniq('rt');
+  const a = await connect(server.wsUrl);
+  await a.joinOk(name);
+  const watcher = await connect(server.wsUrl);
+  const since = watcher.mark();
+  await a.close();
+  await watcher.push('presence_diff', (d) => d.leaves && name in d.leaves, { since });
+  const before = await dbQueries();
+  const b = await connect(server.wsUrl);
+  await b.joinOk(name);
+  assert.equal(await dbQueries(), before, 'no query for a known user');
+  // a new name still goes to the database (the repo creates it)
+  const c = await connect(server.wsUrl);
+  await c.joinOk(uniq('rn'));
+  assert.ok(await dbQueries() > before, 'a new user is created by a query');
 });
 
 test('join: name_taken for a name online elsewhere (also with a wrong token)', async () => {
