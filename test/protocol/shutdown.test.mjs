@@ -89,11 +89,10 @@ function logLine(server, re, ms = 15000) {
   });
 }
 
+// The exit status once the output is read to its end ('close', not 'exit':
+// a process that ends at once may still have lines in the pipe).
 function exitOf(server) {
-  return new Promise((r) => {
-    if (server.exited()) r(server.exited());
-    else server.proc.once('exit', (code, sig) => r({ code, sig }));
-  });
+  return new Promise((r) => server.proc.once('close', (code, sig) => r({ code, sig })));
 }
 
 // A TCP connect: 'connected' or the error code.
