@@ -61,6 +61,7 @@ struct listener {
 static _Atomic long g_open;       /* sockets held by conns, all loops */
 static _Atomic long g_max_conns;  /* computed once, at the first listener */
 
+/* Relaxed: a count polled by the drain (main.c); nothing is read through it. */
 long endpoint_open_conns(void) { return atomic_load_explicit(&g_open, memory_order_relaxed); }
 
 long listener_max_conns(void) {
@@ -309,14 +310,16 @@ static void on_closed(uv_handle_t *h) {
 
 /* The socket is closed here, not in on_closed: from the moment this returns
  * a new connect is refused (the SIGTERM drain tells the log so), instead of
- * waiting in the backlog of a socket nobody accepts from.  uv_poll_stop has
- * already taken the descriptor out of epoll, so closing it now is safe. */
+ * waiting in the backlog of a socket nobody accepts from.  uv_close has
+ * taken the descriptor out of epoll synchronously (only the callback is
+ * deferred) and a poll handle never closes it itself, so libuv is done with
+ * the number before another thread can be given it again. */
 void listener_close(listener_t *l) {
   if (!l) return;
   uv_poll_stop(&l->poll);
   uv_timer_stop(&l->retry);
-  close(l->fd);
-  l->fd = -1;
   uv_close((uv_handle_t *)&l->poll, on_closed);
   uv_close((uv_handle_t *)&l->retry, on_closed);
+  close(l->fd);
+  l->fd = -1;
 }

@@ -238,9 +238,11 @@ static int shut_down(act_pid_t root, int sig, const sigset_t *set) {
     wait_or_signal(set, deadline - now < DRAIN_POLL_MS ? deadline - now : DRAIN_POLL_MS);
   }
   if (endpoint_open_conns() != 0 || !repo_writer_idle()) {
+    bool writer_busy = !repo_writer_idle();
     app_log(LOG_ERROR, "shutdown phase=timeout bound_ms=%d conns=%ld writer=%s",
-            cfg->shutdown_ms, endpoint_open_conns(), repo_writer_idle() ? "idle" : "busy");
-    act_send(repo_writer(), REPO_ABANDON, NULL, 0);
+            cfg->shutdown_ms, endpoint_open_conns(), writer_busy ? "busy" : "idle");
+    /* An idle writer holds nothing to answer or to fence: left alone. */
+    if (writer_busy) act_send(repo_writer(), REPO_ABANDON, NULL, 0);
     uint64_t until = mono_ms() + ABANDON_MS;
     while (!repo_writer_idle() && mono_ms() < until) wait_or_signal(set, DRAIN_POLL_MS);
     /* The sessions answered by the writer run before the acceptor's turn
@@ -248,7 +250,7 @@ static int shut_down(act_pid_t root, int sig, const sigset_t *set) {
      * queue): their `unavailable` leaves ahead of the 1001. */
     tell_acceptors(ENDPOINT_DRAIN_FORCE);
     while (endpoint_open_conns() != 0 && mono_ms() < until) wait_or_signal(set, DRAIN_POLL_MS);
-    int pid = repo_fence_pid();
+    int pid = writer_busy ? repo_fence_pid() : 0;
     if (pid) fence_writer_backend(pid);
     app_log(LOG_ERROR, "shutdown phase=exit status=1 conns=%ld writer=%s ms=%llu",
             endpoint_open_conns(), repo_writer_idle() ? "idle" : "busy",

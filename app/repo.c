@@ -116,7 +116,8 @@ bool repo_writer_idle(void) { return !atomic_load(&g_writer_busy); }
 int repo_fence_pid(void) { return atomic_load(&g_fence_pid); }
 
 /* Published after the replies it follows, so that a drain that sees the
- * writer idle knows every sender has been answered. */
+ * writer idle knows every sender has been answered (seq_cst, the default:
+ * the replies' sends are ordered before the store). */
 static void publish_busy(const repo_t *r) {
   if (r->index == 0) atomic_store(&g_writer_busy, r->qhead || r->batch_in_flight);
 }

@@ -57,7 +57,7 @@ fi
 rc=0
 "$B/chatter-load" --scenario chat --url "ws://127.0.0.1:$port/ws" --server-pid "$server" \
   --cpus "$LOAD_CPUS" --quiet --json "$tmp/run.json" "$@" >"$tmp/load.out" 2>&1 || rc=$?
-grep -E '^\| (deliver|send to|server CPU|harness CPU|bottleneck|  )' "$tmp/load.out" || true
+cat "$tmp/load.out"
 p99() { grep -o "\"$1\": *[0-9.]*" "$tmp/run.json" | grep -o '[0-9.]*$' || echo '?'; }
 echo "RESULT viewers=$viewers hz=$hz deliver_p99_ms=$(p99 deliver_p99_ms) sent_p99_ms=$(p99 sent_p99_ms) status=$rc load=\"$(cut -d' ' -f1-3 /proc/loadavg)\""
 exit $rc

@@ -89,11 +89,10 @@ function logLine(server, re, ms = 15000) {
   });
 }
 
+// The exit status once the output is read to its end ('close', not 'exit':
+// a process that ends at once may still have lines in the pipe).
 function exitOf(server) {
-  return new Promise((r) => {
-    if (server.exited()) r(server.exited());
-    else server.proc.once('exit', (code, sig) => r({ code, sig }));
-  });
+  return new Promise((r) => server.proc.once('close', (code, sig) => r({ code, sig })));
 }
 
 // A TCP connect: 'connected' or the error code.
@@ -268,4 +267,29 @@ test('a second SIGTERM during the drain exits at once (143), without waiting for
   } finally {
     await lock.release();
   }
+});
+
+test('SIGTERM: an HTTP response the client does not read holds the drain CLOSE_GRACE_MS (5 s), then the drain ends with 0', async () => {
+  const BOUND = 10000;
+  const server = await startServer({ env: { CHATTER_SHUTDOWN_MS: String(BOUND) } });
+  const s = net.connect({ host: '127.0.0.1', port: server.port });
+  s.on('error', () => {}); // the server cuts it, unread requests and all (a reset)
+  await new Promise((r) => s.once('connect', r));
+  // 2,000 pipelined GETs of an 18 KB file: about 36 MB of responses, far
+  // more than the loopback socket buffers hold while nobody reads them.
+  const flowing = new Promise((r) => s.once('data', () => { s.pause(); r(); }));
+  s.write(`GET /style.css HTTP/1.1\r\nHost: 127.0.0.1:${server.port}\r\n\r\n`.repeat(2000));
+  await flowing; // responses are being written; from now on the client reads nothing
+
+  const t0 = Date.now();
+  const exit = exitOf(server);
+  server.proc.kill('SIGTERM');
+  const res = await exit;
+  const elapsed = Date.now() - t0;
+  s.destroy();
+  assert.deepEqual(res, { code: 0, sig: null }, server.logs().slice(-3000));
+  const drained = Number(/phase=drained ms=(\d+)/.exec(server.logs())?.[1]);
+  // held by the response being written, then cut at CLOSE_GRACE_MS (5,000 ms)
+  assert.ok(drained >= 4900 && drained < BOUND, `drained in ${drained} ms`);
+  assert.ok(elapsed < BOUND, `exited in ${elapsed} ms`);
 });
