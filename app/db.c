@@ -44,7 +44,8 @@
     m ".id::text, " m ".seq, " m ".user_id::text, u.name, " m ".content, " TS(m ".inserted_at")
 
 enum stmt { ST_USERS_LIST, ST_USER_UPSERT, ST_MSG_INSERT, ST_MSG_BEFORE,
-            ST_MSG_AFTER, ST_MSG_BY_CLIENT_ID, ST_BACKEND_END, ST_PING, ST_COUNT };
+            ST_MSG_AFTER, ST_MSG_BY_CLIENT_ID, ST_BACKEND_END, ST_PING,
+            ST_USERS_UPSERT, ST_COUNT };
 
 static const struct { const char *name, *sql; int nparams; } STMTS[ST_COUNT] = {
     [ST_USERS_LIST] = {"chatter_users_list",
@@ -110,6 +111,13 @@ static const struct { const char *name, *sql; int nparams; } STMTS[ST_COUNT] = {
         " WHERE pid = $1 AND application_name = $2)"
         " THEN pg_terminate_backend($1, $3) ELSE true END", 3},
     [ST_PING] = {"chatter_ping", "SELECT 1", 0},
+    /* Many names in one statement and one commit.  DISTINCT: a name twice
+     * in one INSERT ... ON CONFLICT DO UPDATE is an error; ORDER BY: rows
+     * are locked in name order, so two batches cannot deadlock. */
+    [ST_USERS_UPSERT] = {"chatter_users_upsert",
+        "INSERT INTO users (name) SELECT DISTINCT n FROM unnest($1::text[]) AS t(n) ORDER BY n "
+        "ON CONFLICT (name) DO UPDATE SET updated_at = now() "
+        "RETURNING id::text, name, (xmax = 0) AS created", 1},
 };
 
 /* ------------------------------------------------------------ types */
@@ -298,7 +306,8 @@ static bool user_from_row(db_user *u, const PGresult *r, int row)
 
 static db_user_list *parse_users(const PGresult *r)
 {
-    if (PQnfields(r) != 2) return NULL;
+    int nf = PQnfields(r); /* 3: the batch upsert's, with `created` */
+    if (nf != 2 && nf != 3) return NULL;
     db_user_list *l = calloc(1, sizeof *l);
     int n = PQntuples(r);
     if (!l || (n > 0 && !(l->users = calloc((size_t)n, sizeof *l->users)))) {
@@ -311,6 +320,7 @@ static db_user_list *parse_users(const PGresult *r)
             db_user_list_free(l);
             return NULL;
         }
+        if (nf == 3) l->users[i].created = PQgetvalue(r, i, 2)[0] == 't';
     }
     return l;
 }
@@ -1070,6 +1080,30 @@ static char *array_literal(const db_new_message *m, size_t n, int which)
     }
     act_buf_putc(&b, '}');
     return act_buf_take(&b, NULL);
+}
+
+int db_users_get_or_create(db_conn *c, const char *const *names, size_t n,
+                           db_user_list_cb cb, void *ud)
+{
+    if (!can_submit(c, (const void *)cb) || !names || n == 0) return -1;
+    sbuf b = {0};
+    sb_putc(&b, '{');
+    for (size_t i = 0; i < n; i++) {
+        if (!names[i]) {
+            free(b.p);
+            return -1;
+        }
+        sb_array_elem(&b, names[i], i == 0);
+    }
+    sb_putc(&b, '}');
+    db_query *q = b.oom ? NULL : q_new(Q_USERS, ST_USERS_UPSERT, ud);
+    if (!q) {
+        free(b.p);
+        return -1;
+    }
+    q->params[0] = b.p;
+    q->cb.users = cb;
+    return submit(c, q);
 }
 
 int db_messages_insert(db_conn *c, const db_new_message *msgs, size_t n,

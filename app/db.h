@@ -129,6 +129,7 @@ const char *db_errcode_name(db_errcode e);
 typedef struct db_user {
     char *id;    /* UUID text */
     char *name;
+    bool created; /* db_users_get_or_create only: this call created it */
 } db_user;
 
 typedef struct db_user_list {
@@ -180,6 +181,13 @@ int db_users_list(db_conn *c, db_user_list_cb cb, void *ud);
 /* The user with this name, created if new (created tells which).  The name
  * must already be validated and trimmed by the caller. */
 int db_user_get_or_create(db_conn *c, const char *name, db_user_cb cb, void *ud);
+
+/* The same for names[0..n) (n >= 1; repeats allowed) in ONE statement and
+ * one commit: one user per distinct name, in no particular order, each with
+ * `created`.  A create is a commit, a WAL flush: a ramp of new users was
+ * bound by one flush per name. */
+int db_users_get_or_create(db_conn *c, const char *const *names, size_t n,
+                           db_user_list_cb cb, void *ud);
 
 /* Inserts msgs[0..n) (n >= 1) in ONE statement, so all or none commit, with
  * seq increasing in input order: res->n == n and res->messages[i] is msgs[i].

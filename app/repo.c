@@ -56,6 +56,8 @@
                           below): about 1 MB at 250 B each, enough for the
                           latest 500 of `joined` and for the catch-up of a
                           client away for 20 s at 200 messages/s */
+#define MAX_USER_BATCH 512 /* names per users upsert: one commit for all
+                             the joins of new names that queued meanwhile */
 #define PING_MS 1000  /* the idle writer pings this often, so that a hung
                          server shows (/healthz) within PING_MS + the deadline */
 #define FENCE_WAIT_MS 1000 /* how long one fence waits for the old backend (at
@@ -73,8 +75,18 @@ typedef struct pending_insert {
   char *content;
 } pending_insert_t;
 
+/* A join's REPO_GET_USER waiting for the next users batch. */
+typedef struct pending_user {
+  struct pending_user *next;
+  act_pid_t from;
+  act_ref_t ref;
+  char name[PROTO_NAME_MAX * 4 + 1];
+} pending_user_t;
+
 typedef struct repo {
   int index;
+  pending_user_t *uhead, *utail; /* the next users batch */
+  bool users_in_flight;
   act_pid_t self;
   db_conn *db;
   pending_insert_t *qhead, *qtail; /* the writer's next batch */
@@ -90,6 +102,7 @@ typedef struct repo {
 /* One query's context.  Freed by the trampoline (as_repo) after the body
  * ran, even if the body crashed, together with the insert batch it holds. */
 typedef struct req_ctx {
+  pending_user_t *users; /* a users batch */
   repo_t *repo;
   act_pid_t self; /* the repo actor the callback runs as */
   act_pid_t from;
@@ -148,9 +161,18 @@ static void free_batch(pending_insert_t *p) {
   }
 }
 
+static void free_users_batch(pending_user_t *p) {
+  while (p) {
+    pending_user_t *next = p->next;
+    free(p);
+    p = next;
+  }
+}
+
 static void ctx_free(req_ctx_t *x) {
   if (!x) return;
   free_batch(x->batch);
+  free_users_batch(x->users);
   free(x);
 }
 
@@ -249,7 +271,6 @@ static void as_repo(cb_call_t *c) {
 
 static void free_msgs(void *p) { db_message_list_free(p); }
 static void free_users(void *p) { db_user_list_free(p); }
-static void free_user(void *p) { db_user_free(p); }
 
 /* ------------------------------------------------- the recent ring */
 
@@ -489,24 +510,89 @@ static void on_users(void *ud, const db_error *err, db_user_list *res) {
   as_repo(&(cb_call_t){users_body, ud, err, res, free_users, false});
 }
 
-static void user_body(cb_call_t *c) {
+/* New names of joins, batched: while one upsert commits, the next gathers
+ * (as the writer's inserts do), so a ramp of N new users costs a handful of
+ * commits, not N. */
+static void submit_users(repo_t *r);
+
+static void users_batch_body(cb_call_t *c) {
   req_ctx_t *x = c->x;
-  db_user *u = c->res;
+  db_user_list *res = c->res;
   count_query(x, c->err);
-  if (u) {
+  x->repo->users_in_flight = false;
+  for (pending_user_t *p = x->users; p; p = p->next) {
+    const db_user *u = NULL;
+    for (size_t i = 0; res && i < res->n && !u; i++)
+      if (strcmp(res->users[i].name, p->name) == 0) u = &res->users[i];
+    if (!u) {
+      reply_unavailable(p->from, p->ref, REPO_USER);
+      continue;
+    }
     repo_user_reply_t out;
     memset(&out, 0, sizeof out);
-    out.created = c->created;
+    out.created = u->created;
     snprintf(out.id, sizeof out.id, "%s", u->id);
     snprintf(out.name, sizeof out.name, "%s", u->name);
-    reply(x->from, x->ref, REPO_USER, &out, sizeof out);
-  } else {
-    reply_unavailable(x->from, x->ref, REPO_USER);
+    reply(p->from, p->ref, REPO_USER, &out, sizeof out);
   }
+  submit_users(x->repo);
 }
 
-static void on_user(void *ud, const db_error *err, db_user *u, bool created) {
-  as_repo(&(cb_call_t){user_body, ud, err, u, free_user, created});
+static void on_users_batch(void *ud, const db_error *err, db_user_list *res) {
+  as_repo(&(cb_call_t){users_batch_body, ud, err, res, free_users, false});
+}
+
+static void fail_users(repo_t *r) {
+  for (pending_user_t *p = r->uhead; p; p = p->next) reply_unavailable(p->from, p->ref, REPO_USER);
+  free_users_batch(r->uhead);
+  r->uhead = r->utail = NULL;
+}
+
+static void submit_users(repo_t *r) {
+  if (r->users_in_flight || !r->uhead || !r->db) return;
+  req_ctx_t *x = ctx_make(r, 0, 0);
+  const char **names = calloc(MAX_USER_BATCH, sizeof *names);
+  if (!x || !names) {
+    free(x);
+    free(names);
+    fail_users(r);
+    return;
+  }
+  size_t n = 0;
+  pending_user_t **tail = &x->users;
+  while (r->uhead && n < MAX_USER_BATCH) {
+    pending_user_t *p = r->uhead;
+    r->uhead = p->next;
+    p->next = NULL;
+    *tail = p;
+    tail = &p->next;
+    names[n++] = p->name;
+  }
+  if (!r->uhead) r->utail = NULL;
+  if (db_users_get_or_create(r->db, names, n, on_users_batch, x) < 0) {
+    for (pending_user_t *p = x->users; p; p = p->next)
+      reply_unavailable(p->from, p->ref, REPO_USER);
+    ctx_free(x);
+  } else {
+    r->users_in_flight = true;
+  }
+  free(names);
+}
+
+static void queue_user(repo_t *r, act_msg_t *m) {
+  repo_name_req_t *rq = m->data;
+  pending_user_t *p = m->size >= sizeof *rq ? calloc(1, sizeof *p) : NULL;
+  if (!p) {
+    reply_unavailable(m->from, m->ref, REPO_USER);
+    return;
+  }
+  p->from = m->from;
+  p->ref = m->ref;
+  snprintf(p->name, sizeof p->name, "%.*s", (int)sizeof p->name - 1, rq->name);
+  if (r->utail) r->utail->next = p;
+  else r->uhead = p;
+  r->utail = p;
+  submit_users(r);
 }
 
 /* ------------------------------------------------------------ writes */
@@ -939,20 +1025,7 @@ static int repo_init(void *args, void **state) {
 static void repo_handle(void *state, act_msg_t *m) {
   repo_t *r = state;
   switch (m->type) {
-  case REPO_GET_USER: {
-    repo_name_req_t *rq = m->data;
-    if (m->size < sizeof *rq) {
-      reply_unavailable(m->from, m->ref, REPO_USER);
-      break;
-    }
-    rq->name[sizeof rq->name - 1] = 0;
-    req_ctx_t *x = ctx_make(r, m->from, m->ref);
-    if (!x || db_user_get_or_create(r->db, rq->name, on_user, x) < 0) {
-      reply_unavailable(m->from, m->ref, REPO_USER);
-      free(x);
-    }
-    break;
-  }
+  case REPO_GET_USER: queue_user(r, m); break;
   case REPO_FIND_CLIENT_ID: {
     repo_client_req_t *rq = m->data;
     if (m->size < sizeof *rq) {
@@ -1008,6 +1081,7 @@ static void repo_terminate(void *state, act_reason_t why) {
   r->db = NULL; /* callbacks run inside the close: they must not submit */
   if (db) db_conn_close(db, NULL, NULL);
   fail_queue(r);
+  fail_users(r);
   free(r);
   tl_terminating = false;
 }

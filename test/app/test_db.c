@@ -390,6 +390,48 @@ START_TEST(test_names_unique)
 }
 END_TEST
 
+/* Many names in one statement: one user per distinct name (a repeat in the
+ * batch is no error), `created` true only for the new ones, ids the same as
+ * the one-name upsert's. */
+START_TEST(test_users_batch_get_or_create)
+{
+    db_conn *c = open_ok();
+    char a[128], b[128], old[128];
+    name_for(a, sizeof a, "bat-a");
+    name_for(b, sizeof b, "bat-b");
+    db_user *o = user_named(c, "bat-old", NULL);
+    snprintf(old, sizeof old, "%s", o->name);
+    const char *names[] = {b, a, old, b};
+    res r = {0};
+    ck_assert_int_eq(db_users_get_or_create(c, names, 4, on_users, &r), 0);
+    wait_ok(&r);
+    ck_assert_uint_eq(r.users->n, 3);
+    int seen = 0;
+    for (size_t i = 0; i < r.users->n; i++) {
+        const db_user *u = &r.users->users[i];
+        if (strcmp(u->name, old) == 0) {
+            ck_assert(!u->created);
+            ck_assert_str_eq(u->id, o->id);
+            seen |= 1;
+        } else {
+            ck_assert_msg(u->created, "%s", u->name);
+            seen |= strcmp(u->name, a) == 0 ? 2 : strcmp(u->name, b) == 0 ? 4 : 8;
+        }
+    }
+    ck_assert_int_eq(seen, 7);
+    res r2 = {0};
+    ck_assert_int_eq(db_users_get_or_create(c, names, 2, on_users, &r2), 0);
+    wait_ok(&r2);
+    ck_assert_uint_eq(r2.users->n, 2);
+    ck_assert(!r2.users->users[0].created && !r2.users->users[1].created);
+    ck_assert_int_eq(db_users_get_or_create(c, names, 0, on_users, &r2), -1);
+    db_user_free(o);
+    res_free(&r);
+    res_free(&r2);
+    close_conn(c);
+}
+END_TEST
+
 /* ------------------------------------------------------------ messages */
 
 static bool iso_utc_us(const char *s)
@@ -1052,6 +1094,7 @@ static Suite *db_suite(void)
     tcase_set_timeout(q, 30);
     tcase_add_test(q, test_get_or_create);
     tcase_add_test(q, test_names_unique);
+    tcase_add_test(q, test_users_batch_get_or_create);
     tcase_add_test(q, test_batch_insert_in_order);
     tcase_add_test(q, test_insert_errors_are_isolated);
     tcase_add_test(q, test_latest_history_catch_up);
