@@ -1086,22 +1086,23 @@ int db_users_get_or_create(db_conn *c, const char *const *names, size_t n,
                            db_user_list_cb cb, void *ud)
 {
     if (!can_submit(c, (const void *)cb) || !names || n == 0) return -1;
-    sbuf b = {0};
-    sb_putc(&b, '{');
+    act_buf_t b = ACT_BUF_INIT; /* runtime/buf.h: OOM checked once, by take */
+    act_buf_putc(&b, '{');
     for (size_t i = 0; i < n; i++) {
         if (!names[i]) {
-            free(b.p);
+            act_buf_free(&b);
             return -1;
         }
         sb_array_elem(&b, names[i], i == 0);
     }
-    sb_putc(&b, '}');
-    db_query *q = b.oom ? NULL : q_new(Q_USERS, ST_USERS_UPSERT, ud);
+    act_buf_putc(&b, '}');
+    char *arr = act_buf_take(&b, NULL);
+    db_query *q = arr ? q_new(Q_USERS, ST_USERS_UPSERT, ud) : NULL;
     if (!q) {
-        free(b.p);
+        free(arr);
         return -1;
     }
-    q->params[0] = b.p;
+    q->params[0] = arr;
     q->cb.users = cb;
     return submit(c, q);
 }
