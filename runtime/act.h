@@ -460,6 +460,56 @@ typedef struct act_child_info {
  * negative error.  Blocking, outside actors only. */
 int act_supervisor_which_children(act_pid_t sup, act_child_info_t *out, int max);
 
+/* Supervisor reports, in OTP's words.  OTP's supervisor tells the logger:
+ * a progress report when a child starts ("supervisor: {local,sessions},
+ * started: [{pid,..},{id,..},{mfargs,..},{restart_type,..},{shutdown,..},
+ * {child_type,..}]"), and a supervisor report whose errorContext is
+ * start_error (a static start or a restart failed), child_terminated (a
+ * child exited: a permanent one whatever the reason, others unless the
+ * reason is normal, shutdown or {shutdown,_}), shutdown_error (a child
+ * being stopped ended with another reason than shutdown, or was killed
+ * at its shutdown timeout) or shutdown (reason
+ * reached_max_restart_intensity: the supervisor gives up), each with the
+ * reason and the offender.  Here the supervisor calls the report handler,
+ * inside the supervisor actor (act_self() is the supervisor), before it
+ * acts on what it reports.  The runtime knows no log format: the default
+ * handler writes one plain line to stderr for each supervisor report and
+ * nothing for progress reports (OTP 21+'s logger drops them by default:
+ * they are info-level, and 20,000 sessions make 20,000 of them).  A
+ * dynamic supervisor's start_child that fails is answered to the caller
+ * and not reported, as in OTP. */
+typedef enum act_report_context {
+  ACT_REPORT_STARTED,          /* progress report: "started" */
+  ACT_REPORT_START_ERROR,      /* "start_error" */
+  ACT_REPORT_CHILD_TERMINATED, /* "child_terminated" */
+  ACT_REPORT_SHUTDOWN_ERROR,   /* "shutdown_error" */
+  ACT_REPORT_SHUTDOWN          /* "shutdown": reached_max_restart_intensity */
+} act_report_context_t;
+
+typedef struct act_sup_report {
+  act_report_context_t context;
+  const char *context_name;     /* OTP's word, as in the comments above */
+  act_pid_t supervisor;
+  const char *supervisor_name;  /* its registered name, "" if none */
+  /* the child started, or OTP's `offender` */
+  const char *child_id;         /* "" for an anonymous dynamic child */
+  act_pid_t child_pid;          /* ACT_NOPID if it never started */
+  const char *behaviour;        /* OTP's mfargs: the behaviour's name */
+  act_restart_t restart_type;
+  int shutdown_ms;              /* resolved: ms, ACT_BRUTAL_KILL or ACT_SHUTDOWN_INFINITY */
+  act_child_type_t child_type;
+  act_reason_t reason;          /* started: normal */
+} act_sup_report_t;
+
+typedef void (*act_report_fn)(const act_sup_report_t *report, void *ud);
+/* Install the report handler for every supervisor (NULL: the default).
+ * Thread-safe; a report being made meanwhile goes to the old or the new. */
+void act_set_report_handler(act_report_fn fn, void *ud);
+/* OTP's words for a restart type and a child type: "permanent",
+ * "transient", "temporary"; "worker", "supervisor". */
+const char *act_restart_type_name(act_restart_t r);
+const char *act_child_type_name(act_child_type_t t);
+
 /* ------------------------------------------------------- introspection */
 
 typedef struct act_info {

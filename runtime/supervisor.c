@@ -77,6 +77,7 @@ typedef enum { START_NONE, START_STATIC, START_DYNAMIC } start_t;
 typedef struct {
   act_sup_flags_t flags;
   act_pid_t parent;
+  char name[ACT_NAME_MAX]; /* registered name (looked up once, at init), for reports */
   kid_t *first, *last;
   size_t n;
   uint64_t serials;
@@ -89,6 +90,8 @@ typedef struct {
   bool busy;
   act_pid_t *stopping;
   size_t nstop, istop;
+  kid_t *stop_kid;           /* the child being stopped now (NULL if unlisted) */
+  bool stop_brutal;          /* it was sent `kill`: DOWN killed is its clean end */
   act_ref_t mref, tref;
   after_t after;
   kid_t *after_kid;          /* AFTER_RESTART_FROM / AFTER_REMOVE */
@@ -245,6 +248,82 @@ static int shutdown_time(const kid_t *k) {
   return k->spec.type == ACT_SUPERVISOR ? ACT_SHUTDOWN_INFINITY : ACT_SHUTDOWN_DEFAULT;
 }
 
+/* ------------------------------------------------------------- reports */
+
+/* The handler and its argument change together under one mutex; a report
+ * costs one uncontended lock (~25 ns), and reports are rare but for
+ * progress reports, one per child start. */
+static pthread_mutex_t g_report_mu = PTHREAD_MUTEX_INITIALIZER;
+static act_report_fn g_report_fn;
+static void *g_report_ud;
+
+const char *act_restart_type_name(act_restart_t r) {
+  switch (r) {
+  case ACT_PERMANENT: return "permanent";
+  case ACT_TRANSIENT: return "transient";
+  case ACT_TEMPORARY: return "temporary";
+  }
+  return "?";
+}
+
+const char *act_child_type_name(act_child_type_t t) {
+  return t == ACT_SUPERVISOR ? "supervisor" : "worker";
+}
+
+/* The default: one plain line per supervisor report, none for progress. */
+static void default_report(const act_sup_report_t *r, void *ud) {
+  (void)ud;
+  if (r->context == ACT_REPORT_STARTED) return;
+  fprintf(stderr,
+          "act: supervisor %s (%#llx) %s: child %s (%#llx, %s, %s) reason: %s\n",
+          r->supervisor_name[0] ? r->supervisor_name : "-",
+          (unsigned long long)r->supervisor, r->context_name,
+          r->child_id[0] ? r->child_id : "-", (unsigned long long)r->child_pid,
+          r->behaviour, act_restart_type_name(r->restart_type), r->reason.text);
+}
+
+void act_set_report_handler(act_report_fn fn, void *ud) {
+  pthread_mutex_lock(&g_report_mu);
+  g_report_fn = fn;
+  g_report_ud = ud;
+  pthread_mutex_unlock(&g_report_mu);
+}
+
+static const char *const context_names[] = {"started", "start_error", "child_terminated",
+                                            "shutdown_error", "shutdown"};
+
+static int shutdown_time(const kid_t *k);
+
+static void report(sup_t *s, act_report_context_t ctx, const kid_t *k, act_pid_t pid,
+                   act_reason_t reason) {
+  act_sup_report_t r = {
+      .context = ctx,
+      .context_name = context_names[ctx],
+      .supervisor = act_self(),
+      .supervisor_name = s->name,
+      .child_id = k->spec.id,
+      .child_pid = pid,
+      .behaviour = k->spec.behaviour && k->spec.behaviour->name ? k->spec.behaviour->name : "",
+      .restart_type = k->spec.restart,
+      .shutdown_ms = shutdown_time(k),
+      .child_type = k->spec.type,
+      .reason = reason,
+  };
+  pthread_mutex_lock(&g_report_mu);
+  act_report_fn fn = g_report_fn ? g_report_fn : default_report;
+  void *ud = g_report_ud;
+  pthread_mutex_unlock(&g_report_mu);
+  fn(&r, ud);
+}
+
+static void report_started(sup_t *s, const kid_t *k) {
+  report(s, ACT_REPORT_STARTED, k, k->pid, act_reason(ACT_NORMAL));
+}
+
+static void report_start_error(sup_t *s, const kid_t *k, int err) {
+  report(s, ACT_REPORT_START_ERROR, k, ACT_NOPID, act_reason_error("%s", act_strerror(err)));
+}
+
 /* ----------------------------------------------------------- intensity */
 
 /* Record a restart; false when it is one too many for the period.  The
@@ -274,6 +353,8 @@ static void stop_next(sup_t *s) {
     kid_t *k = find_pid(s, pid);
     int ms = k ? shutdown_time(k) : ACT_SHUTDOWN_DEFAULT;
     if (k) set_pid(s, k, ACT_NOPID);
+    s->stop_kid = k;
+    s->stop_brutal = ms == ACT_BRUTAL_KILL;
     s->mref = act_monitor(pid);
     act_unlink(pid);
     s->tref = 0;
@@ -308,7 +389,31 @@ static void begin_stop(sup_t *s, kid_t *from, kid_t *to, after_t after) {
   stop_next(s);
 }
 
-static void on_job_down(sup_t *s) {
+/* OTP's do_terminate: a child that ended otherwise than by our `shutdown`
+ * (or our `kill` when brutal_kill) is reported as shutdown_error; normal is
+ * quiet unless the child is permanent.  A child that had already exited
+ * gives noproc: its real reason is in its EXIT, kept aside meanwhile. */
+static void check_shutdown(sup_t *s, act_pid_t pid, act_reason_t r) {
+  const kid_t *k = s->stop_kid;
+  if (!k) return;
+  if (r.kind == ACT_NOPROC)
+    for (size_t i = s->dhead; i < s->ndef; i++) {
+      act_msg_t *m = s->deferred[i];
+      if (m->type == ACT_MSG_EXIT && ((act_exit_msg_t *)m->data)->from == pid) {
+        r = ((act_exit_msg_t *)m->data)->reason;
+        break;
+      }
+    }
+  if (s->stop_brutal ? r.kind == ACT_KILLED
+                     : r.kind == ACT_SHUTDOWN && strcmp(r.text, "shutdown") == 0)
+    return;
+  if (r.kind == ACT_NORMAL && k->spec.restart != ACT_PERMANENT) return;
+  report(s, ACT_REPORT_SHUTDOWN_ERROR, k, pid, r);
+}
+
+static void on_job_down(sup_t *s, const act_down_msg_t *d) {
+  check_shutdown(s, s->stopping[s->istop], d->reason);
+  s->stop_kid = NULL;
   if (s->tref) act_cancel_timer(s->tref);
   s->tref = 0;
   s->mref = 0;
@@ -324,7 +429,7 @@ static void on_job_timeout(sup_t *s, act_msg_t *m) {
 }
 
 static void restart_from(sup_t *s, kid_t *from);
-static void escalate(sup_t *s);
+static void escalate(sup_t *s, const kid_t *offender, act_pid_t pid);
 
 static void replay_deferred(sup_t *s) {
   while (!s->busy && !s->starting && s->dhead < s->ndef) {
@@ -367,8 +472,13 @@ static void finish_job(sup_t *s) {
 
 static void restart_kid(sup_t *s, kid_t *k) {
   k->restarts++;
-  if (start_kid(s, k, NULL) != ACT_OK) /* OTP's try_again_restart: counts again */
+  int rc = start_kid(s, k, NULL);
+  if (rc == ACT_OK) {
+    report_started(s, k);
+  } else { /* OTP's try_again_restart: counts again */
+    report_start_error(s, k, rc);
     act_send(act_self(), SUP_RETRY_RESTART, &k->serial, sizeof k->serial);
+  }
 }
 
 static void restart_from(sup_t *s, kid_t *from) {
@@ -383,9 +493,9 @@ static void restart_from(sup_t *s, kid_t *from) {
   }
 }
 
-static void escalate(sup_t *s) {
-  fprintf(stderr, "supervisor %#llx: reached maximum restart intensity, shutting down\n",
-          (unsigned long long)act_self());
+static void escalate(sup_t *s, const kid_t *offender, act_pid_t pid) {
+  report(s, ACT_REPORT_SHUTDOWN, offender, pid,
+         act_reason_error("reached_max_restart_intensity"));
   s->after_reason = act_reason(ACT_SHUTDOWN);
   begin_stop(s, s->first, NULL, AFTER_EXIT);
 }
@@ -398,8 +508,15 @@ static bool wants_restart(const kid_t *k, act_reason_t r) {
   }
 }
 
+/* OTP's do_restart: a permanent child's end is always reported; another's
+ * unless it ended quietly (normal, shutdown, {shutdown,_}). */
+static bool quiet_end(act_reason_t r) { return r.kind == ACT_NORMAL || r.kind == ACT_SHUTDOWN; }
+
 static void child_exited(sup_t *s, kid_t *k, act_reason_t r) {
+  act_pid_t pid = k->pid;
   set_pid(s, k, ACT_NOPID);
+  if (k->spec.restart == ACT_PERMANENT || !quiet_end(r))
+    report(s, ACT_REPORT_CHILD_TERMINATED, k, pid, r);
   if (!wants_restart(k, r)) {
     /* OTP deletes only a temporary child's spec; a transient one that ended
      * normally stays listed, not running.  A dynamic child without an id
@@ -409,7 +526,7 @@ static void child_exited(sup_t *s, kid_t *k, act_reason_t r) {
     return;
   }
   if (!note_restart(s)) {
-    escalate(s);
+    escalate(s, k, pid);
     return;
   }
   switch (s->flags.strategy) {
@@ -445,7 +562,7 @@ static void on_retry(sup_t *s, const uint64_t *serial) {
   while (k && k->serial != *serial) k = k->next;
   if (!k || k->pid) return;
   if (!note_restart(s)) {
-    escalate(s);
+    escalate(s, k, ACT_NOPID);
     return;
   }
   restart_kid(s, k);
@@ -603,7 +720,10 @@ static void start_static(sup_t *s, size_t i) {
     s->start_idx = i;
     return;
   }
-  if (k) remove_kid(s, k);
+  if (k) {
+    report_start_error(s, k, rc);
+    remove_kid(s, k);
+  }
   s->starting = START_NONE;
   s->start_err = rc;
   s->after_reason = act_reason_shutdown("failed_to_start_child %s", s->spec->children[i].id);
@@ -615,6 +735,7 @@ static void on_init_ack(sup_t *s, const act_init_ack_t *a) {
   kid_t *k = s->start_kid;
   s->starting = START_NONE;
   s->start_kid = NULL;
+  if (a->result == ACT_OK) report_started(s, k);
   if (kind == START_DYNAMIC) {
     act_msg_t fake = {.from = s->start_to, .ref = s->start_req};
     if (a->result != ACT_OK) { /* nothing to restart: its EXIT is ignored */
@@ -628,6 +749,7 @@ static void on_init_ack(sup_t *s, const act_init_ack_t *a) {
   } else if (a->result == ACT_OK) {
     start_static(s, s->start_idx + 1);
   } else {
+    report_start_error(s, k, a->result);
     remove_kid(s, k);
     s->start_err = a->result;
     s->after_reason = act_reason_shutdown("failed_to_start_child %s",
@@ -681,7 +803,7 @@ static void sup_handle(void *state, act_msg_t *m) {
     dispatch(s, m);
     return;
   }
-  if (m->type == ACT_MSG_DOWN && ((act_down_msg_t *)m->data)->ref == s->mref) on_job_down(s);
+  if (m->type == ACT_MSG_DOWN && ((act_down_msg_t *)m->data)->ref == s->mref) on_job_down(s, m->data);
   else if (m->type == SUP_STOP_TIMEOUT) on_job_timeout(s, m);
   else defer(s, m);
 }
@@ -700,6 +822,7 @@ static int sup_init(void *args, void **state) {
   s->stamps = calloc((size_t)(s->flags.intensity > 0 ? s->flags.intensity : 0) + 1,
                      sizeof *s->stamps);
   s->parent = act__current()->parent;
+  act__registry_name_of(act_self(), s->name, sizeof s->name); /* named at spawn, before init */
   act__current()->is_supervisor = true; /* for process_info */
   act__current()->sup_flags = spec->flags;
   act_parent_exit_as_message(true); /* on_exit_msg stops the children first */
