@@ -426,8 +426,13 @@ typedef struct act_sup_reply { int result; act_pid_t pid; } act_sup_reply_t;
 
 act_ref_t act_supervisor_start_child_async(act_pid_t sup, const act_child_spec_t *spec);
 int act_supervisor_start_child(act_pid_t sup, const act_child_spec_t *spec, act_pid_t *pid);
-/* Stop a child (by pid, or by id when pid is ACT_NOPID) and remove its spec
- * (OTP keeps it until delete_child; here terminate is also delete). */
+/* terminate_child: stop a child (by pid, or by id when pid is ACT_NOPID)
+ * as OTP does.  Its spec is kept, not running (which_children lists it
+ * with ACT_NOPID, restart_child starts it again, delete_child removes it),
+ * except a temporary child's, which is deleted, and an anonymous dynamic
+ * child's (id ""), which is removed as under simple_one_for_one or a
+ * DynamicSupervisor.  A listed child that is not running: ACT_OK, nothing
+ * to do.  ACT_ENOPROC if no child has that pid or id (not_found). */
 act_ref_t act_supervisor_terminate_child_async(act_pid_t sup, act_pid_t pid, const char *id);
 int act_supervisor_terminate_child(act_pid_t sup, act_pid_t pid, const char *id);
 /* restart_child: start again a listed child that is not running (a

@@ -64,7 +64,7 @@ typedef struct kid {
 typedef enum {
   AFTER_NOTHING,
   AFTER_RESTART_FROM,
-  AFTER_REMOVE,
+  AFTER_TERMINATE, /* terminate_child: keep the spec, or forget it */
   AFTER_EXIT,
   AFTER_FAIL_START /* a static child failed: ack the error, exit */
 } after_t;
@@ -94,9 +94,9 @@ typedef struct {
   bool stop_brutal;          /* it was sent `kill`: DOWN killed is its clean end */
   act_ref_t mref, tref;
   after_t after;
-  kid_t *after_kid;          /* AFTER_RESTART_FROM / AFTER_REMOVE */
+  kid_t *after_kid;          /* AFTER_RESTART_FROM / AFTER_TERMINATE */
   act_reason_t after_reason; /* AFTER_EXIT */
-  act_pid_t reply_to;        /* AFTER_REMOVE: the terminate_child caller */
+  act_pid_t reply_to;        /* AFTER_TERMINATE: the terminate_child caller */
   act_ref_t reply_ref;
 
   /* the start job */
@@ -440,6 +440,16 @@ static void replay_deferred(sup_t *s) {
   }
 }
 
+/* OTP deletes only a temporary child's spec when the child ends for good
+ * (it exits without restart, or terminate_child stops it); others stay
+ * listed, not running, for restart_child.  A dynamic child without an id
+ * cannot be named again (restart_child, delete_child), so keeping it would
+ * only leak: it goes, as in a DynamicSupervisor or under
+ * simple_one_for_one, whose terminate_child(Sup, Pid) removes the child. */
+static bool forgotten_when_stopped(const kid_t *k) {
+  return k->spec.restart == ACT_TEMPORARY || (k->dynamic && !k->spec.id[0]);
+}
+
 static void finish_job(sup_t *s) {
   s->busy = false;
   after_t after = s->after;
@@ -448,10 +458,10 @@ static void finish_job(sup_t *s) {
   case AFTER_RESTART_FROM:
     restart_from(s, s->after_kid);
     break;
-  case AFTER_REMOVE: {
+  case AFTER_TERMINATE: {
     act_sup_reply_t r = {ACT_OK, ACT_NOPID};
     act_msg_t fake = {.from = s->reply_to, .ref = s->reply_ref};
-    remove_kid(s, s->after_kid);
+    if (forgotten_when_stopped(s->after_kid)) remove_kid(s, s->after_kid);
     act_reply(&fake, ACT_MSG_SUP_REPLY, &r, sizeof r);
     break;
   }
@@ -517,12 +527,8 @@ static void child_exited(sup_t *s, kid_t *k, act_reason_t r) {
   set_pid(s, k, ACT_NOPID);
   if (k->spec.restart == ACT_PERMANENT || !quiet_end(r))
     report(s, ACT_REPORT_CHILD_TERMINATED, k, pid, r);
-  if (!wants_restart(k, r)) {
-    /* OTP deletes only a temporary child's spec; a transient one that ended
-     * normally stays listed, not running.  A dynamic child without an id
-     * cannot be named again (restart_child, delete_child), so keeping it
-     * would only leak: it goes, as in a DynamicSupervisor. */
-    if (k->spec.restart == ACT_TEMPORARY || (k->dynamic && !k->spec.id[0])) remove_kid(s, k);
+  if (!wants_restart(k, r)) { /* a transient one that ended normally stays listed */
+    if (forgotten_when_stopped(k)) remove_kid(s, k);
     return;
   }
   if (!note_restart(s)) {
@@ -614,7 +620,7 @@ static void on_terminate_child(sup_t *s, act_msg_t *m) {
   s->reply_to = m->from;
   s->reply_ref = m->ref;
   s->after_kid = k;
-  begin_stop(s, k, k->next, AFTER_REMOVE);
+  begin_stop(s, k, k->next, AFTER_TERMINATE);
 }
 
 /* restart_child: start again a listed child that is not running (a
