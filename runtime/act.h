@@ -39,6 +39,15 @@
  *    that a supervisor's later children can rely on an earlier child's name
  *    as in OTP's synchronous start.
  *
+ * Out of memory: a call that cannot allocate returns ACT_ENOMEM (or 0 for
+ *    a ref) having sent nothing; inside a handler where no error can be
+ *    returned, the actor crashes (a supervisor that cannot reply, or stop
+ *    a child, fails, and its callers' monitors tell them).  Death signals
+ *    (an EXIT through a link, a DOWN, a failed start's ack) and a link or
+ *    monitor received are retried every 1 ms for up to a second, as their
+ *    loss would leave someone waiting for ever; after that they are lost,
+ *    said on stderr.  The process never aborts for memory.
+ *
  * Errors are negative ACT_E* codes.  Everything is thread-safe unless noted;
  * "inside an actor" means from its init/handle/terminate on its scheduler.
  */
@@ -308,7 +317,8 @@ act_ref_t act_make_ref(void);
  * life of the request, as gen_server:call does: if it is dead (or `to` is
  * ACT_NOPID) or dies before replying, the ACT_MSG_TIMEOUT comes at once,
  * carrying an act_down_msg_t with noproc or its exit reason, even with
- * ACT_INFINITY.  Returns the ref, or 0. */
+ * ACT_INFINITY.  Returns the ref, or 0 when out of memory (then nothing
+ * was sent and nothing will come). */
 act_ref_t act_request(act_pid_t to, int type, const void *data, size_t size,
                       int timeout_ms);
 /* Answer a request: a message to req->from with req->ref. */
@@ -319,7 +329,8 @@ int act_reply_ex(const act_msg_t *req, int type, const void *data, size_t size,
 
 /* Outside actors only (main, tests): a blocking request.  On success *reply
  * is the reply message (free it with act_msg_free).  ACT_ETIMEDOUT after
- * timeout_ms; ACT_ENOPROC if the target is dead or dies before replying. */
+ * timeout_ms; ACT_ENOPROC if the target is dead or dies before replying;
+ * ACT_ENOMEM if the request could not be made (nothing was sent). */
 int act_call(act_pid_t to, int type, const void *data, size_t size,
              act_msg_t **reply, int timeout_ms);
 

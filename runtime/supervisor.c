@@ -117,6 +117,15 @@ typedef struct {
 
 static void dispatch(sup_t *s, act_msg_t *m);
 
+/* An answer that cannot be allocated would leave its caller waiting, for
+ * ever with ACT_INFINITY (the _async forms): the supervisor fails instead,
+ * and the caller's monitor (act_request's) ends the request at once with
+ * the reason, as a gen_server:call ends when the server exits. */
+static void answer(const act_msg_t *m, const void *data, size_t size) {
+  if (act_reply(m, ACT_MSG_SUP_REPLY, data, size) != ACT_OK)
+    act_crash("supervisor: out of memory (reply)");
+}
+
 static int64_t now_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -355,17 +364,25 @@ static void stop_next(sup_t *s) {
     if (k) set_pid(s, k, ACT_NOPID);
     s->stop_kid = k;
     s->stop_brutal = ms == ACT_BRUTAL_KILL;
+    /* Without its monitor, signal or timer the job would wait for ever:
+     * out of memory there fails the supervisor (its children die by
+     * their links). */
     s->mref = act_monitor(pid);
+    if (!s->mref) act_crash("supervisor: out of memory (stopping a child)");
     act_unlink(pid);
     s->tref = 0;
+    int rc;
     if (ms == ACT_BRUTAL_KILL) {
-      act_exit(pid, act_reason(ACT_KILL));
+      rc = act_exit(pid, act_reason(ACT_KILL));
     } else {
-      act_exit(pid, act_reason(ACT_SHUTDOWN));
-      if (ms > 0) s->tref = act_send_after((uint64_t)ms, act_self(), SUP_STOP_TIMEOUT,
-                                          &s->mref, sizeof s->mref);
+      rc = act_exit(pid, act_reason(ACT_SHUTDOWN));
+      if (rc == ACT_OK && ms > 0 &&
+          !(s->tref = act_send_after((uint64_t)ms, act_self(), SUP_STOP_TIMEOUT, &s->mref,
+                                     sizeof s->mref)))
+        rc = ACT_ENOMEM;
     }
-    return; /* wait for DOWN */
+    if (rc == ACT_ENOMEM) act_crash("supervisor: out of memory (stopping a child)");
+    return; /* wait for DOWN (a dead child's noproc DOWN too) */
   }
   finish_job(s);
 }
@@ -462,7 +479,7 @@ static void finish_job(sup_t *s) {
     act_sup_reply_t r = {ACT_OK, ACT_NOPID};
     act_msg_t fake = {.from = s->reply_to, .ref = s->reply_ref};
     if (forgotten_when_stopped(s->after_kid)) remove_kid(s, s->after_kid);
-    act_reply(&fake, ACT_MSG_SUP_REPLY, &r, sizeof r);
+    answer(&fake, &r, sizeof r);
     break;
   }
   case AFTER_EXIT:
@@ -578,7 +595,7 @@ static void on_retry(sup_t *s, const uint64_t *serial) {
 
 static void reply(act_msg_t *m, int result, act_pid_t pid) {
   act_sup_reply_t r = {result, pid};
-  act_reply(m, ACT_MSG_SUP_REPLY, &r, sizeof r);
+  answer(m, &r, sizeof r);
 }
 
 static void on_start_child(sup_t *s, act_msg_t *m) {
@@ -669,7 +686,7 @@ static void on_count_children(sup_t *s, act_msg_t *m) {
     if (k->spec.type == ACT_SUPERVISOR) c.supervisors++;
     else c.workers++;
   }
-  act_reply(m, ACT_MSG_SUP_REPLY, &c, sizeof c);
+  answer(m, &c, sizeof c);
 }
 
 static void on_get_childspec(sup_t *s, act_msg_t *m) {
@@ -679,12 +696,12 @@ static void on_get_childspec(sup_t *s, act_msg_t *m) {
   start_req_t out;
   memset(&out, 0, sizeof out);
   if (!k) {
-    act_reply(m, ACT_MSG_SUP_REPLY, NULL, 0);
+    answer(m, NULL, 0);
     return;
   }
   out.spec = k->spec;
   snprintf(out.name, sizeof out.name, "%s", k->name);
-  act_reply(m, ACT_MSG_SUP_REPLY, &out, sizeof out);
+  answer(m, &out, sizeof out);
 }
 
 static void on_which_children(sup_t *s, act_msg_t *m) {
@@ -698,8 +715,9 @@ static void on_which_children(sup_t *s, act_msg_t *m) {
     out[i].restart = k->spec.restart;
     out[i].restarts = k->restarts;
   }
-  act_reply(m, ACT_MSG_SUP_REPLY, out, s->n * sizeof *out);
+  int rc = act_reply(m, ACT_MSG_SUP_REPLY, out, s->n * sizeof *out);
   free(out);
+  if (rc != ACT_OK) act_crash("supervisor: out of memory (reply)");
 }
 
 /* ---------------------------------------------------------- start jobs */
@@ -801,8 +819,18 @@ static void defer(sup_t *s, act_msg_t *m) {
 static void sup_handle(void *state, act_msg_t *m) {
   sup_t *s = state;
   if (s->starting) {
-    if (m->type == ACT_MSG_INIT_ACK && m->ref == s->start_ref) on_init_ack(s, m->data);
-    else defer(s, m);
+    if (m->type == ACT_MSG_INIT_ACK && m->ref == s->start_ref) {
+      on_init_ack(s, m->data);
+    } else if (m->type == ACT_MSG_EXIT &&
+               ((act_exit_msg_t *)m->data)->from == s->start_kid->pid) {
+      /* proc_lib's start_link hears of the child's death by its EXIT too:
+       * it comes after the failing ack, unless that ack could not be
+       * allocated; then it is the answer (nothing to restart) */
+      act_init_ack_t a = {s->start_kid->pid, ACT_EEXITED};
+      on_init_ack(s, &a);
+    } else {
+      defer(s, m);
+    }
     return;
   }
   if (!s->busy) {
