@@ -164,6 +164,7 @@ test: deps-test db-start
 	$(MAKE) --no-print-directory test-protocol
 	$(MAKE) --no-print-directory test-browser
 	$(MAKE) --no-print-directory test-harness
+	$(MAKE) --no-print-directory test-kill
 	@echo "make test: all suites passed"
 
 # Every suite runs even after one fails; the target fails at the end.
@@ -286,13 +287,19 @@ $(B)/chatter-load: $(LOAD_SRC) bench/chatter-load/load.h runtime/act.h $(B)/liba
 	@mkdir -p $(dir $@)
 	$(CC) $(RT_CFLAGS) -Iruntime $(LOAD_SRC) $(B)/libact.a $(RT_LIBS) -lm -o $@
 
-.PHONY: chatter-load bench-chat test-harness
+.PHONY: chatter-load bench-chat test-harness test-kill
 chatter-load: $(B)/chatter-load
 
 # The harness's smoke test (about 10 s): self-test, bad options, 50 sessions.
 test-harness: $(B)/chatter-load $(B)/chatter
 	@export DATABASE_URL="$${DATABASE_URL:-$$(bash sql/devdb.sh url)}"; \
 	 bash bench/chatter-load/smoke.sh $(B)/chatter-load $(B)/chatter
+
+# The kill scenario at 400 sessions (about 15 s): pubsub and presence
+# killed under load, nobody closed, nothing lost, counts exact.
+test-kill: $(B)/chatter-load $(B)/chatter
+	@export DATABASE_URL="$${DATABASE_URL:-$$(bash sql/devdb.sh url)}"; \
+	 bash bench/chatter-load/kill-smoke.sh $(B)/chatter-load $(B)/chatter
 
 # Every scenario against Chatter, the Node peer and the kernel floor, one
 # table, kept in bench/RESULTS.md.  BENCH_ARGS="--small" for a quick run.
