@@ -321,7 +321,9 @@ act_ref_t act_make_ref(void);
  * was sent and nothing will come). */
 act_ref_t act_request(act_pid_t to, int type, const void *data, size_t size,
                       int timeout_ms);
-/* Answer a request: a message to req->from with req->ref. */
+/* Answer a request: a message to req->from with req->ref.  Out of memory,
+ * it is retried every 1 ms for up to a second (as a death signal) before
+ * ACT_ENOMEM: its caller waits for it. */
 int act_reply(const act_msg_t *req, int type, const void *data, size_t size);
 /* The same, with a destructor for the payload (as act_send_ex). */
 int act_reply_ex(const act_msg_t *req, int type, const void *data, size_t size,
