@@ -472,7 +472,7 @@ act_proc_t *act__require_current(const char *what) {
 
 /* Where an exit reason goes when its 100 bytes cannot be allocated: the
  * actor still ends, with this reason, shared and never written or freed
- * (act__exit_reason_free). */
+ * (exit_reason_free). */
 static act_reason_t g_oom_reason = {ACT_ERROR, "out of memory"};
 
 void act__set_exit(act_proc_t *p, act_reason_t r) {
