@@ -39,7 +39,7 @@ APP_TESTS:= $(patsubst test/app/%.c,$(B)/test/app/%,$(wildcard test/app/test_*.c
 BENCHES  := $(patsubst bench/%.c,$(B)/bench/%,$(wildcard bench/*.c))
 
 .PHONY: all build deps run test test-runtime test-app test-tsan test-asan \
-        test-protocol test-browser test-faults test-faults-all bench bench-compare bench-repo \
+        test-protocol test-browser test-faults test-faults-all test-faults-runtime bench bench-compare bench-repo \
         db-start stop-db clean install fuzz test-fuzz deps-fuzz
 
 all: build
@@ -93,6 +93,13 @@ $(B)/test/app/fault_repo: test/app/fault_repo.c $(B)/fault/libchatter.a $(B)/lib
 $(B)/test/app/fault_repo_all: test/app/fault_repo.c $(B)/libchatter.a $(B)/libact.a
 	@mkdir -p $(dir $@)
 	$(CC) $(APP_CFLAGS) -DFAULT_ALL $< $(B)/libchatter.a $(B)/libact.a $(APP_LIBS) \
+	  -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=strdup -o $@
+
+# fault_runtime: the runtime alone (libact.a), every allocation wrapped
+# (ld --wrap), along a call, a request and a supervisor's start_child.
+$(B)/test/runtime/fault_runtime: test/runtime/fault_runtime.c $(B)/libact.a
+	@mkdir -p $(dir $@)
+	$(CC) $(RT_CFLAGS) -Iruntime $< $(B)/libact.a $(RT_LIBS) \
 	  -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=strdup -o $@
 
 # The repo's insert benchmark drives app/repo.c, so it links the app too.
@@ -161,6 +168,7 @@ test: deps-test db-start
 	$(MAKE) --no-print-directory test-protocol
 	$(MAKE) --no-print-directory test-browser
 	$(MAKE) --no-print-directory test-harness
+	$(MAKE) --no-print-directory test-kill
 	@echo "make test: all suites passed"
 
 # Every suite runs even after one fails; the target fails at the end.
@@ -186,12 +194,15 @@ test-asan:
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	CHATTER_CHECK_EXIT=1 $(MAKE) --no-print-directory V=asan SAN="$(ASAN_SAN)" CFLAGS="-O1 -g" test-protocol
 	$(MAKE) --no-print-directory test-faults FAULT_STRIDE=8
+	$(MAKE) --no-print-directory test-faults-runtime
 
 # Every allocation along the repo's part of a join and a send failed in turn
 # under ASan+LSan: no crash, no leak, every request answered.  FAULT_STRIDE=1
 # tries every N; test-asan runs every 8th to stay short.  test-faults-all
-# fails the runtime's allocations too (what it finds there is reported, not
-# fixed here).
+# fails the runtime's allocations too, along the same path.
+# test-faults-runtime fails each of the runtime's own allocations along a
+# call, a request and a supervisor's start_child (every N: it is short),
+# and test-asan runs it whole.
 FAULT_STRIDE ?= 1
 FAULT_RUN = export DATABASE_URL="$${DATABASE_URL:-$$(bash sql/devdb.sh url)}"; \
 	 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
@@ -202,6 +213,10 @@ test-faults:
 test-faults-all:
 	$(MAKE) --no-print-directory V=asan SAN="$(ASAN_SAN)" CFLAGS="-O1 -g" _build/asan/test/app/fault_repo_all
 	@$(FAULT_RUN) _build/asan/test/app/fault_repo_all
+test-faults-runtime:
+	$(MAKE) --no-print-directory V=asan SAN="$(ASAN_SAN)" CFLAGS="-O1 -g" _build/asan/test/runtime/fault_runtime
+	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	 FAULT_STRIDE=$(FAULT_STRIDE) _build/asan/test/runtime/fault_runtime
 
 test-protocol: $(B)/chatter
 	@export DATABASE_URL="$${DATABASE_URL:-$$(bash sql/devdb.sh url)}"; \
@@ -276,13 +291,19 @@ $(B)/chatter-load: $(LOAD_SRC) bench/chatter-load/load.h runtime/act.h $(B)/liba
 	@mkdir -p $(dir $@)
 	$(CC) $(RT_CFLAGS) -Iruntime $(LOAD_SRC) $(B)/libact.a $(RT_LIBS) -lm -o $@
 
-.PHONY: chatter-load bench-chat test-harness
+.PHONY: chatter-load bench-chat test-harness test-kill
 chatter-load: $(B)/chatter-load
 
 # The harness's smoke test (about 10 s): self-test, bad options, 50 sessions.
 test-harness: $(B)/chatter-load $(B)/chatter
 	@export DATABASE_URL="$${DATABASE_URL:-$$(bash sql/devdb.sh url)}"; \
 	 bash bench/chatter-load/smoke.sh $(B)/chatter-load $(B)/chatter
+
+# The kill scenario at 400 sessions (about 15 s): pubsub and presence
+# killed under load, nobody closed, nothing lost, counts exact.
+test-kill: $(B)/chatter-load $(B)/chatter
+	@export DATABASE_URL="$${DATABASE_URL:-$$(bash sql/devdb.sh url)}"; \
+	 bash bench/chatter-load/kill-smoke.sh $(B)/chatter-load $(B)/chatter
 
 # Every scenario against Chatter, the Node peer and the kernel floor, one
 # table, kept in bench/RESULTS.md.  BENCH_ARGS="--small" for a quick run.

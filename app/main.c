@@ -26,6 +26,7 @@
  * Each phase is one log line: `shutdown phase=... key=value ...`.
  */
 #include "app.h"
+#include "dashboard.h"
 #include "db.h"
 #include "endpoint.h"
 #include "presence.h"
@@ -122,6 +123,31 @@ static void migrate(void) {
   }
   repo_mark_migrated();
   app_log(LOG_INFO, "database migrated (%d new)", applied);
+}
+
+/* The runtime's supervisor reports (OTP's words, act.h) as logfmt fields in
+ * the event's text: supervisor=sessions context=child_terminated child=...
+ * pid=<0.12.0> reason="...".  Progress reports (context=started) are
+ * debug-level, as OTP 21+'s logger leaves them out by default: 20,000
+ * sessions would be 20,000 lines.  Pids are written as the dashboard
+ * writes them, so a line and the tree can be matched. */
+static void log_sup_report(const act_sup_report_t *r, void *ud) {
+  (void)ud;
+  int level = r->context == ACT_REPORT_STARTED ? LOG_DEBUG : LOG_ERROR;
+  if (level < app_config()->log_level) return; /* before any formatting */
+  char sup[32], pid[32], shutdown[16];
+  dash_pid_format(r->supervisor, sup, sizeof sup);
+  dash_pid_format(r->child_pid, pid, sizeof pid);
+  if (r->shutdown_ms == ACT_BRUTAL_KILL) snprintf(shutdown, sizeof shutdown, "brutal_kill");
+  else if (r->shutdown_ms == ACT_SHUTDOWN_INFINITY) snprintf(shutdown, sizeof shutdown, "infinity");
+  else snprintf(shutdown, sizeof shutdown, "%d", r->shutdown_ms);
+  app_log(level,
+          "supervisor=%s context=%s child=%s pid=%s mfargs=%s restart_type=%s "
+          "shutdown=%s child_type=%s reason=\"%s\"",
+          r->supervisor_name[0] ? r->supervisor_name : sup, r->context_name,
+          r->child_id[0] ? r->child_id : "undefined", r->child_pid ? pid : "undefined",
+          r->behaviour, act_restart_type_name(r->restart_type), shutdown,
+          act_child_type_name(r->child_type), r->reason.text);
 }
 
 /* If the tree gives up on its own (the root exceeded its intensity), the
@@ -297,6 +323,7 @@ int main(int argc, char **argv) {
   migrate();
   act_config_t acfg = {cfg->threads, 0};
   if (act_start(&acfg) != ACT_OK) return 1;
+  act_set_report_handler(log_sup_report, NULL);
   build_tree();
   act_spawn_opts_t opts = {.name = "chatter"};
   int err;

@@ -40,6 +40,15 @@
  *    that a supervisor's later children can rely on an earlier child's name
  *    as in OTP's synchronous start.
  *
+ * Out of memory: a call that cannot allocate returns ACT_ENOMEM (or 0 for
+ *    a ref) having sent nothing; inside a handler where no error can be
+ *    returned, the actor crashes (a supervisor that cannot reply, or stop
+ *    a child, fails, and its callers' monitors tell them).  Death signals
+ *    (an EXIT through a link, a DOWN, a failed start's ack) and a link or
+ *    monitor received are retried every 1 ms for up to a second, as their
+ *    loss would leave someone waiting for ever; after that they are lost,
+ *    said on stderr.  The process never aborts for memory.
+ *
  * Errors are negative ACT_E* codes.  Everything is thread-safe unless noted;
  * "inside an actor" means from its init/handle/terminate on its scheduler.
  */
@@ -309,10 +318,13 @@ act_ref_t act_make_ref(void);
  * life of the request, as gen_server:call does: if it is dead (or `to` is
  * ACT_NOPID) or dies before replying, the ACT_MSG_TIMEOUT comes at once,
  * carrying an act_down_msg_t with noproc or its exit reason, even with
- * ACT_INFINITY.  Returns the ref, or 0. */
+ * ACT_INFINITY.  Returns the ref, or 0 when out of memory (then nothing
+ * was sent and nothing will come). */
 act_ref_t act_request(act_pid_t to, int type, const void *data, size_t size,
                       int timeout_ms);
-/* Answer a request: a message to req->from with req->ref. */
+/* Answer a request: a message to req->from with req->ref.  Out of memory,
+ * it is retried every 1 ms for up to a second (as a death signal) before
+ * ACT_ENOMEM: its caller waits for it. */
 int act_reply(const act_msg_t *req, int type, const void *data, size_t size);
 /* The same, with a destructor for the payload (as act_send_ex). */
 int act_reply_ex(const act_msg_t *req, int type, const void *data, size_t size,
@@ -320,7 +332,8 @@ int act_reply_ex(const act_msg_t *req, int type, const void *data, size_t size,
 
 /* Outside actors only (main, tests): a blocking request.  On success *reply
  * is the reply message (free it with act_msg_free).  ACT_ETIMEDOUT after
- * timeout_ms; ACT_ENOPROC if the target is dead or dies before replying. */
+ * timeout_ms; ACT_ENOPROC if the target is dead or dies before replying;
+ * ACT_ENOMEM if the request could not be made (nothing was sent). */
 int act_call(act_pid_t to, int type, const void *data, size_t size,
              act_msg_t **reply, int timeout_ms);
 
@@ -427,8 +440,13 @@ typedef struct act_sup_reply { int result; act_pid_t pid; } act_sup_reply_t;
 
 act_ref_t act_supervisor_start_child_async(act_pid_t sup, const act_child_spec_t *spec);
 int act_supervisor_start_child(act_pid_t sup, const act_child_spec_t *spec, act_pid_t *pid);
-/* Stop a child (by pid, or by id when pid is ACT_NOPID) and remove its spec
- * (OTP keeps it until delete_child; here terminate is also delete). */
+/* terminate_child: stop a child (by pid, or by id when pid is ACT_NOPID)
+ * as OTP does.  Its spec is kept, not running (which_children lists it
+ * with ACT_NOPID, restart_child starts it again, delete_child removes it),
+ * except a temporary child's, which is deleted, and an anonymous dynamic
+ * child's (id ""), which is removed as under simple_one_for_one or a
+ * DynamicSupervisor.  A listed child that is not running: ACT_OK, nothing
+ * to do.  ACT_ENOPROC if no child has that pid or id (not_found). */
 act_ref_t act_supervisor_terminate_child_async(act_pid_t sup, act_pid_t pid, const char *id);
 int act_supervisor_terminate_child(act_pid_t sup, act_pid_t pid, const char *id);
 /* restart_child: start again a listed child that is not running (a
@@ -460,6 +478,56 @@ typedef struct act_child_info {
 /* which_children: up to max entries, in start order; returns the count or a
  * negative error.  Blocking, outside actors only. */
 int act_supervisor_which_children(act_pid_t sup, act_child_info_t *out, int max);
+
+/* Supervisor reports, in OTP's words.  OTP's supervisor tells the logger:
+ * a progress report when a child starts ("supervisor: {local,sessions},
+ * started: [{pid,..},{id,..},{mfargs,..},{restart_type,..},{shutdown,..},
+ * {child_type,..}]"), and a supervisor report whose errorContext is
+ * start_error (a static start or a restart failed), child_terminated (a
+ * child exited: a permanent one whatever the reason, others unless the
+ * reason is normal, shutdown or {shutdown,_}), shutdown_error (a child
+ * being stopped ended with another reason than shutdown, or was killed
+ * at its shutdown timeout) or shutdown (reason
+ * reached_max_restart_intensity: the supervisor gives up), each with the
+ * reason and the offender.  Here the supervisor calls the report handler,
+ * inside the supervisor actor (act_self() is the supervisor), before it
+ * acts on what it reports.  The runtime knows no log format: the default
+ * handler writes one plain line to stderr for each supervisor report and
+ * nothing for progress reports (OTP 21+'s logger drops them by default:
+ * they are info-level, and 20,000 sessions make 20,000 of them).  A
+ * dynamic supervisor's start_child that fails is answered to the caller
+ * and not reported, as in OTP. */
+typedef enum act_report_context {
+  ACT_REPORT_STARTED,          /* progress report: "started" */
+  ACT_REPORT_START_ERROR,      /* "start_error" */
+  ACT_REPORT_CHILD_TERMINATED, /* "child_terminated" */
+  ACT_REPORT_SHUTDOWN_ERROR,   /* "shutdown_error" */
+  ACT_REPORT_SHUTDOWN          /* "shutdown": reached_max_restart_intensity */
+} act_report_context_t;
+
+typedef struct act_sup_report {
+  act_report_context_t context;
+  const char *context_name;     /* OTP's word, as in the comments above */
+  act_pid_t supervisor;
+  const char *supervisor_name;  /* its registered name, "" if none */
+  /* the child started, or OTP's `offender` */
+  const char *child_id;         /* "" for an anonymous dynamic child */
+  act_pid_t child_pid;          /* ACT_NOPID if it never started */
+  const char *behaviour;        /* OTP's mfargs: the behaviour's name */
+  act_restart_t restart_type;
+  int shutdown_ms;              /* resolved: ms, ACT_BRUTAL_KILL or ACT_SHUTDOWN_INFINITY */
+  act_child_type_t child_type;
+  act_reason_t reason;          /* started: normal */
+} act_sup_report_t;
+
+typedef void (*act_report_fn)(const act_sup_report_t *report, void *ud);
+/* Install the report handler for every supervisor (NULL: the default).
+ * Thread-safe; a report being made meanwhile goes to the old or the new. */
+void act_set_report_handler(act_report_fn fn, void *ud);
+/* OTP's words for a restart type and a child type: "permanent",
+ * "transient", "temporary"; "worker", "supervisor". */
+const char *act_restart_type_name(act_restart_t r);
+const char *act_child_type_name(act_child_type_t t);
 
 /* ------------------------------------------------------- introspection */
 

@@ -89,10 +89,17 @@ static inline void act__send_signal(act_pid_t to, int type, act_pid_t from, act_
                                     const void *data, size_t size) {
   act__deliver_or_drop(to, act__env_new(type, from, ref, data, size, NULL));
 }
-/* A DOWN (or a request's failure) for ref, about pid; NULL out of memory. */
+/* A death signal's envelope (envelope.c): retried every 1 ms (act__nap_1ms)
+ * for up to ACT__SIGNAL_RETRY_MS when out of memory, since whoever waits
+ * for it would wait for ever; NULL, with a line on stderr, after that. */
+#define ACT__SIGNAL_RETRY_MS 1000
+act_env_t *act__env_must(int type, act_pid_t from, act_ref_t ref, const void *data,
+                         size_t size);
+void act__nap_1ms(void);
+/* A DOWN (or a request's failure) for ref, about pid: a death signal. */
 static inline act_env_t *act__down_env(act_ref_t ref, act_pid_t pid, act_reason_t r, int type) {
   act_down_msg_t d = {ref, pid, r};
-  return act__env_new(type, pid, ref, &d, sizeof d, NULL);
+  return act__env_must(type, pid, ref, &d, sizeof d);
 }
 
 /* ----------------------------------------------------------- process */

@@ -194,11 +194,24 @@ act_proc_t *act__require_current(const char *what) {
   return p;
 }
 
+/* Where an exit reason goes when its 100 bytes cannot be allocated: the
+ * actor still ends, with this reason, shared and never written or freed
+ * (exit_reason_free). */
+static act_reason_t g_oom_reason = {ACT_ERROR, "out of memory"};
+
 void act__set_exit(act_proc_t *p, act_reason_t r) {
   if (p->exit_reason) return; /* the first reason wins */
   p->exit_reason = malloc(sizeof *p->exit_reason);
-  if (!p->exit_reason) abort();
+  if (!p->exit_reason) {
+    p->exit_reason = &g_oom_reason;
+    return;
+  }
   *p->exit_reason = r;
+}
+
+static void exit_reason_free(act_proc_t *p) {
+  if (p->exit_reason != &g_oom_reason) free(p->exit_reason);
+  p->exit_reason = NULL;
 }
 
 void act_stop(act_reason_t reason) {
@@ -217,7 +230,8 @@ _Noreturn void act_crash(const char *fmt, ...) {
     fprintf(stderr, "act_crash outside an actor: %s\n", text);
     abort();
   }
-  if (p->in_terminate) *p->exit_reason = act_reason_error("%s", text);
+  if (p->in_terminate && p->exit_reason != &g_oom_reason)
+    *p->exit_reason = act_reason_error("%s", text);
   else act__set_exit(p, act_reason_error("%s", text));
   siglongjmp(*s->crash_jb, 1); /* no signal mask: handlers do not change it */
 }
@@ -228,22 +242,33 @@ int act__registry_add(const char *name, act_pid_t pid, act_proc_t *p);
 static void drain_dead_inbox(act_proc_t *p);
 
 /* proc_lib's init_ack: one message to whoever waits for init's answer.
- * Sent at most once (ack_to is cleared).  If its 88 bytes cannot be
- * allocated the waiter is not told: out of memory there is not survived. */
-static void send_ack(act_proc_t *p, int result) {
+ * Sent at most once (ack_to is cleared); false if its 88 bytes could not
+ * be allocated (nothing sent, ack_to kept). */
+static bool send_ack(act_proc_t *p, int result) {
   act_init_ack_t a = {p->pid, result};
+  act_env_t *e = result == ACT_OK /* a failure's ack is a death signal */
+                     ? act__env_new(ACT_MSG_INIT_ACK, p->pid, p->ack_ref, &a, sizeof a, NULL)
+                     : act__env_must(ACT_MSG_INIT_ACK, p->pid, p->ack_ref, &a, sizeof a);
+  if (!e) return false;
   act_pid_t to = p->ack_to;
   p->ack_to = ACT_NOPID;
-  act__deliver_or_drop(to, act__env_new(ACT_MSG_INIT_ACK, p->pid, p->ack_ref, &a, sizeof a,
-                                        NULL));
+  act__deliver_or_drop(to, e);
+  return true;
 }
 
 void act__init_ack_later(void) { act__require_current("act__init_ack_later")->ack_deferred = true; }
 
 void act__init_ack(act_proc_t *p, int result) {
   if (!p->ack_to) return;
-  if (result == ACT_OK) send_ack(p, ACT_OK);
-  else p->ack_result = result; /* sent by die(), once the name is free */
+  if (result == ACT_OK && send_ack(p, ACT_OK)) return;
+  /* A failure is sent by die(), once the name is free.  An ok that cannot
+   * be sent fails the start: the actor ends, its starter is told (by the
+   * ack die() sends, or by its EXIT) and nobody waits for ever. */
+  if (result == ACT_OK) {
+    result = ACT_ENOMEM;
+    act__set_exit(p, act_reason_error("out of memory: init_ack"));
+  }
+  p->ack_result = result;
 }
 
 /* An outside thread's blocking start: wait for the ack on a proxy. */
@@ -257,6 +282,14 @@ static int await_ack(act_proc_t *x, act_ref_t ref) {
     act__env_free(e);
     if (mine) return rc;
   }
+}
+
+/* A spawn that failed after recording its link or monitor: forget both. */
+static void unspawn_links(act_proc_t *caller, act_proc_t *p, bool link, act_ref_t mref) {
+  if (link) act__pidvec_del(&caller->links, p->pid);
+  if (mref) act__monvec_del(&caller->monitors_out, mref, NULL);
+  free(p->links.v);
+  free(p->monitors_in.v);
 }
 
 act_pid_t act__spawn(const act_behaviour_t *b, void *args,
@@ -294,6 +327,23 @@ act_pid_t act__spawn(const act_behaviour_t *b, void *args,
   p->budget = opts && opts->budget > 0 ? opts->budget : ACT_DEFAULT_BUDGET;
   atomic_store_explicit(&p->restarts, restarts, memory_order_relaxed); /* published with the slot */
   act__mpsc_init(&p->inbox);
+  /* The link and monitor are recorded before anyone can see the process,
+   * so that out of memory here undoes them and nothing was spawned. */
+  act_ref_t mref = 0;
+  bool ok = !link || (act__pidvec_add(&p->links, caller->pid) &&
+                      act__pidvec_add(&caller->links, pid));
+  if (ok && monitor) {
+    mref = act_make_ref();
+    ok = act__monvec_add(&p->monitors_in, mref, caller->pid) &&
+         act__monvec_add(&caller->monitors_out, mref, pid);
+  }
+  if (!ok) {
+    unspawn_links(caller, p, link, mref);
+    act__slot_release((uint32_t)pid);
+    free(p);
+    if (waiter) act__proxy_free(waiter);
+    return *err = ACT_ENOMEM, ACT_NOPID;
+  }
   /* init counts as the first pending item: set before anyone can see the
    * process, so that no sender schedules it a second time. */
   atomic_store_explicit(&p->pending, 1, memory_order_relaxed); /* published with the slot */
@@ -311,6 +361,7 @@ act_pid_t act__spawn(const act_behaviour_t *b, void *args,
     atomic_store(&s->proc, NULL);
     while (atomic_load(&s->readers)) sched_yield();
     drain_dead_inbox(p);
+    unspawn_links(caller, p, link, mref);
     act__slot_release((uint32_t)pid);
     free(p);
     if (waiter) act__proxy_free(waiter);
@@ -321,16 +372,7 @@ act_pid_t act__spawn(const act_behaviour_t *b, void *args,
     p->ack_ref = act_make_ref();
     if (!waiter && opts->ack_ref) *opts->ack_ref = p->ack_ref;
   }
-  if (link) {
-    act__pidvec_add(&p->links, caller->pid);
-    act__pidvec_add(&caller->links, pid);
-  }
-  if (monitor) {
-    act_ref_t ref = act_make_ref();
-    act__monvec_add(&p->monitors_in, ref, caller->pid);
-    act__monvec_add(&caller->monitors_out, ref, pid);
-    if (opts->monitor_ref) *opts->monitor_ref = ref;
-  }
+  if (monitor && opts->monitor_ref) *opts->monitor_ref = mref;
   act__live_inc();
   act_ref_t ack_ref = p->ack_ref; /* p may be gone once scheduled */
   act__schedule(p);
@@ -366,7 +408,10 @@ int act_link(act_pid_t pid) {
   if (pid == p->pid || act__pidvec_has(&p->links, pid)) return ACT_OK;
   act_env_t *e = act__env_new(ACT__SIG_LINK, p->pid, 0, NULL, 0, NULL);
   if (!e) return ACT_ENOMEM;
-  act__pidvec_add(&p->links, pid);
+  if (!act__pidvec_add(&p->links, pid)) {
+    act__env_free(e);
+    return ACT_ENOMEM;
+  }
   if (!act__deliver(pid, e)) {
     /* noproc through our own inbox, behind whatever pid sent us before it
      * died (OTP keeps per-pair order); the link goes when it arrives */
@@ -403,7 +448,10 @@ act_ref_t act_monitor(act_pid_t pid) {
   act_ref_t ref = act_make_ref();
   act_env_t *e = act__env_new(ACT__SIG_MONITOR, p->pid, ref, NULL, 0, NULL);
   if (!e) return 0;
-  act__monvec_add(&p->monitors_out, ref, pid);
+  if (!act__monvec_add(&p->monitors_out, ref, pid)) { /* its DOWN would be dropped */
+    act__env_free(e);
+    return 0;
+  }
   if (!act__deliver(pid, e)) { /* as act_link: behind pid's earlier messages */
     act__env_free(e);
     act__deliver_or_drop(p->pid, act__down_env(ref, pid, act_reason(ACT_NOPROC), ACT__SIG_DOWN));
@@ -458,7 +506,7 @@ static void local_exit_signal(act_proc_t *p, act_pid_t from, act_reason_t r) {
   }
   if (p->trap_exit) {
     act_exit_msg_t m = {from, r};
-    act_env_t *e = act__env_new(ACT_MSG_EXIT, from, 0, &m, sizeof m, NULL);
+    act_env_t *e = act__env_must(ACT_MSG_EXIT, from, 0, &m, sizeof m);
     if (e) act__push_private(p, e);
   } else if (r.kind != ACT_NORMAL || from == p->pid) {
     act__set_exit(p, r);
@@ -481,16 +529,19 @@ static bool accept_envelope(act_proc_t *p, act_env_t *e) {
     act__env_free(e);
     return true;
   }
-  case ACT__SIG_LINK:
-    act__pidvec_add(&p->links, m->from);
+  case ACT__SIG_LINK: /* recorded, or its EXIT would never be sent: retried as env_must */
+    for (int t = 0; !act__pidvec_add(&p->links, m->from) && t < ACT__SIGNAL_RETRY_MS; t++)
+      act__nap_1ms();
     act__env_free(e);
     return true;
   case ACT__SIG_UNLINK:
     act__pidvec_del(&p->links, m->from);
     act__env_free(e);
     return true;
-  case ACT__SIG_MONITOR:
-    act__monvec_add(&p->monitors_in, m->ref, m->from);
+  case ACT__SIG_MONITOR: /* as LINK: an unrecorded monitor never gets its DOWN */
+    for (int t = 0; !act__monvec_add(&p->monitors_in, m->ref, m->from) &&
+                    t < ACT__SIGNAL_RETRY_MS; t++)
+      act__nap_1ms();
     act__env_free(e);
     return true;
   case ACT__SIG_DEMONITOR:
@@ -542,7 +593,7 @@ static void drain_dead_inbox(act_proc_t *p) {
     e = (act_env_t *)((char *)n - offsetof(act_env_t, node));
     if (e->msg.type == ACT__SIG_LINK) {
       act__exit_sig_t sig = {act_reason(ACT_NOPROC), true, false};
-      act__send_signal(e->msg.from, ACT__SIG_EXIT, p->pid, 0, &sig, sizeof sig);
+      act__deliver_or_drop(e->msg.from, act__env_must(ACT__SIG_EXIT, p->pid, 0, &sig, sizeof sig));
     } else if (e->msg.type == ACT__SIG_MONITOR) {
       act__deliver_or_drop(e->msg.from, act__down_env(e->msg.ref, p->pid,
                                                  act_reason(ACT_NOPROC), ACT__SIG_DOWN));
@@ -555,7 +606,8 @@ static void notify_links_and_monitors(act_proc_t *p, act_reason_t r) {
   act__exit_sig_t sig = {r, true, false};
   /* the sets are hash tables: walk them, skipping empty entries */
   for (uint32_t i = 0; i < p->links.cap; i++)
-    if (p->links.v[i]) act__send_signal(p->links.v[i], ACT__SIG_EXIT, p->pid, 0, &sig, sizeof sig);
+    if (p->links.v[i])
+      act__deliver_or_drop(p->links.v[i], act__env_must(ACT__SIG_EXIT, p->pid, 0, &sig, sizeof sig));
   for (uint32_t i = 0; i < p->monitors_in.cap; i++)
     if (p->monitors_in.v[i].ref)
       act__deliver_or_drop(p->monitors_in.v[i].pid,
@@ -613,7 +665,7 @@ static void die(act_proc_t *p) {
   if (atomic_load_explicit(&p->has_name, memory_order_acquire)) act__registry_drop_pid(p->pid);
   /* A start still waiting hears of the failure before the EXIT, and after
    * the name is free, so that it may start the child again at once. */
-  if (p->ack_to) send_ack(p, p->ack_result ? p->ack_result : ACT_EEXITED);
+  if (p->ack_to) (void)send_ack(p, p->ack_result ? p->ack_result : ACT_EEXITED);
   notify_links_and_monitors(p, r);
   drain_dead_inbox(p);
   s->current = NULL;
@@ -622,7 +674,7 @@ static void die(act_proc_t *p) {
   free(p->monitors_out.v);
   free(p->requests.v);
   free(p->callees.v);
-  free(p->exit_reason);
+  exit_reason_free(p);
   act__slot_release((uint32_t)p->pid);
   free(p);
   act__live_dec();
@@ -740,9 +792,11 @@ int act_run_as(act_pid_t pid, void (*fn)(void *arg), void *arg) {
   s->current = saved;
   if (p->exit_reason) { /* end it in its own turn, untrappably */
     act__exit_sig_t sig = {*p->exit_reason, false, true};
-    free(p->exit_reason);
-    p->exit_reason = NULL;
-    act__send_signal(pid, ACT__SIG_EXIT, pid, 0, &sig, sizeof sig);
+    act_env_t *e = act__env_new(ACT__SIG_EXIT, pid, 0, &sig, sizeof sig, NULL);
+    if (e) {
+      exit_reason_free(p);
+      act__deliver_or_drop(pid, e);
+    } /* else the reason stays set, and the actor's next turn ends it */
   }
   return ACT_OK;
 }

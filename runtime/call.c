@@ -19,17 +19,25 @@ static int64_t now_ms(void) {
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static act_ref_t proxy_monitor(act_proc_t *x, act_pid_t pid) {
+/* Monitor pid from the proxy: ACT_OK and *mref, ACT_ENOPROC if pid is
+ * dead, ACT_ENOMEM if the signal or its record cannot be allocated (then
+ * nothing was sent: a monitor the proxy does not record would never be
+ * taken down). */
+static int proxy_monitor(act_proc_t *x, act_pid_t pid, act_ref_t *mref) {
   act_ref_t ref = act_make_ref();
   act_env_t *e = act__env_new(ACT__SIG_MONITOR, x->pid, ref, NULL, 0, NULL);
-  if (!e) return 0;
-  act__monvec_add(&x->monitors_out, ref, pid);
+  if (!e) return ACT_ENOMEM;
+  if (!act__monvec_add(&x->monitors_out, ref, pid)) {
+    act__env_free(e);
+    return ACT_ENOMEM;
+  }
   if (!act__deliver(pid, e)) {
     act__env_free(e);
     act__monvec_del(&x->monitors_out, ref, NULL);
-    return 0;
+    return ACT_ENOPROC;
   }
-  return ref;
+  *mref = ref;
+  return ACT_OK;
 }
 
 static int outside_only(void) {
@@ -63,13 +71,16 @@ int act_call(act_pid_t to, int type, const void *data, size_t size,
   if (rc) return rc;
   act_proc_t *x = act__proxy_new();
   if (!x) return ACT_ENOMEM;
-  act_ref_t mref = proxy_monitor(x, to);
-  if (!mref) {
+  act_ref_t mref = 0, ref = act_make_ref();
+  /* the request first: if it cannot be made, nothing was sent at all */
+  act_env_t *rq = act__env_new(type, x->pid, ref, data, size, NULL);
+  rc = rq ? proxy_monitor(x, to, &mref) : ACT_ENOMEM;
+  if (rc != ACT_OK) {
+    if (rq) act__env_free(rq);
     act__proxy_free(x);
-    return ACT_ENOPROC;
+    return rc;
   }
-  act_ref_t ref = act_make_ref();
-  act__deliver_or_drop(to, act__env_new(type, x->pid, ref, data, size, NULL));
+  act__deliver_or_drop(to, rq);
   act_env_t *e = await_down_or_reply(x, mref, ref, timeout_ms);
   if (!e) {
     rc = ACT_ETIMEDOUT;
@@ -90,11 +101,12 @@ int act_await_exit(act_pid_t pid, int timeout_ms, act_reason_t *reason) {
   if (rc) return rc;
   act_proc_t *x = act__proxy_new();
   if (!x) return ACT_ENOMEM;
-  act_ref_t mref = proxy_monitor(x, pid);
-  if (!mref) {
+  act_ref_t mref = 0;
+  rc = proxy_monitor(x, pid, &mref);
+  if (rc != ACT_OK) {
     act__proxy_free(x);
-    if (reason) *reason = act_reason(ACT_NOPROC);
-    return ACT_ENOPROC;
+    if (reason && rc == ACT_ENOPROC) *reason = act_reason(ACT_NOPROC);
+    return rc;
   }
   act_env_t *e = await_down_or_reply(x, mref, 0, timeout_ms);
   rc = ACT_ETIMEDOUT;

@@ -4,6 +4,9 @@
  */
 #include "act_internal.h"
 
+#include <stdio.h>
+#include <time.h>
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -55,6 +58,31 @@ act_env_t *act__env_new(int type, act_pid_t from, act_ref_t ref,
   e->msg.data = e->payload;
   if (size) memcpy(e->payload, data, size);
   return e;
+}
+
+/* Death signals (an EXIT through a link, a DOWN, a trapped EXIT made a
+ * message, a failed start's ack) must not be lost: whoever waits for one
+ * would wait for ever (a supervisor for its child's end, a caller for its
+ * callee's).  Their envelope is tried again every 1 ms for up to
+ * ACT__SIGNAL_RETRY_MS, which stalls this scheduler meanwhile, before the
+ * signal is given up, with a line on stderr. */
+void act__nap_1ms(void) {
+  struct timespec ts = {0, 1000000L};
+  nanosleep(&ts, NULL);
+}
+
+act_env_t *act__env_must(int type, act_pid_t from, act_ref_t ref, const void *data,
+                         size_t size) {
+  for (int tries = 0;; tries++) {
+    act_env_t *e = act__env_new(type, from, ref, data, size, NULL);
+    if (e) return e;
+    if (tries == ACT__SIGNAL_RETRY_MS) {
+      fprintf(stderr, "act: out of memory: signal %d from %#llx lost\n", type,
+              (unsigned long long)from);
+      return NULL;
+    }
+    act__nap_1ms();
+  }
 }
 
 void act__env_free(act_env_t *e) {

@@ -136,6 +136,7 @@ act_proc_t *act__proxy_new(void) {
   p->proxy_cv = malloc(sizeof *p->proxy_cv);
   act_pid_t pid = act__slot_alloc(PROXY_SCHED_TAG);
   if (!pid || !p->proxy_mu || !p->proxy_cv) {
+    if (pid) act__slot_release((uint32_t)pid);
     free(p->proxy_mu);
     free(p->proxy_cv);
     free(p);

@@ -64,7 +64,7 @@ typedef struct kid {
 typedef enum {
   AFTER_NOTHING,
   AFTER_RESTART_FROM,
-  AFTER_REMOVE,
+  AFTER_TERMINATE, /* terminate_child: keep the spec, or forget it */
   AFTER_EXIT,
   AFTER_FAIL_START /* a static child failed: ack the error, exit */
 } after_t;
@@ -77,6 +77,7 @@ typedef enum { START_NONE, START_STATIC, START_DYNAMIC } start_t;
 typedef struct {
   act_sup_flags_t flags;
   act_pid_t parent;
+  char name[ACT_NAME_MAX]; /* registered name (looked up once, at init), for reports */
   kid_t *first, *last;
   size_t n;
   uint64_t serials;
@@ -89,11 +90,13 @@ typedef struct {
   bool busy;
   act_pid_t *stopping;
   size_t nstop, istop;
+  kid_t *stop_kid;           /* the child being stopped now (NULL if unlisted) */
+  bool stop_brutal;          /* it was sent `kill`: DOWN killed is its clean end */
   act_ref_t mref, tref;
   after_t after;
-  kid_t *after_kid;          /* AFTER_RESTART_FROM / AFTER_REMOVE */
+  kid_t *after_kid;          /* AFTER_RESTART_FROM / AFTER_TERMINATE */
   act_reason_t after_reason; /* AFTER_EXIT */
-  act_pid_t reply_to;        /* AFTER_REMOVE: the terminate_child caller */
+  act_pid_t reply_to;        /* AFTER_TERMINATE: the terminate_child caller */
   act_ref_t reply_ref;
 
   /* the start job */
@@ -113,6 +116,15 @@ typedef struct {
 } sup_t;
 
 static void dispatch(sup_t *s, act_msg_t *m);
+
+/* An answer that cannot be allocated would leave its caller waiting, for
+ * ever with ACT_INFINITY (the _async forms): the supervisor fails instead,
+ * and the caller's monitor (act_request's) ends the request at once with
+ * the reason, as a gen_server:call ends when the server exits. */
+static void answer(const act_msg_t *m, const void *data, size_t size) {
+  if (act_reply(m, ACT_MSG_SUP_REPLY, data, size) != ACT_OK)
+    act_crash("supervisor: out of memory (reply)");
+}
 
 static int64_t now_ms(void) {
   struct timespec ts;
@@ -246,6 +258,82 @@ static int shutdown_time(const kid_t *k) {
   return k->spec.type == ACT_SUPERVISOR ? ACT_SHUTDOWN_INFINITY : ACT_SHUTDOWN_DEFAULT;
 }
 
+/* ------------------------------------------------------------- reports */
+
+/* The handler and its argument change together under one mutex; a report
+ * costs one uncontended lock (~25 ns), and reports are rare but for
+ * progress reports, one per child start. */
+static pthread_mutex_t g_report_mu = PTHREAD_MUTEX_INITIALIZER;
+static act_report_fn g_report_fn;
+static void *g_report_ud;
+
+const char *act_restart_type_name(act_restart_t r) {
+  switch (r) {
+  case ACT_PERMANENT: return "permanent";
+  case ACT_TRANSIENT: return "transient";
+  case ACT_TEMPORARY: return "temporary";
+  }
+  return "?";
+}
+
+const char *act_child_type_name(act_child_type_t t) {
+  return t == ACT_SUPERVISOR ? "supervisor" : "worker";
+}
+
+/* The default: one plain line per supervisor report, none for progress. */
+static void default_report(const act_sup_report_t *r, void *ud) {
+  (void)ud;
+  if (r->context == ACT_REPORT_STARTED) return;
+  fprintf(stderr,
+          "act: supervisor %s (%#llx) %s: child %s (%#llx, %s, %s) reason: %s\n",
+          r->supervisor_name[0] ? r->supervisor_name : "-",
+          (unsigned long long)r->supervisor, r->context_name,
+          r->child_id[0] ? r->child_id : "-", (unsigned long long)r->child_pid,
+          r->behaviour, act_restart_type_name(r->restart_type), r->reason.text);
+}
+
+void act_set_report_handler(act_report_fn fn, void *ud) {
+  pthread_mutex_lock(&g_report_mu);
+  g_report_fn = fn;
+  g_report_ud = ud;
+  pthread_mutex_unlock(&g_report_mu);
+}
+
+static const char *const context_names[] = {"started", "start_error", "child_terminated",
+                                            "shutdown_error", "shutdown"};
+
+static int shutdown_time(const kid_t *k);
+
+static void report(sup_t *s, act_report_context_t ctx, const kid_t *k, act_pid_t pid,
+                   act_reason_t reason) {
+  act_sup_report_t r = {
+      .context = ctx,
+      .context_name = context_names[ctx],
+      .supervisor = act_self(),
+      .supervisor_name = s->name,
+      .child_id = k->spec.id,
+      .child_pid = pid,
+      .behaviour = k->spec.behaviour && k->spec.behaviour->name ? k->spec.behaviour->name : "",
+      .restart_type = k->spec.restart,
+      .shutdown_ms = shutdown_time(k),
+      .child_type = k->spec.type,
+      .reason = reason,
+  };
+  pthread_mutex_lock(&g_report_mu);
+  act_report_fn fn = g_report_fn ? g_report_fn : default_report;
+  void *ud = g_report_ud;
+  pthread_mutex_unlock(&g_report_mu);
+  fn(&r, ud);
+}
+
+static void report_started(sup_t *s, const kid_t *k) {
+  report(s, ACT_REPORT_STARTED, k, k->pid, act_reason(ACT_NORMAL));
+}
+
+static void report_start_error(sup_t *s, const kid_t *k, int err) {
+  report(s, ACT_REPORT_START_ERROR, k, ACT_NOPID, act_reason_error("%s", act_strerror(err)));
+}
+
 /* ----------------------------------------------------------- intensity */
 
 /* Record a restart; false when it is one too many for the period.  The
@@ -275,17 +363,27 @@ static void stop_next(sup_t *s) {
     kid_t *k = find_pid(s, pid);
     int ms = k ? shutdown_time(k) : ACT_SHUTDOWN_DEFAULT;
     if (k) set_pid(s, k, ACT_NOPID);
+    s->stop_kid = k;
+    s->stop_brutal = ms == ACT_BRUTAL_KILL;
+    /* Without its monitor, signal or timer the job would wait for ever:
+     * out of memory there fails the supervisor (its children die by
+     * their links). */
     s->mref = act_monitor(pid);
+    if (!s->mref) act_crash("supervisor: out of memory (stopping a child)");
     act_unlink(pid);
     s->tref = 0;
+    int rc;
     if (ms == ACT_BRUTAL_KILL) {
-      act_exit(pid, act_reason(ACT_KILL));
+      rc = act_exit(pid, act_reason(ACT_KILL));
     } else {
-      act_exit(pid, act_reason(ACT_SHUTDOWN));
-      if (ms > 0) s->tref = act_send_after((uint64_t)ms, act_self(), SUP_STOP_TIMEOUT,
-                                          &s->mref, sizeof s->mref);
+      rc = act_exit(pid, act_reason(ACT_SHUTDOWN));
+      if (rc == ACT_OK && ms > 0 &&
+          !(s->tref = act_send_after((uint64_t)ms, act_self(), SUP_STOP_TIMEOUT, &s->mref,
+                                     sizeof s->mref)))
+        rc = ACT_ENOMEM;
     }
-    return; /* wait for DOWN */
+    if (rc == ACT_ENOMEM) act_crash("supervisor: out of memory (stopping a child)");
+    return; /* wait for DOWN (a dead child's noproc DOWN too) */
   }
   finish_job(s);
 }
@@ -309,7 +407,31 @@ static void begin_stop(sup_t *s, kid_t *from, kid_t *to, after_t after) {
   stop_next(s);
 }
 
-static void on_job_down(sup_t *s) {
+/* OTP's do_terminate: a child that ended otherwise than by our `shutdown`
+ * (or our `kill` when brutal_kill) is reported as shutdown_error; normal is
+ * quiet unless the child is permanent.  A child that had already exited
+ * gives noproc: its real reason is in its EXIT, kept aside meanwhile. */
+static void check_shutdown(sup_t *s, act_pid_t pid, act_reason_t r) {
+  const kid_t *k = s->stop_kid;
+  if (!k) return;
+  if (r.kind == ACT_NOPROC)
+    ACT_QUEUE_FOREACH(n, &s->deferred) {
+      act_msg_t *m = &ACT_QUEUE_DATA(n, act_env_t, qnode)->msg;
+      if (m->type == ACT_MSG_EXIT && ((act_exit_msg_t *)m->data)->from == pid) {
+        r = ((act_exit_msg_t *)m->data)->reason;
+        break;
+      }
+    }
+  if (s->stop_brutal ? r.kind == ACT_KILLED
+                     : r.kind == ACT_SHUTDOWN && strcmp(r.text, "shutdown") == 0)
+    return;
+  if (r.kind == ACT_NORMAL && k->spec.restart != ACT_PERMANENT) return;
+  report(s, ACT_REPORT_SHUTDOWN_ERROR, k, pid, r);
+}
+
+static void on_job_down(sup_t *s, const act_down_msg_t *d) {
+  check_shutdown(s, s->stopping[s->istop], d->reason);
+  s->stop_kid = NULL;
   if (s->tref) act_cancel_timer(s->tref);
   s->tref = 0;
   s->mref = 0;
@@ -325,7 +447,7 @@ static void on_job_timeout(sup_t *s, act_msg_t *m) {
 }
 
 static void restart_from(sup_t *s, kid_t *from);
-static void escalate(sup_t *s);
+static void escalate(sup_t *s, const kid_t *offender, act_pid_t pid);
 
 static void replay_deferred(sup_t *s) {
   while (!s->busy && !s->starting && !act_queue_empty(&s->deferred)) {
@@ -333,6 +455,16 @@ static void replay_deferred(sup_t *s) {
     dispatch(s, m);
     act_msg_free(m);
   }
+}
+
+/* OTP deletes only a temporary child's spec when the child ends for good
+ * (it exits without restart, or terminate_child stops it); others stay
+ * listed, not running, for restart_child.  A dynamic child without an id
+ * cannot be named again (restart_child, delete_child), so keeping it would
+ * only leak: it goes, as in a DynamicSupervisor or under
+ * simple_one_for_one, whose terminate_child(Sup, Pid) removes the child. */
+static bool forgotten_when_stopped(const kid_t *k) {
+  return k->spec.restart == ACT_TEMPORARY || (k->dynamic && !k->spec.id[0]);
 }
 
 static void finish_job(sup_t *s) {
@@ -343,11 +475,11 @@ static void finish_job(sup_t *s) {
   case AFTER_RESTART_FROM:
     restart_from(s, s->after_kid);
     break;
-  case AFTER_REMOVE: {
+  case AFTER_TERMINATE: {
     act_sup_reply_t r = {ACT_OK, ACT_NOPID};
     act_msg_t fake = {.from = s->reply_to, .ref = s->reply_ref};
-    remove_kid(s, s->after_kid);
-    act_reply(&fake, ACT_MSG_SUP_REPLY, &r, sizeof r);
+    if (forgotten_when_stopped(s->after_kid)) remove_kid(s, s->after_kid);
+    answer(&fake, &r, sizeof r);
     break;
   }
   case AFTER_EXIT:
@@ -367,8 +499,13 @@ static void finish_job(sup_t *s) {
 
 static void restart_kid(sup_t *s, kid_t *k) {
   k->restarts++;
-  if (start_kid(s, k, NULL) != ACT_OK) /* OTP's try_again_restart: counts again */
+  int rc = start_kid(s, k, NULL);
+  if (rc == ACT_OK) {
+    report_started(s, k);
+  } else { /* OTP's try_again_restart: counts again */
+    report_start_error(s, k, rc);
     act_send(act_self(), SUP_RETRY_RESTART, &k->serial, sizeof k->serial);
+  }
 }
 
 static void restart_from(sup_t *s, kid_t *from) {
@@ -383,9 +520,9 @@ static void restart_from(sup_t *s, kid_t *from) {
   }
 }
 
-static void escalate(sup_t *s) {
-  fprintf(stderr, "supervisor %#llx: reached maximum restart intensity, shutting down\n",
-          (unsigned long long)act_self());
+static void escalate(sup_t *s, const kid_t *offender, act_pid_t pid) {
+  report(s, ACT_REPORT_SHUTDOWN, offender, pid,
+         act_reason_error("reached_max_restart_intensity"));
   s->after_reason = act_reason(ACT_SHUTDOWN);
   begin_stop(s, s->first, NULL, AFTER_EXIT);
 }
@@ -398,18 +535,21 @@ static bool wants_restart(const kid_t *k, act_reason_t r) {
   }
 }
 
+/* OTP's do_restart: a permanent child's end is always reported; another's
+ * unless it ended quietly (normal, shutdown, {shutdown,_}). */
+static bool quiet_end(act_reason_t r) { return r.kind == ACT_NORMAL || r.kind == ACT_SHUTDOWN; }
+
 static void child_exited(sup_t *s, kid_t *k, act_reason_t r) {
+  act_pid_t pid = k->pid;
   set_pid(s, k, ACT_NOPID);
-  if (!wants_restart(k, r)) {
-    /* OTP deletes only a temporary child's spec; a transient one that ended
-     * normally stays listed, not running.  A dynamic child without an id
-     * cannot be named again (restart_child, delete_child), so keeping it
-     * would only leak: it goes, as in a DynamicSupervisor. */
-    if (k->spec.restart == ACT_TEMPORARY || (k->dynamic && !k->spec.id[0])) remove_kid(s, k);
+  if (k->spec.restart == ACT_PERMANENT || !quiet_end(r))
+    report(s, ACT_REPORT_CHILD_TERMINATED, k, pid, r);
+  if (!wants_restart(k, r)) { /* a transient one that ended normally stays listed */
+    if (forgotten_when_stopped(k)) remove_kid(s, k);
     return;
   }
   if (!note_restart(s)) {
-    escalate(s);
+    escalate(s, k, pid);
     return;
   }
   switch (s->flags.strategy) {
@@ -445,7 +585,7 @@ static void on_retry(sup_t *s, const uint64_t *serial) {
   while (k && k->serial != *serial) k = k->next;
   if (!k || k->pid) return;
   if (!note_restart(s)) {
-    escalate(s);
+    escalate(s, k, ACT_NOPID);
     return;
   }
   restart_kid(s, k);
@@ -455,7 +595,7 @@ static void on_retry(sup_t *s, const uint64_t *serial) {
 
 static void reply(act_msg_t *m, int result, act_pid_t pid) {
   act_sup_reply_t r = {result, pid};
-  act_reply(m, ACT_MSG_SUP_REPLY, &r, sizeof r);
+  answer(m, &r, sizeof r);
 }
 
 static void on_start_child(sup_t *s, act_msg_t *m) {
@@ -497,7 +637,7 @@ static void on_terminate_child(sup_t *s, act_msg_t *m) {
   s->reply_to = m->from;
   s->reply_ref = m->ref;
   s->after_kid = k;
-  begin_stop(s, k, k->next, AFTER_REMOVE);
+  begin_stop(s, k, k->next, AFTER_TERMINATE);
 }
 
 /* restart_child: start again a listed child that is not running (a
@@ -546,7 +686,7 @@ static void on_count_children(sup_t *s, act_msg_t *m) {
     if (k->spec.type == ACT_SUPERVISOR) c.supervisors++;
     else c.workers++;
   }
-  act_reply(m, ACT_MSG_SUP_REPLY, &c, sizeof c);
+  answer(m, &c, sizeof c);
 }
 
 static void on_get_childspec(sup_t *s, act_msg_t *m) {
@@ -556,12 +696,12 @@ static void on_get_childspec(sup_t *s, act_msg_t *m) {
   start_req_t out;
   memset(&out, 0, sizeof out);
   if (!k) {
-    act_reply(m, ACT_MSG_SUP_REPLY, NULL, 0);
+    answer(m, NULL, 0);
     return;
   }
   out.spec = k->spec;
   snprintf(out.name, sizeof out.name, "%s", k->name);
-  act_reply(m, ACT_MSG_SUP_REPLY, &out, sizeof out);
+  answer(m, &out, sizeof out);
 }
 
 static void on_which_children(sup_t *s, act_msg_t *m) {
@@ -575,8 +715,9 @@ static void on_which_children(sup_t *s, act_msg_t *m) {
     out[i].restart = k->spec.restart;
     out[i].restarts = k->restarts;
   }
-  act_reply(m, ACT_MSG_SUP_REPLY, out, s->n * sizeof *out);
+  int rc = act_reply(m, ACT_MSG_SUP_REPLY, out, s->n * sizeof *out);
   free(out);
+  if (rc != ACT_OK) act_crash("supervisor: out of memory (reply)");
 }
 
 /* ---------------------------------------------------------- start jobs */
@@ -603,7 +744,10 @@ static void start_static(sup_t *s, size_t i) {
     s->start_idx = i;
     return;
   }
-  if (k) remove_kid(s, k);
+  if (k) {
+    report_start_error(s, k, rc);
+    remove_kid(s, k);
+  }
   s->starting = START_NONE;
   s->start_err = rc;
   s->after_reason = act_reason_shutdown("failed_to_start_child %s", s->spec->children[i].id);
@@ -615,6 +759,7 @@ static void on_init_ack(sup_t *s, const act_init_ack_t *a) {
   kid_t *k = s->start_kid;
   s->starting = START_NONE;
   s->start_kid = NULL;
+  if (a->result == ACT_OK) report_started(s, k);
   if (kind == START_DYNAMIC) {
     act_msg_t fake = {.from = s->start_to, .ref = s->start_req};
     if (a->result != ACT_OK) { /* nothing to restart: its EXIT is ignored */
@@ -628,6 +773,7 @@ static void on_init_ack(sup_t *s, const act_init_ack_t *a) {
   } else if (a->result == ACT_OK) {
     start_static(s, s->start_idx + 1);
   } else {
+    report_start_error(s, k, a->result);
     remove_kid(s, k);
     s->start_err = a->result;
     s->after_reason = act_reason_shutdown("failed_to_start_child %s",
@@ -662,15 +808,25 @@ static void defer(sup_t *s, act_msg_t *m) {
 static void sup_handle(void *state, act_msg_t *m) {
   sup_t *s = state;
   if (s->starting) {
-    if (m->type == ACT_MSG_INIT_ACK && m->ref == s->start_ref) on_init_ack(s, m->data);
-    else defer(s, m);
+    if (m->type == ACT_MSG_INIT_ACK && m->ref == s->start_ref) {
+      on_init_ack(s, m->data);
+    } else if (m->type == ACT_MSG_EXIT &&
+               ((act_exit_msg_t *)m->data)->from == s->start_kid->pid) {
+      /* proc_lib's start_link hears of the child's death by its EXIT too:
+       * it comes after the failing ack, unless that ack could not be
+       * allocated; then it is the answer (nothing to restart) */
+      act_init_ack_t a = {s->start_kid->pid, ACT_EEXITED};
+      on_init_ack(s, &a);
+    } else {
+      defer(s, m);
+    }
     return;
   }
   if (!s->busy) {
     dispatch(s, m);
     return;
   }
-  if (m->type == ACT_MSG_DOWN && ((act_down_msg_t *)m->data)->ref == s->mref) on_job_down(s);
+  if (m->type == ACT_MSG_DOWN && ((act_down_msg_t *)m->data)->ref == s->mref) on_job_down(s, m->data);
   else if (m->type == SUP_STOP_TIMEOUT) on_job_timeout(s, m);
   else defer(s, m);
 }
@@ -689,6 +845,7 @@ static int sup_init(void *args, void **state) {
   s->stamps = calloc((size_t)(s->flags.intensity > 0 ? s->flags.intensity : 0) + 1,
                      sizeof *s->stamps);
   s->parent = act__current()->parent;
+  act__registry_name_of(act_self(), s->name, sizeof s->name); /* named at spawn, before init */
   act__current()->is_supervisor = true; /* for process_info */
   act__current()->sup_flags = spec->flags;
   act_parent_exit_as_message(true); /* on_exit_msg stops the children first */

@@ -136,7 +136,7 @@ typedef struct opts {
 } opts_t;
 
 static void usage(FILE *f) {
-  fputs("usage: chatter-load [--scenario idle|fanout|chat|storm|slow|crash]\n"
+  fputs("usage: chatter-load [--scenario idle|fanout|chat|storm|slow|crash|kill]\n"
         "  [--url ws://127.0.0.1:PORT/ws | --spawn 'CMD' [--port P] [--server-cpus LIST]\n"
         "   [--server-threads N] [--server-env K=V]... [--server-log FILE]]\n"
         "  [--server-pid PID] [--sessions N] [--senders K] [--rate R | --rates R1,R2,...]\n"
@@ -255,6 +255,73 @@ static bool healthy(const char *host, int port) {
   return ok;
 }
 
+/* ------------------------------------------------------ scenario kill */
+
+/* kill (issue 8 item 13): N joined sessions while one sender sends; after
+ * --drop-after seconds POST /debug/kill kills pubsub, then presence (the
+ * server needs CHATTER_DEBUG=1: --spawn sets it).  It passes when every
+ * session stays open (no 1011), every acknowledged message reaches every
+ * session once and in order (the usual checks), and a fresh socket's
+ * welcome counts every joined session online again within
+ * KILL_COUNTS_WAIT_S.  Figures: time from the kills to /healthz 200 and to
+ * exact counts. */
+#define KILL_COUNTS_WAIT_S 30
+
+/* POST /debug/kill?name=NAME: the HTTP status, or -1. */
+static int debug_kill(const char *host, int port, const char *name) {
+  int s = socket(AF_INET, SOCK_STREAM, 0), status = -1;
+  if (s < 0) return -1;
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+  inet_pton(AF_INET, host, &a.sin_addr);
+  struct timeval tv = {5, 0};
+  setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  if (!connect(s, (void *)&a, sizeof a)) {
+    char req[256], buf[64];
+    int n = snprintf(req, sizeof req,
+                     "POST /debug/kill?name=%s HTTP/1.1\r\nHost: %s:%d\r\nContent-Length: 0\r\n"
+                     "Connection: close\r\n\r\n", name, host, port);
+    if (write(s, req, (size_t)n) == n) {
+      ssize_t r = read(s, buf, sizeof buf - 1);
+      if (r >= 12) status = atoi(buf + 9);
+    }
+  }
+  close(s);
+  return status;
+}
+
+/* A fresh socket's welcome: its online_count, or -1. */
+static long welcome_online(const char *host, int port, const char *path) {
+  int s = socket(AF_INET, SOCK_STREAM, 0);
+  long online = -1;
+  if (s < 0) return -1;
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+  inet_pton(AF_INET, host, &a.sin_addr);
+  struct timeval tv = {5, 0};
+  setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  if (!connect(s, (void *)&a, sizeof a)) {
+    char req[512], buf[4096];
+    int n = snprintf(req, sizeof req,
+                     "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                     "Sec-WebSocket-Key: a2lsbC1zY2VuYXJpby0wMQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+                     path, host, port);
+    size_t got = 0;
+    if (write(s, req, (size_t)n) == n) {
+      /* the 101 and the welcome frame: read until the count is in, 5 s at most */
+      for (ssize_t r; got < sizeof buf - 1 && (r = read(s, buf + got, sizeof buf - 1 - got)) > 0;) {
+        got += (size_t)r;
+        buf[got] = 0;
+        const char *k = memmem(buf, got, "\"online_count\":", 15);
+        if (k && k + 15 < buf + got && memchr(k + 15, '}', (size_t)(buf + got - (k + 15)))) {
+          online = atol(k + 15);
+          break;
+        }
+      }
+    }
+  }
+  close(s);
+  return online;
+}
+
 static void stop_server(void) {
   if (server_pid_spawned <= 0) return;
   kill(server_pid_spawned, SIGTERM);
@@ -297,6 +364,7 @@ static pid_t spawn_server(const opts_t *o, const char *host, int port, const cha
     setenv("CHATTER_THREADS", b, 1);
   }
   if (!strcmp(scenario, "crash")) setenv("CHATTER_CHAOS", "0.01", 1);
+  if (!strcmp(scenario, "kill")) setenv("CHATTER_DEBUG", "1", 1); /* POST /debug/kill */
   for (int i = 0; i < o->nserver_env; i++) putenv((char *)o->server_env[i]);
   const char *log = o->server_log ? o->server_log : "/dev/null";
   FILE *f = freopen(log, "a", stdout);
@@ -555,6 +623,76 @@ static void row(const char *k, const char *fmt, ...) {
   va_end(ap);
 }
 
+/* The kill scenario's phase and figures (see debug_kill above). */
+typedef struct kill_figs {
+  int status[2];       /* HTTP status of the kills of pubsub and presence */
+  uint64_t at_us;      /* when they were sent */
+  double healthy_ms;   /* until /healthz answered 200 again, -1 if never */
+  double counts_ms;    /* until a welcome counted every joined session, -1 if never */
+  long online, want;   /* the last welcome's online_count, the joined sessions */
+  bool final_ok;       /* after the drain too */
+} kill_figs_t;
+
+static void kill_phase(const load_cfg_t *cfg, double rest_s, kill_figs_t *k) {
+  k->at_us = load_now_us();
+  k->status[0] = debug_kill(cfg->host, cfg->port, "pubsub");
+  k->status[1] = debug_kill(cfg->host, cfg->port, "presence");
+  k->healthy_ms = -1;
+  while (!stopping && load_now_us() - k->at_us < KILL_COUNTS_WAIT_S * 1000000ull) {
+    if (healthy(cfg->host, cfg->port)) {
+      k->healthy_ms = (double)(load_now_us() - k->at_us) / 1e3;
+      break;
+    }
+    usleep(10000); /* /healthz has no event to await: polled every 10 ms */
+  }
+  totals_t t;
+  sum_totals(M.sh, &t);
+  k->want = (long)(t.joined - t.closed_by_server);
+  while (!stopping && k->healthy_ms >= 0 && load_now_us() - k->at_us < rest_s * 1e6) {
+    k->online = welcome_online(cfg->host, cfg->port, cfg->path);
+    if (k->online == k->want) {
+      k->counts_ms = (double)(load_now_us() - k->at_us) / 1e3;
+      break;
+    }
+    usleep(20000); /* the count converges with no event we can see: asked again */
+  }
+  double spent = (double)(load_now_us() - k->at_us) / 1e6;
+  if (rest_s > spent) wait_for(rest_s - spent, "after the kills", NULL);
+}
+
+/* After the drain, while every session is still connected. */
+static void kill_counts(const load_cfg_t *cfg, kill_figs_t *k) {
+  totals_t t;
+  sum_totals(M.sh, &t);
+  k->want = (long)(t.joined - t.closed_by_server);
+  uint64_t until = load_now_us() + KILL_COUNTS_WAIT_S * 1000000ull;
+  while (!stopping) {
+    k->online = welcome_online(cfg->host, cfg->port, cfg->path);
+    if (k->online == k->want) {
+      if (k->counts_ms < 0) k->counts_ms = (double)(load_now_us() - k->at_us) / 1e3;
+      k->final_ok = true;
+      return;
+    }
+    if (load_now_us() > until) return;
+    usleep(50000); /* as in kill_phase */
+  }
+}
+
+static bool kill_ok(const kill_figs_t *k) {
+  return k->status[0] == 200 && k->status[1] == 200 && k->healthy_ms >= 0 && k->final_ok;
+}
+
+static void kill_rows(const kill_figs_t *k) {
+  row("kill: pubsub, presence killed", "HTTP %d, %d", k->status[0], k->status[1]);
+  row("kill: /healthz 200 again after", "%.0f ms", k->healthy_ms);
+  if (k->counts_ms >= 0) row("kill: online count exact after", "%.0f ms (%ld online)", k->counts_ms, k->online);
+  else row("kill: online count NOT exact", "welcome says %ld online, %ld sessions joined", k->online, k->want);
+  jnum("kill_healthy_ms", k->healthy_ms);
+  jnum("kill_counts_ms", k->counts_ms);
+  jnum("kill_online", (double)k->online);
+  jnum("kill_want", (double)k->want);
+}
+
 static void hist_rows(const char *name, const char *key, hsum_t *h) {
   char k[80];
   row(name, "n=%" PRIu64 "  p50 %.2f  p90 %.2f  p99 %.2f  p99.9 %.2f  max %.2f ms", h->n,
@@ -636,12 +774,16 @@ int main(int argc, char **argv) {
   long sessions, senders, slow = 0, storm = 0;
   double duration, ramp, rate = 2, drop_after = 3;
   bool rising = false;
+  bool kill_sc = !strcmp(sc, "kill");
+  kill_figs_t kf = {{0, 0}, 0, -1, -1, -1, 0, false};
   if (!strcmp(sc, "idle")) { sessions = 19000; senders = 0; duration = 5; ramp = 40; }
   else if (!strcmp(sc, "fanout")) { sessions = 10000; senders = 1; duration = 10; ramp = 20; cfg.spread = true; }
   else if (!strcmp(sc, "chat")) { sessions = 2000; senders = 200; duration = 8; ramp = 10; rising = true; }
   else if (!strcmp(sc, "storm")) { sessions = 5200; senders = 200; duration = 12; ramp = 15; rate = 1; storm = 5000; }
   else if (!strcmp(sc, "slow")) { sessions = 2000; senders = 200; duration = 10; ramp = 10; slow = 100; }
   else if (!strcmp(sc, "crash")) { sessions = 2000; senders = 200; duration = 10; ramp = 10; }
+  /* as many as one server process holds under its 20,000 descriptors */
+  else if (!strcmp(sc, "kill")) { sessions = 19500; senders = 1; duration = 10; ramp = 60; cfg.spread = true; }
   else { fprintf(stderr, "chatter-load: unknown scenario '%s'\n", sc); return 2; }
   if (o->sessions >= 0) sessions = o->sessions;
   if (o->senders >= 0) senders = o->senders;
@@ -829,7 +971,10 @@ int main(int argc, char **argv) {
       uint64_t g0 = load_now_us();
       char what[32];
       snprintf(what, sizeof what, "send %g", cfg.stage_rate[g]);
-      if (storm && g == 0) {
+      if (kill_sc && g == 0) {
+        wait_for(drop_after, what, NULL);
+        kill_phase(&cfg, duration - drop_after, &kf);
+      } else if (storm && g == 0) {
         wait_for(drop_after, what, NULL);
         atomic_store(&M.sh->drop_us, load_now_us());
         atomic_store(&M.sh->drop, 1);
@@ -856,6 +1001,7 @@ int main(int argc, char **argv) {
       else if (rising) break;
     }
   }
+  if (kill_sc) kill_counts(&cfg, &kf);
   atomic_store(&M.sh->phase, PH_DRAIN);
   uint64_t ts1 = load_now_us();
   double scpu1 = srv_pid ? proc_cpu_s(srv_pid) : 0, hcpu1 = harness_cpu_s();
@@ -1060,8 +1206,10 @@ int main(int argc, char **argv) {
               "(load average %s)", loadavg());
   }
   jnum("harness_bound", senders && hbusy > HARNESS_BUSY);
+  if (kill_sc) kill_rows(&kf);
   bool bad = lost || t.dups || t.order || t.join_failed || t.conn_failed ||
-             (t.closed_by_server && !storm) || t.joined < cfg.sessions + cfg.slow;
+             (t.closed_by_server && !storm) || t.joined < cfg.sessions + cfg.slow ||
+             (kill_sc && !kill_ok(&kf));
   jnum("ok", !bad);
   if (jf) {
     fprintf(jf, "\n}\n");

@@ -13,6 +13,7 @@
  *  - item 3: act_request monitors the callee: noproc at once, a crash's
  *    reason at once, even with ACT_INFINITY;
  *  - item 5: a dynamic transient child that exits normally stays listed;
+ *    terminate_child keeps the spec (but a temporary or anonymous child's);
  *  - item 7: timers are cancelled and read by reference from any actor or
  *    thread, the time left comes from a fresh clock; start_timer (item 8);
  *  - item 8: restart_child, delete_child, count_children, get_childspec;
@@ -205,6 +206,62 @@ START_TEST(shutdown_with_a_term_is_not_a_crash) {
   ck_assert_int_eq(act_supervisor_which_children(sup, ci, 2), 1);
   ck_assert(ci[0].pid == ACT_NOPID);
   ck_assert_int_eq(log_count(q_init_tag(1)), 1);
+}
+END_TEST
+
+/* ------------------------------------------------ terminate_child as OTP's */
+
+/* supervisor:terminate_child(Sup, Id) stops the child and keeps its spec
+ * (which_children lists it as undefined, restart_child starts it again),
+ * except a temporary child's, which is deleted; an anonymous dynamic child
+ * terminated by pid goes, as under simple_one_for_one.  Before, every
+ * terminate_child deleted the spec. */
+static atomic_int g_tc_freed;
+static void tc_free_args(void *a) { atomic_fetch_add(&g_tc_freed, 1); free(a); }
+START_TEST(terminate_child_keeps_the_spec_but_a_temporary_ones) {
+  atomic_store(&g_tc_freed, 0);
+  W = spawn_agent(99, false);
+  static agent_args_t perm = {.tag = 1}, temp = {.tag = 2};
+  act_child_spec_t k[2] = {kid("perm", &perm, ACT_PERMANENT, 1000),
+                           kid("temp", &temp, ACT_TEMPORARY, 1000)};
+  act_sup_spec_t spec = {FLAGS(ACT_ONE_FOR_ONE, 10, 5000), k, 2};
+  act_pid_t sup = start_sup(&spec);
+  act_pid_t p = wait_init(1, 1);
+  wait_init(2, 1);
+  ag_monitor(W, p);
+  ck_assert_int_eq(act_supervisor_terminate_child(sup, ACT_NOPID, "perm"), ACT_OK);
+  ck_assert_int_eq(wait_down(W, p).kind, ACT_SHUTDOWN);
+  act_child_info_t ci[4];
+  ck_assert_int_eq(act_supervisor_which_children(sup, ci, 4), 2);
+  ck_assert_str_eq(ci[0].id, "perm");
+  ck_assert(ci[0].pid == ACT_NOPID); /* undefined */
+  act_sup_counts_t c;
+  ck_assert_int_eq(act_supervisor_count_children(sup, &c), ACT_OK);
+  ck_assert_int_eq(c.specs, 2);
+  ck_assert_int_eq(c.active, 1);
+  ck_assert_int_eq(log_count(q_init_tag(1)), 1); /* stopped, not restarted */
+  act_pid_t again = ACT_NOPID;
+  ck_assert_int_eq(act_supervisor_restart_child(sup, "perm", &again), ACT_OK);
+  ck_assert(again != ACT_NOPID && again != p);
+  ck_assert(wait_init(1, 2) == again);
+
+  /* a temporary child's spec is deleted */
+  ck_assert_int_eq(act_supervisor_terminate_child(sup, ACT_NOPID, "temp"), ACT_OK);
+  ck_assert_int_eq(act_supervisor_which_children(sup, ci, 4), 1);
+  ck_assert_str_eq(ci[0].id, "perm");
+  ck_assert_int_eq(act_supervisor_restart_child(sup, "temp", &again), ACT_ENOPROC);
+
+  /* an anonymous dynamic child terminated by pid is removed, its args freed */
+  agent_args_t *a = calloc(1, sizeof *a);
+  a->tag = 3;
+  act_child_spec_t anon = kid("", a, ACT_TRANSIENT, 1000);
+  anon.free_args = tc_free_args;
+  act_pid_t ap = ACT_NOPID;
+  ck_assert_int_eq(act_supervisor_start_child(sup, &anon, &ap), ACT_OK);
+  ck_assert_int_eq(act_supervisor_terminate_child(sup, ap, NULL), ACT_OK);
+  ck_assert_int_eq(atomic_load(&g_tc_freed), 1);
+  ck_assert_int_eq(act_supervisor_which_children(sup, ci, 4), 1);
+  ck_assert_int_eq(act_supervisor_terminate_child(sup, ap, NULL), ACT_ENOPROC);
 }
 END_TEST
 
@@ -655,6 +712,7 @@ static Suite *suite(void) {
   tcase_add_test(tc, monitor_and_send_by_name);
   tcase_add_test(tc, process_info_links_monitors_trap_exit_supervisor);
   tcase_add_test(tc, scheduler_counters);
+  tcase_add_test(tc, terminate_child_keeps_the_spec_but_a_temporary_ones);
   suite_add_tcase(s, tc);
   return s;
 }

@@ -340,7 +340,8 @@ START_TEST(shutdown_then_kill_after_timeout) {
   ck_assert(log_wait1(q_exit(p, sup), &e)); /* it was asked first */
   ck_assert_int_eq(e.reason.kind, ACT_SHUTDOWN);
   act_child_info_t ci[2];
-  ck_assert_int_eq(children(sup, ci, 2), 0); /* terminate_child removes the spec */
+  ck_assert_int_eq(children(sup, ci, 2), 1); /* OTP: the spec stays, not running */
+  ck_assert(ci[0].pid == ACT_NOPID);
   ck_assert_int_eq(n_inits(1), 1);
 }
 END_TEST
@@ -363,7 +364,10 @@ START_TEST(graceful_shutdown_of_children) {
   ck_assert_int_eq(wait_down(W, p1).kind, ACT_SHUTDOWN);
   ck_assert_int_eq(wait_down(W, p2).kind, ACT_SHUTDOWN);
   ck_assert_int_eq(wait_term(p2).kind, ACT_SHUTDOWN);
-  ck_assert_int_lt(act_supervisor_terminate_child(sup, ACT_NOPID, "plain"), 0); /* gone */
+  /* kept, not running: terminating it again is ok; deleted, it is not_found */
+  ck_assert_int_eq(act_supervisor_terminate_child(sup, ACT_NOPID, "plain"), ACT_OK);
+  ck_assert_int_eq(act_supervisor_delete_child(sup, "plain"), ACT_OK);
+  ck_assert_int_eq(act_supervisor_terminate_child(sup, ACT_NOPID, "plain"), ACT_ENOPROC);
 }
 END_TEST
 
@@ -555,10 +559,13 @@ START_TEST(dynamic_children) {
   ag_monitor(W, p1);
   ck_assert_int_eq(act_supervisor_terminate_child(sup, p1, NULL), ACT_OK);
   ck_assert_int_eq(wait_down(W, p1).kind, ACT_SHUTDOWN);
+  ck_assert_int_eq(atomic_load(&g_args_freed), 0); /* OTP: the spec is kept */
+  ck_assert_int_eq(act_supervisor_delete_child(sup, "d1"), ACT_OK);
   ck_assert_int_eq(atomic_load(&g_args_freed), 1);
   ag_monitor(W, n2);
   ck_assert_int_eq(act_supervisor_terminate_child(sup, ACT_NOPID, "d2"), ACT_OK);
   ck_assert_int_eq(wait_down(W, n2).kind, ACT_SHUTDOWN);
+  ck_assert_int_eq(act_supervisor_delete_child(sup, "d2"), ACT_OK);
   ck_assert_int_eq(atomic_load(&g_args_freed), 2);
   ck_assert_int_eq(children(sup, ci, 8), 2);
   ck_assert_str_eq(ci[1].id, "d3");
@@ -627,6 +634,8 @@ START_TEST(dynamic_children_async) {
   ck_assert(log_nth(q_user(40), 2, &e));
   ck_assert_int_eq(e.val, ACT_OK);
   ck_assert_int_eq(wait_down(W, p).kind, ACT_SHUTDOWN);
+  ck_assert_int_eq(atomic_load(&g_args_freed), 0); /* OTP: a1's spec is kept */
+  ck_assert_int_eq(act_supervisor_delete_child(sup, "a1"), ACT_OK);
   ck_assert_int_eq(atomic_load(&g_args_freed), 1);
 }
 END_TEST
