@@ -11,6 +11,7 @@
  * The tree (DESIGN.md):
  *
  *   chatter (one_for_one)
+ *   ├── telemetry   counters for /metrics
  *   ├── repo        supervisor over the connection actors repo.0 .. repo.N-1
  *   │               (repo.0 is the single writer; reads go to the others)
  *   ├── pubsub      topic -> subscribers; frames shared by reference count
@@ -86,6 +87,7 @@ int app_log_reopen(void);
 #define APP_NAME_PUBSUB "pubsub"
 #define APP_NAME_PRESENCE "presence"
 #define APP_NAME_SESSIONS "sessions"
+#define APP_NAME_TELEMETRY "telemetry"
 #define APP_NAME_ENDPOINT "endpoint"
 
 /* Message types: each actor's header numbers its own in a range of 100

@@ -32,6 +32,7 @@
 #include "presence.h"
 #include "pubsub.h"
 #include "repo.h"
+#include "telemetry.h"
 
 #include <libpq-fe.h>
 #include <signal.h>
@@ -51,7 +52,7 @@ static act_sup_spec_t g_repo_spec;
 static act_child_spec_t g_endpoint_children[256];
 static act_sup_spec_t g_endpoint_spec;
 static act_sup_spec_t g_sessions_spec;
-static act_child_spec_t g_root_children[5];
+static act_child_spec_t g_root_children[6];
 static act_sup_spec_t g_root_spec;
 
 static act_child_spec_t worker(const char *id, const act_behaviour_t *b, void *args) {
@@ -101,16 +102,19 @@ static void build_tree(void) {
    * so the budget is wide; it exists to stop a runaway storm. */
   g_sessions_spec = (act_sup_spec_t){{ACT_ONE_FOR_ONE, 10000, 1000}, NULL, 0};
 
+  act_child_spec_t telemetry = worker(APP_NAME_TELEMETRY, telemetry_behaviour(), NULL);
+  telemetry.name = APP_NAME_TELEMETRY;
   act_child_spec_t pubsub = worker(APP_NAME_PUBSUB, pubsub_behaviour(), NULL);
   pubsub.name = APP_NAME_PUBSUB;
   act_child_spec_t presence = worker(APP_NAME_PRESENCE, presence_behaviour(), NULL);
   presence.name = APP_NAME_PRESENCE;
-  g_root_children[0] = supervisor(APP_NAME_REPO_SUP, &g_repo_spec);
-  g_root_children[1] = pubsub;
-  g_root_children[2] = presence;
-  g_root_children[3] = supervisor(APP_NAME_SESSIONS, &g_sessions_spec);
-  g_root_children[4] = supervisor(APP_NAME_ENDPOINT, &g_endpoint_spec);
-  g_root_spec = (act_sup_spec_t){{ACT_ONE_FOR_ONE, 3, 5000}, g_root_children, 5};
+  g_root_children[0] = telemetry;
+  g_root_children[1] = supervisor(APP_NAME_REPO_SUP, &g_repo_spec);
+  g_root_children[2] = pubsub;
+  g_root_children[3] = presence;
+  g_root_children[4] = supervisor(APP_NAME_SESSIONS, &g_sessions_spec);
+  g_root_children[5] = supervisor(APP_NAME_ENDPOINT, &g_endpoint_spec);
+  g_root_spec = (act_sup_spec_t){{ACT_ONE_FOR_ONE, 3, 5000}, g_root_children, 6};
 }
 
 static void migrate(void) {
