@@ -249,7 +249,7 @@ FUZZ_LIBS = $(shell $(PKG_CONFIG) --libs libcjson nettle) -lwslay -lhttp_parser 
 deps-fuzz: deps
 	$(call apt_ensure,$(DEB_FUZZ))
 
-_build/fuzz/%_fuzz: test/fuzz/%_fuzz.c $(FUZZ_SRC) $(wildcard app/*.h)
+_build/fuzz/%_fuzz: test/fuzz/%_fuzz.c $(FUZZ_SRC) $(wildcard app/*.h) runtime/buf.h
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) $< $(FUZZ_SRC) $(FUZZ_LIBS) -o $@
 
