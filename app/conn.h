@@ -61,6 +61,16 @@ void endpoint_start_session(conn_t *c);
  * caller has counted it in (listener_admit); the conn counts it out. */
 void conn_open(acceptor_t *a, int fd, const char *peer);
 uint64_t conn_id(const conn_t *c);
+/* sizeof the conn record, which every socket holds from accept to close
+ * (test_conn_mem keeps it at or under CONN_RECORD_MAX_BYTES). */
+size_t conn_record_bytes(void);
+/* What a socket's conn_t may cost, in bytes before malloc's 8-byte header
+ * and 16-byte rounding: 968 (a 976-byte chunk) before the branch memory2,
+ * where flags between wider fields left 29 bytes of holes in conn_t and
+ * conn_state_t and the peer key had 48 bytes for at most 25; 920 (a 928-byte
+ * chunk) after.  Its largest parts: uv_tcp_t 248, uv_timer_t 152,
+ * conn_state_t 336 (name 129, token 64). */
+#define CONN_RECORD_MAX_BYTES 920
 /* Closes the oldest idle HTTP conn of a; false if there is none. */
 bool conn_evict_idle(acceptor_t *a);
 /* Every conn of a, at once (the acceptor exits). */
@@ -96,6 +106,9 @@ void listener_close(listener_t *l);
 void listener_resume(listener_t *l);
 /* A conn's descriptor and its source address are given back. */
 void listener_release(const char *peer);
+/* The source address as a rate-limit key, at most CONN_PEER_MAX with its NUL
+ * (endpoint.h): IPv4 as is, IPv6 as its /64. */
+void listener_peer_key(const struct sockaddr_storage *ss, char *out, size_t cap);
 /* The process-wide connection cap in force (descriptor limit - reserve). */
 long listener_max_conns(void);
 
