@@ -46,6 +46,10 @@ typedef struct acceptor {
   conn_t *idle_head, *idle_tail;
   conn_t *dirty_head;       /* WebSockets with frames queued since the last flush */
   uv_prepare_t *flusher;    /* flushes them once per loop turn (own allocation) */
+  /* open WebSockets by ping due, oldest first, and the one timer that
+   * pings them (own allocation; conn.c "Timers") */
+  conn_t *ping_head, *ping_tail;
+  uv_timer_t *pinger;
   act_pid_t sessions_pid;   /* the sessions supervisor our sessions live under */
   act_ref_t sessions_mon;   /* its monitor */
   bool draining;            /* SIGTERM: no listener; conns close when done */
@@ -65,12 +69,14 @@ uint64_t conn_id(const conn_t *c);
  * (test_conn_mem keeps it at or under CONN_RECORD_MAX_BYTES). */
 size_t conn_record_bytes(void);
 /* What a socket's conn_t may cost, in bytes before malloc's 8-byte header
- * and 16-byte rounding: 968 (a 976-byte chunk) before the branch memory2,
- * where flags between wider fields left 29 bytes of holes in conn_t and
- * conn_state_t and the peer key had 48 bytes for at most 25; 920 (a 928-byte
- * chunk) after.  Its largest parts: uv_tcp_t 248, uv_timer_t 152,
- * conn_state_t 336 (name 129, token 64). */
-#define CONN_RECORD_MAX_BYTES 920
+ * and 16-byte rounding.  968 (a 976-byte chunk) before the branch memory2;
+ * 920 once flags no longer sat between wider fields (29 bytes of holes in
+ * conn_t and conn_state_t) and the peer key had 32 bytes, not 48 (it uses
+ * at most 25); 792 (an 800-byte chunk) once the uv_timer_t (152 bytes) left
+ * the record: an idle WebSocket is pinged by its scheduler's one pinger, and
+ * a conn's own timer is allocated only while a deadline is set (conn.c
+ * "Timers").  Its largest parts now: uv_tcp_t 248, conn_state_t 336. */
+#define CONN_RECORD_MAX_BYTES 792
 /* Closes the oldest idle HTTP conn of a; false if there is none. */
 bool conn_evict_idle(acceptor_t *a);
 /* Every conn of a, at once (the acceptor exits). */
