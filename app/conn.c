@@ -23,9 +23,15 @@
  *                                       session (endpoint.h): 1008
  *   WS_OUTBOUND_MAX (ws.h)              pushes queued: 1008
  *
- * One uv_timer_t per conn serves every timeout: in HTTP it is armed for the
- * nearest deadline of the conn's state (conn_http_rearm), as a WebSocket it
- * ticks for pings and the send deadline, and while closing it is the grace.
+ * Timers.  A WebSocket's ping is due PING_INTERVAL_MS after its last one,
+ * always the same interval, so the acceptor keeps its WebSockets on one list
+ * in the order their pings are due (a conn is appended when pinged: O(1),
+ * no sorting) and one uv_timer_t per scheduler (the pinger) fires for the
+ * head.  Every other deadline -- in HTTP the nearest of the conn's state
+ * (http_rearm), as a WebSocket the send deadline while a write is stalled,
+ * while closing the grace -- is one uv_timer_t per conn, allocated when set
+ * and closed when no longer needed: an idle joined WebSocket holds no timer
+ * (152 bytes each, plus malloc's 8, at 19,000 sockets 3 MB).
  *
  * The write path (issue 6): a frame sent to a WebSocket is not written at
  * once; the conn goes on its acceptor's dirty list, and one uv_prepare_t,
@@ -56,7 +62,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#ifndef PING_INTERVAL_MS /* -D only to see the pinger at work quickly */
 #define PING_INTERVAL_MS 30000 /* a ping every 30 s, close if no pong */
+#endif
 #define CLOSE_GRACE_MS 5000    /* a closing peer gets this long to answer */
 #define DRAIN_CLOSE_REASON "server shutting down" /* with 1001 (main.c's drain) */
 #define CONN_HTTP_MAX_UNSENT (256u * 1024)
@@ -83,30 +91,37 @@ struct conn {
   struct conn *hnext;          /* the acceptor's table */
   struct conn *iprev, *inext;  /* the acceptor's idle list */
   uv_tcp_t tcp;
-  uv_timer_t timer;            /* the nearest deadline (see the top) */
+  /* the nearest deadline but the ping (see the top): its own allocation,
+   * held only while one is set -- an idle WebSocket has none */
+  uv_timer_t *timer;
+  struct conn *pprev, *pnext;  /* the acceptor's ping list, by ping_due_ms */
   act_pid_t acceptor;
-  bool upgraded, closing, writing, timer_closed, tcp_closed, idle_listed;
+  /* the flags and small counts side by side: spread between the wider
+   * fields they left 18 bytes of holes (gdb ptype /o), 16 once rounded */
+  bool upgraded, closing, writing, ping_listed, tcp_closed, idle_listed;
   bool reading;                /* uv_read_start in force */
   bool dirty;                  /* on the acceptor's dirty list */
-  struct conn *dprev, *dnext;  /* the dirty list */
   bool close_after_write;      /* HTTP: Connection: close, then close */
+  bool in_flight;              /* WebSocket: the head frame was handed to the session */
+  uint32_t nrequests;          /* HTTP requests answered */
+  struct conn *dprev, *dnext;  /* the dirty list */
   http_conn_t *http;           /* until the upgrade */
   ws_conn_t *ws;               /* after it */
   /* HTTP state */
   size_t http_unsent;          /* bytes in uv_writes not yet completed */
   char *stash;                 /* read but not parsed while stopped */
-  size_t stash_len;
+  uint32_t stash_len;          /* <= CONN_HTTP_MAX_STASH (one read) */
+  /* WebSocket requests waiting for the session: <= CONN_MAX_QUEUED_FRAMES
+   * and CONN_MAX_QUEUED_BYTES (endpoint.h), so 32 bits each hold them */
+  uint32_t nframes, frame_bytes;
   uint64_t opened_ms, req_started_ms, last_active_ms;
-  uint32_t nrequests;
   /* output progress, both phases: when the kernel last took bytes */
   uint64_t progress_ms;
   uint64_t ping_due_ms;
   /* WebSocket (the uv_write_t, 192 bytes, exists only while the kernel
    * cannot take a write whole: nothing of it is held per idle socket) */
   act_pid_t session;
-  bool in_flight;              /* the head frame was handed to the session */
   act_queue_t frames;     /* frame_t waiting for the session, oldest first */
-  size_t nframes, frame_bytes;
   conn_state_t st;
 };
 
@@ -118,6 +133,7 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 
 static uint64_t now_ms(const conn_t *c) { return uv_now(c->tcp.loop); }
 uint64_t conn_id(const conn_t *c) { return c->id; }
+size_t conn_record_bytes(void) { return sizeof(conn_t); }
 
 /* ------------------------------------------------------------- table */
 
@@ -170,6 +186,33 @@ static void idle_add(conn_t *c) {
   c->idle_listed = true;
 }
 
+/* The ping list: the acceptor's open WebSockets, oldest ping_due_ms first.
+ * Each is appended with now + PING_INTERVAL_MS, never earlier than the
+ * tail's, so the order holds without a search. */
+static void ping_del(acceptor_t *a, conn_t *c) {
+  if (!c->ping_listed || !a) return;
+  if (c->pprev) c->pprev->pnext = c->pnext;
+  else a->ping_head = c->pnext;
+  if (c->pnext) c->pnext->pprev = c->pprev;
+  else a->ping_tail = c->pprev;
+  c->pprev = c->pnext = NULL;
+  c->ping_listed = false;
+}
+
+static void on_pinger(uv_timer_t *t);
+
+static void ping_add(acceptor_t *a, conn_t *c) {
+  if (c->ping_listed || !a || c->closing) return;
+  c->pprev = a->ping_tail;
+  c->pnext = NULL;
+  if (a->ping_tail) a->ping_tail->pnext = c;
+  else a->ping_head = c;
+  a->ping_tail = c;
+  c->ping_listed = true;
+  if (a->pinger && !uv_is_active((uv_handle_t *)a->pinger)) /* it was empty */
+    uv_timer_start(a->pinger, on_pinger, PING_INTERVAL_MS, 0);
+}
+
 bool conn_evict_idle(acceptor_t *a) {
   conn_t *c = a->idle_head;
   if (!c) return false;
@@ -216,7 +259,7 @@ static void on_text(void *user, const char *msg, size_t len) {
   f->text[len] = 0;
   act_queue_push(&c->frames, &f->node);
   c->nframes++;
-  c->frame_bytes += len;
+  c->frame_bytes += (uint32_t)len;
   pump(c);
 }
 
@@ -232,7 +275,7 @@ void conn_frame_done(conn_t *c) {
   if (n) {
     frame_t *f = ACT_QUEUE_DATA(n, frame_t, node);
     c->nframes--;
-    c->frame_bytes -= f->len;
+    c->frame_bytes -= (uint32_t)f->len;
     free(f);
   }
   c->in_flight = false;
@@ -263,14 +306,44 @@ void conn_detach(conn_t *c, act_pid_t session) {
 /* The tick: the next ping, or sooner the send deadline if bytes wait. */
 static void on_ws_tick(uv_timer_t *t);
 
+static void free_handle(uv_handle_t *h);
+static void conn_shutdown(conn_t *c);
+
+/* Sets the conn's timer (allocated on first use); false: out of memory, and
+ * the conn is shut down. */
+static bool timer_set(conn_t *c, uv_timer_cb cb, uint64_t delay) {
+  if (!c->timer) {
+    c->timer = malloc(sizeof *c->timer);
+    if (!c->timer) {
+      conn_shutdown(c);
+      return false;
+    }
+    uv_timer_init(c->tcp.loop, c->timer);
+    c->timer->data = c;
+  }
+  uv_timer_start(c->timer, cb, delay, 0);
+  return true;
+}
+
+/* The conn needs no timer now: its handle is closed and freed (uv_close
+ * stops it; its close callback never touches the conn). */
+static void timer_drop(conn_t *c) {
+  if (!c->timer) return;
+  uv_close((uv_handle_t *)c->timer, free_handle);
+  c->timer = NULL;
+}
+
+/* The send deadline, only while a write is stalled (the ping is the
+ * pinger's): an idle WebSocket holds no timer. */
 static void ws_rearm(conn_t *c) {
   if (c->closing || c->tcp_closed) return;
-  uint64_t now = now_ms(c), due = c->ping_due_ms;
-  if (c->writing) { /* only a write the kernel would not take can stall */
-    uint64_t send_due = c->progress_ms + (uint64_t)app_config()->send_timeout_ms;
-    if (send_due < due) due = send_due;
+  if (!c->writing) { /* only a write the kernel would not take can stall */
+    timer_drop(c);
+    return;
   }
-  uv_timer_start(&c->timer, on_ws_tick, due > now ? due - now : 0, 0);
+  uint64_t now = now_ms(c);
+  uint64_t due = c->progress_ms + (uint64_t)app_config()->send_timeout_ms;
+  timer_set(c, on_ws_tick, due > now ? due - now : 0);
 }
 
 static void on_ws_written(uv_write_t *req, int status) {
@@ -283,6 +356,7 @@ static void on_ws_written(uv_write_t *req, int status) {
     return;
   }
   c->progress_ms = now_ms(c);
+  ws_rearm(c); /* no send deadline, unless flush_ws stalls again */
   flush_ws(c);
   pump(c); /* a request may have been waiting for the queue to drain */
 }
@@ -390,6 +464,11 @@ int conn_flusher_open(acceptor_t *a) {
   if (!a->flusher) return ACT_ENOMEM;
   uv_prepare_init(act_loop(), a->flusher);
   a->flusher->data = a;
+  a->pinger = malloc(sizeof *a->pinger);
+  if (!a->pinger) return ACT_ENOMEM; /* the flusher is closed on exit */
+  uv_timer_init(act_loop(), a->pinger);
+  a->pinger->data = a;
+  /* started by ping_add when the list gains its first WebSocket */
   return ACT_OK;
 }
 
@@ -398,6 +477,10 @@ void conn_flusher_close(acceptor_t *a) {
   a->flusher->data = NULL;
   uv_close((uv_handle_t *)a->flusher, free_handle);
   a->flusher = NULL;
+  if (!a->pinger) return;
+  a->pinger->data = NULL;
+  uv_close((uv_handle_t *)a->pinger, free_handle);
+  a->pinger = NULL;
 }
 
 static bool after_send(conn_t *c, ws_status_t st) {
@@ -449,9 +532,7 @@ static void free_frames(conn_t *c) {
 
 static void on_handle_closed(uv_handle_t *h) {
   conn_t *c = h->data;
-  if (h == (uv_handle_t *)&c->tcp) c->tcp_closed = true;
-  else c->timer_closed = true;
-  if (!c->tcp_closed || !c->timer_closed) return;
+  c->tcp_closed = true;
   if (c->ws) ws_conn_free(c->ws);
   free(c->http);
   free(c->stash);
@@ -475,8 +556,8 @@ static void conn_shutdown(conn_t *c) {
     act_send(act_whereis(APP_NAME_PRESENCE), PRESENCE_LEAVE, &l, sizeof l);
   }
   c->session = ACT_NOPID;
-  uv_timer_stop(&c->timer);
-  uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+  ping_del(a, c);
+  timer_drop(c);
   uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
   listener_release(c->st.peer);
   if (a) listener_resume(a->listener); /* a descriptor is coming back */
@@ -492,7 +573,8 @@ static void begin_closing(conn_t *c) {
   c->closing = true;
   if (c->session) act_send(c->session, CONN_CLOSED, NULL, 0);
   c->session = ACT_NOPID;
-  uv_timer_start(&c->timer, on_grace_over, CLOSE_GRACE_MS, 0);
+  ping_del(endpoint_local_acceptor(), c);
+  timer_set(c, on_grace_over, CLOSE_GRACE_MS);
 }
 
 void conn_close(conn_t *c, uint16_t code, const char *why) {
@@ -540,7 +622,7 @@ void conn_drain(acceptor_t *a, bool force) {
       } else if (!c->upgraded) {
         c->close_after_write = true;
         c->closing = true;
-        uv_timer_start(&c->timer, on_grace_over, CLOSE_GRACE_MS, 0);
+        timer_set(c, on_grace_over, CLOSE_GRACE_MS);
       } else if (force || !c->in_flight) {
         conn_close(c, WS_CLOSE_GOING_AWAY, DRAIN_CLOSE_REASON);
       }
@@ -568,19 +650,38 @@ static void on_ws_tick(uv_timer_t *t) {
     conn_close(c, WS_CLOSE_POLICY, "not reading");
     return;
   }
-  if (now >= c->ping_due_ms) {
+  ws_rearm(c);
+}
+
+/* The pinger's sweep: every WebSocket whose ping is due, from the head of
+ * the list; one unanswered since the last is closed, the others pinged and
+ * moved to the tail.  Then the pinger waits for the new head. */
+static void ping_due(void *arg) {
+  acceptor_t *a = arg;
+  uint64_t now = uv_now(a->pinger->loop);
+  for (conn_t *c; (c = a->ping_head) && c->ping_due_ms <= now;) {
+    ping_del(a, c);
     if (ws_conn_awaiting_pong(c->ws)) {
       app_log(LOG_INFO, "conn %llx: no pong in %d ms, closing", (unsigned long long)c->id,
               PING_INTERVAL_MS);
       conn_close(c, WS_CLOSE_GOING_AWAY, "ping timeout");
-      return;
+      continue;
     }
     ws_conn_ping(c->ws, now);
     c->ping_due_ms = now + PING_INTERVAL_MS;
-    flush_ws(c);
-    if (c->closing) return;
+    ping_add(a, c);
+    flush_ws(c); /* may close it, which takes it off the list */
   }
-  ws_rearm(c);
+  if (a->ping_head) {
+    uint64_t due = a->ping_head->ping_due_ms;
+    uv_timer_start(a->pinger, on_pinger, due > now ? due - now : 0, 0);
+  }
+}
+
+static void on_pinger(uv_timer_t *t) {
+  acceptor_t *a = t->data;
+  if (!a) return;
+  if (act_run_as(a->self, ping_due, a) != ACT_OK) ping_due(a);
 }
 
 /* ------------------------------------------------------------- HTTP */
@@ -597,7 +698,7 @@ static void http_rearm(conn_t *c) {
   else if (c->nrequests == 0) due = c->opened_ms + (uint64_t)cfg->idle_timeout_ms;
   else due = c->last_active_ms + (uint64_t)cfg->keepalive_timeout_ms;
   uint64_t now = now_ms(c);
-  uv_timer_start(&c->timer, on_http_timer, due > now ? due - now : 0, 0);
+  timer_set(c, on_http_timer, due > now ? due - now : 0);
 }
 
 static void write_http(conn_t *c, act_buf_t *buf, bool close_after);
@@ -739,7 +840,8 @@ static void upgrade(conn_t *c, const char *rest, size_t rest_len) {
   tm_add(TM_WS_OPEN, 1);
   c->ping_due_ms = now_ms(c) + PING_INTERVAL_MS;
   c->progress_ms = now_ms(c);
-  ws_rearm(c);
+  timer_drop(c); /* HTTP's deadlines are over */
+  ping_add(endpoint_local_acceptor(), c);
   if (dashboard) dashboard_start(conn_id(c));
   else endpoint_start_session(c);
   if (rest_len) {
@@ -761,7 +863,7 @@ static void stash(conn_t *c, const char *data, size_t len) {
     return;
   }
   memcpy(c->stash, data, len);
-  c->stash_len = len;
+  c->stash_len = (uint32_t)len;
 }
 
 static void feed_http(conn_t *c, const char *data, size_t len) {
@@ -864,9 +966,7 @@ void conn_open(acceptor_t *a, int fd, const char *peer) {
   c->acceptor = a->self;
   c->st.rl_tokens = 10;
   snprintf(c->st.peer, sizeof c->st.peer, "%s", peer);
-  uv_timer_init(act_loop(), &c->timer);
   c->tcp.data = c;
-  c->timer.data = c;
   table_add(a, c);
   if (uv_tcp_open(&c->tcp, fd) < 0) {
     close(fd);

@@ -46,6 +46,10 @@ typedef struct acceptor {
   conn_t *idle_head, *idle_tail;
   conn_t *dirty_head;       /* WebSockets with frames queued since the last flush */
   uv_prepare_t *flusher;    /* flushes them once per loop turn (own allocation) */
+  /* open WebSockets by ping due, oldest first, and the one timer that
+   * pings them (own allocation; conn.c "Timers") */
+  conn_t *ping_head, *ping_tail;
+  uv_timer_t *pinger;
   act_pid_t sessions_pid;   /* the sessions supervisor our sessions live under */
   act_ref_t sessions_mon;   /* its monitor */
   bool draining;            /* SIGTERM: no listener; conns close when done */
@@ -61,6 +65,18 @@ void endpoint_start_session(conn_t *c);
  * caller has counted it in (listener_admit); the conn counts it out. */
 void conn_open(acceptor_t *a, int fd, const char *peer);
 uint64_t conn_id(const conn_t *c);
+/* sizeof the conn record, which every socket holds from accept to close
+ * (test_conn_mem keeps it at or under CONN_RECORD_MAX_BYTES). */
+size_t conn_record_bytes(void);
+/* What a socket's conn_t may cost, in bytes before malloc's 8-byte header
+ * and 16-byte rounding.  968 (a 976-byte chunk) before the branch memory2;
+ * 920 once flags no longer sat between wider fields (29 bytes of holes in
+ * conn_t and conn_state_t) and the peer key had 32 bytes, not 48 (it uses
+ * at most 25); 792 (an 800-byte chunk) once the uv_timer_t (152 bytes) left
+ * the record: an idle WebSocket is pinged by its scheduler's one pinger, and
+ * a conn's own timer is allocated only while a deadline is set (conn.c
+ * "Timers").  Its largest parts now: uv_tcp_t 248, conn_state_t 336. */
+#define CONN_RECORD_MAX_BYTES 792
 /* Closes the oldest idle HTTP conn of a; false if there is none. */
 bool conn_evict_idle(acceptor_t *a);
 /* Every conn of a, at once (the acceptor exits). */
@@ -96,6 +112,9 @@ void listener_close(listener_t *l);
 void listener_resume(listener_t *l);
 /* A conn's descriptor and its source address are given back. */
 void listener_release(const char *peer);
+/* The source address as a rate-limit key, at most CONN_PEER_MAX with its NUL
+ * (endpoint.h): IPv4 as is, IPv6 as its /64. */
+void listener_peer_key(const struct sockaddr_storage *ss, char *out, size_t cap);
 /* The process-wide connection cap in force (descriptor limit - reserve). */
 long listener_max_conns(void);
 

@@ -32,20 +32,28 @@ const act_behaviour_t *acceptor_behaviour(void);
 
 typedef struct conn conn_t;
 
+/* The longest rate-limit key listener.c makes, with its NUL: an IPv6 /64 is
+ * at most "ffff:ffff:ffff:ffff::/64" (24 characters; the low 64 bits are
+ * zeroed, so no dotted IPv4 tail), IPv4 at most 15.  32, not 48: 16 bytes
+ * less in every conn_t (test_conn_mem checks a key of each kind fits). */
+#define CONN_PEER_MAX 32
+
+/* Widest fields first, flags together, strings last: as declared before
+ * (flags between 8-byte fields) it had 11 bytes of holes (gdb ptype /o). */
 typedef struct conn_state {
-  bool welcomed;               /* the welcome frame went out */
   int64_t presence_version;    /* last presence event the socket saw */
+  int64_t last_seq;            /* highest message seq sent to the socket */
+  double rl_tokens;            /* rate limiter: burst 10, 5 per second */
+  uint64_t rl_at_ms;
+  uint32_t session_starts;     /* > 1: a restart */
+  bool welcomed;               /* the welcome frame went out */
   bool joined;
+  bool head_crashed;           /* CHATTER_CHAOS: this request crashed us once */
   char user_id[PROTO_UUID_LEN + 1];
   char name[PROTO_NAME_MAX * 4 + 1];
   char token[64];
   char phx_ref[32];
-  int64_t last_seq;            /* highest message seq sent to the socket */
-  double rl_tokens;            /* rate limiter: burst 10, 5 per second */
-  uint64_t rl_at_ms;
-  bool head_crashed;           /* CHATTER_CHAOS: this request crashed us once */
-  uint32_t session_starts;     /* > 1: a restart */
-  char peer[48];               /* the source address as a rate-limit key:
+  char peer[CONN_PEER_MAX];    /* the source address as a rate-limit key:
                                   IPv4 dotted, IPv6 its /64 ("2001:db8::/64") */
 } conn_state_t;
 

@@ -146,7 +146,7 @@ void listener_release(const char *peer) {
 
 /* The source address as PROTOCOL.md's rate-limit key: an IPv4 address as is,
  * an IPv6 address as its /64 (one subscriber usually holds a whole /64). */
-static void peer_key(const struct sockaddr_storage *ss, char *out, size_t cap) {
+void listener_peer_key(const struct sockaddr_storage *ss, char *out, size_t cap) {
   snprintf(out, cap, "?");
   if (ss->ss_family == AF_INET) {
     uv_ip4_name((const struct sockaddr_in *)ss, out, cap);
@@ -222,8 +222,8 @@ static void accept_some(listener_t *l) {
       }
       return; /* EAGAIN: the queue is empty */
     }
-    char peer[48];
-    peer_key(&ss, peer, sizeof peer);
+    char peer[CONN_PEER_MAX];
+    listener_peer_key(&ss, peer, sizeof peer);
     if (atomic_load_explicit(&g_open, memory_order_relaxed) >= max &&
         !conn_evict_idle(l->acc)) {
       refuse(l, fd, 503, "connection limit reached", peer);
