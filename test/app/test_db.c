@@ -467,6 +467,11 @@ START_TEST(test_batch_insert_in_order)
     for (int i = 0; i < N; i++) {
         const db_message *m = &l->messages[i];
         if (i > 0) ck_assert_int_gt(m->seq, l->messages[i - 1].seq);
+        /* ids are UUID version 7, increasing in insert order (db.c's
+         * message_ids): the primary key appends at its right edge */
+        if (i > 0) ck_assert_int_gt(strcmp(m->id, l->messages[i - 1].id), 0);
+        ck_assert_int_eq(m->id[14], '7');
+        ck_assert_msg(strchr("89ab", m->id[19]), "variant of %s", m->id);
         ck_assert_str_eq(m->content, texts[i]);
         ck_assert_str_eq(m->user_id, in[i].user_id);
         ck_assert_str_eq(m->name, i % 2 ? b->name : a->name);
