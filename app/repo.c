@@ -48,10 +48,15 @@
 #include <unistd.h>
 
 #define MAX_BATCH 1024 /* rows per INSERT.  A commit costs one WAL flush
-                          (14 ms measured on this machine's disk), so rows per
-                          commit is what the rate scales with; 1,024 rows are
-                          about 100 kB of parameters.  The queue itself is
-                          bounded by the sessions, one request in flight each */
+                          (0.6 to 6 ms on this machine's shared disk, the
+                          serial rate of bench-repo), so rows per commit is
+                          what the rate scales with; 1,024 rows are about
+                          140 kB of parameters.  It is seldom the limit: the
+                          next batch leaves as soon as the last one's answer
+                          comes, so it holds what queued meanwhile, about
+                          half of the senders (bench/RESULTS.md).  The queue
+                          itself is bounded by the sessions, one request in
+                          flight each */
 #define RECENT_MAX 4096 /* messages kept encoded in memory (the recent ring
                           below): about 1 MB at 250 B each, enough for the
                           latest 500 of `joined` and for the catch-up of a

@@ -467,6 +467,11 @@ START_TEST(test_batch_insert_in_order)
     for (int i = 0; i < N; i++) {
         const db_message *m = &l->messages[i];
         if (i > 0) ck_assert_int_gt(m->seq, l->messages[i - 1].seq);
+        /* ids are UUID version 7, increasing in insert order (db.c's
+         * message_ids): the primary key appends at its right edge */
+        if (i > 0) ck_assert_int_gt(strcmp(m->id, l->messages[i - 1].id), 0);
+        ck_assert_int_eq(m->id[14], '7');
+        ck_assert_msg(strchr("89ab", m->id[19]), "variant of %s", m->id);
         ck_assert_str_eq(m->content, texts[i]);
         ck_assert_str_eq(m->user_id, in[i].user_id);
         ck_assert_str_eq(m->name, i % 2 ? b->name : a->name);
@@ -508,6 +513,48 @@ START_TEST(test_insert_errors_are_isolated)
     PQfinish(pg);
     db_user_free(a);
     close_conn(c);
+}
+END_TEST
+
+/* Migration 006 checks messages' users once per statement instead of by a
+ * foreign key: a user that messages name can be neither deleted nor given
+ * another id (23503, as the foreign key answered), one without messages can,
+ * and a side INSERT of one row naming no user fails too. */
+START_TEST(test_users_of_messages_are_kept)
+{
+    db_conn *c = open_ok();
+    db_user *a = user_named(c, "kept", NULL), *b = user_named(c, "unused", NULL);
+    db_new_message in[] = {{a->id, "keeps its author", NULL}};
+    db_message_list_free(insert_batch(c, in, 1));
+    close_conn(c);
+
+    PGconn *pg = side_conn();
+    char sql[256];
+    snprintf(sql, sizeof sql, "DELETE FROM users WHERE id = '%s'", a->id);
+    PGresult *r = PQexec(pg, sql);
+    ck_assert_int_eq(PQresultStatus(r), PGRES_FATAL_ERROR);
+    ck_assert_str_eq(PQresultErrorField(r, PG_DIAG_SQLSTATE), "23503");
+    PQclear(r);
+    snprintf(sql, sizeof sql, "UPDATE users SET id = gen_random_uuid() WHERE id = '%s'", a->id);
+    r = PQexec(pg, sql);
+    ck_assert_int_eq(PQresultStatus(r), PGRES_FATAL_ERROR);
+    ck_assert_str_eq(PQresultErrorField(r, PG_DIAG_SQLSTATE), "23503");
+    PQclear(r);
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM users WHERE id = '%s'", a->id);
+    ck_assert_int_eq(scalar(pg, sql), 1);
+    r = PQexec(pg, "INSERT INTO messages (user_id, content) VALUES "
+                   "('00000000-0000-0000-0000-000000000000', 'orphan')");
+    ck_assert_int_eq(PQresultStatus(r), PGRES_FATAL_ERROR);
+    ck_assert_str_eq(PQresultErrorField(r, PG_DIAG_SQLSTATE), "23503");
+    PQclear(r);
+    snprintf(sql, sizeof sql, "DELETE FROM users WHERE id = '%s'", b->id);
+    r = PQexec(pg, sql);
+    ck_assert_int_eq(PQresultStatus(r), PGRES_COMMAND_OK);
+    ck_assert_str_eq(PQcmdTuples(r), "1");
+    PQclear(r);
+    PQfinish(pg);
+    db_user_free(a);
+    db_user_free(b);
 }
 END_TEST
 
@@ -1097,6 +1144,7 @@ static Suite *db_suite(void)
     tcase_add_test(q, test_users_batch_get_or_create);
     tcase_add_test(q, test_batch_insert_in_order);
     tcase_add_test(q, test_insert_errors_are_isolated);
+    tcase_add_test(q, test_users_of_messages_are_kept);
     tcase_add_test(q, test_latest_history_catch_up);
     tcase_add_test(q, test_bad_arguments_refused);
     tcase_add_test(q, test_big_batch_flushes_in_pieces);
