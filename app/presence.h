@@ -33,6 +33,7 @@ enum {
                              session re-tracks itself in a restarted presence */
   PRESENCE_TRACKED,
   PRESENCE_SWEEP,         /* internal: forget idle rate-limit windows */
+  PRESENCE_REBUILD_TICK,  /* internal: is a restarted presence rebuilt? */
 };
 
 /* Presence */
