@@ -629,6 +629,18 @@ void conn_drain(acceptor_t *a, bool force) {
     }
 }
 
+size_t conn_owed_retrack(acceptor_t *a, int64_t incarnation, uint64_t *out, size_t cap) {
+  size_t n = 0;
+  for (size_t b = 0; b < ENDPOINT_TABLE_BUCKETS; b++)
+    for (conn_t *c = a->table[b]; c; c = c->hnext)
+      if (!c->closing && c->st.joined &&
+          (c->st.presence_version >> PRESENCE_INCARNATION_SHIFT) < incarnation) {
+        if (n < cap) out[n] = c->id;
+        n++;
+      }
+  return n;
+}
+
 void conn_take_over(uint64_t id) {
   conn_t *c = conn_get(id);
   if (!c) return;

@@ -93,6 +93,10 @@ void conn_take_over(uint64_t conn_id);
 /* The drain (endpoint.h): close what is idle now, the rest when done;
  * force: every WebSocket now, request in flight or not. */
 void conn_drain(acceptor_t *a, bool force);
+/* Presence's rebuild (presence.h CONN_OWED_ASK): the ids of a's joined,
+ * open sockets whose session has not seen presence `incarnation` yet, up
+ * to cap into out; returns how many there are.  O(buckets + conns). */
+size_t conn_owed_retrack(acceptor_t *a, int64_t incarnation, uint64_t *out, size_t cap);
 
 /* ---- routes.c ---- */
 typedef enum route_action {

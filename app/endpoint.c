@@ -149,11 +149,24 @@ static void on_drain(acceptor_t *a, act_msg_t *m) {
   if (m->type == ENDPOINT_DRAIN) act_reply(m, ENDPOINT_DRAINING, NULL, 0);
 }
 
+/* A restarted presence asks which joined sockets it should wait for. */
+static void on_owed_ask(acceptor_t *a, act_msg_t *m) {
+  const conn_owed_ask_t *q = m->data;
+  size_t n = conn_owed_retrack(a, q->incarnation, NULL, 0);
+  size_t size = sizeof(conn_owed_t) + n * sizeof(uint64_t);
+  conn_owed_t *r = malloc(size);
+  if (!r) return; /* presence stops waiting after its REBUILD_MAX_MS */
+  r->n = (uint32_t)conn_owed_retrack(a, q->incarnation, r->conn_ids, n);
+  act_reply(m, CONN_OWED, r, size);
+  free(r);
+}
+
 static void acc_handle(void *state, act_msg_t *m) {
   acceptor_t *a = state;
   if (m->type == ENDPOINT_DRAIN || m->type == ENDPOINT_DRAIN_FORCE) on_drain(a, m);
   else if (m->type == CONN_TAKE_OVER_NOTICE) conn_take_over(((const conn_notice_t *)m->data)->conn_id);
   else if (m->type == ACT_MSG_SUP_REPLY) on_start_reply(m);
+  else if (m->type == CONN_OWED_ASK) on_owed_ask(a, m);
   else if (m->type == ACT_MSG_DOWN) on_down(a, m);
 }
 

@@ -15,7 +15,7 @@
  *      or is cut CLOSE_GRACE_MS later) and the writer holds no insert (what
  *      a closed socket's session had sent is still committed and pushed).
  *   3. stop_tree: the root supervisor stops its children in reverse start
- *      order (endpoint, sessions, presence, pubsub, repo, telemetry); exit 0.
+ *      order (endpoint, sessions, presence, pubsub, repo); exit 0.
  * If the bound passes first (a database that cannot commit, a peer that
  * holds a request), the log says what was pending; the writer drops its
  * connection, so every insert it held is answered `unavailable` now; every
@@ -52,7 +52,7 @@ static act_sup_spec_t g_repo_spec;
 static act_child_spec_t g_endpoint_children[256];
 static act_sup_spec_t g_endpoint_spec;
 static act_sup_spec_t g_sessions_spec;
-static act_child_spec_t g_root_children[6];
+static act_child_spec_t g_root_children[5];
 static act_sup_spec_t g_root_spec;
 
 static act_child_spec_t worker(const char *id, const act_behaviour_t *b, void *args) {
@@ -102,19 +102,19 @@ static void build_tree(void) {
    * so the budget is wide; it exists to stop a runaway storm. */
   g_sessions_spec = (act_sup_spec_t){{ACT_ONE_FOR_ONE, 10000, 1000}, NULL, 0};
 
-  act_child_spec_t telemetry = worker(APP_NAME_TELEMETRY, telemetry_behaviour(), NULL);
-  telemetry.name = APP_NAME_TELEMETRY;
   act_child_spec_t pubsub = worker(APP_NAME_PUBSUB, pubsub_behaviour(), NULL);
   pubsub.name = APP_NAME_PUBSUB;
   act_child_spec_t presence = worker(APP_NAME_PRESENCE, presence_behaviour(), NULL);
   presence.name = APP_NAME_PRESENCE;
-  g_root_children[0] = telemetry;
-  g_root_children[1] = supervisor(APP_NAME_REPO_SUP, &g_repo_spec);
-  g_root_children[2] = pubsub;
-  g_root_children[3] = presence;
-  g_root_children[4] = supervisor(APP_NAME_SESSIONS, &g_sessions_spec);
-  g_root_children[5] = supervisor(APP_NAME_ENDPOINT, &g_endpoint_spec);
-  g_root_spec = (act_sup_spec_t){{ACT_ONE_FOR_ONE, 3, 5000}, g_root_children, 6};
+  /* No telemetry actor: the counters are atomics (telemetry.c) that need no
+   * process; the do-nothing one kept here hid a race in a restarted presence
+   * by its placement, fixed since (presence.c, rebuild.test.mjs). */
+  g_root_children[0] = supervisor(APP_NAME_REPO_SUP, &g_repo_spec);
+  g_root_children[1] = pubsub;
+  g_root_children[2] = presence;
+  g_root_children[3] = supervisor(APP_NAME_SESSIONS, &g_sessions_spec);
+  g_root_children[4] = supervisor(APP_NAME_ENDPOINT, &g_endpoint_spec);
+  g_root_spec = (act_sup_spec_t){{ACT_ONE_FOR_ONE, 3, 5000}, g_root_children, 5};
 }
 
 static void migrate(void) {

@@ -74,7 +74,7 @@ char *metrics_render(size_t *len) {
 }
 
 bool metrics_healthy(void) {
-  static const char *const names[] = {APP_NAME_TELEMETRY, APP_NAME_REPO_SUP, APP_NAME_PUBSUB,
+  static const char *const names[] = {APP_NAME_REPO_SUP, APP_NAME_PUBSUB,
                                       APP_NAME_PRESENCE, APP_NAME_SESSIONS, APP_NAME_ENDPOINT};
   for (size_t i = 0; i < sizeof names / sizeof *names; i++)
     if (!act_whereis(names[i])) return false;

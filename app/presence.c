@@ -37,8 +37,20 @@
  * online at once, with no diff, and nobody sees anyone leave; a session that
  * asks for the events after a version of the old incarnation gets every
  * event of the new one.  While the sessions re-track (milliseconds; each
- * re-tracks as soon as it sees the new presence registered), pages and
- * counts show the rebuild part done; the next diff carries the full counts.
+ * re-tracks as soon as it sees the new presence registered), presence
+ * answers nothing that depends on who is online: claims, joins, welcomes
+ * and users pages wait (with the leaves behind them, in arrival order, at
+ * most REBUILD_MAX_DEFERRED requests) and are answered once the rebuild is
+ * over, so a name whose holder has not re-tracked yet is never granted to
+ * another socket (issue 8 item 12: 34 and 46 of 150 names were, in 2 of 3
+ * runs of test/protocol/rebuild.test.mjs before), and no page or count
+ * shows a half-rebuilt state that no diff would correct.  The rebuild is
+ * over by count, not by a quiet time: presence asks each acceptor which of
+ * its joined sockets have not re-tracked yet (CONN_OWED_ASK, presence.h),
+ * and waits until each of those re-tracked or left and the users are
+ * loaded; REBUILD_MAX_MS only bounds a session that never answers (one
+ * busy with a database request).  O(acceptors + sockets) once per restart,
+ * O(1) per re-track or leave, nothing per claim.
  *
  * New users per source address: a sliding 60 s window of creation times per
  * peer (CHATTER_NEW_USERS_PER_MINUTE, 0 = no limit); a claim of a new name
@@ -61,8 +73,14 @@
 #include <sys/random.h>
 #include <time.h>
 
-#define REBUILD_QUIET_MS 250 /* a restarted presence: no re-track for this long */
-#define REBUILD_MAX_MS 3000  /* ... or this long since the restart: rebuilt */
+#define REBUILD_MAX_MS 3000  /* a restarted presence stops waiting for the
+                              sockets the acceptors listed (a session busy
+                              with a database request re-tracks only after
+                              it) this long after its start */
+#define REBUILD_MAX_DEFERRED 4096 /* requests held while rebuilding (claims,
+                              joins, welcomes, users pages); past it a claim
+                              or join is answered unavailable, a welcome
+                              retried (session.c), a page served at once */
 #define FLUSH_MS 50        /* PROTOCOL.md: diffs >= 50 ms apart, no change
                               waits > 100 ms (each session also paces what
                               reaches its socket: session.c DIFF_GAP_MS) */
@@ -185,6 +203,9 @@ typedef struct change {
 
 typedef ACT_VEC(change_t) change_vec_t; /* runtime/vec.h */
 
+/* A joined socket an acceptor listed, that the rebuild waits for. */
+typedef struct owed { hlink_t link; uint64_t conn_id; } owed_t;
+
 typedef struct skiplist { user_t *head[SKIP_LEVELS]; } skiplist_t;
 
 typedef struct watched { act_pid_t pid; act_ref_t mref; } watched_t;
@@ -205,7 +226,10 @@ typedef struct presence {
   user_t *dirty;             /* users whose state changed since the flush */
   bool flush_armed;
   bool rebuilding;           /* a restarted presence, sessions re-tracking */
-  uint64_t rebuild_since_ms, last_track_ms;
+  ACT_VEC(act_msg_t *) deferred; /* requests held meanwhile, in arrival order */
+  ACT_VEC(act_ref_t) asked;  /* CONN_OWED_ASK requests not answered yet */
+  htab_t owed;               /* owed_t by conn id: listed, not yet re-tracked or left */
+  uint64_t rebuild_since_ms;
   int64_t version;
   uint64_t rng;
   struct { int64_t version; ws_shared_t *frame; } log[LOG_SIZE];
@@ -375,19 +399,10 @@ static proto_meta wire_change(const change_t *c) {
 static void flush(presence_t *p) {
   p->flush_armed = false;
   if (!p->joins.n && !p->leaves.n && !p->dirty) return;
-  if (p->rebuilding) {
-    /* A restarted presence publishes nothing while the joined sessions are
-     * still re-tracking themselves: a diff now would carry the counts of a
-     * rebuild half done.  The rebuild is over once no re-track came for
-     * REBUILD_QUIET_MS (each session re-tracks as soon as it sees the new
-     * presence, so they come in one burst), or after REBUILD_MAX_MS at
-     * most: the only time a change may wait longer than 100 ms. */
-    uint64_t now = now_ms();
-    if (now - p->last_track_ms < REBUILD_QUIET_MS && now - p->rebuild_since_ms < REBUILD_MAX_MS) {
-      arm_flush(p);
-      return;
-    }
-    p->rebuilding = false;
+  if (p->rebuilding) { /* a diff now would carry the counts of a rebuild
+                          half done: rebuild_tick() ends it, then flushes */
+    arm_flush(p);
+    return;
   }
   for (user_t *u = p->dirty, *next; u; u = next) {
     next = u->next_dirty;
@@ -684,6 +699,65 @@ static void joined_at_of(const char *phx_ref, char out[PROTO_TIME_LEN + 1]) {
   proto_format_time((int64_t)strtoull(phx_ref, NULL, 16), out);
 }
 
+/* ------------------------------------------------------------- rebuild */
+
+/* A listed socket re-tracked or left: one fewer to wait for.  O(1). */
+static void owed_settle(presence_t *p, uint64_t conn_id) {
+  if (!p->rebuilding) return;
+  uint64_t h = hash_u64(conn_id);
+  for (hlink_t *e = ht_bucket(&p->owed, h); e; e = e->next) {
+    owed_t *o = container_of(e, owed_t, link);
+    if (o->conn_id == conn_id) {
+      ht_remove(&p->owed, e);
+      free(o);
+      return;
+    }
+  }
+}
+
+static void free_owed(presence_t *p) {
+  for (size_t i = 0; i < p->owed.nb; i++)
+    for (hlink_t *e = p->owed.b[i], *next; e; e = next) {
+      next = e->next;
+      free(container_of(e, owed_t, link));
+    }
+  free(p->owed.b);
+  memset(&p->owed, 0, sizeof p->owed);
+}
+
+/* Ask every acceptor which joined sockets to wait for: O(acceptors). */
+static void ask_acceptors(presence_t *p) {
+  conn_owed_ask_t q = {p->incarnation};
+  for (int i = 0; i < act_scheduler_count(); i++) {
+    char name[24];
+    snprintf(name, sizeof name, "acceptor.%d", i & 0xff); /* main.c's names */
+    act_pid_t a = act_whereis(name);
+    if (!a) continue; /* no endpoint yet (a whole tree restarting): no sockets */
+    act_ref_t ref = act_request(a, CONN_OWED_ASK, &q, sizeof q, REBUILD_MAX_MS);
+    if (ref) *act_vec_push_or_crash(&p->asked, "presence") = ref;
+  }
+}
+
+/* An acceptor's list (or, m->type ACT_MSG_TIMEOUT, its death or silence).
+ * A listed socket that re-tracked already is not waited for: by the
+ * ordering above none can have, but it costs one look-up. */
+static bool on_owed(presence_t *p, act_msg_t *m) {
+  size_t i = 0;
+  while (i < p->asked.n && p->asked.v[i] != m->ref) i++;
+  if (i == p->asked.n) return false;
+  p->asked.v[i] = p->asked.v[--p->asked.n];
+  if (m->type != CONN_OWED || !p->rebuilding) return true;
+  const conn_owed_t *r = m->data;
+  for (uint32_t k = 0; k < r->n; k++) {
+    if (meta_by_conn(p, r->conn_ids[k])) continue;
+    owed_t *o = calloc(1, sizeof *o);
+    if (!o) act_crash("presence: out of memory");
+    o->conn_id = r->conn_ids[k];
+    ht_insert(&p->owed, &o->link, hash_u64(o->conn_id));
+  }
+  return true;
+}
+
 /* ------------------------------------------------------------ requests */
 
 /* Reserve a name for a joining socket: taken if another socket holds it
@@ -750,10 +824,19 @@ static void on_join(presence_t *p, act_msg_t *m) {
   presence_join_t *rq = m->data;
   rq->name[sizeof rq->name - 1] = 0;
   claim_t *c = claim_by_conn(p, rq->conn_id);
+  bool claimed = c != NULL;
   if (c) claim_drop(p, c, !rq->created);
   meta_t *mine = meta_by_conn(p, rq->conn_id);
   if (mine) { /* a restarted session joining again: same meta */
     reply_snapshot(p, m, mine);
+    return;
+  }
+  if (!claimed) { /* its claim died with an earlier presence: the name was never
+               reserved here, and joining now could take it from a holder */
+    presence_snapshot_t snap;
+    memset(&snap, 0, sizeof snap);
+    snap.rc = -1; /* unavailable: the client joins again */
+    act_reply(m, PRESENCE_SNAPSHOT, &snap, sizeof snap);
     return;
   }
   user_t *u = user_add(p, rq->user_id, rq->name);
@@ -779,7 +862,7 @@ static void on_track(presence_t *p, act_msg_t *m) {
   rq->phx_ref[sizeof rq->phx_ref - 1] = 0;
   rq->user_id[sizeof rq->user_id - 1] = 0;
   presence_tracked_t r = {PROTO_OK};
-  p->last_track_ms = now_ms();
+  owed_settle(p, rq->conn_id);
   if (!meta_by_conn(p, rq->conn_id)) {
     user_t *u = user_add(p, rq->user_id, rq->name);
     if (u->metas) { /* someone joined with the name meanwhile: they keep it */
@@ -896,31 +979,128 @@ static int pr_init(void *args, void **state) {
   p->incarnation = atomic_fetch_add(&g_incarnation, 1) + 1;
   p->version = p->incarnation << PRESENCE_INCARNATION_SHIFT;
   p->rebuilding = p->incarnation > 1; /* a restart: see flush() */
-  p->rebuild_since_ms = p->last_track_ms = now_ms();
+  p->rebuild_since_ms = now_ms();
   if (getrandom(&p->rng, sizeof p->rng, 0) != sizeof p->rng || !p->rng) p->rng = 88172645463325252ull;
   atomic_store(&g_loaded, false); /* a restarted presence knows nothing yet */
   load_users(p);
   act_send_after(SWEEP_MS, act_self(), PRESENCE_SWEEP, NULL, 0);
+  if (p->rebuilding) {
+    ask_acceptors(p);
+    act_send_after(REBUILD_MAX_MS, act_self(), PRESENCE_REBUILD_TICK, NULL, 0);
+  }
   return ACT_OK;
 }
 
-static void pr_handle(void *state, act_msg_t *m) {
-  presence_t *p = state;
+/* The requests whose answer depends on who is online (a claim, a join's
+ * snapshot, a welcome's counts, a users page), and the leaves that must stay
+ * in order behind them. */
+static bool depends_on_rebuild(int type) {
+  return type == PRESENCE_CLAIM || type == PRESENCE_JOIN || type == PRESENCE_WELCOME ||
+         type == PRESENCE_USERS || type == PRESENCE_LEAVE || type == PRESENCE_RELEASE;
+}
+
+static void serve(presence_t *p, act_msg_t *m) {
   switch (m->type) {
   case PRESENCE_CLAIM: on_claim(p, m); break;
   case PRESENCE_JOIN: on_join(p, m); break;
-  case PRESENCE_TRACK: on_track(p, m); break;
   case PRESENCE_LEAVE:
   case PRESENCE_RELEASE: on_leave(p, m); break;
   case PRESENCE_WELCOME: reply_snapshot(p, m, NULL); break;
   case PRESENCE_USERS: on_users_page(p, m); break;
+  default: break;
+  }
+}
+
+/* While a restarted presence is rebuilt, a claim for a name whose holder
+ * has not re-tracked yet would be granted (two sockets, one name), and a
+ * welcome, joined or users page would show that holder offline with no
+ * diff to follow (PROTOCOL.md's consistency rule).  So they wait, in
+ * arrival order, with the leaves behind them (a leave served before its
+ * socket's deferred claim would leave that claim holding the name for
+ * ever).  Leaves are not refused: one per socket at most, so the sockets
+ * bound them.  Past REBUILD_MAX_DEFERRED requests: refused, see there.
+ * true: kept or answered. */
+static bool defer(presence_t *p, act_msg_t *m) {
+  bool leave = m->type == PRESENCE_LEAVE || m->type == PRESENCE_RELEASE;
+  if (leave || p->deferred.n < REBUILD_MAX_DEFERRED) {
+    act_msg_t **slot = act_vec_push_or_crash(&p->deferred, "presence");
+    *slot = act_msg_keep(m);
+    if (!*slot) act_crash("presence: out of memory");
+    return true;
+  }
+  if (m->type == PRESENCE_CLAIM) {
+    presence_claimed_t r = {PROTO_UNAVAILABLE, ""};
+    act_reply(m, PRESENCE_CLAIMED, &r, sizeof r);
+    return true;
+  }
+  if (m->type == PRESENCE_JOIN || m->type == PRESENCE_WELCOME) {
+    presence_snapshot_t snap; /* rc < 0: the join fails unavailable, the
+                                 welcome is asked again (session.c) */
+    memset(&snap, 0, sizeof snap);
+    snap.rc = -1;
+    act_reply(m, PRESENCE_SNAPSHOT, &snap, sizeof snap);
+    return true;
+  }
+  return false; /* a users page is never unavailable (PROTOCOL.md): now */
+}
+
+/* Is the rebuild over?  Every acceptor answered, every socket it listed
+ * re-tracked or left, and the users are loaded -- or REBUILD_MAX_MS has
+ * passed.  Then answer what waited, in order, and publish. */
+static void rebuild_check(presence_t *p) {
+  if (!p->rebuilding) return;
+  uint64_t now = now_ms();
+  if (now - p->rebuild_since_ms < REBUILD_MAX_MS &&
+      (!p->loaded || p->asked.n || p->owed.n))
+    return;
+  p->rebuilding = false;
+  app_log(LOG_INFO, "presence: rebuilt in %llu ms: %zu metas, %zu requests held, %zu sockets "
+          "not re-tracked, %zu acceptors silent", (unsigned long long)(now - p->rebuild_since_ms),
+          p->metas.n, p->deferred.n, p->owed.n, p->asked.n);
+  free_owed(p);
+  for (size_t i = 0; i < p->deferred.n; i++) {
+    serve(p, p->deferred.v[i]);
+    act_msg_free(p->deferred.v[i]);
+  }
+  act_vec_free(&p->deferred);
+  if (p->joins.n || p->leaves.n || p->dirty) arm_flush(p);
+}
+
+/* The bound's timer: REBUILD_MAX_MS after the start. */
+static void rebuild_tick(presence_t *p) {
+  rebuild_check(p);
+}
+
+static void pr_handle(void *state, act_msg_t *m) {
+  presence_t *p = state;
+  if (depends_on_rebuild(m->type)) {
+    if (m->type == PRESENCE_LEAVE) { /* a listed socket closed or left */
+      owed_settle(p, ((const presence_leave_t *)m->data)->conn_id);
+      rebuild_check(p);
+    }
+    if (!p->rebuilding || !defer(p, m)) serve(p, m);
+    return;
+  }
+  switch (m->type) {
+  case PRESENCE_TRACK:
+    on_track(p, m);
+    rebuild_check(p);
+    break;
+  case CONN_OWED:
+    if (on_owed(p, m)) rebuild_check(p);
+    break;
   case PRESENCE_SINCE: on_since(p, m); break;
   case PRESENCE_FLUSH: flush(p); break;
+  case PRESENCE_REBUILD_TICK: rebuild_tick(p); break;
   case PRESENCE_SWEEP: sweep_peers(p); break;
   case PRESENCE_USERS_LOADED: load_users(p); break; /* the retry timer */
-  case REPO_USERS: on_users_loaded(p, m); break;
+  case REPO_USERS:
+    on_users_loaded(p, m);
+    rebuild_check(p);
+    break;
   case ACT_MSG_TIMEOUT:
     if (m->ref == p->load_ref) act_send_after(RELOAD_MS, act_self(), PRESENCE_USERS_LOADED, NULL, 0);
+    else if (on_owed(p, m)) rebuild_check(p);
     break;
   case ACT_MSG_DOWN: on_down(p, m); break;
   default: break;
@@ -955,6 +1135,10 @@ static void pr_terminate(void *state, act_reason_t r) {
   free_table(&p->peers, offsetof(peer_t, link), free);
   free_table(&p->users, offsetof(user_t, by_name), free_user);
   act_vec_free(&p->watched);
+  for (size_t i = 0; i < p->deferred.n; i++) act_msg_free(p->deferred.v[i]);
+  act_vec_free(&p->deferred);
+  act_vec_free(&p->asked);
+  free_owed(p);
   act_vec_free(&p->joins);
   act_vec_free(&p->leaves);
   for (size_t i = 0; i < LOG_SIZE; i++)

@@ -33,6 +33,7 @@ enum {
                              session re-tracks itself in a restarted presence */
   PRESENCE_TRACKED,
   PRESENCE_SWEEP,         /* internal: forget idle rate-limit windows */
+  PRESENCE_REBUILD_TICK,  /* internal: is a restarted presence rebuilt? */
 };
 
 /* Presence */
@@ -132,6 +133,16 @@ void presence_events_release(void *data, size_t size);
  * took over (numbered with the conn -> session messages, session.h) */
 enum { CONN_TAKE_OVER_NOTICE = 403 };
 typedef struct conn_notice { uint64_t conn_id; } conn_notice_t;
+
+/* A restarted presence -> each acceptor (acceptor.N): which of its joined
+ * sockets have not re-tracked in this incarnation yet, i.e. whose session
+ * has not yet seen its events (conn_state_t.presence_version).  The
+ * sessions run on their acceptor's thread, so each listed socket's
+ * re-track or leave reaches presence after the list: the rebuild is over
+ * once every listed socket has done one or the other (presence.c). */
+enum { CONN_OWED_ASK = 420, CONN_OWED };
+typedef struct conn_owed_ask { int64_t incarnation; } conn_owed_ask_t;
+typedef struct conn_owed { uint32_t n; uint64_t conn_ids[]; } conn_owed_t;
 
 const act_behaviour_t *presence_behaviour(void);
 bool presence_ready(void); /* the users list is loaded: for /healthz */

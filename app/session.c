@@ -127,6 +127,7 @@ typedef struct session {
 } session_t;
 
 static void finish_request(session_t *s, conn_t *c);
+static void restart_in_place(session_t *s, conn_t *c);
 static void go_live(session_t *s, conn_t *c);
 static void begin(session_t *s);
 
@@ -331,6 +332,14 @@ static void try_sync(session_t *s, conn_t *c) {
   }
   s->buf.n = keep;
   if (conn_state(c)->presence_version < s->held_version) return; /* a diff is on its way */
+  if (s->held_is_join && act_whereis(APP_NAME_PRESENCE) != s->snapshot->from) {
+    /* The presence that made our meta died: its successor may have asked
+     * the acceptors whom to wait for while this socket was not yet joined,
+     * and could give the name away before we re-track.  Join again (the
+     * request is still at the head of the conn's queue). */
+    unsubscribe(TOPIC_LOBBY);
+    return restart_in_place(s, c);
+  }
   proto_str reply = s->held;
   s->held = (proto_str){NULL, 0};
   if (s->held_is_join) complete_join(s, c);

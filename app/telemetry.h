@@ -29,6 +29,5 @@ enum {
 void tm_add(int metric, long delta);
 long tm_get(int metric);
 
-const act_behaviour_t *telemetry_behaviour(void); /* an actor that handles nothing: telemetry.c says why it stays */
 
 #endif

@@ -155,7 +155,7 @@ test('the dashboard draws the tree, crashes the pubsub from a button, shows the 
   assert.equal(await dash.isVisible('#controls'), true);
 
   // The tree of DESIGN.md: the root's children, the repo pool under repo.
-  for (const child of ['telemetry', 'repo', 'pubsub', 'presence', 'sessions', 'endpoint']) {
+  for (const child of ['repo', 'pubsub', 'presence', 'sessions', 'endpoint']) {
     assert.ok(await dash.$(`li[data-name="chatter"] > ul > li[data-name="${child}"]`), `${child} under chatter`);
   }
   assert.ok(await dash.$('li[data-name="repo"] > ul > li[data-name="repo.0"]'), 'repo.0 under repo');
