@@ -4,20 +4,24 @@
  *
  * What each actor is told, and answers, is in its own header: repo.h,
  * pubsub.h, presence.h, session.h, endpoint.h (the acceptor and the socket
- * side), telemetry.h, dashboard.h.  The pure libraries -- no actor, no
+ * side), dashboard.h; telemetry.h holds the counters behind /metrics
+ * (atomics any thread adds to: no actor).  The pure libraries -- no actor, no
  * global state, callable from any thread -- are http.h, ws.h, protocol.h,
  * db.h and unicode.h.
  *
  * The tree (DESIGN.md):
  *
  *   chatter (one_for_one)
- *   ├── telemetry   counters for /metrics
  *   ├── repo        supervisor over the connection actors repo.0 .. repo.N-1
  *   │               (repo.0 is the single writer; reads go to the others)
  *   ├── pubsub      topic -> subscribers; frames shared by reference count
  *   ├── presence    who is online; the users list; versioned events
  *   ├── sessions    dynamic supervisor, one transient session per WebSocket
  *   └── endpoint    supervisor over one acceptor per scheduler (SO_REUSEPORT)
+ *
+ * DESIGN.md's tree has a telemetry actor too; here the counters are atomics
+ * (telemetry.c) and /metrics is rendered by whoever serves it (metrics.c),
+ * so an actor would handle nothing (issue 9: dead code removed).
  *
  * Data flows one way: socket (endpoint's conn) -> session -> repo / pubsub /
  * presence -> sessions -> socket.  Every request below is sent with
@@ -87,7 +91,6 @@ int app_log_reopen(void);
 #define APP_NAME_PUBSUB "pubsub"
 #define APP_NAME_PRESENCE "presence"
 #define APP_NAME_SESSIONS "sessions"
-#define APP_NAME_TELEMETRY "telemetry"
 #define APP_NAME_ENDPOINT "endpoint"
 
 /* Message types: each actor's header numbers its own in a range of 100
