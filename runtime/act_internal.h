@@ -89,17 +89,22 @@ static inline void act__send_signal(act_pid_t to, int type, act_pid_t from, act_
                                     const void *data, size_t size) {
   act__deliver_or_drop(to, act__env_new(type, from, ref, data, size, NULL));
 }
-/* A death signal's envelope (envelope.c): retried every 1 ms (act__nap_1ms)
- * for up to ACT__SIGNAL_RETRY_MS when out of memory, since whoever waits
- * for it would wait for ever; NULL, with a line on stderr, after that. */
+/* The one out-of-memory rule for what somebody waits for (a death signal,
+ * a reply, the record of a link or monitor whose EXIT/DOWN would otherwise
+ * never be sent): try again every 1 ms (act__nap_1ms, which stalls this
+ * scheduler) until ok_expr holds, for up to ACT__SIGNAL_RETRY_MS. */
 #define ACT__SIGNAL_RETRY_MS 1000
-act_env_t *act__env_must(int type, act_pid_t from, act_ref_t ref, const void *data,
-                         size_t size);
+#define ACT__RETRY_OOM(ok_expr) \
+  for (int act__try = 0; !(ok_expr) && act__try < ACT__SIGNAL_RETRY_MS; act__try++) act__nap_1ms()
 void act__nap_1ms(void);
+/* A death signal's envelope (envelope.c), under ACT__RETRY_OOM; NULL, with
+ * a line on stderr, once the retries are spent. */
+act_env_t *act__env_must(int type, act_pid_t from, act_ref_t ref, const void *data,
+                         size_t size, act_payload_free_fn fn);
 /* A DOWN (or a request's failure) for ref, about pid: a death signal. */
 static inline act_env_t *act__down_env(act_ref_t ref, act_pid_t pid, act_reason_t r, int type) {
   act_down_msg_t d = {ref, pid, r};
-  return act__env_must(type, pid, ref, &d, sizeof d);
+  return act__env_must(type, pid, ref, &d, sizeof d, NULL);
 }
 
 /* ----------------------------------------------------------- process */

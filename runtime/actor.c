@@ -248,7 +248,8 @@ static bool send_ack(act_proc_t *p, int result) {
   act_init_ack_t a = {p->pid, result};
   act_env_t *e = result == ACT_OK /* a failure's ack is a death signal */
                      ? act__env_new(ACT_MSG_INIT_ACK, p->pid, p->ack_ref, &a, sizeof a, NULL)
-                     : act__env_must(ACT_MSG_INIT_ACK, p->pid, p->ack_ref, &a, sizeof a);
+                     : act__env_must(ACT_MSG_INIT_ACK, p->pid, p->ack_ref, &a, sizeof a,
+                                     NULL);
   if (!e) return false;
   act_pid_t to = p->ack_to;
   p->ack_to = ACT_NOPID;
@@ -506,7 +507,7 @@ static void local_exit_signal(act_proc_t *p, act_pid_t from, act_reason_t r) {
   }
   if (p->trap_exit) {
     act_exit_msg_t m = {from, r};
-    act_env_t *e = act__env_must(ACT_MSG_EXIT, from, 0, &m, sizeof m);
+    act_env_t *e = act__env_must(ACT_MSG_EXIT, from, 0, &m, sizeof m, NULL);
     if (e) act__push_private(p, e);
   } else if (r.kind != ACT_NORMAL || from == p->pid) {
     act__set_exit(p, r);
@@ -529,9 +530,8 @@ static bool accept_envelope(act_proc_t *p, act_env_t *e) {
     act__env_free(e);
     return true;
   }
-  case ACT__SIG_LINK: /* recorded, or its EXIT would never be sent: retried as env_must */
-    for (int t = 0; !act__pidvec_add(&p->links, m->from) && t < ACT__SIGNAL_RETRY_MS; t++)
-      act__nap_1ms();
+  case ACT__SIG_LINK: /* recorded, or its EXIT would never be sent */
+    ACT__RETRY_OOM(act__pidvec_add(&p->links, m->from));
     act__env_free(e);
     return true;
   case ACT__SIG_UNLINK:
@@ -539,9 +539,7 @@ static bool accept_envelope(act_proc_t *p, act_env_t *e) {
     act__env_free(e);
     return true;
   case ACT__SIG_MONITOR: /* as LINK: an unrecorded monitor never gets its DOWN */
-    for (int t = 0; !act__monvec_add(&p->monitors_in, m->ref, m->from) &&
-                    t < ACT__SIGNAL_RETRY_MS; t++)
-      act__nap_1ms();
+    ACT__RETRY_OOM(act__monvec_add(&p->monitors_in, m->ref, m->from));
     act__env_free(e);
     return true;
   case ACT__SIG_DEMONITOR:
@@ -593,7 +591,8 @@ static void drain_dead_inbox(act_proc_t *p) {
     e = (act_env_t *)((char *)n - offsetof(act_env_t, node));
     if (e->msg.type == ACT__SIG_LINK) {
       act__exit_sig_t sig = {act_reason(ACT_NOPROC), true, false};
-      act__deliver_or_drop(e->msg.from, act__env_must(ACT__SIG_EXIT, p->pid, 0, &sig, sizeof sig));
+      act__deliver_or_drop(e->msg.from,
+                           act__env_must(ACT__SIG_EXIT, p->pid, 0, &sig, sizeof sig, NULL));
     } else if (e->msg.type == ACT__SIG_MONITOR) {
       act__deliver_or_drop(e->msg.from, act__down_env(e->msg.ref, p->pid,
                                                  act_reason(ACT_NOPROC), ACT__SIG_DOWN));
@@ -607,7 +606,8 @@ static void notify_links_and_monitors(act_proc_t *p, act_reason_t r) {
   /* the sets are hash tables: walk them, skipping empty entries */
   for (uint32_t i = 0; i < p->links.cap; i++)
     if (p->links.v[i])
-      act__deliver_or_drop(p->links.v[i], act__env_must(ACT__SIG_EXIT, p->pid, 0, &sig, sizeof sig));
+      act__deliver_or_drop(p->links.v[i],
+                           act__env_must(ACT__SIG_EXIT, p->pid, 0, &sig, sizeof sig, NULL));
   for (uint32_t i = 0; i < p->monitors_in.cap; i++)
     if (p->monitors_in.v[i].ref)
       act__deliver_or_drop(p->monitors_in.v[i].pid,

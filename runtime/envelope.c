@@ -72,17 +72,13 @@ void act__nap_1ms(void) {
 }
 
 act_env_t *act__env_must(int type, act_pid_t from, act_ref_t ref, const void *data,
-                         size_t size) {
-  for (int tries = 0;; tries++) {
-    act_env_t *e = act__env_new(type, from, ref, data, size, NULL);
-    if (e) return e;
-    if (tries == ACT__SIGNAL_RETRY_MS) {
-      fprintf(stderr, "act: out of memory: signal %d from %#llx lost\n", type,
-              (unsigned long long)from);
-      return NULL;
-    }
-    act__nap_1ms();
-  }
+                         size_t size, act_payload_free_fn fn) {
+  act_env_t *e;
+  ACT__RETRY_OOM((e = act__env_new(type, from, ref, data, size, fn)) != NULL);
+  if (!e)
+    fprintf(stderr, "act: out of memory: signal %d from %#llx lost\n", type,
+            (unsigned long long)from);
+  return e;
 }
 
 void act__env_free(act_env_t *e) {

@@ -63,14 +63,9 @@ int act_reply(const act_msg_t *req, int type, const void *data, size_t size) {
 
 int act_reply_ex(const act_msg_t *req, int type, const void *data, size_t size,
                  act_payload_free_fn free_fn) {
-  /* A reply is awaited as a death signal is (act__env_must): retried for
-   * up to ACT__SIGNAL_RETRY_MS before ACT_ENOMEM, since its caller would
-   * otherwise wait for its whole timeout. */
-  act_env_t *e = act__env_new(type, act_self(), req->ref, data, size, free_fn);
-  for (int t = 0; !e && t < ACT__SIGNAL_RETRY_MS; t++) {
-    act__nap_1ms();
-    e = act__env_new(type, act_self(), req->ref, data, size, free_fn);
-  }
+  /* A reply is awaited as a death signal is: its caller would otherwise
+   * wait for its whole timeout. */
+  act_env_t *e = act__env_must(type, act_self(), req->ref, data, size, free_fn);
   if (!e) return ACT_ENOMEM;
   e->is_reply = true;
   act__deliver_or_drop(req->from, e);
