@@ -236,23 +236,45 @@ static int free_port(void) {
   return ntohs(a.sin_port);
 }
 
-static bool healthy(const char *host, int port) {
+/* A blocking TCP connection to host:port whose reads give up after
+ * timeout_s (the harness's few control requests; sessions use libuv), or
+ * -1. */
+static int control_connect(const char *host, int port, int timeout_s) {
   int s = socket(AF_INET, SOCK_STREAM, 0);
+  if (s < 0) return -1;
   struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
   inet_pton(AF_INET, host, &a.sin_addr);
-  bool ok = false;
-  struct timeval tv = {2, 0};
+  struct timeval tv = {timeout_s, 0};
   setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  if (s >= 0 && !connect(s, (void *)&a, sizeof a)) {
-    char req[160], buf[64];
-    int n = snprintf(req, sizeof req, "GET /healthz HTTP/1.1\r\nHost: %s:%d\r\nConnection: close\r\n\r\n", host, port);
-    if (write(s, req, (size_t)n) == n) {
-      ssize_t r = read(s, buf, sizeof buf - 1);
-      ok = r >= 12 && !memcmp(buf + 9, "200", 3);
+  if (connect(s, (void *)&a, sizeof a)) {
+    close(s);
+    return -1;
+  }
+  return s;
+}
+
+/* METHOD TARGET with no body, Connection: close: the HTTP status, or -1. */
+static int control_request(const char *host, int port, int timeout_s, const char *method,
+                           const char *target) {
+  int s = control_connect(host, port, timeout_s), status = -1;
+  if (s < 0) return -1;
+  char req[320], buf[64];
+  int n = snprintf(req, sizeof req,
+                   "%s %s HTTP/1.1\r\nHost: %s:%d\r\nContent-Length: 0\r\n"
+                   "Connection: close\r\n\r\n", method, target, host, port);
+  if (n > 0 && (size_t)n < sizeof req && write(s, req, (size_t)n) == n) {
+    ssize_t r = read(s, buf, sizeof buf - 1);
+    if (r >= 12) {
+      buf[r] = 0;
+      status = atoi(buf + 9);
     }
   }
-  if (s >= 0) close(s);
-  return ok;
+  close(s);
+  return status;
+}
+
+static bool healthy(const char *host, int port) {
+  return control_request(host, port, 2, "GET", "/healthz") == 200;
 }
 
 /* ------------------------------------------------------ scenario kill */
@@ -269,52 +291,31 @@ static bool healthy(const char *host, int port) {
 
 /* POST /debug/kill?name=NAME: the HTTP status, or -1. */
 static int debug_kill(const char *host, int port, const char *name) {
-  int s = socket(AF_INET, SOCK_STREAM, 0), status = -1;
-  if (s < 0) return -1;
-  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-  inet_pton(AF_INET, host, &a.sin_addr);
-  struct timeval tv = {5, 0};
-  setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  if (!connect(s, (void *)&a, sizeof a)) {
-    char req[256], buf[64];
-    int n = snprintf(req, sizeof req,
-                     "POST /debug/kill?name=%s HTTP/1.1\r\nHost: %s:%d\r\nContent-Length: 0\r\n"
-                     "Connection: close\r\n\r\n", name, host, port);
-    if (write(s, req, (size_t)n) == n) {
-      ssize_t r = read(s, buf, sizeof buf - 1);
-      if (r >= 12) status = atoi(buf + 9);
-    }
-  }
-  close(s);
-  return status;
+  char target[128];
+  snprintf(target, sizeof target, "/debug/kill?name=%s", name);
+  return control_request(host, port, 5, "POST", target);
 }
 
 /* A fresh socket's welcome: its online_count, or -1. */
 static long welcome_online(const char *host, int port, const char *path) {
-  int s = socket(AF_INET, SOCK_STREAM, 0);
-  long online = -1;
+  int s = control_connect(host, port, 5);
   if (s < 0) return -1;
-  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-  inet_pton(AF_INET, host, &a.sin_addr);
-  struct timeval tv = {5, 0};
-  setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  if (!connect(s, (void *)&a, sizeof a)) {
-    char req[512], buf[4096];
-    int n = snprintf(req, sizeof req,
-                     "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                     "Sec-WebSocket-Key: a2lsbC1zY2VuYXJpby0wMQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-                     path, host, port);
-    size_t got = 0;
-    if (write(s, req, (size_t)n) == n) {
-      /* the 101 and the welcome frame: read until the count is in, 5 s at most */
-      for (ssize_t r; got < sizeof buf - 1 && (r = read(s, buf + got, sizeof buf - 1 - got)) > 0;) {
-        got += (size_t)r;
-        buf[got] = 0;
-        const char *k = memmem(buf, got, "\"online_count\":", 15);
-        if (k && k + 15 < buf + got && memchr(k + 15, '}', (size_t)(buf + got - (k + 15)))) {
-          online = atol(k + 15);
-          break;
-        }
+  long online = -1;
+  char req[512], buf[4096];
+  int n = snprintf(req, sizeof req,
+                   "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                   "Sec-WebSocket-Key: a2lsbC1zY2VuYXJpby0wMQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+                   path, host, port);
+  size_t got = 0;
+  if (write(s, req, (size_t)n) == n) {
+    /* the 101 and the welcome frame: read until the count is in, 5 s at most */
+    for (ssize_t r; got < sizeof buf - 1 && (r = read(s, buf + got, sizeof buf - 1 - got)) > 0;) {
+      got += (size_t)r;
+      buf[got] = 0;
+      const char *k = memmem(buf, got, "\"online_count\":", 15);
+      if (k && k + 15 < buf + got && memchr(k + 15, '}', (size_t)(buf + got - (k + 15)))) {
+        online = atol(k + 15);
+        break;
       }
     }
   }
