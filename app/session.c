@@ -77,8 +77,8 @@ typedef enum {
   PH_WAITING,         /* pubsub or presence is being restarted */
   PH_START_PRESENCE,  /* subscribing to presence events */
   PH_START_SNAPSHOT,  /* waiting for the welcome or the events since */
-  PH_START_TRACK,
-  PH_START_WELCOME_WAIT, /* presence was loading: the welcome asked again soon */     /* re-tracking our meta in a restarted presence */
+  PH_START_TRACK,     /* re-tracking our meta in a restarted presence */
+  PH_START_WELCOME_WAIT, /* presence was loading: the welcome asked again soon */
   PH_START_LOBBY,     /* re-subscribing to the lobby after a restart */
   PH_START_CATCHUP,   /* catching up after a restart */
   PH_LIVE,            /* requests flow */
