@@ -37,6 +37,7 @@
 #include "app.h"
 #include "db.h"
 #include "pubsub.h"
+#include "queue.h"
 #include "repo.h"
 #include "telemetry.h"
 
@@ -71,8 +72,11 @@
 /* The writer's recovery states (above). */
 enum { W_DOWN, W_FENCE, W_CATCH_UP, W_READY };
 
+/* The writer's queue and a batch in flight are act_queue_t (runtime/queue.h)
+ * of these.  Each session has one request in flight at a time, so the
+ * sessions bound both queues (one entry per joined socket at most). */
 typedef struct pending_insert {
-  struct pending_insert *next;
+  act_qnode_t node;
   act_pid_t from;
   act_ref_t ref;
   char user_id[PROTO_UUID_LEN + 1];
@@ -82,7 +86,7 @@ typedef struct pending_insert {
 
 /* A join's REPO_GET_USER waiting for the next users batch. */
 typedef struct pending_user {
-  struct pending_user *next;
+  act_qnode_t node;
   act_pid_t from;
   act_ref_t ref;
   char name[PROTO_NAME_MAX * 4 + 1];
@@ -90,11 +94,11 @@ typedef struct pending_user {
 
 typedef struct repo {
   int index;
-  pending_user_t *uhead, *utail; /* the next users batch */
+  act_queue_t users; /* pending_user_t: the next users batch */
   bool users_in_flight;
   act_pid_t self;
   db_conn *db;
-  pending_insert_t *qhead, *qtail; /* the writer's next batch */
+  act_queue_t inserts; /* pending_insert_t: the writer's next batch */
   bool batch_in_flight;
   uv_loop_t *loop;
   int wstate;      /* writer only: W_* */
@@ -107,13 +111,13 @@ typedef struct repo {
 /* One query's context.  Freed by the trampoline (as_repo) after the body
  * ran, even if the body crashed, together with the insert batch it holds. */
 typedef struct req_ctx {
-  pending_user_t *users; /* a users batch */
+  act_queue_t users; /* pending_user_t: a users batch */
   repo_t *repo;
   act_pid_t self; /* the repo actor the callback runs as */
   act_pid_t from;
   act_ref_t ref;
   uint64_t t0;
-  pending_insert_t *batch; /* inserts */
+  act_queue_t batch; /* pending_insert_t: inserts */
   size_t nbatch;
 } req_ctx_t;
 
@@ -137,7 +141,7 @@ int repo_fence_pid(void) { return atomic_load(&g_fence_pid); }
  * writer idle knows every sender has been answered (seq_cst, the default:
  * the replies' sends are ordered before the store). */
 static void publish_busy(const repo_t *r) {
-  if (r->index == 0) atomic_store(&g_writer_busy, r->qhead || r->batch_in_flight);
+  if (r->index == 0) atomic_store(&g_writer_busy, !act_queue_empty(&r->inserts) || r->batch_in_flight);
 }
 
 act_pid_t repo_writer(void) { return act_whereis("repo.0"); }
@@ -157,27 +161,24 @@ bool repo_migration_idle(void) { return !atomic_load(&g_migrating); }
 
 /* ------------------------------------------------------------ replies */
 
-static void free_batch(pending_insert_t *p) {
-  while (p) {
-    pending_insert_t *next = p->next;
-    free(p->content);
-    free(p);
-    p = next;
+#define INSERT_OF(n) ACT_QUEUE_DATA((n), pending_insert_t, node)
+#define USER_OF(n) ACT_QUEUE_DATA((n), pending_user_t, node)
+
+static void free_inserts(act_queue_t *q) {
+  for (act_qnode_t *n; (n = act_queue_pop(q));) {
+    free(INSERT_OF(n)->content);
+    free(INSERT_OF(n));
   }
 }
 
-static void free_users_batch(pending_user_t *p) {
-  while (p) {
-    pending_user_t *next = p->next;
-    free(p);
-    p = next;
-  }
+static void free_users_batch(act_queue_t *q) {
+  for (act_qnode_t *n; (n = act_queue_pop(q));) free(USER_OF(n));
 }
 
 static void ctx_free(req_ctx_t *x) {
   if (!x) return;
-  free_batch(x->batch);
-  free_users_batch(x->users);
+  free_inserts(&x->batch);
+  free_users_batch(&x->users);
   free(x);
 }
 
@@ -525,7 +526,8 @@ static void users_batch_body(cb_call_t *c) {
   db_user_list *res = c->res;
   count_query(x, c->err);
   x->repo->users_in_flight = false;
-  for (pending_user_t *p = x->users; p; p = p->next) {
+  ACT_QUEUE_FOREACH(n, &x->users) {
+    const pending_user_t *p = USER_OF(n);
     const db_user *u = NULL;
     for (size_t i = 0; res && i < res->n && !u; i++)
       if (strcmp(res->users[i].name, p->name) == 0) u = &res->users[i];
@@ -548,13 +550,12 @@ static void on_users_batch(void *ud, const db_error *err, db_user_list *res) {
 }
 
 static void fail_users(repo_t *r) {
-  for (pending_user_t *p = r->uhead; p; p = p->next) reply_unavailable(p->from, p->ref, REPO_USER);
-  free_users_batch(r->uhead);
-  r->uhead = r->utail = NULL;
+  ACT_QUEUE_FOREACH(n, &r->users) reply_unavailable(USER_OF(n)->from, USER_OF(n)->ref, REPO_USER);
+  free_users_batch(&r->users);
 }
 
 static void submit_users(repo_t *r) {
-  if (r->users_in_flight || !r->uhead || !r->db) return;
+  if (r->users_in_flight || act_queue_empty(&r->users) || !r->db) return;
   req_ctx_t *x = ctx_make(r, 0, 0);
   const char **names = calloc(MAX_USER_BATCH, sizeof *names);
   if (!x || !names) {
@@ -564,19 +565,12 @@ static void submit_users(repo_t *r) {
     return;
   }
   size_t n = 0;
-  pending_user_t **tail = &x->users;
-  while (r->uhead && n < MAX_USER_BATCH) {
-    pending_user_t *p = r->uhead;
-    r->uhead = p->next;
-    p->next = NULL;
-    *tail = p;
-    tail = &p->next;
-    names[n++] = p->name;
+  for (act_qnode_t *q; n < MAX_USER_BATCH && (q = act_queue_pop(&r->users));) {
+    act_queue_push(&x->users, q);
+    names[n++] = USER_OF(q)->name;
   }
-  if (!r->uhead) r->utail = NULL;
   if (db_users_get_or_create(r->db, names, n, on_users_batch, x) < 0) {
-    for (pending_user_t *p = x->users; p; p = p->next)
-      reply_unavailable(p->from, p->ref, REPO_USER);
+    ACT_QUEUE_FOREACH(q, &x->users) reply_unavailable(USER_OF(q)->from, USER_OF(q)->ref, REPO_USER);
     ctx_free(x);
   } else {
     r->users_in_flight = true;
@@ -594,9 +588,7 @@ static void queue_user(repo_t *r, act_msg_t *m) {
   p->from = m->from;
   p->ref = m->ref;
   snprintf(p->name, sizeof p->name, "%.*s", (int)sizeof p->name - 1, rq->name);
-  if (r->utail) r->utail->next = p;
-  else r->uhead = p;
-  r->utail = p;
+  act_queue_push(&r->users, &p->node);
   submit_users(r);
 }
 
@@ -675,12 +667,17 @@ static void find_client_id(repo_t *r, act_pid_t from, act_ref_t ref, const char 
 /* Committed: broadcast the new rows in seq order, then answer each sender.
  * A row that already existed is answered with the stored message and not
  * broadcast again: it was when it was first stored. */
+/* Answers `unavailable` to the insert at n and every one after it. */
+static void unavailable_from(const act_qnode_t *n) {
+  for (; n; n = n->next) reply_unavailable(INSERT_OF(n)->from, INSERT_OF(n)->ref, REPO_INSERTED);
+}
+
 static void inserted_body(cb_call_t *c) {
   req_ctx_t *x = c->x;
   repo_t *r = x->repo;
   db_message_list *res = c->res;
   count_query(x, c->err);
-  pending_insert_t *p = x->batch;
+  act_qnode_t *n = x->batch.head;
   /* The next batch goes first, so that PostgreSQL executes it while this
    * one is broadcast and answered (1,024 encodes, pushes and replies):
    * otherwise the backend idles for that time and a round trip, about 10%
@@ -690,7 +687,8 @@ static void inserted_body(cb_call_t *c) {
   r->batch_in_flight = false;
   if (!c->err) submit_batch(r);
   if (res && res->n == x->nbatch) {
-    for (size_t i = 0; i < res->n; i++, p = p->next) {
+    for (size_t i = 0; i < res->n; i++, n = n->next) {
+      const pending_insert_t *p = INSERT_OF(n);
       const db_message *d = &res->messages[i];
       if (!d->id) { /* stored by someone else meanwhile: read it */
         if (r->db) find_client_id(r, p->from, p->ref, p->user_id, p->client_id);
@@ -706,7 +704,7 @@ static void inserted_body(cb_call_t *c) {
        * after it back from the database and pushes them. */
       if (!d->existed && (!frag.ptr || !broadcast(&frag, m.seq))) {
         free(frag.ptr);
-        for (; p; p = p->next) reply_unavailable(p->from, p->ref, REPO_INSERTED);
+        unavailable_from(n);
         /* the next batch, if sent, fails with the connection: a retry by
          * client_id finds whatever of it committed */
         writer_retry(r, "out of memory: a committed message will be pushed by the fence");
@@ -724,7 +722,7 @@ static void inserted_body(cb_call_t *c) {
       free(frag.ptr);
     }
   } else {
-    for (; p; p = p->next) reply_unavailable(p->from, p->ref, REPO_INSERTED);
+    unavailable_from(n);
   }
   submit_batch(r); /* after an error: what queued meanwhile, if it can */
 }
@@ -735,10 +733,8 @@ static void on_inserted(void *ud, const db_error *err, db_message_list *res) {
 
 /* Answers every queued insert `unavailable` and empties the queue. */
 static void fail_queue(repo_t *r) {
-  for (pending_insert_t *p = r->qhead; p; p = p->next)
-    reply_unavailable(p->from, p->ref, REPO_INSERTED);
-  free_batch(r->qhead);
-  r->qhead = r->qtail = NULL;
+  unavailable_from(r->inserts.head);
+  free_inserts(&r->inserts);
   publish_busy(r);
 }
 
@@ -749,7 +745,7 @@ static void submit_batch(repo_t *r) {
 }
 
 static void submit_batch_now(repo_t *r) {
-  if (r->batch_in_flight || !r->qhead || !r->db) return;
+  if (r->batch_in_flight || act_queue_empty(&r->inserts) || !r->db) return;
   if (r->wstate != W_READY) { /* connecting or fencing: wait; down: tell */
     if (db_conn_state(r->db) == DB_DOWN) fail_queue(r);
     return;
@@ -762,23 +758,17 @@ static void submit_batch_now(repo_t *r) {
     fail_queue(r);
     return;
   }
-  pending_insert_t **tail = &x->batch;
-  while (r->qhead && x->nbatch < MAX_BATCH) {
-    pending_insert_t *p = r->qhead;
-    r->qhead = p->next;
-    p->next = NULL;
-    *tail = p;
-    tail = &p->next;
+  for (act_qnode_t *n; x->nbatch < MAX_BATCH && (n = act_queue_pop(&r->inserts));) {
+    act_queue_push(&x->batch, n);
+    const pending_insert_t *p = INSERT_OF(n);
     rows[x->nbatch].user_id = p->user_id;
     rows[x->nbatch].content = p->content;
     rows[x->nbatch].client_id = p->client_id;
     x->nbatch++;
   }
-  if (!r->qhead) r->qtail = NULL;
   r->batch_in_flight = true;
   if (db_messages_insert(r->db, rows, x->nbatch, on_inserted, x) < 0) {
-    for (pending_insert_t *p = x->batch; p; p = p->next)
-      reply_unavailable(p->from, p->ref, REPO_INSERTED);
+    unavailable_from(x->batch.head);
     ctx_free(x);
     r->batch_in_flight = false;
   }
@@ -807,9 +797,7 @@ static void queue_insert(repo_t *r, act_msg_t *m) {
   memcpy(content, rq->content, rq->content_len);
   content[rq->content_len] = 0;
   p->content = content;
-  if (r->qtail) r->qtail->next = p;
-  else r->qhead = p;
-  r->qtail = p;
+  act_queue_push(&r->inserts, &p->node);
   submit_batch(r);
 }
 
