@@ -2,36 +2,24 @@
 // driven by playwright-core, protocol v2.  Run with
 //   node test/lib/run-tests.mjs test/browser      (or: make test-browser)
 // Screenshots of each view land in _build/screenshots/.
-import { test, before, after, afterEach } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startServer } from '../lib/server.mjs';
 import {
-  setUp, tearDown, openPage, gotoHome, join, waitJoined, send, waitForMessage, messageIds,
+  browserSuite, gotoHome, join, waitJoined, send, waitForMessage, messageIds,
   countMessagesWithText, userDot, uniqueName, screenshot, assertNoProblems, ensureMessages, DESKTOP, PHONE,
   startServerOn, freePort, numberIn,
 } from './helpers.mjs';
 
-let env;
-const pages = [];
+const env = browserSuite();
+const { page } = env;
 
-before(async () => {
-  env = await setUp();
-});
-
-// Each test's pages close when it ends, so later tests do not share the CPU
-// with idle tabs.
-afterEach(async () => {
-  for (const p of pages.splice(0)) await p.context().close().catch(() => {});
-});
-
-after(async () => {
-  await tearDown(env);
-});
-
-async function page(options = DESKTOP) {
-  const p = await openPage(env.browser, env.server.base, options);
-  pages.push(p);
-  return p;
+// A page per name, all opened first, then each joined in turn.
+async function joinedPages(...names) {
+  const opened = [];
+  for (let i = 0; i < names.length; i++) opened.push(await page());
+  for (let i = 0; i < names.length; i++) await join(opened[i], names[i]);
+  return opened;
 }
 
 test('two users join, see each other online, chat both ways, and see a leave', { timeout: 180000 }, async () => {
@@ -114,10 +102,7 @@ test('two users join, see each other online, chat both ways, and see a leave', {
 test('a reload rejoins with the saved token and catches up without duplicates', { timeout: 180000 }, async () => {
   const carol = uniqueName('carol');
   const dave = uniqueName('dave');
-  const c = await page();
-  const d = await page();
-  await join(c, carol);
-  await join(d, dave);
+  const [c, d] = await joinedPages(carol, dave);
   const texts = [];
   for (let i = 1; i <= 3; i++) {
     const t = `before reload ${i} from ${carol}`;
@@ -151,10 +136,7 @@ test('a reload rejoins with the saved token and catches up without duplicates', 
 test('a dropped socket reconnects, rejoins and catches up', { timeout: 180000 }, async () => {
   const erin = uniqueName('erin');
   const frank = uniqueName('frank');
-  const e = await page();
-  const f = await page();
-  await join(e, erin);
-  await join(f, frank);
+  const [e, f] = await joinedPages(erin, frank);
   await send(e, `${erin} is here`);
 
   // Cut Erin's socket and hold the reconnect back while Frank writes.
@@ -179,10 +161,7 @@ test('a dropped socket reconnects, rejoins and catches up', { timeout: 180000 },
 test('HTML in a message is shown as text and never runs', { timeout: 120000 }, async () => {
   const gina = uniqueName('gina');
   const hank = uniqueName('hank');
-  const g = await page();
-  const h = await page();
-  await join(g, gina);
-  await join(h, hank);
+  const [g, h] = await joinedPages(gina, hank);
   const evil = '<img src=x onerror=alert(1)>';
   const id = await send(g, evil);
   assert.equal(await waitForMessage(h, evil, gina), id);
@@ -225,10 +204,7 @@ test('scrolling up loads older messages; the view sticks to the bottom unless sc
   await ensureMessages(env.server.wsUrl, 620);
   const kim = uniqueName('kim');
   const lee = uniqueName('lee');
-  const k = await page();
-  const l = await page();
-  await join(k, kim);
-  await join(l, lee);
+  const [k, l] = await joinedPages(kim, lee);
   await k.waitForSelector('#messages .message[data-id]');
   const first = await messageIds(k);
   assert.equal(first.length, 500, 'join brings the 500 most recent messages');
@@ -371,9 +347,8 @@ test('the client rides out a server restart: reconnects, rejoins, catches up', {
   t.after(() => server.stop());
   const olga = uniqueName('olga');
   const paul = uniqueName('paul');
-  const o = await openPage(env.browser, server.base);
-  const p = await openPage(env.browser, server.base);
-  pages.push(o, p);
+  const o = await page(DESKTOP, server.base);
+  const p = await page(DESKTOP, server.base);
   await join(o, olga);
   await join(p, paul);
   const before1 = await send(o, `${olga} before the restart`);
@@ -407,10 +382,7 @@ test('a message whose `sent` never came is re-sent with its client_id after the 
   { timeout: 180000 }, async () => {
     const quinn = uniqueName('quinn');
     const rita = uniqueName('rita');
-    const q = await page();
-    const r = await page();
-    await join(q, quinn);
-    await join(r, rita);
+    const [q, r] = await joinedPages(quinn, rita);
 
     // The socket drops right after the `send` frame leaves, before any reply:
     // the server may have stored the message (and pushed it to Rita) or not.
@@ -477,10 +449,7 @@ test('a message whose `sent` never came is re-sent with its client_id after the 
 
 test('user text is isolated for bidi and shown as text; invisible names are refused', { timeout: 120000 }, async () => {
   const sam = uniqueName('sam');
-  const s = await page();
-  const u = await page();
-  await join(s, sam);
-  await join(u, uniqueName('uma'));
+  const [s, u] = await joinedPages(sam, uniqueName('uma'));
   // CVE-2021-42574's trick: a right-to-left override left open, an isolate
   // left open.  Inside the message they act; outside it they must not.
   const tricky = `admin\u202E gnp.exe\u2067 says hi`;
@@ -516,8 +485,7 @@ test('user text is isolated for bidi and shown as text; invisible names are refu
 test('join rate_limited (too many new names from one address) is explained inline', { timeout: 120000 }, async (t) => {
   const server = await startServer({ env: { CHATTER_NEW_USERS_PER_MINUTE: '1' } });
   t.after(() => server.stop());
-  const w = await openPage(env.browser, server.base);
-  pages.push(w);
+  const w = await page(DESKTOP, server.base);
   await join(w, uniqueName('wes'));
   await w.click('#leave-button');
   await w.waitForSelector('#name-input:visible');

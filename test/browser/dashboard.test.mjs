@@ -2,38 +2,20 @@
 // (app/dashboard.c): headless Debian chromium through playwright-core for the
 // page, the `ws` package for /dashboard/ws's bounds.  Screenshots at desktop
 // and phone widths land in _build/screenshots/dashboard-*.png.
-import { test, before, after, afterEach } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import WebSocket from 'ws';
 import path from 'node:path';
 import {
-  setUp, tearDown, openPage, uniqueName, screenshot, screenshotDir, assertNoProblems, waitHealthy, DESKTOP, PHONE,
+  browserSuite, uniqueName, screenshot, screenshotDir, assertNoProblems, waitHealthy, DESKTOP, PHONE,
 } from './helpers.mjs';
 import { startServer } from '../lib/server.mjs';
 
 const MAX_VIEWERS = 8;        // DASH_MAX_VIEWERS in app/dashboard.h
 const REASON_MAX = 95;        // DASH_REASON_MAX
 
-let env;
-const pages = [];
-
-before(async () => {
-  env = await setUp();
-});
-
-afterEach(async () => {
-  for (const p of pages.splice(0)) await p.context().close().catch(() => {});
-});
-
-after(async () => {
-  await tearDown(env);
-});
-
-async function page(options = DESKTOP) {
-  const p = await openPage(env.browser, env.server.base, options);
-  pages.push(p);
-  return p;
-}
+const env = browserSuite();
+const { page } = env;
 
 async function openDashboard(p) {
   await p.goto(p.base + '/dashboard');
@@ -357,8 +339,7 @@ test('CHATTER_DASHBOARD=read: no controls, refused with read_only; at most 8 vie
     assert.doesNotMatch(server.logs(), /exit\(/, 'no exit signal was sent');
 
     // The page: no controls at all.
-    const p = await openPage(env.browser, server.base, DESKTOP);
-    pages.push(p);
+    const p = await page(DESKTOP, server.base);
     for (let i = 0; ; i++) { // the raw viewers above may still be leaving
       await p.goto(p.base + '/dashboard');
       try {

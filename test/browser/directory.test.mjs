@@ -6,41 +6,18 @@
 // without gaps or duplicates; the search box narrows both sections by exact
 // prefix; the counts follow joins and leaves.  No timing is asserted: the
 // figures are printed as diagnostics.  Screenshots land in _build/screenshots/.
-import { test, before, after, afterEach } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { chromium } from 'playwright-core';
 import {
-  openPage, gotoHome, join, userDot, uniqueName, screenshot, assertNoProblems, sectionNames, sectionSettled,
-  pageTiming, DESKTOP, PHONE, CHROMIUM_ARGS, SERVER_ENV,
+  browserSuite, gotoHome, join, userDot, uniqueName, screenshot, assertNoProblems, sectionNames, sectionSettled,
+  pageTiming, PHONE,
 } from './helpers.mjs';
-import { startServer } from '../lib/server.mjs';
 import { bigDatabase, seedName, SEEDED } from '../lib/bigdb.mjs';
 
 const PAGE = 50;            // web/js/directory.js's page size
-let server;
-let browser;
-const pages = [];
 
-before(async () => {
-  const url = await bigDatabase();
-  server = await startServer({ env: { ...SERVER_ENV, DATABASE_URL: url }, timeoutMs: 60000 });
-  browser = await chromium.launch({ executablePath: process.env.CHROMIUM || '/usr/bin/chromium', args: CHROMIUM_ARGS });
-});
-
-afterEach(async () => {
-  for (const p of pages.splice(0)) await p.context().close().catch(() => {});
-});
-
-after(async () => {
-  if (browser) await browser.close().catch(() => {});
-  if (server) await server.stop();
-});
-
-async function page(options = DESKTOP) {
-  const p = await openPage(browser, server.base, options);
-  pages.push(p);
-  return p;
-}
+// The server on the seeded database (made first, if it is not there yet).
+const { page } = browserSuite(async () => ({ env: { DATABASE_URL: await bigDatabase() }, timeoutMs: 60000 }));
 
 // Test users are named after every seed name (v > s), so the Offline
 // section's first pages are exactly the seed names.

@@ -4,6 +4,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { before, after, afterEach } from 'node:test';
 import { chromium } from 'playwright-core';
 import { startServer, freePort } from '../lib/server.mjs';
 
@@ -25,8 +26,10 @@ export function uniqueName(prefix) {
 // defaults, which already lift the limit on new names per address).
 export const SERVER_ENV = {};
 
-export async function setUp() {
-  const server = await startServer({ env: SERVER_ENV });
+// The server (SERVER_ENV and `env` on top of test/lib/server.mjs's defaults;
+// `timeoutMs` for its start) and Debian's chromium.
+export async function setUp({ env = {}, timeoutMs } = {}) {
+  const server = await startServer({ env: { ...SERVER_ENV, ...env }, timeoutMs });
   const browser = await chromium.launch({
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
     args: CHROMIUM_ARGS,
@@ -38,6 +41,36 @@ export async function setUp() {
 export async function tearDown({ server, browser } = {}) {
   if (browser) await browser.close().catch(() => {});
   if (server) await server.stop();
+}
+
+// A test file's browser set-up, as node:test hooks: before its tests, the
+// server and chromium (setUp; `serverOptions` is awaited first, for what must
+// be ready before the server starts); after each test, the contexts of the
+// pages it opened close, so that later tests do not share the CPU with idle
+// tabs; after them all, both stop.  The suite's `server` and `browser` are
+// set by the time the tests run; suite.page() opens a page (openPage) that
+// the next afterEach closes, on the suite's server unless `base` is given.
+export function browserSuite(serverOptions = async () => ({})) {
+  const pages = [];
+  const suite = {
+    server: null,
+    browser: null,
+    async page(options = DESKTOP, base = suite.server.base) {
+      const p = await openPage(suite.browser, base, options);
+      pages.push(p);
+      return p;
+    },
+  };
+  before(async () => {
+    Object.assign(suite, await setUp(await serverOptions()));
+  });
+  afterEach(async () => {
+    for (const p of pages.splice(0)) await p.context().close().catch(() => {});
+  });
+  after(async () => {
+    await tearDown(suite);
+  });
+  return suite;
 }
 
 // A new browser context and page.  page.problems collects uncaught errors,

@@ -5,7 +5,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startServer } from '../lib/server.mjs';
-import { joined, closeAll, uniq, checkAlive } from './client.mjs';
+import { joined, closeAll, uniq, checkAlive, kill } from './client.mjs';
 
 let server;
 before(async () => { server = await startServer({ env: { CHATTER_DEBUG: '1' } }); });
@@ -13,9 +13,7 @@ after(async () => { await closeAll(); await server?.stop(); });
 
 test('the sessions supervisor killed: every WebSocket is closed with 1011, and clients get back in', async () => {
   const socks = await Promise.all(Array.from({ length: 6 }, () => joined(server.wsUrl, uniq('ss'))));
-  const r = await fetch(`${server.base}/debug/kill?name=sessions`, { method: 'POST' });
-  await r.text();
-  assert.equal(r.status, 200);
+  await kill(assert, server, 'sessions');
   for (const s of socks) {
     const info = await s.waitClose(20000);
     assert.equal(info.code, 1011, 'closed with 1011, not left open without a session');

@@ -254,6 +254,23 @@ export function httpGet(port, path, headers = {}) {
   });
 }
 
+// POST /debug/kill?name=NAME (a server started with CHATTER_DEBUG=1): the
+// registered actor is killed, and the answer must be 200.  The body is read:
+// an unread one keeps the connection (and node) alive.
+export async function kill(assert, server, name) {
+  const r = await fetch(`${server.base}/debug/kill?name=${name}`, { method: 'POST' });
+  await r.text();
+  assert.equal(r.status, 200, `kill ${name}`);
+}
+
+// The server's database round-trip counter, from /metrics.
+export async function dbQueries(assert, server) {
+  const res = await httpGet(server.port, '/metrics');
+  const m = /^chatter_db_queries_total (\d+)$/m.exec(res.text);
+  assert.ok(m, 'chatter_db_queries_total in /metrics');
+  return Number(m[1]);
+}
+
 // Shape checks shared by the test files.
 // UTF-8 byte order, the directory's (PROTOCOL.md): negative when a < b.
 export function byteCompare(a, b) {

@@ -18,17 +18,11 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startServer } from '../lib/server.mjs';
-import { connect, joined, closeAll, uniq, readDirectory, sleep } from './client.mjs';
+import { connect, joined, closeAll, uniq, kill, readDirectory, sleep } from './client.mjs';
 
 let server;
 before(async () => { server = await startServer({ env: { CHATTER_NEW_USERS_PER_MINUTE: '0', CHATTER_DEBUG: '1' } }); });
 after(async () => { await closeAll(); await server?.stop(); });
-
-async function kill(name) {
-  const r = await fetch(`${server.base}/debug/kill?name=${name}`, { method: 'POST' });
-  await r.text();
-  assert.equal(r.status, 200, `kill ${name}`);
-}
 
 // The directory as a fresh socket reads it, until it agrees with what is
 // open and closed (the leaves and re-tracks are asynchronous) or 10 s
@@ -65,9 +59,9 @@ for (const [round, delay] of [0, 15, -3, -15].entries()) {
     if (delay >= 0) {
       closes = closing.map((s) => s.close());
       if (delay) await sleep(delay);
-      await kill('presence');
+      await kill(assert, server, 'presence');
     } else {
-      const killed = kill('presence');
+      const killed = kill(assert, server, 'presence');
       await sleep(-delay);
       closes = closing.map((s) => s.close());
       await killed;

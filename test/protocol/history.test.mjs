@@ -4,7 +4,8 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startServer } from '../lib/server.mjs';
 import {
-  connect, joined, closeAll, uniq, checkMessage, checkIncreasing, checkError, checkAlive, httpGet,
+  connect, joined, closeAll, uniq, checkMessage, checkIncreasing, checkError, checkAlive,
+  dbQueries as readDbQueries,
 } from './client.mjs';
 
 let server;
@@ -79,12 +80,7 @@ test('catch_up: after the newest -> empty, more false', async () => {
 // after a reconnect, and the 500 of `joined` ask nothing of the database.
 // The answer is the database's (the test above compared both pages with the
 // acknowledged messages); /metrics' round-trip counter must not move.
-async function dbQueries() {
-  const res = await httpGet(server.port, '/metrics');
-  const m = /^chatter_db_queries_total (\d+)$/m.exec(res.text);
-  assert.ok(m, 'chatter_db_queries_total in /metrics');
-  return Number(m[1]);
-}
+const dbQueries = () => readDbQueries(assert, server);
 
 test('catch_up: recent messages are answered from memory, the same as the database', async () => {
   const before = await dbQueries();

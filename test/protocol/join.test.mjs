@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { startServer } from '../lib/server.mjs';
 import {
   connect, joined, closeAll, uniq, checkUser, checkMessage, checkIncreasing, checkError,
-  checkAlive, ISO_RE, httpGet,
+  checkAlive, ISO_RE, dbQueries as readDbQueries,
 } from './client.mjs';
 
 let server;
@@ -176,12 +176,7 @@ test('join: an offline name is reused with the same id', async () => {
 // reconnects queued behind each other past the query deadline.  The latest
 // messages of `joined` come from the shared copy (no message was sent in
 // between), so the round-trip counter of /metrics must not move.
-async function dbQueries() {
-  const res = await httpGet(server.port, '/metrics');
-  const m = /^chatter_db_queries_total (\d+)$/m.exec(res.text);
-  assert.ok(m, 'chatter_db_queries_total in /metrics');
-  return Number(m[1]);
-}
+const dbQueries = () => readDbQueries(assert, server);
 
 test('join: a returning name joins with no database round trip', async () => {
   const name = uniq('rt');

@@ -8,17 +8,11 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startServer } from '../lib/server.mjs';
-import { connect, joined, closeAll, uniq, sleep, checkAlive } from './client.mjs';
+import { connect, joined, closeAll, uniq, kill, sleep, checkAlive } from './client.mjs';
 
 let server;
 before(async () => { server = await startServer({ env: { CHATTER_NEW_USERS_PER_MINUTE: '0', CHATTER_DEBUG: '1' } }); });
 after(async () => { await closeAll(); await server?.stop(); });
-
-async function kill(name) {
-  const r = await fetch(`${server.base}/debug/kill?name=${name}`, { method: 'POST' });
-  await r.text();
-  assert.equal(r.status, 200, `kill ${name}`);
-}
 
 const N = Number(process.env.REBUILD_SESSIONS || 150);
 // The root supervisor allows 3 restarts in 5 s: one kill per round, 5.5 s
@@ -34,7 +28,7 @@ for (let round = 0; round < ROUNDS; round++) {
     }
     const thieves = await Promise.all(holders.map(() => connect(server.wsUrl)));
     const marks = holders.map((h) => h.mark());
-    const killed = kill('presence');
+    const killed = kill(assert, server, 'presence');
     // the joins leave at once, racing the sessions' re-tracks
     // `unavailable` means retry (PROTOCOL.md), as a client would, a few ms
     // apart (pacing, not synchronisation), until another answer comes

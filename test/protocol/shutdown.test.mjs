@@ -126,15 +126,22 @@ function storedClientIds(prefix) {
   return out ? out.split('\n') : [];
 }
 
+// A server whose drain may take `bound` ms (the database's own deadline far
+// above the test's steps: a lock the test holds must not time the INSERT
+// out), with n joined clients, the first of which has sent `text` (so the
+// writer is connected).
+async function drainingServer(bound, n, text) {
+  const server = await startServer({ env: { CHATTER_SHUTDOWN_MS: String(bound), CHATTER_DB_TIMEOUT_MS: '30000' } });
+  const clients = [];
+  for (let i = 0; i < n; i++) clients.push(await joined(server.wsUrl));
+  await clients[0].sendOk(`${text} ${uniq()}`);
+  return { server, clients };
+}
+
 test('SIGTERM: listeners closed, sends in flight committed and answered, 1001 to every socket, exit 0 within the bound', async () => {
   const BOUND = 10000;
-  // The database's own deadline far above the test's steps: the lock must
-  // not time the INSERT out while the test holds it.
-  const server = await startServer({ env: { CHATTER_SHUTDOWN_MS: String(BOUND), CHATTER_DB_TIMEOUT_MS: '30000' } });
   const N = 12;
-  const clients = [];
-  for (let i = 0; i < N; i++) clients.push(await joined(server.wsUrl));
-  await clients[0].sendOk(`before the drain ${uniq()}`); // the writer is connected
+  const { server, clients } = await drainingServer(BOUND, N, 'before the drain');
   const http = await keptAlive(server.port);
 
   const tag = uniq('drain').replace(/[^A-Za-z0-9_-]/g, '');
@@ -197,11 +204,8 @@ test('SIGTERM: listeners closed, sends in flight committed and answered, 1001 to
 
 test('past CHATTER_SHUTDOWN_MS (the writer hung with SIGSTOP): unavailable, 1001, nothing stored, exit 1', async () => {
   const BOUND = 1500;
-  const server = await startServer({ env: { CHATTER_SHUTDOWN_MS: String(BOUND), CHATTER_DB_TIMEOUT_MS: '30000' } });
   const N = 4;
-  const clients = [];
-  for (let i = 0; i < N; i++) clients.push(await joined(server.wsUrl));
-  await clients[0].sendOk(`before the hang ${uniq()}`);
+  const { server, clients } = await drainingServer(BOUND, N, 'before the hang');
 
   const tag = uniq('hung').replace(/[^A-Za-z0-9_-]/g, '');
   const lock = await lockMessages();

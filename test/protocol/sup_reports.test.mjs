@@ -9,6 +9,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { startServer } from '../lib/server.mjs';
+import { kill } from './client.mjs';
 
 // The key=value pairs of a logfmt text; values bare or quoted with \" escapes.
 function fields(text) {
@@ -33,19 +34,25 @@ async function waitReport(file, pred, ms = 10000) {
   }
 }
 
-async function kill(server, name) {
-  const r = await fetch(`${server.base}/debug/kill?name=${name}`, { method: 'POST' });
-  await r.text();
-  assert.equal(r.status, 200, `kill ${name}`);
-}
-
-test('a killed child is reported as child_terminated, its restart as started', async () => {
+// A server (CHATTER_DEBUG=1) logging logfmt at `level` to a file of its own
+// in a fresh temporary folder; body(server, file) runs, then the server
+// stops and the folder goes, whatever body did.
+async function withReportLog(level, body) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'chatter-reports-'));
   const file = path.join(dir, 'chatter.log');
   const server = await startServer({
-    env: { LOG_FORMAT: 'logfmt', LOG_FILE: file, LOG_LEVEL: 'debug', CHATTER_DEBUG: '1' },
+    env: { LOG_FORMAT: 'logfmt', LOG_FILE: file, LOG_LEVEL: level, CHATTER_DEBUG: '1' },
   });
   try {
+    await body(server, file);
+  } finally {
+    await server.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+test('a killed child is reported as child_terminated, its restart as started', async () => {
+  await withReportLog('debug', async (server, file) => {
     // the tree's own start: a progress report per static child
     const { hit: first } = await waitReport(file, (f) => f.context === 'started' && f.child === 'pubsub');
     assert.equal(first.supervisor, 'chatter');
@@ -54,7 +61,7 @@ test('a killed child is reported as child_terminated, its restart as started', a
     assert.equal(first.shutdown, '5000');
     assert.match(first.pid, /^<\d+\.\d+\.\d+>$/);
 
-    await kill(server, 'pubsub');
+    await kill(assert, server, 'pubsub');
     const { hit: term } = await waitReport(file, (f) => f.context === 'child_terminated' && f.child === 'pubsub');
     assert.equal(term.supervisor, 'chatter');
     assert.equal(term.reason, 'killed');
@@ -67,26 +74,15 @@ test('a killed child is reported as child_terminated, its restart as started', a
     assert.match(lines[0], /level=error/);
     const started = fs.readFileSync(file, 'utf8').split('\n').find((l) => l.includes('context=started'));
     assert.match(started, /level=debug/);
-  } finally {
-    await server.stop();
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });
 
 test('at the default level there are no progress reports, only supervisor reports', async () => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'chatter-reports-'));
-  const file = path.join(dir, 'chatter.log');
-  const server = await startServer({
-    env: { LOG_FORMAT: 'logfmt', LOG_FILE: file, LOG_LEVEL: 'info', CHATTER_DEBUG: '1' },
-  });
-  try {
-    await kill(server, 'presence');
+  await withReportLog('info', async (server, file) => {
+    await kill(assert, server, 'presence');
     await waitReport(file, (f) => f.context === 'child_terminated' && f.child === 'presence');
     const r = await fetch(`${server.base}/healthz`);
     await r.text();
     assert.doesNotMatch(fs.readFileSync(file, 'utf8'), /context=started/);
-  } finally {
-    await server.stop();
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });

@@ -7,7 +7,9 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startServer } from '../lib/server.mjs';
-import { connect, joined, closeAll, uniq, checkAlive, readDirectory } from './client.mjs';
+import {
+  connect, joined, closeAll, uniq, checkAlive, readDirectory, kill as killActor,
+} from './client.mjs';
 
 let server;
 before(async () => { server = await startServer({ env: { CHATTER_NEW_USERS_PER_MINUTE: '0', CHATTER_DEBUG: '1' } }); });
@@ -24,9 +26,7 @@ async function leaveIntensityWindow() {
 }
 async function kill(name) {
   lastKill = Date.now();
-  const r = await fetch(`${server.base}/debug/kill?name=${name}`, { method: 'POST' });
-  await r.text(); // an unread body keeps the connection (and node) alive
-  assert.equal(r.status, 200, `kill ${name}`);
+  await killActor(assert, server, name);
 }
 
 async function healthy() {
