@@ -40,48 +40,13 @@
 
 /* ------------------------------------------------------------ the wrapper */
 
-#ifdef FAULT_ALL
-void *__real_malloc(size_t n);
-void *__real_calloc(size_t n, size_t size);
-void *__real_realloc(void *p, size_t n);
-char *__real_strdup(const char *s);
-#define REAL(f) __real_##f
-#else
-#define REAL(f) f
+/* fault_repo: the app's objects call fault_malloc etc. (objcopy), which call
+ * libc's; fault_repo_all: every call is wrapped (ld --wrap), the default. */
+#ifndef FAULT_ALL
+#define FAULT_WRAP(f) fault_##f
+#define FAULT_REAL(f) f
 #endif
-
-static atomic_bool g_armed;
-static atomic_long g_count;  /* allocations since armed */
-static long g_fail_at;       /* 0: none */
-static atomic_long g_failed; /* how many were failed */
-
-/* ASan's, when linked in: where the failed allocation was (FAULT_TRACE=1). */
-extern void __sanitizer_print_stack_trace(void) __attribute__((weak));
-static bool g_trace;
-
-static bool fail_now(void)
-{
-    if (!atomic_load_explicit(&g_armed, memory_order_relaxed)) return false;
-    long k = atomic_fetch_add(&g_count, 1) + 1;
-    if (k != g_fail_at) return false;
-    atomic_fetch_add(&g_failed, 1);
-    if (g_trace && __sanitizer_print_stack_trace) __sanitizer_print_stack_trace();
-    return true;
-}
-
-#ifdef FAULT_ALL
-#define WRAP(f) __wrap_##f
-#else
-#define WRAP(f) fault_##f
-#endif
-void *WRAP(malloc)(size_t n);
-void *WRAP(calloc)(size_t n, size_t size);
-void *WRAP(realloc)(void *p, size_t n);
-char *WRAP(strdup)(const char *s);
-void *WRAP(malloc)(size_t n) { return fail_now() ? NULL : REAL(malloc)(n); }
-void *WRAP(calloc)(size_t n, size_t size) { return fail_now() ? NULL : REAL(calloc)(n, size); }
-void *WRAP(realloc)(void *p, size_t n) { return fail_now() ? NULL : REAL(realloc)(p, n); }
-char *WRAP(strdup)(const char *s) { return fail_now() ? NULL : REAL(strdup)(s); }
+#include "fault_loop.h" /* test/runtime/: the wrappers and main's loop */
 
 /* ------------------------------------------------------------ actors */
 
@@ -110,7 +75,7 @@ typedef struct drive_req { char user_id[PROTO_UUID_LEN + 1]; } drive_req_t;
 static int dr_init(void *args, void **state)
 {
     (void)args;
-    *state = REAL(calloc)(1, sizeof(driver_t)); /* the harness: never failed */
+    *state = FAULT_REAL(calloc)(1, sizeof(driver_t)); /* the harness: never failed */
     return *state ? ACT_OK : ACT_ENOMEM;
 }
 
@@ -198,9 +163,7 @@ static int one_run(long fail_at, long *count_out)
     if (!w || !drv || !writer_up()) return 11;
 
     int bad = 0;
-    g_fail_at = fail_at;
-    atomic_store(&g_count, 0);
-    atomic_store(&g_armed, true);
+    fault_arm(fail_at);
 
     repo_name_req_t nq;
     memset(&nq, 0, sizeof nq);
@@ -245,8 +208,7 @@ static int one_run(long fail_at, long *count_out)
         rc = act_call(repo_writer(), REPO_FIND_CLIENT_ID, &fq, sizeof fq, &reply, CALL_MS);
         bad |= check_call("send: find client_id", rc, reply, REPO_INSERTED);
     }
-    atomic_store(&g_armed, false);
-    *count_out = atomic_load(&g_count);
+    *count_out = fault_disarm();
     act_stop_system();
     return bad ? 3 : 0;
 }
@@ -266,52 +228,8 @@ int main(void)
         return 1;
     }
     repo_mark_migrated();
-    long stride = getenv("FAULT_STRIDE") ? atol(getenv("FAULT_STRIDE")) : 1;
-    g_trace = getenv("FAULT_TRACE") != NULL;
-    long only = getenv("FAULT_ONLY") ? atol(getenv("FAULT_ONLY")) : 0; /* one N */
-    if (stride < 1) stride = 1;
-
-    /* The unarmed run: how many allocations the path makes. */
-    int pipefd[2];
-    if (pipe(pipefd) != 0) return 1;
-    pid_t p = fork();
-    if (p == 0) {
-        long count = 0;
-        int code = one_run(0, &count);
-        if (write(pipefd[1], &count, sizeof count) != sizeof count) code = 12;
-        _exit(code);
-    }
-    long total = 0;
-    int st;
-    if (read(pipefd[0], &total, sizeof total) != sizeof total) total = 0;
-    waitpid(p, &st, 0);
-    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0 || total <= 0) {
-        fprintf(stderr, "fault_repo: the unarmed run failed (status %d)\n", st);
-        return 1;
-    }
-    printf("fault_repo: %ld allocations along a join and a send; failing N = 1..%ld step %ld\n",
-           total, total, stride);
-    fflush(stdout);
-
-    int failures = 0, runs = 0;
-    for (long n = only ? only : 1; n <= (only ? only : total); n += stride) {
-        fflush(stdout);
-        fflush(stderr);
-        p = fork();
-        if (p == 0) {
-            long count = 0;
-            exit(one_run(n, &count)); /* exit(), not _exit(): LSan checks at exit */
-        }
-        waitpid(p, &st, 0);
-        runs++;
-        if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-            failures++;
-            if (WIFSIGNALED(st))
-                printf("fault_repo: N=%ld: killed by signal %d\n", n, WTERMSIG(st));
-            else
-                printf("fault_repo: N=%ld: exit %d\n", n, WEXITSTATUS(st));
-        }
-    }
+    int failures = fault_loop("fault_repo", "a join and a send", one_run);
+    if (failures < 0) return 1;
 
     /* The runs' messages and users, so that the lobby holds no test text. */
     PGconn *pg = PQconnectdb(url);
@@ -321,6 +239,5 @@ int main(void)
         PQclear(PQexec(pg, "DELETE FROM users WHERE name LIKE 'fault-%'"));
     }
     PQfinish(pg);
-    printf("fault_repo: %d runs, %d failed\n", runs, failures);
     return failures ? 1 : 0;
 }
