@@ -87,12 +87,12 @@ $(B)/fault/libchatter.a: $(B)/libchatter.a $(B)/obj/runtime/buf.o $(B)/obj/runti
 	@mkdir -p $(dir $@)
 	cp $< $@.tmp && ar rcs $@.tmp $(B)/obj/runtime/buf.o $(B)/obj/runtime/vec.o
 	objcopy $(foreach f,$(FAULT_SYMS),--redefine-sym $(f)=fault_$(f)) $@.tmp $@ && rm $@.tmp
-$(B)/test/app/fault_repo: test/app/fault_repo.c test/runtime/fault_loop.h $(B)/fault/libchatter.a $(B)/libact.a
+$(B)/test/app/fault_repo: test/app/fault_repo.c test/runtime/fault_loop.h test/app/db_test.h $(B)/fault/libchatter.a $(B)/libact.a
 	@mkdir -p $(dir $@)
-	$(CC) $(APP_CFLAGS) -Itest/runtime $< $(B)/fault/libchatter.a $(B)/libact.a $(APP_LIBS) -o $@
-$(B)/test/app/fault_repo_all: test/app/fault_repo.c test/runtime/fault_loop.h $(B)/libchatter.a $(B)/libact.a
+	$(CC) $(APP_CFLAGS) $(CHECK_CFLAGS) -Itest/runtime $< $(B)/fault/libchatter.a $(B)/libact.a $(APP_LIBS) -o $@
+$(B)/test/app/fault_repo_all: test/app/fault_repo.c test/runtime/fault_loop.h test/app/db_test.h $(B)/libchatter.a $(B)/libact.a
 	@mkdir -p $(dir $@)
-	$(CC) $(APP_CFLAGS) -Itest/runtime -DFAULT_ALL $< $(B)/libchatter.a $(B)/libact.a $(APP_LIBS) \
+	$(CC) $(APP_CFLAGS) $(CHECK_CFLAGS) -Itest/runtime -DFAULT_ALL $< $(B)/libchatter.a $(B)/libact.a $(APP_LIBS) \
 	  -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=strdup -o $@
 
 # fault_runtime: the runtime alone (libact.a), every allocation wrapped

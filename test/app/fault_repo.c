@@ -34,6 +34,7 @@
 
 #include "app.h"
 #include "db.h"
+#include "db_test.h"
 #include "repo.h"
 
 #define CALL_MS 4000
@@ -217,22 +218,13 @@ static int one_run(long fail_at, long *count_out)
 
 int main(void)
 {
-    const char *url = getenv("DATABASE_URL");
-    if (!url) {
-        fprintf(stderr, "fault_repo: set DATABASE_URL\n");
-        return 1;
-    }
-    char err[512] = "";
-    if (db_migrate(url, "sql", NULL, err, sizeof err) != 0) {
-        fprintf(stderr, "fault_repo: migrations failed: %s\n", err);
-        return 1;
-    }
+    if (db_test_migrate("fault_repo") != 0) return 1;
     repo_mark_migrated();
     int failures = fault_loop("fault_repo", "a join and a send", one_run);
     if (failures < 0) return 1;
 
     /* The runs' messages and users, so that the lobby holds no test text. */
-    PGconn *pg = PQconnectdb(url);
+    PGconn *pg = PQconnectdb(url());
     if (PQstatus(pg) == CONNECTION_OK) {
         PQclear(PQexec(pg, "DELETE FROM messages WHERE user_id IN"
                            " (SELECT id FROM users WHERE name LIKE 'fault-%')"));

@@ -18,17 +18,12 @@
 #include <uv.h>
 
 #include "db.h"
+#include "db_test.h"
 
 #define WAIT_MS 10000
 
 static uv_loop_t loop;
 static char uniq[64];  /* this process's suffix for user names */
-
-static const char *url(void)
-{
-    const char *u = getenv("DATABASE_URL");
-    return u ? u : "";
-}
 
 /* ------------------------------------------------------------ loop driving */
 
@@ -1175,20 +1170,8 @@ static Suite *db_suite(void)
 
 int main(void)
 {
-    if (!getenv("DATABASE_URL")) {
-        fprintf(stderr, "test_db: set DATABASE_URL (e.g. $(bash sql/devdb.sh url))\n");
-        return 1;
-    }
-    /* Every case needs the schema, whichever cases CK_RUN_CASE selects. */
-    char err[512] = "";
-    if (db_migrate(url(), "sql", NULL, err, sizeof err) != 0) {
-        fprintf(stderr, "test_db: migrations failed: %s\n", err);
-        return 1;
-    }
-    SRunner *sr = srunner_create(db_suite());
-    srunner_run_all(sr, CK_ENV);  /* CK_VERBOSITY=verbose lists each test */
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    if (db_test_migrate("test_db") != 0) return 1;
+    int failed = db_test_run(db_suite());
     resume_stopped();     /* whatever happened above */
     ensure_cluster_up();
     return failed ? 1 : 0;

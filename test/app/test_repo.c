@@ -20,6 +20,7 @@
 
 #include "app.h"
 #include "db.h"
+#include "db_test.h"
 #include "pubsub.h"
 #include "repo.h"
 
@@ -27,12 +28,6 @@
 #define CALL_MS 15000
 
 static char uniq[64];
-
-static const char *url(void)
-{
-    const char *u = getenv("DATABASE_URL");
-    return u ? u : "";
-}
 
 /* Polls pred every 5 ms for at most ms; returns its last value. */
 static bool poll_until(bool (*pred)(void *), void *arg, unsigned ms)
@@ -670,19 +665,8 @@ static Suite *repo_suite(void)
 
 int main(void)
 {
-    if (!getenv("DATABASE_URL")) {
-        fprintf(stderr, "test_repo: set DATABASE_URL (e.g. $(bash sql/devdb.sh url))\n");
-        return 1;
-    }
-    char err[512] = "";
-    if (db_migrate(url(), "sql", NULL, err, sizeof err) != 0) {
-        fprintf(stderr, "test_repo: migrations failed: %s\n", err);
-        return 1;
-    }
-    SRunner *sr = srunner_create(repo_suite());
-    srunner_run_all(sr, CK_ENV);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    if (db_test_migrate("test_repo") != 0) return 1;
+    int failed = db_test_run(repo_suite());
     resume_stopped();
     return failed ? 1 : 0;
 }
