@@ -64,63 +64,12 @@ static void sink_handle(void *state, act_msg_t *m)
 }
 static const act_behaviour_t sink = {"fault_pubsub", sink_init, sink_handle, NULL};
 
-#define DRIVE 9200
 #define NREQ 3
 
-/* Sends NREQ inserts in one turn; answers the test's call with how many
- * were answered (a reply or an ACT_MSG_TIMEOUT: the latter is a failure). */
-typedef struct driver { act_msg_t *call; act_ref_t refs[NREQ]; int got, timeouts; } driver_t;
-
-typedef struct drive_req { char user_id[PROTO_UUID_LEN + 1]; } drive_req_t;
-
-static int dr_init(void *args, void **state)
-{
-    (void)args;
-    *state = FAULT_REAL(calloc)(1, sizeof(driver_t)); /* the harness: never failed */
-    return *state ? ACT_OK : ACT_ENOMEM;
-}
-
-static void dr_handle(void *state, act_msg_t *m)
-{
-    driver_t *d = state;
-    if (m->type == DRIVE) {
-        const drive_req_t *rq = m->data;
-        d->call = act_msg_keep(m);
-        d->got = d->timeouts = 0;
-        for (int i = 0; i < NREQ; i++) {
-            struct { repo_insert_req_t h; char text[16]; } ins;
-            memset(&ins, 0, sizeof ins);
-            snprintf(ins.h.user_id, sizeof ins.h.user_id, "%s", rq->user_id);
-            snprintf(ins.h.client_id, sizeof ins.h.client_id, "f%d", i);
-            ins.h.content_len = (size_t)snprintf(ins.h.content, 16, "fault %d", i);
-            d->refs[i] = act_request(repo_writer(), REPO_INSERT, &ins, sizeof ins, CALL_MS);
-            if (!d->refs[i]) d->got++; /* refused at once (no memory): an answer */
-        }
-    } else {
-        for (int i = 0; i < NREQ; i++) {
-            if (!d->refs[i] || d->refs[i] != m->ref) continue;
-            d->refs[i] = 0;
-            d->got++;
-            if (m->type == ACT_MSG_TIMEOUT) d->timeouts++;
-        }
-    }
-    if (d->call && d->got == NREQ) {
-        int out[2] = {d->got, d->timeouts};
-        act_reply(d->call, DRIVE, out, sizeof out);
-        act_msg_free(d->call);
-        d->call = NULL;
-    }
-}
-
-static void dr_terminate(void *state, act_reason_t why)
-{
-    (void)why;
-    driver_t *d = state;
-    act_msg_free(d->call);
-    free(d);
-}
-
-static const act_behaviour_t driver = {"fault_driver", dr_init, dr_handle, dr_terminate};
+/* The driver (shared with test_repo.c): its state from the libc's calloc,
+ * never failed (the harness's, not the path's). */
+#define REPO_DRIVER_CALLOC FAULT_REAL(calloc)
+#include "repo_driver.h"
 
 /* ------------------------------------------------------------ one run */
 
@@ -160,7 +109,7 @@ static int one_run(long fail_at, long *count_out)
     act_spawn_opts_t wo = {.name = "repo.0", .scheduler = ACT_SCHED_ON(0)};
     act_pid_t w = act_spawn(repo_conn_behaviour(), (void *)(intptr_t)0, &wo, NULL);
     act_spawn_opts_t dopt = {.scheduler = ACT_SCHED_ON(1)};
-    act_pid_t drv = act_spawn(&driver, NULL, &dopt, NULL);
+    act_pid_t drv = act_spawn(&repo_driver, NULL, &dopt, NULL);
     if (!w || !drv || !writer_up()) return 11;
 
     int bad = 0;
@@ -180,12 +129,30 @@ static int one_run(long fail_at, long *count_out)
     if (uid[0]) {
         /* The writer may have died above: wait for nothing, use whoever is
          * repo.0 (nobody restarts it here; a dead one answers noproc). */
+        /* NREQ inserts sent by the driver in one turn (so that one goes
+         * alone and two meet in a batch started from the first one's
+         * callback); each must be answered, none by its timeout. */
+        struct { repo_insert_req_t h; char text[16]; } ins[NREQ];
         drive_req_t dq;
-        snprintf(dq.user_id, sizeof dq.user_id, "%s", uid);
+        memset(ins, 0, sizeof ins);
+        memset(&dq, 0, sizeof dq);
+        dq.n = NREQ;
+        for (int i = 0; i < NREQ; i++) {
+            snprintf(ins[i].h.user_id, sizeof ins[i].h.user_id, "%s", uid);
+            snprintf(ins[i].h.client_id, sizeof ins[i].h.client_id, "f%d", i);
+            ins[i].h.content_len = (size_t)snprintf(ins[i].h.content, 16, "fault %d", i);
+            dq.type[i] = REPO_INSERT;
+            dq.data[i] = &ins[i];
+            dq.size[i] = sizeof ins[i];
+        }
         reply = NULL;
         rc = act_call(drv, DRIVE, &dq, sizeof dq, &reply, 3 * CALL_MS);
+        int timeouts = 0;
+        if (rc == ACT_OK)
+            for (int i = 0; i < NREQ; i++)
+                timeouts += ((const drive_out_t *)reply->data)->type[i] == ACT_MSG_TIMEOUT;
         /* ACT_ENOMEM: the harness's own call was refused at once, no test. */
-        if ((rc != ACT_OK && rc != ACT_ENOMEM) || (rc == ACT_OK && ((int *)reply->data)[1] != 0)) {
+        if ((rc != ACT_OK && rc != ACT_ENOMEM) || timeouts != 0) {
             fprintf(stderr, "  send: %s\n",
                     rc != ACT_OK ? act_strerror(rc) : "an insert was never answered");
             bad = 1;

@@ -82,79 +82,7 @@ static int broadcasts_of(int64_t seq)
 
 /* ------------------------------------------------------------ driver */
 
-#define DRIVE 9000
-#define DRIVE_MAX 16
-
-typedef struct drive_req {
-    size_t n;
-    int type[DRIVE_MAX];
-    size_t size[DRIVE_MAX];
-    void *data[DRIVE_MAX]; /* owned by the test, alive during the call */
-} drive_req_t;
-
-typedef struct drive_out {
-    int rc[DRIVE_MAX];
-    bool existed[DRIVE_MAX];
-    int64_t seq[DRIVE_MAX];
-    char frag[DRIVE_MAX][512];
-} drive_out_t;
-
-typedef struct driver {
-    act_msg_t *call; /* the test's request, answered when all are in */
-    size_t n, got;
-    act_ref_t refs[DRIVE_MAX];
-    drive_out_t out;
-} driver_t;
-
-static int dr_init(void *args, void **state)
-{
-    (void)args;
-    *state = calloc(1, sizeof(driver_t));
-    return *state ? ACT_OK : ACT_ENOMEM;
-}
-
-static void dr_handle(void *state, act_msg_t *m)
-{
-    driver_t *d = state;
-    if (m->type == DRIVE) {
-        const drive_req_t *rq = m->data;
-        memset(d, 0, sizeof *d);
-        d->call = act_msg_keep(m);
-        d->n = rq->n;
-        for (size_t i = 0; i < rq->n; i++)
-            d->refs[i] = act_request(repo_writer(), rq->type[i], rq->data[i], rq->size[i],
-                                     CALL_MS);
-        return;
-    }
-    for (size_t i = 0; i < d->n; i++) {
-        if (d->refs[i] != m->ref) continue;
-        d->refs[i] = 0;
-        if (m->type == REPO_INSERTED) {
-            const repo_inserted_t *r = m->data;
-            d->out.rc[i] = r->rc;
-            d->out.existed[i] = r->existed;
-            d->out.seq[i] = r->seq;
-            snprintf(d->out.frag[i], sizeof d->out.frag[i], "%.*s", (int)r->frag_len, r->frag);
-        } else {
-            d->out.rc[i] = -100; /* timed out or something else */
-        }
-        if (++d->got == d->n) {
-            act_reply(d->call, DRIVE, &d->out, sizeof d->out);
-            act_msg_free(d->call);
-            d->call = NULL;
-        }
-    }
-}
-
-static void dr_terminate(void *state, act_reason_t why)
-{
-    (void)why;
-    driver_t *d = state;
-    act_msg_free(d->call);
-    free(d);
-}
-
-static const act_behaviour_t driver = {"driver", dr_init, dr_handle, dr_terminate};
+#include "repo_driver.h" /* the driver actor, shared with fault_repo.c */
 
 /* ------------------------------------------------------------ fixtures */
 
@@ -190,7 +118,7 @@ static void setup(void)
     ck_assert_int_eq(act_start(&cfg), ACT_OK);
     act_spawn_opts_t po = {.name = APP_NAME_PUBSUB};
     g_pubsub = act_spawn(&fake_pubsub, NULL, &po, NULL);
-    g_driver = act_spawn(&driver, NULL, &(act_spawn_opts_t){0}, NULL);
+    g_driver = act_spawn(&repo_driver, NULL, &(act_spawn_opts_t){0}, NULL);
     ck_assert(g_pubsub && g_driver);
 }
 
