@@ -3,7 +3,7 @@
  * test_repo.c, fault_repo.c) share in main(): the database's URL
  * ($DATABASE_URL: the Makefile sets it to the private cluster of
  * sql/devdb.sh), the migrations every case needs whichever cases
- * CK_RUN_CASE selects, and running a Check suite.
+ * CK_RUN_CASE selects, and running a Check suite (check_main.h).
  */
 #ifndef CHATTER_TEST_DB_TEST_H
 #define CHATTER_TEST_DB_TEST_H
@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "../lib/check_main.h"
 #include "db.h"
 
 static inline const char *url(void)
@@ -40,11 +41,7 @@ static inline int db_test_migrate(const char *prog)
  * many of its tests failed. */
 static inline int db_test_run(Suite *s)
 {
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_ENV);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed;
+    return run_suite(s, CK_ENV);
 }
 
 #endif

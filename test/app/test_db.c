@@ -1123,17 +1123,12 @@ END_TEST
 static Suite *db_suite(void)
 {
     Suite *s = suite_create("db");
-    TCase *mig = tcase_create("migrations");
-    tcase_add_checked_fixture(mig, setup, teardown);
-    tcase_set_timeout(mig, 30);
+    TCase *mig = checked_case(s, "migrations", setup, teardown, 30);
     tcase_add_test(mig, test_migrate_twice_is_noop);
     tcase_add_test(mig, test_migrate_failure_rolls_back);
     tcase_add_test(mig, test_queries_before_and_after_migration);
-    suite_add_tcase(s, mig);
 
-    TCase *q = tcase_create("queries");
-    tcase_add_checked_fixture(q, setup, teardown);
-    tcase_set_timeout(q, 30);
+    TCase *q = checked_case(s, "queries", setup, teardown, 30);
     tcase_add_test(q, test_get_or_create);
     tcase_add_test(q, test_names_unique);
     tcase_add_test(q, test_users_batch_get_or_create);
@@ -1145,26 +1140,19 @@ static Suite *db_suite(void)
     tcase_add_test(q, test_big_batch_flushes_in_pieces);
     tcase_add_test(q, test_client_id_stored_once);
     tcase_add_test(q, test_client_id_race);
-    suite_add_tcase(s, q);
 
-    TCase *conn = tcase_create("connection");
-    tcase_add_checked_fixture(conn, setup, teardown);
-    tcase_set_timeout(conn, 30);
+    TCase *conn = checked_case(s, "connection", setup, teardown, 30);
     tcase_add_test(conn, test_pipeline_order_and_queue_while_connecting);
     tcase_add_test(conn, test_close_fails_pending_with_closed);
     tcase_add_test(conn, test_callbacks_may_submit_and_close);
     tcase_add_test(conn, test_unreachable_is_unavailable);
     tcase_add_test(conn, test_deadline_drops_hung_connection);
     tcase_add_test(conn, test_lock_timeout_fails_statement_only);
-    suite_add_tcase(s, conn);
 
     /* Last: it stops the shared cluster. */
-    TCase *out = tcase_create("outage");
+    TCase *out = checked_case(s, "outage", setup, teardown, 90);
     tcase_add_unchecked_fixture(out, NULL, ensure_cluster_up);
-    tcase_add_checked_fixture(out, setup, teardown);
-    tcase_set_timeout(out, 90);
     tcase_add_test(out, test_outage_and_recovery);
-    suite_add_tcase(s, out);
     return s;
 }
 

@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../lib/check_main.h"
 #include "http.h"
 
 /* ------------------------------------------------------------ helpers */
@@ -834,11 +835,4 @@ static Suite *http_suite(void)
     return s;
 }
 
-int main(void)
-{
-    SRunner *sr = srunner_create(http_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+CHECK_MAIN(http_suite, CK_NORMAL)

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../lib/check_main.h"
 #include "protocol.h"
 #include "unicode.h"
 
@@ -1234,11 +1235,4 @@ static Suite *protocol_suite(void)
     return s;
 }
 
-int main(void)
-{
-    SRunner *sr = srunner_create(protocol_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
-}
+CHECK_MAIN(protocol_suite, CK_NORMAL)

@@ -267,15 +267,12 @@ END_TEST
 
 static Suite *suite(void) {
   Suite *s = suite_create("reports");
-  TCase *tc = tcase_create("supervisor");
-  tcase_add_checked_fixture(tc, setup, rt_teardown);
-  tcase_set_timeout(tc, 60);
+  TCase *tc = checked_case(s, "supervisor", setup, rt_teardown, 60);
   tcase_add_test(tc, started_and_child_terminated);
   tcase_add_test(tc, quiet_ends_are_not_reported);
   tcase_add_test(tc, shutdown_error_when_killed_at_its_timeout);
   tcase_add_test(tc, start_error_for_a_static_child);
   tcase_add_test(tc, shutdown_at_max_restart_intensity);
-  suite_add_tcase(s, tc);
   return s;
 }
 
