@@ -429,6 +429,36 @@ static bool private_cluster(void)
     return strstr(url(), "_build/pg/run") != NULL;
 }
 
+/* The writer with an 800 ms query deadline (CHATTER_DB_TIMEOUT_MS, read
+ * in one place), up, and a user for the test. */
+static void writer_with_deadline(const char *who, char uid[PROTO_UUID_LEN + 1])
+{
+    setenv("CHATTER_DB_TIMEOUT_MS", "800", 1);
+    app_config_load("test_repo");
+    spawn_writer();
+    ck_assert(poll_until(writer_up, NULL, WAIT_MS));
+    user_for(who, uid);
+}
+
+/* After the outage (what): the retry of client_id cid is stored, pushed
+ * exactly once and in one row; says whether it found a late commit.  The
+ * answer is the caller's to free. */
+static repo_inserted_t *retry_stored_once(PGconn *pg, const char *what, const char *uid,
+                                          const char *cid, const char *text)
+{
+    repo_inserted_t *c = call_insert(uid, cid, text);
+    ck_assert_int_eq(c->rc, 0);
+    settle();
+    ck_assert_int_eq(broadcasts_of(c->seq), 1);
+    char sql[256];
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM messages WHERE user_id = '%s' AND client_id = '%s'", uid, cid);
+    ck_assert_int_eq(scalar(pg, sql), 1);
+    fprintf(stderr, "%s: the retry %s\n", what,
+            c->existed ? "found the late commit" : "stored it (the hung insert never committed)");
+    return c;
+}
+
 /* Issue 8 items 15 and 16: the writer's backend is stopped (hung, not
  * dead).  A send is answered unavailable at the deadline, the writer is down
  * (/healthz 503) and answers at once while the old backend cannot be ended;
@@ -438,12 +468,8 @@ static bool private_cluster(void)
 START_TEST(test_hung_writer_unavailable_then_exactly_once)
 {
     if (!private_cluster()) return; /* SIGSTOP only our own cluster */
-    setenv("CHATTER_DB_TIMEOUT_MS", "800", 1);
-    app_config_load("test_repo"); /* configuration is read in one place */
-    spawn_writer();
-    ck_assert(poll_until(writer_up, NULL, WAIT_MS));
     char uid[PROTO_UUID_LEN + 1];
-    user_for("ruth", uid);
+    writer_with_deadline("ruth", uid);
     PGconn *pg = side_conn();
     char q[160];
     snprintf(q, sizeof q, "SELECT pid FROM pg_stat_activity"
@@ -482,15 +508,7 @@ START_TEST(test_hung_writer_unavailable_then_exactly_once)
     settle();
     ck_assert_int_eq(broadcasts_of(late_seq), 1);
     free(d);
-    repo_inserted_t *c = call_insert(uid, "h1", "sent while hung");
-    ck_assert_int_eq(c->rc, 0);
-    settle();
-    ck_assert_int_eq(broadcasts_of(c->seq), 1);
-    snprintf(sql, sizeof sql,
-             "SELECT count(*) FROM messages WHERE user_id = '%s' AND client_id = 'h1'", uid);
-    ck_assert_int_eq(scalar(pg, sql), 1);
-    fprintf(stderr, "hung writer: the retry %s\n",
-            c->existed ? "found the late commit" : "stored it (the hung insert never committed)");
+    repo_inserted_t *c = retry_stored_once(pg, "hung writer", uid, "h1", "sent while hung");
     PQfinish(pg);
     free(a);
     free(b);
@@ -526,12 +544,8 @@ static size_t cluster_pids(int *out, size_t max)
 START_TEST(test_stopped_cluster_unavailable_then_exactly_once)
 {
     if (!private_cluster()) return;
-    setenv("CHATTER_DB_TIMEOUT_MS", "800", 1);
-    app_config_load("test_repo");
-    spawn_writer();
-    ck_assert(poll_until(writer_up, NULL, WAIT_MS));
     char uid[PROTO_UUID_LEN + 1];
-    user_for("sara", uid);
+    writer_with_deadline("sara", uid);
     int pids[64];
     size_t n = cluster_pids(pids, 64);
     ck_assert_uint_ge(n, 2);
@@ -551,17 +565,8 @@ START_TEST(test_stopped_cluster_unavailable_then_exactly_once)
     for (size_t i = 0; i < n; i++) kill(pids[i], SIGCONT);
 
     ck_assert_msg(poll_until(writer_up, NULL, 3 * WAIT_MS), "the writer did not come back");
-    repo_inserted_t *c = call_insert(uid, "s1", "sent while stopped");
-    ck_assert_int_eq(c->rc, 0);
-    settle();
-    ck_assert_int_eq(broadcasts_of(c->seq), 1);
     PGconn *pg = side_conn();
-    char sql[256];
-    snprintf(sql, sizeof sql,
-             "SELECT count(*) FROM messages WHERE user_id = '%s' AND client_id = 's1'", uid);
-    ck_assert_int_eq(scalar(pg, sql), 1);
-    fprintf(stderr, "stopped cluster: the retry %s\n",
-            c->existed ? "found the late commit" : "stored it (the hung insert never committed)");
+    repo_inserted_t *c = retry_stored_once(pg, "stopped cluster", uid, "s1", "sent while stopped");
     PQfinish(pg);
     free(a);
     free(c);
@@ -573,21 +578,15 @@ END_TEST
 static Suite *repo_suite(void)
 {
     Suite *s = suite_create("repo");
-    TCase *c = tcase_create("client_id");
-    tcase_add_checked_fixture(c, setup, teardown);
-    tcase_set_timeout(c, 60);
+    TCase *c = checked_case(s, "client_id", setup, teardown, 60);
     tcase_add_test(c, test_insert_client_id_existed_not_broadcast);
     tcase_add_test(c, test_insert_client_id_within_batch);
     tcase_add_test(c, test_insert_client_id_race);
-    suite_add_tcase(s, c);
 
-    TCase *life = tcase_create("lifecycle");
-    tcase_add_checked_fixture(life, setup, teardown);
-    tcase_set_timeout(life, 60);
+    TCase *life = checked_case(s, "lifecycle", setup, teardown, 60);
     tcase_add_test(life, test_kill_writer_during_migration);
     tcase_add_test(life, test_hung_writer_unavailable_then_exactly_once);
     tcase_add_test(life, test_stopped_cluster_unavailable_then_exactly_once);
-    suite_add_tcase(s, life);
     return s;
 }
 
