@@ -24,12 +24,9 @@
  * N = 1..T in steps of FAULT_STRIDE (default 1; `make test-asan` uses a
  * larger stride to stay short).  Prints what each failing N did. */
 #include <libpq-fe.h>
-#include <signal.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "app.h"

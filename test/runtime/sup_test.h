@@ -1,9 +1,8 @@
 /*
  * sup_test.h -- what the supervisor suites (test_supervisor.c, test_otp.c,
  * test_reports.c) share on top of rt_test.h: a worker child spec (of any
- * behaviour, or an agent), a supervisor started on
- * the next scheduler (its start must succeed), and waiting for a child's
- * n-th init.
+ * behaviour, or an agent), a supervisor started on the next scheduler (its
+ * start must succeed), and waiting for a child's n-th init.
  */
 #ifndef SUP_TEST_H
 #define SUP_TEST_H
