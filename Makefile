@@ -64,11 +64,11 @@ $(B)/libchatter.a: $(APP_OBJ)
 $(B)/chatter: app/main.c $(B)/libchatter.a $(B)/libact.a
 	$(CC) $(APP_CFLAGS) $< $(B)/libchatter.a $(B)/libact.a $(APP_LIBS) -o $@
 
-$(B)/test/runtime/%: test/runtime/%.c $(wildcard test/runtime/*.h) $(B)/libact.a
+$(B)/test/runtime/%: test/runtime/%.c $(wildcard test/runtime/*.h) $(wildcard test/lib/*.h) $(B)/libact.a
 	@mkdir -p $(dir $@)
 	$(CC) $(RT_CFLAGS) -Iruntime -Itest/runtime $(CHECK_CFLAGS) $< $(B)/libact.a $(CHECK_LIBS) $(RT_LIBS) -o $@
 
-$(B)/test/app/%: test/app/%.c $(wildcard test/app/*.h) $(B)/libchatter.a $(B)/libact.a
+$(B)/test/app/%: test/app/%.c $(wildcard test/app/*.h) $(wildcard test/lib/*.h) $(B)/libchatter.a $(B)/libact.a
 	@mkdir -p $(dir $@)
 	$(CC) $(APP_CFLAGS) $(CHECK_CFLAGS) $< $(B)/libchatter.a $(B)/libact.a $(CHECK_LIBS) $(APP_LIBS) -o $@
 
@@ -87,17 +87,17 @@ $(B)/fault/libchatter.a: $(B)/libchatter.a $(B)/obj/runtime/buf.o $(B)/obj/runti
 	@mkdir -p $(dir $@)
 	cp $< $@.tmp && ar rcs $@.tmp $(B)/obj/runtime/buf.o $(B)/obj/runtime/vec.o
 	objcopy $(foreach f,$(FAULT_SYMS),--redefine-sym $(f)=fault_$(f)) $@.tmp $@ && rm $@.tmp
-$(B)/test/app/fault_repo: test/app/fault_repo.c $(B)/fault/libchatter.a $(B)/libact.a
+$(B)/test/app/fault_repo: test/app/fault_repo.c test/runtime/fault_loop.h $(wildcard test/app/*.h) $(wildcard test/lib/*.h) $(B)/fault/libchatter.a $(B)/libact.a
 	@mkdir -p $(dir $@)
-	$(CC) $(APP_CFLAGS) $< $(B)/fault/libchatter.a $(B)/libact.a $(APP_LIBS) -o $@
-$(B)/test/app/fault_repo_all: test/app/fault_repo.c $(B)/libchatter.a $(B)/libact.a
+	$(CC) $(APP_CFLAGS) $(CHECK_CFLAGS) -Itest/runtime $< $(B)/fault/libchatter.a $(B)/libact.a $(APP_LIBS) -o $@
+$(B)/test/app/fault_repo_all: test/app/fault_repo.c test/runtime/fault_loop.h $(wildcard test/app/*.h) $(wildcard test/lib/*.h) $(B)/libchatter.a $(B)/libact.a
 	@mkdir -p $(dir $@)
-	$(CC) $(APP_CFLAGS) -DFAULT_ALL $< $(B)/libchatter.a $(B)/libact.a $(APP_LIBS) \
+	$(CC) $(APP_CFLAGS) $(CHECK_CFLAGS) -Itest/runtime -DFAULT_ALL $< $(B)/libchatter.a $(B)/libact.a $(APP_LIBS) \
 	  -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=strdup -o $@
 
 # fault_runtime: the runtime alone (libact.a), every allocation wrapped
 # (ld --wrap), along a call, a request and a supervisor's start_child.
-$(B)/test/runtime/fault_runtime: test/runtime/fault_runtime.c $(B)/libact.a
+$(B)/test/runtime/fault_runtime: test/runtime/fault_runtime.c test/runtime/fault_loop.h $(B)/libact.a
 	@mkdir -p $(dir $@)
 	$(CC) $(RT_CFLAGS) -Iruntime $< $(B)/libact.a $(RT_LIBS) \
 	  -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=strdup -o $@

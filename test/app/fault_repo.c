@@ -24,64 +24,27 @@
  * N = 1..T in steps of FAULT_STRIDE (default 1; `make test-asan` uses a
  * larger stride to stay short).  Prints what each failing N did. */
 #include <libpq-fe.h>
-#include <signal.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "app.h"
 #include "db.h"
+#include "db_test.h"
 #include "repo.h"
 
 #define CALL_MS 4000
 
 /* ------------------------------------------------------------ the wrapper */
 
-#ifdef FAULT_ALL
-void *__real_malloc(size_t n);
-void *__real_calloc(size_t n, size_t size);
-void *__real_realloc(void *p, size_t n);
-char *__real_strdup(const char *s);
-#define REAL(f) __real_##f
-#else
-#define REAL(f) f
+/* fault_repo: the app's objects call fault_malloc etc. (objcopy), which call
+ * libc's; fault_repo_all: every call is wrapped (ld --wrap), the default. */
+#ifndef FAULT_ALL
+#define FAULT_WRAP(f) fault_##f
+#define FAULT_REAL(f) f
 #endif
-
-static atomic_bool g_armed;
-static atomic_long g_count;  /* allocations since armed */
-static long g_fail_at;       /* 0: none */
-static atomic_long g_failed; /* how many were failed */
-
-/* ASan's, when linked in: where the failed allocation was (FAULT_TRACE=1). */
-extern void __sanitizer_print_stack_trace(void) __attribute__((weak));
-static bool g_trace;
-
-static bool fail_now(void)
-{
-    if (!atomic_load_explicit(&g_armed, memory_order_relaxed)) return false;
-    long k = atomic_fetch_add(&g_count, 1) + 1;
-    if (k != g_fail_at) return false;
-    atomic_fetch_add(&g_failed, 1);
-    if (g_trace && __sanitizer_print_stack_trace) __sanitizer_print_stack_trace();
-    return true;
-}
-
-#ifdef FAULT_ALL
-#define WRAP(f) __wrap_##f
-#else
-#define WRAP(f) fault_##f
-#endif
-void *WRAP(malloc)(size_t n);
-void *WRAP(calloc)(size_t n, size_t size);
-void *WRAP(realloc)(void *p, size_t n);
-char *WRAP(strdup)(const char *s);
-void *WRAP(malloc)(size_t n) { return fail_now() ? NULL : REAL(malloc)(n); }
-void *WRAP(calloc)(size_t n, size_t size) { return fail_now() ? NULL : REAL(calloc)(n, size); }
-void *WRAP(realloc)(void *p, size_t n) { return fail_now() ? NULL : REAL(realloc)(p, n); }
-char *WRAP(strdup)(const char *s) { return fail_now() ? NULL : REAL(strdup)(s); }
+#include "fault_loop.h" /* test/runtime/: the wrappers and main's loop */
 
 /* ------------------------------------------------------------ actors */
 
@@ -98,63 +61,12 @@ static void sink_handle(void *state, act_msg_t *m)
 }
 static const act_behaviour_t sink = {"fault_pubsub", sink_init, sink_handle, NULL};
 
-#define DRIVE 9200
 #define NREQ 3
 
-/* Sends NREQ inserts in one turn; answers the test's call with how many
- * were answered (a reply or an ACT_MSG_TIMEOUT: the latter is a failure). */
-typedef struct driver { act_msg_t *call; act_ref_t refs[NREQ]; int got, timeouts; } driver_t;
-
-typedef struct drive_req { char user_id[PROTO_UUID_LEN + 1]; } drive_req_t;
-
-static int dr_init(void *args, void **state)
-{
-    (void)args;
-    *state = REAL(calloc)(1, sizeof(driver_t)); /* the harness: never failed */
-    return *state ? ACT_OK : ACT_ENOMEM;
-}
-
-static void dr_handle(void *state, act_msg_t *m)
-{
-    driver_t *d = state;
-    if (m->type == DRIVE) {
-        const drive_req_t *rq = m->data;
-        d->call = act_msg_keep(m);
-        d->got = d->timeouts = 0;
-        for (int i = 0; i < NREQ; i++) {
-            struct { repo_insert_req_t h; char text[16]; } ins;
-            memset(&ins, 0, sizeof ins);
-            snprintf(ins.h.user_id, sizeof ins.h.user_id, "%s", rq->user_id);
-            snprintf(ins.h.client_id, sizeof ins.h.client_id, "f%d", i);
-            ins.h.content_len = (size_t)snprintf(ins.h.content, 16, "fault %d", i);
-            d->refs[i] = act_request(repo_writer(), REPO_INSERT, &ins, sizeof ins, CALL_MS);
-            if (!d->refs[i]) d->got++; /* refused at once (no memory): an answer */
-        }
-    } else {
-        for (int i = 0; i < NREQ; i++) {
-            if (!d->refs[i] || d->refs[i] != m->ref) continue;
-            d->refs[i] = 0;
-            d->got++;
-            if (m->type == ACT_MSG_TIMEOUT) d->timeouts++;
-        }
-    }
-    if (d->call && d->got == NREQ) {
-        int out[2] = {d->got, d->timeouts};
-        act_reply(d->call, DRIVE, out, sizeof out);
-        act_msg_free(d->call);
-        d->call = NULL;
-    }
-}
-
-static void dr_terminate(void *state, act_reason_t why)
-{
-    (void)why;
-    driver_t *d = state;
-    act_msg_free(d->call);
-    free(d);
-}
-
-static const act_behaviour_t driver = {"fault_driver", dr_init, dr_handle, dr_terminate};
+/* The driver (shared with test_repo.c): its state from the libc's calloc,
+ * never failed (the harness's, not the path's). */
+#define REPO_DRIVER_CALLOC FAULT_REAL(calloc)
+#include "repo_driver.h"
 
 /* ------------------------------------------------------------ one run */
 
@@ -194,13 +106,11 @@ static int one_run(long fail_at, long *count_out)
     act_spawn_opts_t wo = {.name = "repo.0", .scheduler = ACT_SCHED_ON(0)};
     act_pid_t w = act_spawn(repo_conn_behaviour(), (void *)(intptr_t)0, &wo, NULL);
     act_spawn_opts_t dopt = {.scheduler = ACT_SCHED_ON(1)};
-    act_pid_t drv = act_spawn(&driver, NULL, &dopt, NULL);
+    act_pid_t drv = act_spawn(&repo_driver, NULL, &dopt, NULL);
     if (!w || !drv || !writer_up()) return 11;
 
     int bad = 0;
-    g_fail_at = fail_at;
-    atomic_store(&g_count, 0);
-    atomic_store(&g_armed, true);
+    fault_arm(fail_at);
 
     repo_name_req_t nq;
     memset(&nq, 0, sizeof nq);
@@ -216,12 +126,30 @@ static int one_run(long fail_at, long *count_out)
     if (uid[0]) {
         /* The writer may have died above: wait for nothing, use whoever is
          * repo.0 (nobody restarts it here; a dead one answers noproc). */
+        /* NREQ inserts sent by the driver in one turn (so that one goes
+         * alone and two meet in a batch started from the first one's
+         * callback); each must be answered, none by its timeout. */
+        struct { repo_insert_req_t h; char text[16]; } ins[NREQ];
         drive_req_t dq;
-        snprintf(dq.user_id, sizeof dq.user_id, "%s", uid);
+        memset(ins, 0, sizeof ins);
+        memset(&dq, 0, sizeof dq);
+        dq.n = NREQ;
+        for (int i = 0; i < NREQ; i++) {
+            snprintf(ins[i].h.user_id, sizeof ins[i].h.user_id, "%s", uid);
+            snprintf(ins[i].h.client_id, sizeof ins[i].h.client_id, "f%d", i);
+            ins[i].h.content_len = (size_t)snprintf(ins[i].h.content, 16, "fault %d", i);
+            dq.type[i] = REPO_INSERT;
+            dq.data[i] = &ins[i];
+            dq.size[i] = sizeof ins[i];
+        }
         reply = NULL;
         rc = act_call(drv, DRIVE, &dq, sizeof dq, &reply, 3 * CALL_MS);
+        int timeouts = 0;
+        if (rc == ACT_OK)
+            for (int i = 0; i < NREQ; i++)
+                timeouts += ((const drive_out_t *)reply->data)->type[i] == ACT_MSG_TIMEOUT;
         /* ACT_ENOMEM: the harness's own call was refused at once, no test. */
-        if ((rc != ACT_OK && rc != ACT_ENOMEM) || (rc == ACT_OK && ((int *)reply->data)[1] != 0)) {
+        if ((rc != ACT_OK && rc != ACT_ENOMEM) || timeouts != 0) {
             fprintf(stderr, "  send: %s\n",
                     rc != ACT_OK ? act_strerror(rc) : "an insert was never answered");
             bad = 1;
@@ -245,8 +173,7 @@ static int one_run(long fail_at, long *count_out)
         rc = act_call(repo_writer(), REPO_FIND_CLIENT_ID, &fq, sizeof fq, &reply, CALL_MS);
         bad |= check_call("send: find client_id", rc, reply, REPO_INSERTED);
     }
-    atomic_store(&g_armed, false);
-    *count_out = atomic_load(&g_count);
+    *count_out = fault_disarm();
     act_stop_system();
     return bad ? 3 : 0;
 }
@@ -255,72 +182,18 @@ static int one_run(long fail_at, long *count_out)
 
 int main(void)
 {
-    const char *url = getenv("DATABASE_URL");
-    if (!url) {
-        fprintf(stderr, "fault_repo: set DATABASE_URL\n");
-        return 1;
-    }
-    char err[512] = "";
-    if (db_migrate(url, "sql", NULL, err, sizeof err) != 0) {
-        fprintf(stderr, "fault_repo: migrations failed: %s\n", err);
-        return 1;
-    }
+    if (db_test_migrate("fault_repo") != 0) return 1;
     repo_mark_migrated();
-    long stride = getenv("FAULT_STRIDE") ? atol(getenv("FAULT_STRIDE")) : 1;
-    g_trace = getenv("FAULT_TRACE") != NULL;
-    long only = getenv("FAULT_ONLY") ? atol(getenv("FAULT_ONLY")) : 0; /* one N */
-    if (stride < 1) stride = 1;
-
-    /* The unarmed run: how many allocations the path makes. */
-    int pipefd[2];
-    if (pipe(pipefd) != 0) return 1;
-    pid_t p = fork();
-    if (p == 0) {
-        long count = 0;
-        int code = one_run(0, &count);
-        if (write(pipefd[1], &count, sizeof count) != sizeof count) code = 12;
-        _exit(code);
-    }
-    long total = 0;
-    int st;
-    if (read(pipefd[0], &total, sizeof total) != sizeof total) total = 0;
-    waitpid(p, &st, 0);
-    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0 || total <= 0) {
-        fprintf(stderr, "fault_repo: the unarmed run failed (status %d)\n", st);
-        return 1;
-    }
-    printf("fault_repo: %ld allocations along a join and a send; failing N = 1..%ld step %ld\n",
-           total, total, stride);
-    fflush(stdout);
-
-    int failures = 0, runs = 0;
-    for (long n = only ? only : 1; n <= (only ? only : total); n += stride) {
-        fflush(stdout);
-        fflush(stderr);
-        p = fork();
-        if (p == 0) {
-            long count = 0;
-            exit(one_run(n, &count)); /* exit(), not _exit(): LSan checks at exit */
-        }
-        waitpid(p, &st, 0);
-        runs++;
-        if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-            failures++;
-            if (WIFSIGNALED(st))
-                printf("fault_repo: N=%ld: killed by signal %d\n", n, WTERMSIG(st));
-            else
-                printf("fault_repo: N=%ld: exit %d\n", n, WEXITSTATUS(st));
-        }
-    }
+    int failures = fault_loop("fault_repo", "a join and a send", one_run);
+    if (failures < 0) return 1;
 
     /* The runs' messages and users, so that the lobby holds no test text. */
-    PGconn *pg = PQconnectdb(url);
+    PGconn *pg = PQconnectdb(url());
     if (PQstatus(pg) == CONNECTION_OK) {
         PQclear(PQexec(pg, "DELETE FROM messages WHERE user_id IN"
                            " (SELECT id FROM users WHERE name LIKE 'fault-%')"));
         PQclear(PQexec(pg, "DELETE FROM users WHERE name LIKE 'fault-%'"));
     }
     PQfinish(pg);
-    printf("fault_repo: %d runs, %d failed\n", runs, failures);
     return failures ? 1 : 0;
 }

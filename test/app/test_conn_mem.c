@@ -7,6 +7,7 @@
  * left between them, fails the first test; the bytes are counted as malloc
  * hands them out (malloc_usable_size), not timed.
  */
+#include "../lib/check_main.h"
 #include "conn.h"
 
 #include <arpa/inet.h>
@@ -84,11 +85,4 @@ static Suite *conn_mem_suite(void)
     return s;
 }
 
-int main(void)
-{
-    SRunner *sr = srunner_create(conn_mem_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+CHECK_MAIN(conn_mem_suite, CK_NORMAL)

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../lib/check_main.h"
 #include "dashboard.h"
 #include "pubsub.h"
 
@@ -468,9 +469,5 @@ int main(void) {
   tcase_add_test(t, bad_requests_say_why);
   tcase_add_test(t, modes);
   suite_add_tcase(s, t);
-  SRunner *r = srunner_create(s);
-  srunner_run_all(r, CK_NORMAL);
-  int failed = srunner_ntests_failed(r);
-  srunner_free(r);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return run_suite(s, CK_NORMAL) ? EXIT_FAILURE : EXIT_SUCCESS;
 }

@@ -18,17 +18,12 @@
 #include <uv.h>
 
 #include "db.h"
+#include "db_test.h"
 
 #define WAIT_MS 10000
 
 static uv_loop_t loop;
 static char uniq[64];  /* this process's suffix for user names */
-
-static const char *url(void)
-{
-    const char *u = getenv("DATABASE_URL");
-    return u ? u : "";
-}
 
 /* ------------------------------------------------------------ loop driving */
 
@@ -1128,17 +1123,12 @@ END_TEST
 static Suite *db_suite(void)
 {
     Suite *s = suite_create("db");
-    TCase *mig = tcase_create("migrations");
-    tcase_add_checked_fixture(mig, setup, teardown);
-    tcase_set_timeout(mig, 30);
+    TCase *mig = checked_case(s, "migrations", setup, teardown, 30);
     tcase_add_test(mig, test_migrate_twice_is_noop);
     tcase_add_test(mig, test_migrate_failure_rolls_back);
     tcase_add_test(mig, test_queries_before_and_after_migration);
-    suite_add_tcase(s, mig);
 
-    TCase *q = tcase_create("queries");
-    tcase_add_checked_fixture(q, setup, teardown);
-    tcase_set_timeout(q, 30);
+    TCase *q = checked_case(s, "queries", setup, teardown, 30);
     tcase_add_test(q, test_get_or_create);
     tcase_add_test(q, test_names_unique);
     tcase_add_test(q, test_users_batch_get_or_create);
@@ -1150,45 +1140,26 @@ static Suite *db_suite(void)
     tcase_add_test(q, test_big_batch_flushes_in_pieces);
     tcase_add_test(q, test_client_id_stored_once);
     tcase_add_test(q, test_client_id_race);
-    suite_add_tcase(s, q);
 
-    TCase *conn = tcase_create("connection");
-    tcase_add_checked_fixture(conn, setup, teardown);
-    tcase_set_timeout(conn, 30);
+    TCase *conn = checked_case(s, "connection", setup, teardown, 30);
     tcase_add_test(conn, test_pipeline_order_and_queue_while_connecting);
     tcase_add_test(conn, test_close_fails_pending_with_closed);
     tcase_add_test(conn, test_callbacks_may_submit_and_close);
     tcase_add_test(conn, test_unreachable_is_unavailable);
     tcase_add_test(conn, test_deadline_drops_hung_connection);
     tcase_add_test(conn, test_lock_timeout_fails_statement_only);
-    suite_add_tcase(s, conn);
 
     /* Last: it stops the shared cluster. */
-    TCase *out = tcase_create("outage");
+    TCase *out = checked_case(s, "outage", setup, teardown, 90);
     tcase_add_unchecked_fixture(out, NULL, ensure_cluster_up);
-    tcase_add_checked_fixture(out, setup, teardown);
-    tcase_set_timeout(out, 90);
     tcase_add_test(out, test_outage_and_recovery);
-    suite_add_tcase(s, out);
     return s;
 }
 
 int main(void)
 {
-    if (!getenv("DATABASE_URL")) {
-        fprintf(stderr, "test_db: set DATABASE_URL (e.g. $(bash sql/devdb.sh url))\n");
-        return 1;
-    }
-    /* Every case needs the schema, whichever cases CK_RUN_CASE selects. */
-    char err[512] = "";
-    if (db_migrate(url(), "sql", NULL, err, sizeof err) != 0) {
-        fprintf(stderr, "test_db: migrations failed: %s\n", err);
-        return 1;
-    }
-    SRunner *sr = srunner_create(db_suite());
-    srunner_run_all(sr, CK_ENV);  /* CK_VERBOSITY=verbose lists each test */
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    if (db_test_migrate("test_db") != 0) return 1;
+    int failed = db_test_run(db_suite());
     resume_stopped();     /* whatever happened above */
     ensure_cluster_up();
     return failed ? 1 : 0;

@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../lib/check_main.h"
 #include "http.h"
 
 /* ------------------------------------------------------------ helpers */
@@ -37,6 +38,14 @@ static http_feed_result_t parse_status(const char *raw, size_t len, int *status)
     http_conn_feed(&c, raw, len, &res);
     *status = c.error_status;
     return res;
+}
+
+/* raw[0..len) is refused: the parser stops with an error, and status want. */
+static void expect_refused(const char *raw, size_t len, int want)
+{
+    int st;
+    ck_assert_msg(parse_status(raw, len, &st) == HTTP_FEED_ERROR, "not refused: %.*s", (int)len, raw);
+    ck_assert_msg(st == want, "status %d, not %d: %.*s", st, want, (int)len, raw);
 }
 
 static int resp_status(const char *resp)
@@ -201,8 +210,7 @@ START_TEST(oversized_url)
     memset(raw + 5, 'a', ulen - 1);
     strcpy(raw + 4 + ulen, " HTTP/1.1\r\nHost: h\r\n\r\n");
     int st;
-    ck_assert_int_eq(parse_status(raw, strlen(raw), &st), HTTP_FEED_ERROR);
-    ck_assert_int_eq(st, 414);
+    expect_refused(raw, strlen(raw), 414);
     /* exactly at the bound is fine */
     raw[4 + ulen - 1] = '\0';
     strcat(raw, " HTTP/1.1\r\nHost: h\r\n\r\n");
@@ -219,9 +227,7 @@ START_TEST(oversized_headers)
     size_t n = strlen(raw);
     memset(raw + n, 'v', HTTP_LIMIT_HEADER_BYTES);
     strcpy(raw + n + HTTP_LIMIT_HEADER_BYTES, "\r\n\r\n");
-    int st;
-    ck_assert_int_eq(parse_status(raw, strlen(raw), &st), HTTP_FEED_ERROR);
-    ck_assert_int_eq(st, 431);
+    expect_refused(raw, strlen(raw), 431);
     free(raw);
 }
 END_TEST
@@ -237,8 +243,7 @@ START_TEST(too_many_headers)
     snprintf(ok, sizeof ok, "%s\r\n", raw);
     ck_assert_int_eq(parse_status(ok, strlen(ok), &st), HTTP_FEED_REQUEST);
     snprintf(raw + off, sizeof raw - (size_t)off, "X-last: v\r\n\r\n");
-    ck_assert_int_eq(parse_status(raw, strlen(raw), &st), HTTP_FEED_ERROR);
-    ck_assert_int_eq(st, 431);
+    expect_refused(raw, strlen(raw), 431);
 }
 END_TEST
 
@@ -246,18 +251,14 @@ START_TEST(needed_header_too_long)
 {
     char raw[1024];
     snprintf(raw, sizeof raw, "GET / HTTP/1.1\r\nHost: h\r\nSec-WebSocket-Key: %0100d\r\n\r\n", 0);
-    int st;
-    ck_assert_int_eq(parse_status(raw, strlen(raw), &st), HTTP_FEED_ERROR);
-    ck_assert_int_eq(st, 400);
+    expect_refused(raw, strlen(raw), 400);
 }
 END_TEST
 
 START_TEST(bodies)
 {
-    int st;
     const char *big = "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1025\r\n\r\n";
-    ck_assert_int_eq(parse_status(big, strlen(big), &st), HTTP_FEED_ERROR);
-    ck_assert_int_eq(st, 413);
+    expect_refused(big, strlen(big), 413);
     char chunked[3000];
     int off = snprintf(chunked, sizeof chunked,
                        "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n");
@@ -267,8 +268,7 @@ START_TEST(bodies)
         off += 0x190;
         off += snprintf(chunked + off, sizeof chunked - (size_t)off, "\r\n");
     }
-    ck_assert_int_eq(parse_status(chunked, (size_t)off, &st), HTTP_FEED_ERROR);
-    ck_assert_int_eq(st, 413);
+    expect_refused(chunked, (size_t)off, 413);
     const char *small = "POST /x HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhelloGET / HTTP/1.1\r\nHost: h\r\n\r\n";
     http_conn_t c;
     http_conn_init(&c);
@@ -293,9 +293,7 @@ START_TEST(malformed)
         "GET / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        int st;
-        ck_assert_msg(parse_status(bad[i], strlen(bad[i]), &st) == HTTP_FEED_ERROR, "%s", bad[i]);
-        ck_assert_int_eq(st, 400);
+        expect_refused(bad[i], strlen(bad[i]), 400);
     }
 }
 END_TEST
@@ -683,19 +681,16 @@ START_TEST(host_exactly_once)
 {
     int st;
     const char *none = "GET / HTTP/1.1\r\n\r\n";
-    ck_assert_int_eq(parse_status(none, strlen(none), &st), HTTP_FEED_ERROR);
-    ck_assert_int_eq(st, 400);
+    expect_refused(none, strlen(none), 400);
     const char *two = "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n";
-    ck_assert_int_eq(parse_status(two, strlen(two), &st), HTTP_FEED_ERROR);
-    ck_assert_int_eq(st, 400);
+    expect_refused(two, strlen(two), 400);
     /* HTTP/1.0 needs none; one is fine in both */
     const char *old = "GET / HTTP/1.0\r\n\r\n";
     ck_assert_int_eq(parse_status(old, strlen(old), &st), HTTP_FEED_REQUEST);
     const char *one = "GET / HTTP/1.1\r\nhost: a\r\n\r\n";
     ck_assert_int_eq(parse_status(one, strlen(one), &st), HTTP_FEED_REQUEST);
     const char *two_origins = "GET / HTTP/1.1\r\nHost: a\r\nOrigin: http://a\r\nOrigin: http://b\r\n\r\n";
-    ck_assert_int_eq(parse_status(two_origins, strlen(two_origins), &st), HTTP_FEED_ERROR);
-    ck_assert_int_eq(st, 400);
+    expect_refused(two_origins, strlen(two_origins), 400);
 }
 END_TEST
 
@@ -707,19 +702,15 @@ START_TEST(blank_before_colon)
         "GET / HTTP/1.1\r\nHost: a\r\nX-A\t: b\r\n\r\n",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        int st;
-        ck_assert_msg(parse_status(bad[i], strlen(bad[i]), &st) == HTTP_FEED_ERROR, "case %zu", i);
-        ck_assert_int_eq(st, 400);
+        expect_refused(bad[i], strlen(bad[i]), 400);
     }
 }
 END_TEST
 
 START_TEST(version_not_supported)
 {
-    int st;
     const char *h2 = "GET / HTTP/2.0\r\nHost: a\r\n\r\n";
-    ck_assert_int_eq(parse_status(h2, strlen(h2), &st), HTTP_FEED_ERROR);
-    ck_assert_int_eq(st, 505);
+    expect_refused(h2, strlen(h2), 505);
     act_buf_t b = ACT_BUF_INIT;
     http_response_error(&b, 505, false, false);
     ck_assert_int_eq(resp_status(b.p), 505);
@@ -834,11 +825,4 @@ static Suite *http_suite(void)
     return s;
 }
 
-int main(void)
-{
-    SRunner *sr = srunner_create(http_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+CHECK_MAIN(http_suite, CK_NORMAL)

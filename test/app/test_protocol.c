@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../lib/check_main.h"
 #include "protocol.h"
 #include "unicode.h"
 
@@ -324,6 +325,22 @@ static char *repeat(const char *unit, size_t times)
     return s;
 }
 
+/* A string field at its bound: fmt (a request; its first %s is where a
+ * "ref" goes, its second the field's value) decodes with unit repeated max
+ * times, into req (the caller checks the field and frees req), and is
+ * bad_request, with the ref, at max + 1. */
+static void decode_at_bound(const char *fmt, const char *unit, size_t max, proto_request *req)
+{
+    char *at = repeat(unit, max), *over = repeat(unit, max + 1);
+    char text[512];
+    snprintf(text, sizeof text, fmt, "", at);
+    ck_assert_int_eq(decode(text, req), PROTO_OK);
+    snprintf(text, sizeof text, fmt, ",\"ref\":1", over);
+    expect_bad(text, true);
+    free(at);
+    free(over);
+}
+
 START_TEST(decode_users_fields)
 {
     expect_bad("{\"type\":\"users\",\"ref\":1}", true);
@@ -349,16 +366,10 @@ START_TEST(decode_users_fields)
     proto_request_free(&req);
 
     /* after: any string up to 128 bytes, a NUL included; 129 is refused */
-    char *a128 = repeat("z", 128), *a129 = repeat("z", 129);
-    char text[512];
-    snprintf(text, sizeof text, "{\"type\":\"users\",\"online\":true,\"limit\":1,\"after\":\"%s\"}", a128);
-    ck_assert_int_eq(decode(text, &req), PROTO_OK);
+    decode_at_bound("{\"type\":\"users\"%s,\"online\":true,\"limit\":1,\"after\":\"%s\"}", "z", 128,
+                    &req);
     ck_assert_uint_eq(req.after_name.len, 128);
     proto_request_free(&req);
-    snprintf(text, sizeof text, "{\"type\":\"users\",\"ref\":1,\"online\":true,\"limit\":1,\"after\":\"%s\"}", a129);
-    expect_bad(text, true);
-    free(a128);
-    free(a129);
     ck_assert_int_eq(decode("{\"type\":\"users\",\"online\":true,\"limit\":1,\"after\":\"a\\u0000 \"}",
                             &req), PROTO_OK);
     ck_assert_uint_eq(req.after_name.len, 3);
@@ -366,15 +377,10 @@ START_TEST(decode_users_fields)
     proto_request_free(&req);
 
     /* prefix: 1 to 32 code points, kept exactly (no trimming) */
-    char *p32 = repeat("\xE5\x90\x8D", 32), *p33 = repeat("\xE5\x90\x8D", 33);
-    snprintf(text, sizeof text, "{\"type\":\"users\",\"online\":true,\"limit\":1,\"prefix\":\"%s\"}", p32);
-    ck_assert_int_eq(decode(text, &req), PROTO_OK);
+    decode_at_bound("{\"type\":\"users\"%s,\"online\":true,\"limit\":1,\"prefix\":\"%s\"}",
+                    "\xE5\x90\x8D", 32, &req);
     ck_assert_uint_eq(req.prefix.len, 96);
     proto_request_free(&req);
-    snprintf(text, sizeof text, "{\"type\":\"users\",\"ref\":1,\"online\":true,\"limit\":1,\"prefix\":\"%s\"}", p33);
-    expect_bad(text, true);
-    free(p32);
-    free(p33);
     ck_assert_int_eq(decode("{\"type\":\"users\",\"online\":true,\"limit\":1,\"prefix\":\" A\"}", &req),
                      PROTO_OK);
     ck_assert_str_eq(req.prefix.ptr, " A");
@@ -396,15 +402,8 @@ START_TEST(decode_client_id)
     ck_assert_str_eq(req.client_id.ptr, "aZ09_-");
     proto_request_free(&req);
 
-    char *c64 = repeat("x", 64), *c65 = repeat("x", 65);
-    char text[256];
-    snprintf(text, sizeof text, "{\"type\":\"send\",\"content\":\"hi\",\"client_id\":\"%s\"}", c64);
-    ck_assert_int_eq(decode(text, &req), PROTO_OK);
+    decode_at_bound("{\"type\":\"send\"%s,\"content\":\"hi\",\"client_id\":\"%s\"}", "x", 64, &req);
     proto_request_free(&req);
-    snprintf(text, sizeof text, "{\"type\":\"send\",\"ref\":1,\"content\":\"hi\",\"client_id\":\"%s\"}", c65);
-    expect_bad(text, true);
-    free(c64);
-    free(c65);
     expect_bad("{\"type\":\"send\",\"ref\":1,\"content\":\"hi\",\"client_id\":\"\"}", true);
     expect_bad("{\"type\":\"send\",\"ref\":1,\"content\":\"hi\",\"client_id\":\"a b\"}", true);
     expect_bad("{\"type\":\"send\",\"ref\":1,\"content\":\"hi\",\"client_id\":\"a.b\"}", true);
@@ -1234,11 +1233,4 @@ static Suite *protocol_suite(void)
     return s;
 }
 
-int main(void)
-{
-    SRunner *sr = srunner_create(protocol_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
-}
+CHECK_MAIN(protocol_suite, CK_NORMAL)

@@ -20,6 +20,7 @@
 
 #include "app.h"
 #include "db.h"
+#include "db_test.h"
 #include "pubsub.h"
 #include "repo.h"
 
@@ -27,12 +28,6 @@
 #define CALL_MS 15000
 
 static char uniq[64];
-
-static const char *url(void)
-{
-    const char *u = getenv("DATABASE_URL");
-    return u ? u : "";
-}
 
 /* Polls pred every 5 ms for at most ms; returns its last value. */
 static bool poll_until(bool (*pred)(void *), void *arg, unsigned ms)
@@ -87,79 +82,7 @@ static int broadcasts_of(int64_t seq)
 
 /* ------------------------------------------------------------ driver */
 
-#define DRIVE 9000
-#define DRIVE_MAX 16
-
-typedef struct drive_req {
-    size_t n;
-    int type[DRIVE_MAX];
-    size_t size[DRIVE_MAX];
-    void *data[DRIVE_MAX]; /* owned by the test, alive during the call */
-} drive_req_t;
-
-typedef struct drive_out {
-    int rc[DRIVE_MAX];
-    bool existed[DRIVE_MAX];
-    int64_t seq[DRIVE_MAX];
-    char frag[DRIVE_MAX][512];
-} drive_out_t;
-
-typedef struct driver {
-    act_msg_t *call; /* the test's request, answered when all are in */
-    size_t n, got;
-    act_ref_t refs[DRIVE_MAX];
-    drive_out_t out;
-} driver_t;
-
-static int dr_init(void *args, void **state)
-{
-    (void)args;
-    *state = calloc(1, sizeof(driver_t));
-    return *state ? ACT_OK : ACT_ENOMEM;
-}
-
-static void dr_handle(void *state, act_msg_t *m)
-{
-    driver_t *d = state;
-    if (m->type == DRIVE) {
-        const drive_req_t *rq = m->data;
-        memset(d, 0, sizeof *d);
-        d->call = act_msg_keep(m);
-        d->n = rq->n;
-        for (size_t i = 0; i < rq->n; i++)
-            d->refs[i] = act_request(repo_writer(), rq->type[i], rq->data[i], rq->size[i],
-                                     CALL_MS);
-        return;
-    }
-    for (size_t i = 0; i < d->n; i++) {
-        if (d->refs[i] != m->ref) continue;
-        d->refs[i] = 0;
-        if (m->type == REPO_INSERTED) {
-            const repo_inserted_t *r = m->data;
-            d->out.rc[i] = r->rc;
-            d->out.existed[i] = r->existed;
-            d->out.seq[i] = r->seq;
-            snprintf(d->out.frag[i], sizeof d->out.frag[i], "%.*s", (int)r->frag_len, r->frag);
-        } else {
-            d->out.rc[i] = -100; /* timed out or something else */
-        }
-        if (++d->got == d->n) {
-            act_reply(d->call, DRIVE, &d->out, sizeof d->out);
-            act_msg_free(d->call);
-            d->call = NULL;
-        }
-    }
-}
-
-static void dr_terminate(void *state, act_reason_t why)
-{
-    (void)why;
-    driver_t *d = state;
-    act_msg_free(d->call);
-    free(d);
-}
-
-static const act_behaviour_t driver = {"driver", dr_init, dr_handle, dr_terminate};
+#include "repo_driver.h" /* the driver actor, shared with fault_repo.c */
 
 /* ------------------------------------------------------------ fixtures */
 
@@ -195,7 +118,7 @@ static void setup(void)
     ck_assert_int_eq(act_start(&cfg), ACT_OK);
     act_spawn_opts_t po = {.name = APP_NAME_PUBSUB};
     g_pubsub = act_spawn(&fake_pubsub, NULL, &po, NULL);
-    g_driver = act_spawn(&driver, NULL, &(act_spawn_opts_t){0}, NULL);
+    g_driver = act_spawn(&repo_driver, NULL, &(act_spawn_opts_t){0}, NULL);
     ck_assert(g_pubsub && g_driver);
 }
 
@@ -506,6 +429,36 @@ static bool private_cluster(void)
     return strstr(url(), "_build/pg/run") != NULL;
 }
 
+/* The writer with an 800 ms query deadline (CHATTER_DB_TIMEOUT_MS, read
+ * in one place), up, and a user for the test. */
+static void writer_with_deadline(const char *who, char uid[PROTO_UUID_LEN + 1])
+{
+    setenv("CHATTER_DB_TIMEOUT_MS", "800", 1);
+    app_config_load("test_repo");
+    spawn_writer();
+    ck_assert(poll_until(writer_up, NULL, WAIT_MS));
+    user_for(who, uid);
+}
+
+/* After the outage (what): the retry of client_id cid is stored, pushed
+ * exactly once and in one row; says whether it found a late commit.  The
+ * answer is the caller's to free. */
+static repo_inserted_t *retry_stored_once(PGconn *pg, const char *what, const char *uid,
+                                          const char *cid, const char *text)
+{
+    repo_inserted_t *c = call_insert(uid, cid, text);
+    ck_assert_int_eq(c->rc, 0);
+    settle();
+    ck_assert_int_eq(broadcasts_of(c->seq), 1);
+    char sql[256];
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM messages WHERE user_id = '%s' AND client_id = '%s'", uid, cid);
+    ck_assert_int_eq(scalar(pg, sql), 1);
+    fprintf(stderr, "%s: the retry %s\n", what,
+            c->existed ? "found the late commit" : "stored it (the hung insert never committed)");
+    return c;
+}
+
 /* Issue 8 items 15 and 16: the writer's backend is stopped (hung, not
  * dead).  A send is answered unavailable at the deadline, the writer is down
  * (/healthz 503) and answers at once while the old backend cannot be ended;
@@ -515,12 +468,8 @@ static bool private_cluster(void)
 START_TEST(test_hung_writer_unavailable_then_exactly_once)
 {
     if (!private_cluster()) return; /* SIGSTOP only our own cluster */
-    setenv("CHATTER_DB_TIMEOUT_MS", "800", 1);
-    app_config_load("test_repo"); /* configuration is read in one place */
-    spawn_writer();
-    ck_assert(poll_until(writer_up, NULL, WAIT_MS));
     char uid[PROTO_UUID_LEN + 1];
-    user_for("ruth", uid);
+    writer_with_deadline("ruth", uid);
     PGconn *pg = side_conn();
     char q[160];
     snprintf(q, sizeof q, "SELECT pid FROM pg_stat_activity"
@@ -559,15 +508,7 @@ START_TEST(test_hung_writer_unavailable_then_exactly_once)
     settle();
     ck_assert_int_eq(broadcasts_of(late_seq), 1);
     free(d);
-    repo_inserted_t *c = call_insert(uid, "h1", "sent while hung");
-    ck_assert_int_eq(c->rc, 0);
-    settle();
-    ck_assert_int_eq(broadcasts_of(c->seq), 1);
-    snprintf(sql, sizeof sql,
-             "SELECT count(*) FROM messages WHERE user_id = '%s' AND client_id = 'h1'", uid);
-    ck_assert_int_eq(scalar(pg, sql), 1);
-    fprintf(stderr, "hung writer: the retry %s\n",
-            c->existed ? "found the late commit" : "stored it (the hung insert never committed)");
+    repo_inserted_t *c = retry_stored_once(pg, "hung writer", uid, "h1", "sent while hung");
     PQfinish(pg);
     free(a);
     free(b);
@@ -603,12 +544,8 @@ static size_t cluster_pids(int *out, size_t max)
 START_TEST(test_stopped_cluster_unavailable_then_exactly_once)
 {
     if (!private_cluster()) return;
-    setenv("CHATTER_DB_TIMEOUT_MS", "800", 1);
-    app_config_load("test_repo");
-    spawn_writer();
-    ck_assert(poll_until(writer_up, NULL, WAIT_MS));
     char uid[PROTO_UUID_LEN + 1];
-    user_for("sara", uid);
+    writer_with_deadline("sara", uid);
     int pids[64];
     size_t n = cluster_pids(pids, 64);
     ck_assert_uint_ge(n, 2);
@@ -628,17 +565,8 @@ START_TEST(test_stopped_cluster_unavailable_then_exactly_once)
     for (size_t i = 0; i < n; i++) kill(pids[i], SIGCONT);
 
     ck_assert_msg(poll_until(writer_up, NULL, 3 * WAIT_MS), "the writer did not come back");
-    repo_inserted_t *c = call_insert(uid, "s1", "sent while stopped");
-    ck_assert_int_eq(c->rc, 0);
-    settle();
-    ck_assert_int_eq(broadcasts_of(c->seq), 1);
     PGconn *pg = side_conn();
-    char sql[256];
-    snprintf(sql, sizeof sql,
-             "SELECT count(*) FROM messages WHERE user_id = '%s' AND client_id = 's1'", uid);
-    ck_assert_int_eq(scalar(pg, sql), 1);
-    fprintf(stderr, "stopped cluster: the retry %s\n",
-            c->existed ? "found the late commit" : "stored it (the hung insert never committed)");
+    repo_inserted_t *c = retry_stored_once(pg, "stopped cluster", uid, "s1", "sent while stopped");
     PQfinish(pg);
     free(a);
     free(c);
@@ -650,39 +578,22 @@ END_TEST
 static Suite *repo_suite(void)
 {
     Suite *s = suite_create("repo");
-    TCase *c = tcase_create("client_id");
-    tcase_add_checked_fixture(c, setup, teardown);
-    tcase_set_timeout(c, 60);
+    TCase *c = checked_case(s, "client_id", setup, teardown, 60);
     tcase_add_test(c, test_insert_client_id_existed_not_broadcast);
     tcase_add_test(c, test_insert_client_id_within_batch);
     tcase_add_test(c, test_insert_client_id_race);
-    suite_add_tcase(s, c);
 
-    TCase *life = tcase_create("lifecycle");
-    tcase_add_checked_fixture(life, setup, teardown);
-    tcase_set_timeout(life, 60);
+    TCase *life = checked_case(s, "lifecycle", setup, teardown, 60);
     tcase_add_test(life, test_kill_writer_during_migration);
     tcase_add_test(life, test_hung_writer_unavailable_then_exactly_once);
     tcase_add_test(life, test_stopped_cluster_unavailable_then_exactly_once);
-    suite_add_tcase(s, life);
     return s;
 }
 
 int main(void)
 {
-    if (!getenv("DATABASE_URL")) {
-        fprintf(stderr, "test_repo: set DATABASE_URL (e.g. $(bash sql/devdb.sh url))\n");
-        return 1;
-    }
-    char err[512] = "";
-    if (db_migrate(url(), "sql", NULL, err, sizeof err) != 0) {
-        fprintf(stderr, "test_repo: migrations failed: %s\n", err);
-        return 1;
-    }
-    SRunner *sr = srunner_create(repo_suite());
-    srunner_run_all(sr, CK_ENV);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    if (db_test_migrate("test_repo") != 0) return 1;
+    int failed = db_test_run(repo_suite());
     resume_stopped();
     return failed ? 1 : 0;
 }

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../lib/check_main.h"
 #include "ws.h"
 
 /* ------------------------------------------------------------ client side */
@@ -1072,11 +1073,4 @@ static Suite *ws_suite(void)
     return s;
 }
 
-int main(void)
-{
-    SRunner *sr = srunner_create(ws_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+CHECK_MAIN(ws_suite, CK_NORMAL)

@@ -26,52 +26,14 @@
  * failed allocation's stack. */
 #include "act.h"
 
-#include <execinfo.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <time.h>
-#include <unistd.h>
 
-/* ------------------------------------------------------------ the wrapper */
-
-void *__real_malloc(size_t n);
-void *__real_calloc(size_t n, size_t size);
-void *__real_realloc(void *p, size_t n);
-char *__real_strdup(const char *s);
-void *__wrap_malloc(size_t n);
-void *__wrap_calloc(size_t n, size_t size);
-void *__wrap_realloc(void *p, size_t n);
-char *__wrap_strdup(const char *s);
-
-static atomic_bool g_armed;
-static atomic_long g_count; /* allocations since armed */
-static long g_fail_at;      /* 0: none */
-static bool g_trace;
-extern void __sanitizer_print_stack_trace(void) __attribute__((weak));
-
-static bool fail_now(void) {
-  if (!atomic_load_explicit(&g_armed, memory_order_relaxed)) return false;
-  long k = atomic_fetch_add(&g_count, 1) + 1;
-  if (k != g_fail_at) return false;
-  if (g_trace && __sanitizer_print_stack_trace) {
-    __sanitizer_print_stack_trace();
-  } else if (g_trace) { /* the plain build: glibc's (it may allocate: disarm first) */
-    atomic_store(&g_armed, false);
-    void *pcs[16];
-    backtrace_symbols_fd(pcs, backtrace(pcs, 16), 2);
-    atomic_store(&g_armed, true);
-  }
-  return true;
-}
-
-void *__wrap_malloc(size_t n) { return fail_now() ? NULL : __real_malloc(n); }
-void *__wrap_calloc(size_t n, size_t size) { return fail_now() ? NULL : __real_calloc(n, size); }
-void *__wrap_realloc(void *p, size_t n) { return fail_now() ? NULL : __real_realloc(p, n); }
-char *__wrap_strdup(const char *s) { return fail_now() ? NULL : __real_strdup(s); }
+#include "fault_loop.h" /* the wrappers, g_armed/g_count, and main's loop */
 
 /* ------------------------------------------------------------ actors */
 
@@ -171,9 +133,7 @@ static int one_run(long fail_at, long *count_out) {
   if (!g_echo || !g_sup || !driver) return 11;
 
   int bad = 0;
-  g_fail_at = fail_at;
-  atomic_store(&g_count, 0);
-  atomic_store(&g_armed, true);
+  fault_arm(fail_at);
 
   /* 1. outside: act_call */
   act_msg_t *reply = NULL;
@@ -208,8 +168,7 @@ static int one_run(long fail_at, long *count_out) {
   if (rc != ACT_OK && rc != ACT_ENOPROC && rc != ACT_ENOMEM)
     bad |= 8, fprintf(stderr, "  count_children: %s\n", act_strerror(rc));
 
-  atomic_store(&g_armed, false);
-  *count_out = atomic_load(&g_count);
+  *count_out = fault_disarm();
   act_reason_t why;
   act_exit(g_sup, act_reason(ACT_SHUTDOWN));
   act_await_exit(g_sup, DEADLINE_MS, &why);
@@ -220,49 +179,6 @@ static int one_run(long fail_at, long *count_out) {
 /* ------------------------------------------------------------ main */
 
 int main(void) {
-  long stride = getenv("FAULT_STRIDE") ? atol(getenv("FAULT_STRIDE")) : 1;
-  long only = getenv("FAULT_ONLY") ? atol(getenv("FAULT_ONLY")) : 0;
-  g_trace = getenv("FAULT_TRACE") != NULL;
-  if (stride < 1) stride = 1;
-
-  int pipefd[2];
-  if (pipe(pipefd) != 0) return 1;
-  pid_t p = fork();
-  if (p == 0) {
-    long count = 0;
-    int code = one_run(0, &count);
-    if (write(pipefd[1], &count, sizeof count) != sizeof count) code = 12;
-    _exit(code);
-  }
-  long total = 0;
-  int st;
-  if (read(pipefd[0], &total, sizeof total) != sizeof total) total = 0;
-  waitpid(p, &st, 0);
-  if (!WIFEXITED(st) || WEXITSTATUS(st) != 0 || total <= 0) {
-    fprintf(stderr, "fault_runtime: the unarmed run failed (status %d)\n", st);
-    return 1;
-  }
-  printf("fault_runtime: %ld allocations along a call, a request and start_child; "
-         "failing N = 1..%ld step %ld\n", total, total, stride);
-  fflush(stdout);
-
-  int failures = 0, runs = 0;
-  for (long n = only ? only : 1; n <= (only ? only : total); n += stride) {
-    fflush(stdout);
-    fflush(stderr);
-    p = fork();
-    if (p == 0) {
-      long count = 0;
-      exit(one_run(n, &count)); /* exit(), not _exit(): LSan checks at exit */
-    }
-    waitpid(p, &st, 0);
-    runs++;
-    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-      failures++;
-      if (WIFSIGNALED(st)) printf("fault_runtime: N=%ld: killed by signal %d\n", n, WTERMSIG(st));
-      else printf("fault_runtime: N=%ld: exit %d\n", n, WEXITSTATUS(st));
-    }
-  }
-  printf("fault_runtime: %d runs, %d failed\n", runs, failures);
+  int failures = fault_loop("fault_runtime", "a call, a request and start_child", one_run);
   return failures ? 1 : 0;
 }

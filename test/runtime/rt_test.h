@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "act.h"
+#include "../lib/check_main.h"
 
 #define TMO 10000 /* ms: "this must happen" waits; generous for TSan */
 
@@ -520,13 +521,6 @@ static inline TCase *rt_tcase(const char *name, int threads, double timeout_s) {
 /* main(): runs the suite in Check's default fork mode (one process per test,
  * so a hang or crash in one test is reported and the others still run;
  * CK_FORK=no for a debugger). */
-#define RT_MAIN(suite_fn)                                      \
-  int main(void) {                                             \
-    SRunner *sr = srunner_create(suite_fn());                  \
-    srunner_run_all(sr, CK_ENV);                            \
-    int nf = srunner_ntests_failed(sr);                        \
-    srunner_free(sr);                                          \
-    return nf == 0 ? EXIT_SUCCESS : EXIT_FAILURE;              \
-  }
+#define RT_MAIN(suite_fn) CHECK_MAIN(suite_fn, CK_ENV)
 
 #endif /* RT_TEST_H */

@@ -1,25 +1,32 @@
 /*
- * sup_test.h -- what the supervisor suites (test_supervisor.c, test_otp.c)
- * share on top of rt_test.h: an agent child spec, a supervisor started on
- * the next scheduler (its start must succeed), and waiting for a child's
- * n-th init.
+ * sup_test.h -- what the supervisor suites (test_supervisor.c, test_otp.c,
+ * test_reports.c) share on top of rt_test.h: a worker child spec (of any
+ * behaviour, or an agent), a supervisor started on the next scheduler (its
+ * start must succeed), and waiting for a child's n-th init.
  */
 #ifndef SUP_TEST_H
 #define SUP_TEST_H
 
 #include "rt_test.h"
 
-static inline act_child_spec_t kid(const char *id, agent_args_t *a, act_restart_t r, int shutdown_ms) {
+/* A worker child spec of any behaviour, on the next scheduler. */
+static inline act_child_spec_t kid_of(const char *id, const act_behaviour_t *b, void *a,
+                                      act_restart_t r, int shutdown_ms) {
   act_child_spec_t c;
   memset(&c, 0, sizeof c);
   snprintf(c.id, sizeof c.id, "%s", id);
-  c.behaviour = &agent_behaviour;
+  c.behaviour = b;
   c.args = a;
   c.restart = r;
   c.shutdown_ms = shutdown_ms;
   c.type = ACT_WORKER;
   c.scheduler = ACT_SCHED_NEXT;
   return c;
+}
+
+/* An agent child spec. */
+static inline act_child_spec_t kid(const char *id, agent_args_t *a, act_restart_t r, int shutdown_ms) {
+  return kid_of(id, &agent_behaviour, a, r, shutdown_ms);
 }
 
 static inline act_pid_t start_sup(const act_sup_spec_t *spec) {

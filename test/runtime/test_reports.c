@@ -7,7 +7,7 @@
  * type, shutdown, behaviour) and the reason, and that what OTP keeps quiet
  * (a transient child ending normally, a clean shutdown) gives no report.
  */
-#include "rt_test.h"
+#include "sup_test.h"
 
 #define REPORTS_MAX 64
 
@@ -89,20 +89,6 @@ static int count_reports(act_report_context_t ctx, const char *id) {
   return n;
 }
 
-static act_child_spec_t kid(const char *id, const act_behaviour_t *b, void *a, act_restart_t r,
-                            int shutdown_ms) {
-  act_child_spec_t c;
-  memset(&c, 0, sizeof c);
-  snprintf(c.id, sizeof c.id, "%s", id);
-  c.behaviour = b;
-  c.args = a;
-  c.restart = r;
-  c.shutdown_ms = shutdown_ms;
-  c.type = ACT_WORKER;
-  c.scheduler = ACT_SCHED_NEXT;
-  return c;
-}
-
 static act_pid_t start_named_sup(const act_sup_spec_t *spec, const char *name, int *err) {
   act_spawn_opts_t o = {.scheduler = ACT_SCHED_NEXT, .name = name};
   return act_supervisor_start(spec, &o, err);
@@ -132,7 +118,7 @@ static const act_behaviour_t stubborn = {"stubborn", stubborn_init, stubborn_han
 /* progress report at start and restart; child_terminated with the crash. */
 START_TEST(started_and_child_terminated) {
   static agent_args_t a = {.tag = 1}; /* read again by restarts, maybe after we return */
-  act_child_spec_t k = kid("worker_a", &agent_behaviour, &a, ACT_PERMANENT, 1000);
+  act_child_spec_t k = kid("worker_a", &a, ACT_PERMANENT, 1000);
   act_sup_spec_t spec = {{ACT_ONE_FOR_ONE, 10, 5000}, &k, 1};
   int err = 0;
   act_pid_t sup = start_named_sup(&spec, "rsup", &err);
@@ -174,8 +160,8 @@ END_TEST
  * temporary one that crashes is reported (and not restarted). */
 START_TEST(quiet_ends_are_not_reported) {
   static agent_args_t t = {.tag = 2}, tmp = {.tag = 3};
-  act_child_spec_t k[2] = {kid("trans", &agent_behaviour, &t, ACT_TRANSIENT, 1000),
-                           kid("temp", &agent_behaviour, &tmp, ACT_TEMPORARY, 1000)};
+  act_child_spec_t k[2] = {kid("trans", &t, ACT_TRANSIENT, 1000),
+                           kid("temp", &tmp, ACT_TEMPORARY, 1000)};
   act_sup_spec_t spec = {{ACT_ONE_FOR_ONE, 10, 5000}, k, 2};
   int err = 0;
   act_pid_t sup = start_named_sup(&spec, "qsup", &err);
@@ -206,8 +192,8 @@ END_TEST
  * that stops cleanly gives no report. */
 START_TEST(shutdown_error_when_killed_at_its_timeout) {
   static agent_args_t a = {.tag = 4};
-  act_child_spec_t k[2] = {kid("stub", &stubborn, NULL, ACT_PERMANENT, 100),
-                           kid("clean", &agent_behaviour, &a, ACT_PERMANENT, 1000)};
+  act_child_spec_t k[2] = {kid_of("stub", &stubborn, NULL, ACT_PERMANENT, 100),
+                           kid("clean", &a, ACT_PERMANENT, 1000)};
   act_sup_spec_t spec = {{ACT_ONE_FOR_ONE, 10, 5000}, k, 2};
   int err = 0;
   act_pid_t sup = start_named_sup(&spec, "ssup", &err);
@@ -233,8 +219,8 @@ START_TEST(start_error_for_a_static_child) {
   atomic_store(&fail, 1);
   static agent_args_t ok = {.tag = 5}, bad = {.tag = 6};
   bad.fail_init = &fail;
-  act_child_spec_t k[2] = {kid("fine", &agent_behaviour, &ok, ACT_PERMANENT, 1000),
-                           kid("broken", &agent_behaviour, &bad, ACT_PERMANENT, 1000)};
+  act_child_spec_t k[2] = {kid("fine", &ok, ACT_PERMANENT, 1000),
+                           kid("broken", &bad, ACT_PERMANENT, 1000)};
   act_sup_spec_t spec = {{ACT_ONE_FOR_ONE, 10, 5000}, k, 2};
   int err = 0;
   act_pid_t sup = start_named_sup(&spec, "esup", &err);
@@ -255,7 +241,7 @@ END_TEST
  * the offender; the supervisor exits with shutdown. */
 START_TEST(shutdown_at_max_restart_intensity) {
   static agent_args_t a = {.tag = 7};
-  act_child_spec_t k = kid("flaky", &agent_behaviour, &a, ACT_PERMANENT, 1000);
+  act_child_spec_t k = kid("flaky", &a, ACT_PERMANENT, 1000);
   act_sup_spec_t spec = {ACT_SUP_FLAGS_DEFAULT, &k, 1};
   int err = 0;
   act_pid_t sup = start_named_sup(&spec, "isup", &err);
@@ -281,15 +267,12 @@ END_TEST
 
 static Suite *suite(void) {
   Suite *s = suite_create("reports");
-  TCase *tc = tcase_create("supervisor");
-  tcase_add_checked_fixture(tc, setup, rt_teardown);
-  tcase_set_timeout(tc, 60);
+  TCase *tc = checked_case(s, "supervisor", setup, rt_teardown, 60);
   tcase_add_test(tc, started_and_child_terminated);
   tcase_add_test(tc, quiet_ends_are_not_reported);
   tcase_add_test(tc, shutdown_error_when_killed_at_its_timeout);
   tcase_add_test(tc, start_error_for_a_static_child);
   tcase_add_test(tc, shutdown_at_max_restart_intensity);
-  suite_add_tcase(s, tc);
   return s;
 }
 
