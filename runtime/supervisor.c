@@ -113,6 +113,7 @@ typedef struct {
   /* kept messages waiting while busy, linked through their own envelopes
    * (queue.h): O(1) each way and no allocation, so deferring cannot fail */
   act_queue_t deferred;
+  act_qnode_t *replaying; /* popped from deferred, being dispatched (replay_deferred) */
 } sup_t;
 
 static void dispatch(sup_t *s, act_msg_t *m);
@@ -449,11 +450,20 @@ static void on_job_timeout(sup_t *s, act_msg_t *m) {
 static void restart_from(sup_t *s, kid_t *from);
 static void escalate(sup_t *s, const kid_t *offender, act_pid_t pid);
 
+/* A message being replayed is out of the deferred queue but not yet freed;
+ * if its dispatch crashes us (a reply we cannot allocate), act_crash jumps
+ * past the free below.  So it waits on s->replaying, a stack (replays nest:
+ * a replayed EXIT can finish a job, which replays again) threaded through
+ * the same qnode, and sup_terminate frees what is still on it. */
 static void replay_deferred(sup_t *s) {
-  while (!s->busy && !s->starting && !act_queue_empty(&s->deferred)) {
-    act_msg_t *m = &ACT_QUEUE_DATA(act_queue_pop(&s->deferred), act_env_t, qnode)->msg;
-    dispatch(s, m);
-    act_msg_free(m);
+  while (!s->busy && !s->starting && !act_queue_empty(&s->deferred) &&
+         !act__current()->exit_reason) {
+    act_qnode_t *n = act_queue_pop(&s->deferred);
+    n->next = s->replaying;
+    s->replaying = n;
+    dispatch(s, &ACT_QUEUE_DATA(n, act_env_t, qnode)->msg);
+    s->replaying = n->next;
+    act_msg_free(&ACT_QUEUE_DATA(n, act_env_t, qnode)->msg);
   }
 }
 
@@ -872,6 +882,10 @@ static void sup_terminate(void *state, act_reason_t r) {
   while (s->first) remove_kid(s, s->first); /* frees dynamic args */
   for (act_qnode_t *n; (n = act_queue_pop(&s->deferred));)
     act_msg_free(&ACT_QUEUE_DATA(n, act_env_t, qnode)->msg);
+  for (act_qnode_t *n = s->replaying, *next; n; n = next) { /* crashed mid-replay */
+    next = n->next;
+    act_msg_free(&ACT_QUEUE_DATA(n, act_env_t, qnode)->msg);
+  }
   free(s->index);
   free(s->stamps);
   free(s->stopping);
