@@ -519,9 +519,9 @@ bool conn_send_str(conn_t *c, proto_str s) {
   return ok;
 }
 
-bool conn_send_shared(conn_t *c, ws_shared_t *frame) {
+bool conn_send_shared(conn_t *c, ws_shared_t *frame, size_t from_part) {
   if (!c->ws || c->closing) return false;
-  return after_send(c, ws_conn_send_shared(c->ws, frame));
+  return after_send(c, ws_conn_send_shared_from(c->ws, frame, from_part));
 }
 
 /* ------------------------------------------------------------- close */

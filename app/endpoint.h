@@ -81,7 +81,7 @@ void conn_frame_done(conn_t *c);
 bool conn_send_json(conn_t *c, const char *json, size_t len);
 bool conn_send_str(conn_t *c, proto_str s); /* frees s */
 bool conn_send_snapshot(conn_t *c, ws_shared_t *frame);
-bool conn_send_shared(conn_t *c, ws_shared_t *frame);
+bool conn_send_shared(conn_t *c, ws_shared_t *frame, size_t from_part);
 /* The client has not read what it was sent: hold further catch-up pages. */
 bool conn_backlogged(conn_t *c);
 void conn_close(conn_t *c, uint16_t code, const char *why);

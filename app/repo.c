@@ -598,20 +598,64 @@ static void submit_batch(repo_t *r);
 static void fail_queue(repo_t *r);
 static void writer_retry(repo_t *r, const char *why);
 
-/* False when out of memory: the message is stored but not pushed. */
-static bool broadcast(const proto_str *frag, int64_t seq) {
-  recent_append(seq, frag); /* before pubsub has it: see the recent ring */
+/* Frame bytes per lobby event at most (a single larger message goes alone):
+ * a quarter of WS_OUTBOUND_MAX, so that a socket a little behind is not
+ * closed by one batch.  Between 64 KiB batches a fan-out costs a
+ * subscriber one event, one segment and one iovec per batch, not per
+ * message (issue 6: at 200 messages/s to 5,200 sockets the per-message
+ * events were most of the server's user CPU). */
+#define BROADCAST_GROUP_MAX (64u * 1024)
+
+/* Messages to publish as one lobby event: their encoded pushes, each tagged
+ * by its seq (ws_shared_texts), in seq order. */
+typedef struct group {
+  ws_text_t *texts;
+  size_t n, bytes;
+} group_t;
+
+static void group_clear(group_t *g) {
+  for (size_t i = 0; i < g->n; i++) free((char *)g->texts[i].ptr);
+  g->n = g->bytes = 0;
+}
+
+/* Adds a stored message (into the recent ring first: before pubsub has it).
+ * False when out of memory: it is stored but cannot be pushed. */
+static bool group_add(group_t *g, const proto_str *frag, int64_t seq) {
+  recent_append(seq, frag);
   proto_str push = proto_enc_message(frag);
-  ws_shared_t *frame = push.ptr ? ws_shared_text(push.ptr, push.len) : NULL;
-  free(push.ptr);
+  if (!push.ptr) return false;
+  g->texts[g->n++] = (ws_text_t){push.ptr, push.len, seq};
+  g->bytes += push.len;
+  return true;
+}
+
+/* Publishes the group as one event (the subscribers' frame holds its
+ * messages back to back) and empties it.  False when out of memory: none
+ * of them was pushed. */
+static bool group_publish(group_t *g) {
+  if (!g->n) return true;
+  ws_shared_t *frame = ws_shared_texts(g->texts, g->n);
+  int64_t last = g->texts[g->n - 1].tag;
+  size_t n = g->n;
+  group_clear(g);
   if (!frame) return false;
-  app_event_t ev = {TOPIC_LOBBY, seq, frame}; /* our reference travels with it */
+  app_event_t ev = {TOPIC_LOBBY, last, frame}; /* our reference travels with it */
   if (act_send_ex(act_whereis(APP_NAME_PUBSUB), PUBSUB_PUBLISH, &ev, sizeof ev,
                   app_event_release) != ACT_OK) {
     ws_shared_release(frame);
     return false;
   }
+  tm_add(TM_MESSAGES, (long)n);
+  if (last > atomic_load(&g_last_seq)) atomic_store(&g_last_seq, last);
   return true;
+}
+
+/* One message alone (the fence's late commits come one by one): counted
+ * and g_last_seq moved past it, as a group's. */
+static bool broadcast(const proto_str *frag, int64_t seq) {
+  ws_text_t t;
+  group_t g = {&t, 0, 0};
+  return group_add(&g, frag, seq) && group_publish(&g);
 }
 
 static void answer_inserted(act_pid_t to, act_ref_t ref, const proto_str *frag, int64_t seq,
@@ -672,6 +716,32 @@ static void unavailable_from(const act_qnode_t *n) {
   for (; n; n = n->next) reply_unavailable(INSERT_OF(n)->from, INSERT_OF(n)->ref, REPO_INSERTED);
 }
 
+/* A row of a committed batch, between its group's publish and its answer. */
+typedef struct row_out {
+  proto_str frag;  /* its JSON fragment; NULL: an old message we cannot say now */
+  int64_t seq;
+  bool fresh;      /* stored by this batch: pushed with its group */
+  bool look_up;    /* stored by someone else meanwhile: read it by client_id */
+} row_out_t;
+
+/* Answers rows [from, to) of the batch, whose new messages are pushed. */
+static void answer_rows(repo_t *r, const act_qnode_t *n, row_out_t *rows, size_t from,
+                        size_t to) {
+  for (size_t i = from; i < to; i++, n = n->next) {
+    const pending_insert_t *p = INSERT_OF(n);
+    if (rows[i].look_up) {
+      if (r->db) find_client_id(r, p->from, p->ref, p->user_id, p->client_id);
+      else reply_unavailable(p->from, p->ref, REPO_INSERTED);
+    } else if (!rows[i].frag.ptr) { /* the retry finds it */
+      reply_unavailable(p->from, p->ref, REPO_INSERTED);
+    } else {
+      answer_inserted(p->from, p->ref, &rows[i].frag, rows[i].seq, !rows[i].fresh);
+    }
+    free(rows[i].frag.ptr);
+    rows[i].frag.ptr = NULL;
+  }
+}
+
 static void inserted_body(cb_call_t *c) {
   req_ctx_t *x = c->x;
   repo_t *r = x->repo;
@@ -686,45 +756,57 @@ static void inserted_body(cb_call_t *c) {
    * statements in order, so it commits after this one did. */
   r->batch_in_flight = false;
   if (!c->err) submit_batch(r);
-  if (res && res->n == x->nbatch) {
-    for (size_t i = 0; i < res->n; i++, n = n->next) {
-      const pending_insert_t *p = INSERT_OF(n);
-      const db_message *d = &res->messages[i];
-      if (!d->id) { /* stored by someone else meanwhile: read it */
-        if (r->db) find_client_id(r, p->from, p->ref, p->user_id, p->client_id);
-        else reply_unavailable(p->from, p->ref, REPO_INSERTED);
-        continue;
-      }
-      proto_message m = wire_message(d);
-      proto_str frag = proto_frag_message(&m);
-      /* Stored, and it must be pushed, in seq order: if it cannot be (no
-       * memory), g_last_seq stays below it, the rest of the batch is told
-       * `unavailable` (a retry finds each by client_id) and the connection
-       * is dropped: the fence on the next one reads this message and those
-       * after it back from the database and pushes them. */
-      if (!d->existed && (!frag.ptr || !broadcast(&frag, m.seq))) {
-        free(frag.ptr);
-        unavailable_from(n);
-        /* the next batch, if sent, fails with the connection: a retry by
-         * client_id finds whatever of it committed */
-        writer_retry(r, "out of memory: a committed message will be pushed by the fence");
-        return;
-      }
-      if (!d->existed) {
-        tm_add(TM_MESSAGES, 1);
-        if (m.seq > atomic_load(&g_last_seq)) atomic_store(&g_last_seq, m.seq);
-      }
-      if (!frag.ptr) { /* an old message we cannot say now: the retry finds it */
-        reply_unavailable(p->from, p->ref, REPO_INSERTED);
-        continue;
-      }
-      answer_inserted(p->from, p->ref, &frag, m.seq, d->existed);
-      free(frag.ptr);
-    }
-  } else {
+  if (!res || res->n != x->nbatch) {
     unavailable_from(n);
+    submit_batch(r); /* after an error: what queued meanwhile, if it can */
+    return;
   }
-  submit_batch(r); /* after an error: what queued meanwhile, if it can */
+  /* Rows are pushed in groups of up to BROADCAST_GROUP_MAX bytes, each one
+   * lobby event, and a group's rows are answered once it is published (the
+   * `sent` and the push may come in either order, PROTOCOL.md).  Stored,
+   * each must be pushed, in seq order: if a group cannot be (no memory),
+   * g_last_seq stays below it, its rows and the rest are told
+   * `unavailable` (a retry finds each by client_id) and the connection is
+   * dropped: the fence on the next one reads those messages back from the
+   * database and pushes them. */
+  row_out_t *rows = calloc(res->n ? res->n : 1, sizeof *rows);
+  group_t g = {calloc(res->n ? res->n : 1, sizeof(ws_text_t)), 0, 0};
+  size_t start = 0;           /* the group's first row */
+  const act_qnode_t *gn = n;  /* ... and its node */
+  bool ok = rows && g.texts;
+  for (size_t i = 0; ok && i < res->n; i++) {
+    const db_message *d = &res->messages[i];
+    if (!d->id) {
+      rows[i].look_up = true;
+    } else {
+      proto_message m = wire_message(d);
+      rows[i].frag = proto_frag_message(&m);
+      rows[i].seq = m.seq;
+      rows[i].fresh = !d->existed;
+      if (rows[i].fresh) {
+        if (rows[i].frag.ptr && g.bytes && g.bytes + rows[i].frag.len > BROADCAST_GROUP_MAX) {
+          ok = group_publish(&g);
+          if (!ok) break;
+          answer_rows(r, gn, rows, start, i);
+          for (; start < i; start++) gn = gn->next;
+        }
+        ok = rows[i].frag.ptr && group_add(&g, &rows[i].frag, m.seq);
+      }
+    }
+  }
+  if (ok) ok = group_publish(&g);
+  if (ok) {
+    answer_rows(r, gn, rows, start, res->n);
+  } else {
+    group_clear(&g);
+    for (size_t i = start; rows && i < res->n; i++) free(rows[i].frag.ptr);
+    unavailable_from(gn);
+    /* the next batch, if sent, fails with the connection: a retry by
+     * client_id finds whatever of it committed */
+    writer_retry(r, "out of memory: a committed message will be pushed by the fence");
+  }
+  free(g.texts);
+  free(rows);
 }
 
 static void on_inserted(void *ud, const db_error *err, db_message_list *res) {
@@ -857,8 +939,6 @@ static void caught_up_body(cb_call_t *c) {
       writer_retry(r, "out of memory");
       return;
     }
-    tm_add(TM_MESSAGES, 1);
-    atomic_store(&g_last_seq, m.seq);
   }
   if (l->n) app_log(LOG_INFO, "writer fence: pushed %zu late commits", l->n);
   if (l->more) writer_catch_up(r);

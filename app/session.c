@@ -247,7 +247,7 @@ static void pace_out(session_t *s, conn_t *c) {
   }
   if (conn_state(c)->presence_version < ev.seq) conn_state(c)->presence_version = ev.seq;
   s->diff_at_ms = mono_ms();
-  conn_send_shared(c, ev.frame);
+  conn_send_shared(c, ev.frame, 0);
   ws_shared_release(ev.frame);
 }
 
@@ -294,11 +294,18 @@ static void deliver(session_t *s, conn_t *c, const app_event_t *ev) {
     }
     st->presence_version = ev->seq;
     s->diff_at_ms = mono_ms();
-  } else {
-    if ((!st->joined && !s->joining) || ev->seq <= st->last_seq) return;
-    st->last_seq = ev->seq;
+    conn_send_shared(c, ev->frame, 0);
+    return;
   }
-  conn_send_shared(c, ev->frame);
+  /* A lobby event is a committed batch: its frame's parts are messages
+   * tagged by seq, ev->seq the last.  After a catch-up the socket may hold
+   * the first few already: it gets the rest (the scan is over a batch, and
+   * only on that rare overlap). */
+  if ((!st->joined && !s->joining) || ev->seq <= st->last_seq) return;
+  size_t from = 0;
+  while (ws_shared_tag(ev->frame, from) <= st->last_seq) from++; /* stops: ev->seq is above */
+  st->last_seq = ev->seq;
+  conn_send_shared(c, ev->frame, from);
 }
 
 static void flush_buffer(session_t *s, conn_t *c) {

@@ -110,32 +110,69 @@ static size_t put_header(uint8_t *h, unsigned opcode, size_t len)
     return 10;
 }
 
+/* Frame size of a text payload: header (2, 4 or 10 bytes) + payload. */
+static size_t frame_size(size_t len)
+{
+    return len + (len < 126 ? 2 : len <= 0xFFFF ? 4 : 10);
+}
+
 /* ------------------------------------------------------------ shared frames */
 
 struct ws_shared {
     atomic_long refs;
-    size_t frame_len;
-    size_t payload_off, payload_len;
-    uint8_t bytes[];   /* frame_len bytes of frame, then a NUL after the payload */
+    size_t frame_len;               /* every part's frame, back to back */
+    size_t payload_off, payload_len; /* a single frame's payload */
+    uint8_t *bytes;                 /* after parts[] */
+    size_t nparts;
+    ws_shared_part_t parts[];       /* where each frame starts, and its tag */
 };
 
 static atomic_long shared_live;
 
-ws_shared_t *ws_shared_text(const char *payload, size_t len)
+ws_shared_t *ws_shared_texts(const ws_text_t *texts, size_t n)
 {
-    ws_shared_t *s = malloc(sizeof *s + WS_HEADER_MAX + len + 1);
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++)
+        total += frame_size(texts[i].len);
+    if (!n)
+        return NULL;
+    ws_shared_t *s = malloc(sizeof *s + n * sizeof(ws_shared_part_t) + total + 1);
     if (!s)
         return NULL;
-    size_t hn = put_header(s->bytes, OP_TEXT, len);
-    if (len)
-        memcpy(s->bytes + hn, payload, len);
+    s->bytes = (uint8_t *)(s->parts + n);
+    s->nparts = n;
+    size_t at = 0;
+    for (size_t i = 0; i < n; i++) {
+        s->parts[i] = (ws_shared_part_t){at, texts[i].tag};
+        size_t hn = put_header(s->bytes + at, OP_TEXT, texts[i].len);
+        if (texts[i].len)
+            memcpy(s->bytes + at + hn, texts[i].ptr, texts[i].len);
+        if (i == 0) {
+            s->payload_off = hn;
+            s->payload_len = texts[i].len;
+        }
+        at += hn + texts[i].len;
+    }
+    s->bytes[at] = '\0'; /* after the last payload: a single frame's is a C string */
     atomic_init(&s->refs, 1);
-    s->frame_len = hn + len;
-    s->payload_len = len;
-    s->payload_off = hn;
-    s->bytes[hn + len] = '\0';
+    s->frame_len = at;
     atomic_fetch_add_explicit(&shared_live, 1, memory_order_relaxed);
     return s;
+}
+
+ws_shared_t *ws_shared_text(const char *payload, size_t len)
+{
+    return ws_shared_texts(&(ws_text_t){payload, len, 0}, 1);
+}
+
+size_t ws_shared_nparts(const ws_shared_t *s)
+{
+    return s->nparts;
+}
+
+int64_t ws_shared_tag(const ws_shared_t *s, size_t part)
+{
+    return s->parts[part].tag;
 }
 
 ws_shared_t *ws_shared_retain(ws_shared_t *s)
@@ -177,8 +214,9 @@ long ws_shared_live(void)
  * a shared frame. */
 typedef struct seg {
     act_qnode_t node;     /* in a seg_list_t (runtime/queue.h) */
-    ws_shared_t *shared;  /* non-NULL: the bytes are the shared frame's */
-    bool exempt;          /* a reply: outside the WS_OUTBOUND_MAX bound */
+    ws_shared_t *shared;  /* non-NULL: the bytes are the shared frame's ... */
+    bool exempt;          /* a reply, or a lone frame over the bound: outside it */
+    uint32_t off;         /* ... from this offset (a suffix of its parts) */
     size_t len, cap;
     uint8_t bytes[];
 } seg_t;
@@ -241,7 +279,7 @@ struct ws_conn {
 
 static const uint8_t *seg_data(const seg_t *s)
 {
-    return s->shared ? s->shared->bytes : s->bytes;
+    return s->shared ? s->shared->bytes + s->off : s->bytes;
 }
 
 /* ------------------------------------------------------------ per-thread pools
@@ -889,12 +927,6 @@ ws_status_t ws_conn_feed(ws_conn_t *c, const void *data, size_t len, uint64_t no
     return ws_conn_closing(c) ? WS_CLOSING : WS_OK;
 }
 
-/* Frame size of a text payload: header (2, 4 or 10 bytes) + payload. */
-static size_t frame_size(size_t len)
-{
-    return len + (len < 126 ? 2 : len <= 0xFFFF ? 4 : 10);
-}
-
 /* Checks that a frame of n bytes may still be queued. */
 static ws_status_t admit(ws_conn_t *c, size_t n)
 {
@@ -917,9 +949,17 @@ ws_status_t ws_conn_send_text(ws_conn_t *c, const char *msg, size_t len)
     return c->failed ? WS_NOMEM : WS_OK;
 }
 
-static ws_status_t queue_shared(ws_conn_t *c, ws_shared_t *s, bool exempt)
+static ws_status_t queue_shared(ws_conn_t *c, ws_shared_t *s, size_t part, bool exempt)
 {
-    ws_status_t st = exempt ? WS_OK : admit(c, s->frame_len);
+    size_t off = s->parts[part].off, len = s->frame_len - off;
+    /* A shared frame larger than the bound, on a queue holding nothing
+     * bounded, is taken outside the bound as a reply is: a presence_diff of
+     * 5,000 leaves (about 750 KB, one copy for every socket) must not close
+     * every socket that was keeping up (issue 6's storm closed all 200
+     * survivors so).  Behind anything else it overflows like any frame. */
+    if (!exempt && len > WS_OUTBOUND_MAX && !bounded_bytes(c))
+        exempt = true;
+    ws_status_t st = exempt ? WS_OK : admit(c, len);
     if (exempt && ws_conn_closing(c))
         return c->failed ? WS_NOMEM : WS_CLOSING;
     if (st != WS_OK)
@@ -931,19 +971,25 @@ static ws_status_t queue_shared(ws_conn_t *c, ws_shared_t *s, bool exempt)
     }
     g->exempt = exempt;
     g->shared = ws_shared_retain(s);
-    g->len = g->cap = s->frame_len;
+    g->off = (uint32_t)off;
+    g->len = g->cap = len;
     list_push(&c->pending, g);
     return WS_OK;
 }
 
 ws_status_t ws_conn_send_shared(ws_conn_t *c, ws_shared_t *s)
 {
-    return queue_shared(c, s, false);
+    return queue_shared(c, s, 0, false);
+}
+
+ws_status_t ws_conn_send_shared_from(ws_conn_t *c, ws_shared_t *s, size_t part)
+{
+    return queue_shared(c, s, part, false);
 }
 
 ws_status_t ws_conn_send_reply_shared(ws_conn_t *c, ws_shared_t *s)
 {
-    return queue_shared(c, s, true);
+    return queue_shared(c, s, 0, true);
 }
 
 ws_status_t ws_conn_send_reply(ws_conn_t *c, const char *msg, size_t len)
@@ -953,7 +999,7 @@ ws_status_t ws_conn_send_reply(ws_conn_t *c, const char *msg, size_t len)
         c->failed = true;
         return WS_NOMEM;
     }
-    ws_status_t st = queue_shared(c, s, true);
+    ws_status_t st = queue_shared(c, s, 0, true);
     ws_shared_release(s);
     return st;
 }

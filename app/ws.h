@@ -90,6 +90,17 @@ typedef struct ws_shared ws_shared_t;
 
 /* Frames payload (already-encoded JSON) as one text frame; refcount 1. */
 ws_shared_t *ws_shared_text(const char *payload, size_t len);
+/* n text frames back to back in one buffer (n >= 1; NULL when out of
+ * memory), each part tagged by the caller (the app: a message's seq, in
+ * increasing order).  Queued whole, they go out in one iovec entry: a
+ * committed batch of k messages costs a subscriber one event and one
+ * segment instead of k; ws_conn_send_shared_from() queues a suffix, for a
+ * connection that already has the first parts. */
+typedef struct ws_text { const char *ptr; size_t len; int64_t tag; } ws_text_t;
+typedef struct ws_shared_part { size_t off; int64_t tag; } ws_shared_part_t;
+ws_shared_t *ws_shared_texts(const ws_text_t *texts, size_t n);
+size_t ws_shared_nparts(const ws_shared_t *s);
+int64_t ws_shared_tag(const ws_shared_t *s, size_t part);
 ws_shared_t *ws_shared_retain(ws_shared_t *s);
 /* Drops one reference; true when this call freed the buffer. */
 bool ws_shared_release(ws_shared_t *s);
@@ -120,8 +131,12 @@ ws_status_t ws_conn_feed(ws_conn_t *c, const void *data, size_t len, uint64_t no
 /* For tests only (test_ws.c): nothing in app/ calls it. */
 ws_status_t ws_conn_send_text(ws_conn_t *c, const char *msg, size_t len);
 /* Queues s by reference (retained here, released once written or freed).
- * A frame larger than WS_OUTBOUND_MAX can never be queued: WS_OVERFLOW. */
+ * WS_OVERFLOW (and a close with 1008) when it would take the queue past
+ * WS_OUTBOUND_MAX; a frame larger than the bound is taken only on a queue
+ * holding nothing bounded, and then outside the bound, as a reply. */
 ws_status_t ws_conn_send_shared(ws_conn_t *c, ws_shared_t *s);
+/* The parts of s from `part` on (0: all of it), counted against the bound. */
+ws_status_t ws_conn_send_shared_from(ws_conn_t *c, ws_shared_t *s, size_t part);
 /* Replies (and snapshots) are not counted against WS_OUTBOUND_MAX: one may
  * legitimately be larger (500 messages of 2,000 characters).  They are
  * bounded by the caller instead: the endpoint gives the session no new

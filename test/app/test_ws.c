@@ -789,6 +789,39 @@ START_TEST(order_text_and_shared)
 }
 END_TEST
 
+/* A batch: three frames in one buffer, tagged; one connection takes them
+ * all, another (which had the first already) the suffix from part 1. */
+START_TEST(shared_batch_and_suffix)
+{
+    fixture_t a = fx_new(), b = fx_new();
+    char big[300];
+    memset(big, 'x', sizeof big);
+    const ws_text_t t[3] = {{"{\"seq\":7}", 10, 7}, {big, sizeof big, 9}, {"{}", 2, 12}};
+    ws_shared_t *s = ws_shared_texts(t, 3);
+    ck_assert_ptr_nonnull(s);
+    ck_assert_uint_eq(ws_shared_nparts(s), 3);
+    ck_assert(ws_shared_tag(s, 0) == 7 && ws_shared_tag(s, 1) == 9 && ws_shared_tag(s, 2) == 12);
+    ck_assert_int_eq(ws_conn_send_shared(a.c, s), WS_OK);
+    ck_assert_int_eq(ws_conn_send_shared_from(b.c, s, 1), WS_OK);
+    /* only the suffix counts against b's bound: 300 + 4 and 2 + 2 bytes */
+    ck_assert_uint_eq(ws_conn_queued_bytes(b.c), 308);
+    ck_assert_uint_eq(ws_conn_queued_bytes(a.c), 320);
+    drain(a.c, &a.out);
+    drain(b.c, &b.out);
+    sframe_t f[4];
+    ck_assert_uint_eq(parse_frames(&a.out, f, 4), 3);
+    ck_assert(f[0].fin && f[0].opcode == 0x1 && f[0].len == 10 && !memcmp(f[0].payload, "{\"seq\":7}", 10));
+    ck_assert(f[1].len == 300 && f[1].payload[299] == 'x');
+    ck_assert(f[2].len == 2 && !memcmp(f[2].payload, "{}", 2));
+    ck_assert_uint_eq(parse_frames(&b.out, f, 4), 2);
+    ck_assert(f[0].fin && f[0].opcode == 0x1 && f[0].len == 300);
+    ck_assert(f[1].len == 2 && !memcmp(f[1].payload, "{}", 2));
+    ck_assert(ws_shared_release(s)); /* both connections let go once written */
+    fx_free(&a);
+    fx_free(&b);
+}
+END_TEST
+
 START_TEST(shared_frame_sizes)
 {
     static const size_t sizes[] = {0, 1, 125, 126, 65535, 65536, 70000};
@@ -863,6 +896,33 @@ START_TEST(outbound_bound_shared)
     drain(fx.c, &fx.out);
     ck_assert(ws_conn_finished(fx.c));
     fx_free(&fx);
+    free(big);
+}
+END_TEST
+
+/* A shared frame over the bound (a presence_diff of thousands of leaves)
+ * is taken on a queue holding nothing bounded, outside the bound: pushes
+ * and pings go on behind it.  Behind a push, the same frame overflows. */
+START_TEST(outbound_bound_big_frame_alone)
+{
+    fixture_t fx = fx_new();
+    size_t big_len = WS_OUTBOUND_MAX + 50000;
+    char *big = malloc(big_len);
+    memset(big, 'x', big_len);
+    ws_shared_t *s = ws_shared_text(big, big_len);
+    ws_shared_t *small = ws_shared_text("{}", 2);
+    ck_assert_int_eq(ws_conn_send_shared(fx.c, s), WS_OK);
+    ck_assert_uint_gt(ws_conn_queued_bytes(fx.c), WS_OUTBOUND_MAX);
+    ck_assert_int_eq(ws_conn_send_shared(fx.c, small), WS_OK);
+    ck_assert_int_eq(ws_conn_ping(fx.c, 1), WS_OK);
+    ck_assert_uint_eq(ws_conn_close_code(fx.c), 0);
+    ck_assert_int_eq(ws_conn_send_shared(fx.c, s), WS_OVERFLOW);
+    ck_assert_uint_eq(ws_conn_close_code(fx.c), 1008);
+    drain(fx.c, &fx.out);
+    ck_assert(ws_conn_finished(fx.c));
+    fx_free(&fx);
+    ck_assert(ws_shared_release(s));
+    ck_assert(ws_shared_release(small));
     free(big);
 }
 END_TEST
@@ -1064,8 +1124,10 @@ static Suite *ws_suite(void)
     TCase *w = tcase_create("send");
     tcase_add_test(w, order_text_and_shared);
     tcase_add_test(w, shared_frame_sizes);
+    tcase_add_test(w, shared_batch_and_suffix);
     tcase_add_test(w, outbound_bound_1008);
     tcase_add_test(w, outbound_bound_shared);
+    tcase_add_test(w, outbound_bound_big_frame_alone);
     tcase_add_test(w, ping_flood_is_bounded);
     tcase_add_test(w, shared_refcount_zero_once);
     tcase_add_test(w, shared_release_across_threads);
