@@ -173,10 +173,14 @@ static void send_msg(client_t *c, uint32_t k, int stage, uint64_t t_us) {
   ws_text(c, b, (size_t)n);
 }
 
-static void send_catch_up(client_t *c) {
+/* From `after`: after a drop, the highest seq held; then each page's last.
+ * Not c->last_seq then: a push that came in meanwhile has raised it past
+ * messages the next page must still bring (PROTOCOL.md lets pushes and the
+ * `history` reply interleave; web/js/app.js catchUp does the same). */
+static void send_catch_up(client_t *c, int64_t after) {
   char b[128];
   int n = snprintf(b, sizeof b, "{\"type\":\"catch_up\",\"ref\":%u,\"after\":%" PRId64 "}",
-                   REF_CATCHUP, c->last_seq);
+                   REF_CATCHUP, after);
   c->catching_up = true;
   ws_text(c, b, (size_t)n);
 }
@@ -289,9 +293,11 @@ static void on_message_push(client_t *c, const char *p, const char *end) {
 /* A catch_up's `history` reply: every message in it goes into the bitmap. */
 static void on_history(client_t *c, const char *p, const char *end) {
   const char *q = p;
+  int64_t page_last = -1;
   while ((q = FIND(q, end, "\"seq\":"))) {
     int64_t seq = parse_i64(q, end);
     if (seq > c->last_seq) c->last_seq = seq;
+    if (seq > page_last) page_last = seq;
   }
   q = p;
   while ((q = FIND(q, end, "\"content\":\""))) {
@@ -305,8 +311,8 @@ static void on_history(client_t *c, const char *p, const char *end) {
     }
   }
   const char *more = FIND(p, end, "\"more\":");
-  if (more && end - more >= 4 && !memcmp(more, "true", 4)) {
-    send_catch_up(c);
+  if (more && end - more >= 4 && !memcmp(more, "true", 4) && page_last >= 0) {
+    send_catch_up(c, page_last);
     return;
   }
   c->catching_up = false;
@@ -349,7 +355,7 @@ static void on_joined(client_t *c, const char *p, const char *end) {
   }
   /* back after a drop: catch up, then re-send what was never acknowledged */
   c->reconnecting = false;
-  send_catch_up(c);
+  send_catch_up(c, c->last_seq);
   if (c->sender >= 0 && c->unacked) {
     for (uint32_t k = 0; k < c->next_k; k++) {
       if (!c->sent_us[k]) continue;

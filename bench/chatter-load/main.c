@@ -1019,12 +1019,18 @@ int main(int argc, char **argv) {
   uint64_t lost = 0, acked_bits = 0;
   for (uint32_t s = 0; s < cfg.senders; s++)
     for (size_t w = 0; w < M.words; w++) acked_bits += (uint64_t)__builtin_popcountll(M.ack[s * M.words + w]);
+  /* where it is: receivers that were dropped (storm) or not, and how many */
+  uint64_t lost_dropped = 0, lost_receivers = 0;
   for (uint32_t r = 0; r < cfg.sessions; r++) {
     if (!M.joined[r]) continue;
+    uint64_t mine = 0;
     for (uint32_t s = 0; s < cfg.senders; s++) {
       uint64_t *row_ = recv_row(&M, r, s), *a = M.ack + (size_t)s * M.words;
-      for (size_t w = 0; w < M.words; w++) lost += (uint64_t)__builtin_popcountll(a[w] & ~row_[w]);
+      for (size_t w = 0; w < M.words; w++) mine += (uint64_t)__builtin_popcountll(a[w] & ~row_[w]);
     }
+    lost += mine;
+    lost_receivers += mine != 0;
+    if (r < cfg.storm) lost_dropped += mine;
   }
   stop_server();
 
@@ -1167,6 +1173,9 @@ int main(int argc, char **argv) {
   row("closed by the server", "%" PRIu64 "%s%s", t.closed_by_server, t.closed_by_server ? ":" : "", ebuf);
   row("lost / duplicated / out of order", "%" PRIu64 " / %" PRIu64 " / %" PRIu64 " (of %" PRIu64 " acked x %" PRIu64 " receivers)",
       lost, t.dups, t.order, acked_bits, eligible);
+  if (lost)
+    row("", "missing at %" PRIu64 " receivers; %" PRIu64 " of the pairs at receivers the storm dropped, "
+            "%" PRIu64 " at the others", lost_receivers, lost_dropped, lost - lost_dropped);
   if (drain_cut)
     row("", "INCOMPLETE: a drain ended at its %d s bound while deliveries were still arriving: the missing ones "
             "were late by more than that, not necessarily lost", DRAIN_MAX_S);
