@@ -600,10 +600,10 @@ static void writer_retry(repo_t *r, const char *why);
 
 /* Frame bytes per lobby event at most (a single larger message goes alone):
  * a quarter of WS_OUTBOUND_MAX, so that a socket a little behind is not
- * closed by one batch.  Between 64 KiB batches a fan-out costs a
- * subscriber one event, one segment and one iovec per batch, not per
- * message (issue 6: at 200 messages/s to 5,200 sockets the per-message
- * events were most of the server's user CPU). */
+ * closed by one batch.  Within a group a fan-out costs each subscriber one
+ * envelope, one session turn, one segment and one iovec, not one per
+ * message: batches grow when the server is busy (the writer's next batch
+ * gathers while it works), and the per-subscriber work shrinks with them. */
 #define BROADCAST_GROUP_MAX (64u * 1024)
 
 /* Messages to publish as one lobby event: their encoded pushes, each tagged
@@ -797,6 +797,7 @@ static void inserted_body(cb_call_t *c) {
   if (ok) ok = group_publish(&g);
   if (ok) {
     answer_rows(r, gn, rows, start, res->n);
+    submit_batch(r); /* after an error: what queued meanwhile, if it can */
   } else {
     group_clear(&g);
     for (size_t i = start; rows && i < res->n; i++) free(rows[i].frag.ptr);
