@@ -36,7 +36,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# One scheduler thread on the server's one CPU, as bench-chat.sh runs it: two
+# would take turns on that core (the server "waited for a CPU" half of
+# each run at 19,000 sessions) and their contention drowns the viewer's.
 (ulimit -n 20000; PORT=$port CHATTER_NEW_USERS_PER_MINUTE=0 LOG_LEVEL=warn \
+  CHATTER_THREADS="${CHATTER_THREADS:-1}" \
   exec taskset -c "$SERVER_CPUS" "$B/chatter") >"$tmp/server.log" 2>&1 &
 server=$!
 healthy() { # one GET /healthz over bash's /dev/tcp
