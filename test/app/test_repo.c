@@ -46,6 +46,7 @@ static bool poll_until(bool (*pred)(void *), void *arg, unsigned ms)
 static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
 static int64_t g_seen[MAX_SEEN];
 static size_t g_nseen;
+static int g_bad_events; /* lobby events not shaped as repo.c publishes them */
 
 static int ps_init(void *args, void **state)
 {
@@ -63,8 +64,17 @@ static void ps_handle(void *state, act_msg_t *m)
     }
     if (m->type != PUBSUB_PUBLISH) return;
     const app_event_t *ev = m->data;
+    /* a committed batch is one event: its frame's parts are the messages,
+     * tagged by seq, the last one the event's own seq */
+    size_t parts = ws_shared_nparts(ev->frame);
     pthread_mutex_lock(&g_mu);
-    if (g_nseen < MAX_SEEN) g_seen[g_nseen++] = ev->seq;
+    if (ws_shared_tag(ev->frame, parts - 1) != ev->seq)
+        g_bad_events++; /* asserted by broadcasts_of, on the test's thread */
+    for (size_t i = 0; i < parts && g_nseen < MAX_SEEN; i++) {
+        if (i && ws_shared_tag(ev->frame, i) <= ws_shared_tag(ev->frame, i - 1))
+            g_bad_events++;
+        g_seen[g_nseen++] = ws_shared_tag(ev->frame, i);
+    }
     pthread_mutex_unlock(&g_mu);
     /* the frame's reference goes with the message (app_event_release) */
 }
@@ -75,8 +85,10 @@ static int broadcasts_of(int64_t seq)
 {
     int n = 0;
     pthread_mutex_lock(&g_mu);
+    int bad = g_bad_events;
     for (size_t i = 0; i < g_nseen; i++) n += g_seen[i] == seq;
     pthread_mutex_unlock(&g_mu);
+    ck_assert_msg(!bad, "an event's parts out of seq order, or its seq not the last");
     return n;
 }
 
