@@ -86,15 +86,20 @@ typedef struct http_write {
   char *bytes;
 } http_write_t;
 
+/* A conn's place in one of the acceptor's lists (conn.h conn_list_t). */
+typedef struct conn_link {
+  struct conn *prev, *next;
+} conn_link_t;
+
 struct conn {
   uint64_t id;
   struct conn *hnext;          /* the acceptor's table */
-  struct conn *iprev, *inext;  /* the acceptor's idle list */
+  conn_link_t idle;            /* the acceptor's idle list */
   uv_tcp_t tcp;
   /* the nearest deadline but the ping (see the top): its own allocation,
    * held only while one is set -- an idle WebSocket has none */
   uv_timer_t *timer;
-  struct conn *pprev, *pnext;  /* the acceptor's ping list, by ping_due_ms */
+  conn_link_t ping;            /* the acceptor's ping list, by ping_due_ms */
   act_pid_t acceptor;
   /* the flags and small counts side by side: spread between the wider
    * fields they left 18 bytes of holes (gdb ptype /o), 16 once rounded */
@@ -104,7 +109,7 @@ struct conn {
   bool close_after_write;      /* HTTP: Connection: close, then close */
   bool in_flight;              /* WebSocket: the head frame was handed to the session */
   uint32_t nrequests;          /* HTTP requests answered */
-  struct conn *dprev, *dnext;  /* the dirty list */
+  conn_link_t dirty_link;      /* the acceptor's dirty list */
   http_conn_t *http;           /* until the upgrade */
   ws_conn_t *ws;               /* after it */
   /* HTTP state */
@@ -163,26 +168,42 @@ static void table_del(acceptor_t *a, conn_t *c) {
     }
 }
 
+/* ------------------------------------------------- the acceptor's lists */
+
+/* off: offsetof(conn_t, the list's link).  Push at the tail, remove from
+ * anywhere, each O(1); the caller keeps the conn's "listed" flag. */
+static conn_link_t *link_at(conn_t *c, size_t off) { return (conn_link_t *)((char *)c + off); }
+
+static void clist_push(conn_list_t *l, conn_t *c, size_t off) {
+  conn_link_t *k = link_at(c, off);
+  k->prev = l->tail;
+  k->next = NULL;
+  if (l->tail) link_at(l->tail, off)->next = c;
+  else l->head = c;
+  l->tail = c;
+}
+
+static void clist_del(conn_list_t *l, conn_t *c, size_t off) {
+  conn_link_t *k = link_at(c, off);
+  if (k->prev) link_at(k->prev, off)->next = k->next;
+  else l->head = k->next;
+  if (k->next) link_at(k->next, off)->prev = k->prev;
+  else l->tail = k->prev;
+  k->prev = k->next = NULL;
+}
+
 /* The idle list: HTTP conns with no request under way and nothing unsent. */
 static void idle_del(conn_t *c) {
   acceptor_t *a = endpoint_local_acceptor();
   if (!c->idle_listed || !a) return;
-  if (c->iprev) c->iprev->inext = c->inext;
-  else a->idle_head = c->inext;
-  if (c->inext) c->inext->iprev = c->iprev;
-  else a->idle_tail = c->iprev;
-  c->iprev = c->inext = NULL;
+  clist_del(&a->idle, c, offsetof(conn_t, idle));
   c->idle_listed = false;
 }
 
 static void idle_add(conn_t *c) {
   acceptor_t *a = endpoint_local_acceptor();
   if (c->idle_listed || !a || c->closing || c->upgraded) return;
-  c->iprev = a->idle_tail;
-  c->inext = NULL;
-  if (a->idle_tail) a->idle_tail->inext = c;
-  else a->idle_head = c;
-  a->idle_tail = c;
+  clist_push(&a->idle, c, offsetof(conn_t, idle));
   c->idle_listed = true;
 }
 
@@ -191,11 +212,7 @@ static void idle_add(conn_t *c) {
  * tail's, so the order holds without a search. */
 static void ping_del(acceptor_t *a, conn_t *c) {
   if (!c->ping_listed || !a) return;
-  if (c->pprev) c->pprev->pnext = c->pnext;
-  else a->ping_head = c->pnext;
-  if (c->pnext) c->pnext->pprev = c->pprev;
-  else a->ping_tail = c->pprev;
-  c->pprev = c->pnext = NULL;
+  clist_del(&a->ping, c, offsetof(conn_t, ping));
   c->ping_listed = false;
 }
 
@@ -203,18 +220,14 @@ static void on_pinger(uv_timer_t *t);
 
 static void ping_add(acceptor_t *a, conn_t *c) {
   if (c->ping_listed || !a || c->closing) return;
-  c->pprev = a->ping_tail;
-  c->pnext = NULL;
-  if (a->ping_tail) a->ping_tail->pnext = c;
-  else a->ping_head = c;
-  a->ping_tail = c;
+  clist_push(&a->ping, c, offsetof(conn_t, ping));
   c->ping_listed = true;
   if (a->pinger && !uv_is_active((uv_handle_t *)a->pinger)) /* it was empty */
     uv_timer_start(a->pinger, on_pinger, PING_INTERVAL_MS, 0);
 }
 
 bool conn_evict_idle(acceptor_t *a) {
-  conn_t *c = a->idle_head;
+  conn_t *c = a->idle.head;
   if (!c) return false;
   conn_shutdown(c); /* takes it off the list */
   return true;
@@ -416,10 +429,7 @@ static void flush_ws(conn_t *c) {
 static void dirty_del(conn_t *c) {
   acceptor_t *a = endpoint_local_acceptor();
   if (!c->dirty || !a) return;
-  if (c->dprev) c->dprev->dnext = c->dnext;
-  else a->dirty_head = c->dnext;
-  if (c->dnext) c->dnext->dprev = c->dprev;
-  c->dprev = c->dnext = NULL;
+  clist_del(&a->dirty, c, offsetof(conn_t, dirty_link));
   c->dirty = false;
 }
 
@@ -433,18 +443,15 @@ static void mark_dirty(conn_t *c) {
     return;
   }
   if (c->dirty || c->writing) return; /* a write in flight flushes on completion */
-  if (!a->dirty_head) uv_prepare_start(a->flusher, on_flush);
-  c->dprev = NULL;
-  c->dnext = a->dirty_head;
-  if (a->dirty_head) a->dirty_head->dprev = c;
-  a->dirty_head = c;
+  if (!a->dirty.head) uv_prepare_start(a->flusher, on_flush);
+  clist_push(&a->dirty, c, offsetof(conn_t, dirty_link));
   c->dirty = true;
 }
 
 static void flush_dirty(void *arg) {
   acceptor_t *a = arg;
-  while (a->dirty_head) {
-    conn_t *c = a->dirty_head;
+  while (a->dirty.head) {
+    conn_t *c = a->dirty.head;
     dirty_del(c);
     flush_ws(c);
   }
@@ -671,7 +678,7 @@ static void on_ws_tick(uv_timer_t *t) {
 static void ping_due(void *arg) {
   acceptor_t *a = arg;
   uint64_t now = uv_now(a->pinger->loop);
-  for (conn_t *c; (c = a->ping_head) && c->ping_due_ms <= now;) {
+  for (conn_t *c; (c = a->ping.head) && c->ping_due_ms <= now;) {
     ping_del(a, c);
     if (ws_conn_awaiting_pong(c->ws)) {
       app_log(LOG_INFO, "conn %llx: no pong in %d ms, closing", (unsigned long long)c->id,
@@ -684,8 +691,8 @@ static void ping_due(void *arg) {
     ping_add(a, c);
     flush_ws(c); /* may close it, which takes it off the list */
   }
-  if (a->ping_head) {
-    uint64_t due = a->ping_head->ping_due_ms;
+  if (a->ping.head) {
+    uint64_t due = a->ping.head->ping_due_ms;
     uv_timer_start(a->pinger, on_pinger, due > now ? due - now : 0, 0);
   }
 }

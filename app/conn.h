@@ -37,18 +37,26 @@ typedef struct listener listener_t;
  * idle HTTP conns (accepted or kept alive, no request under way, nothing
  * unsent), oldest first: the ones given up when descriptors run short, as
  * nginx drains its "reusable" connections. */
+/* The acceptor's lists of conns (idle, dirty, ping): intrusive and doubly
+ * linked, since a conn leaves any of them from the middle in O(1), which
+ * queue.h (singly linked on purpose) does not give.  Each goes through its
+ * own conn_link_t in the conn (conn.c: clist_push, clist_del). */
+typedef struct conn_list {
+  conn_t *head, *tail;
+} conn_list_t;
+
 typedef struct acceptor {
   act_pid_t self;
   listener_t *listener;
   int sched;
   conn_t *table[ENDPOINT_TABLE_BUCKETS];
   size_t nconns;
-  conn_t *idle_head, *idle_tail;
-  conn_t *dirty_head;       /* WebSockets with frames queued since the last flush */
+  conn_list_t idle;         /* HTTP conns with no request under way */
+  conn_list_t dirty;        /* WebSockets with frames queued since the last flush */
   uv_prepare_t *flusher;    /* flushes them once per loop turn (own allocation) */
   /* open WebSockets by ping due, oldest first, and the one timer that
    * pings them (own allocation; conn.c "Timers") */
-  conn_t *ping_head, *ping_tail;
+  conn_list_t ping;
   uv_timer_t *pinger;
   act_pid_t sessions_pid;   /* the sessions supervisor our sessions live under */
   act_ref_t sessions_mon;   /* its monitor */

@@ -205,6 +205,15 @@ static long long scalar(PGconn *pg, const char *sql)
     return v;
 }
 
+/* The statement is refused by the database with this SQLSTATE. */
+static void expect_refused(PGconn *pg, const char *sql, const char *sqlstate)
+{
+    PGresult *r = PQexec(pg, sql);
+    ck_assert_int_eq(PQresultStatus(r), PGRES_FATAL_ERROR);
+    ck_assert_str_eq(PQresultErrorField(r, PG_DIAG_SQLSTATE), sqlstate);
+    PQclear(r);
+}
+
 static void name_for(char *buf, size_t len, const char *who)
 {
     snprintf(buf, len, "%s-%s", who, uniq);
@@ -375,9 +384,7 @@ START_TEST(test_names_unique)
 
     PGconn *pg = side_conn();
     snprintf(sql, sizeof sql, "INSERT INTO users (name) VALUES ('%s')", name);
-    PGresult *pr = PQexec(pg, sql);
-    ck_assert_str_eq(PQresultErrorField(pr, PG_DIAG_SQLSTATE), "23505");
-    PQclear(pr);
+    expect_refused(pg, sql, "23505");
     PQfinish(pg);
     res_free(&r1);
     res_free(&r2);
@@ -526,24 +533,15 @@ START_TEST(test_users_of_messages_are_kept)
     PGconn *pg = side_conn();
     char sql[256];
     snprintf(sql, sizeof sql, "DELETE FROM users WHERE id = '%s'", a->id);
-    PGresult *r = PQexec(pg, sql);
-    ck_assert_int_eq(PQresultStatus(r), PGRES_FATAL_ERROR);
-    ck_assert_str_eq(PQresultErrorField(r, PG_DIAG_SQLSTATE), "23503");
-    PQclear(r);
+    expect_refused(pg, sql, "23503");
     snprintf(sql, sizeof sql, "UPDATE users SET id = gen_random_uuid() WHERE id = '%s'", a->id);
-    r = PQexec(pg, sql);
-    ck_assert_int_eq(PQresultStatus(r), PGRES_FATAL_ERROR);
-    ck_assert_str_eq(PQresultErrorField(r, PG_DIAG_SQLSTATE), "23503");
-    PQclear(r);
+    expect_refused(pg, sql, "23503");
     snprintf(sql, sizeof sql, "SELECT count(*) FROM users WHERE id = '%s'", a->id);
     ck_assert_int_eq(scalar(pg, sql), 1);
-    r = PQexec(pg, "INSERT INTO messages (user_id, content) VALUES "
-                   "('00000000-0000-0000-0000-000000000000', 'orphan')");
-    ck_assert_int_eq(PQresultStatus(r), PGRES_FATAL_ERROR);
-    ck_assert_str_eq(PQresultErrorField(r, PG_DIAG_SQLSTATE), "23503");
-    PQclear(r);
+    expect_refused(pg, "INSERT INTO messages (user_id, content) VALUES "
+                       "('00000000-0000-0000-0000-000000000000', 'orphan')", "23503");
     snprintf(sql, sizeof sql, "DELETE FROM users WHERE id = '%s'", b->id);
-    r = PQexec(pg, sql);
+    PGresult *r = PQexec(pg, sql);
     ck_assert_int_eq(PQresultStatus(r), PGRES_COMMAND_OK);
     ck_assert_str_eq(PQcmdTuples(r), "1");
     PQclear(r);
