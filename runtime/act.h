@@ -539,6 +539,9 @@ typedef struct act_info {
   size_t mailbox_len;       /* messages queued now */
   uint64_t messages;        /* messages handled so far */
   uint32_t restarts;        /* supervisors: restarts they made; children: times their spec was restarted */
+  uint32_t children;        /* supervisors: children running now (count_children's
+                               `active`, published by the supervisor, read without
+                               a call); 0 for workers */
   int scheduler;
 } act_info_t;
 
@@ -579,6 +582,8 @@ typedef struct act_sched_info {
   long run_queue;
   uint64_t turns;
   uint64_t idle_ms;
+  long actors;       /* processes living on it now */
+  uint64_t messages; /* handled on it so far, by the living and the dead */
 } act_sched_info_t;
 int act_scheduler_info(int id, act_sched_info_t *out); /* ACT_EINVAL for a bad id */
 

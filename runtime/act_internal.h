@@ -135,6 +135,7 @@ typedef struct act_proc {
 
   _Atomic uint64_t handled;    /* introspection */
   _Atomic uint32_t restarts;   /* introspection */
+  _Atomic uint32_t children;   /* introspection: a supervisor's running children */
   _Atomic bool has_name;       /* registry.c keeps the name itself */
   _Atomic bool overflow;       /* max_mailbox exceeded: dying */
   size_t max_mailbox;
@@ -238,13 +239,16 @@ typedef struct act_sched {
   act_proc_t *current;
   long local_len;                 /* local queue length, owner only */
   uint64_t turns_local;           /* turns run, owner only; published below */
+  uint64_t handled_local;         /* messages handled, owner only; published below */
   /* introspection: published by the owner when it polls its loop (every
    * 256 turns and before sleeping), relaxed; on a cache line of their own,
    * so that readers never slow the producers that touch runq_len/sleeping */
   _Alignas(64) _Atomic long local_len_seen;
   _Atomic uint64_t turns;
   _Atomic uint64_t idle_ns;
-  char pad_[64 - sizeof(long) - 2 * sizeof(uint64_t)];
+  _Atomic uint64_t messages;
+  _Atomic long actors;            /* live here: +1 at spawn (any thread), -1 at death */
+  char pad_[64 - 2 * sizeof(long) - 3 * sizeof(uint64_t)];
   struct act_timer *timers;       /* timer.c: this loop's timers, until closed */
 } act_sched_t;
 

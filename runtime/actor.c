@@ -375,6 +375,7 @@ act_pid_t act__spawn(const act_behaviour_t *b, void *args,
   }
   if (monitor && opts->monitor_ref) *opts->monitor_ref = mref;
   act__live_inc();
+  atomic_fetch_add_explicit(&p->sched->actors, 1, memory_order_relaxed); /* a statistic */
   act_ref_t ack_ref = p->ack_ref; /* p may be gone once scheduled */
   act__schedule(p);
   if (waiter) {
@@ -677,6 +678,7 @@ static void die(act_proc_t *p) {
   exit_reason_free(p);
   act__slot_release((uint32_t)p->pid);
   free(p);
+  atomic_fetch_sub_explicit(&s->actors, 1, memory_order_relaxed); /* a statistic */
   act__live_dec();
 }
 
@@ -716,6 +718,7 @@ static size_t run_handlers(act_proc_t *p) {
       p->current = &e->msg;
       p->b->handle(p->state, &e->msg);
       atomic_fetch_add_explicit(&p->handled, 1, memory_order_relaxed); /* a statistic */
+      p->sched->handled_local++;
       p->current = NULL;
     }
     if (!e->kept) act__env_free(e);

@@ -18,6 +18,7 @@ static void fill_info(act_proc_t *p, act_info_t *o) {
   o->mailbox_len = atomic_load_explicit(&p->pending, memory_order_relaxed);
   o->messages = atomic_load_explicit(&p->handled, memory_order_relaxed);
   o->restarts = atomic_load_explicit(&p->restarts, memory_order_relaxed);
+  o->children = atomic_load_explicit(&p->children, memory_order_relaxed);
   o->scheduler = p->sched ? p->sched->id : -1;
 }
 

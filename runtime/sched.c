@@ -127,6 +127,7 @@ static void on_wakeup(uv_async_t *h) { (void)h; }
  * turns so that the hot path pays one plain increment */
 static void publish_counters(act_sched_t *s) {
   atomic_store_explicit(&s->turns, s->turns_local, memory_order_relaxed);
+  atomic_store_explicit(&s->messages, s->handled_local, memory_order_relaxed);
   atomic_store_explicit(&s->local_len_seen, s->local_len, memory_order_relaxed);
 }
 
@@ -219,7 +220,9 @@ int act_scheduler_info(int id, act_sched_info_t *out) {
   /* relaxed: snapshots of counters their owner keeps */
   out->run_queue = atomic_load_explicit(&s->runq_len, memory_order_relaxed) +
                    atomic_load_explicit(&s->local_len_seen, memory_order_relaxed);
+  out->actors = atomic_load_explicit(&s->actors, memory_order_relaxed);
   out->turns = atomic_load_explicit(&s->turns, memory_order_relaxed);
+  out->messages = atomic_load_explicit(&s->messages, memory_order_relaxed);
   out->idle_ms = atomic_load_explicit(&s->idle_ns, memory_order_relaxed) / 1000000u;
   return ACT_OK;
 }

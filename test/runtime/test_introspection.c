@@ -63,6 +63,8 @@ START_TEST(list_shows_fields) {
   ck_assert_str_eq(iw->name, "worker");
   ck_assert(iw->parent == sup);
   ck_assert_uint_eq(iw->restarts, 0);
+  ck_assert_uint_eq(is->children, 1); /* the supervisor's running children */
+  ck_assert_uint_eq(iw->children, 0); /* a worker has none */
   for (size_t i = 0; i < n; i++) {
     ck_assert_int_ge(v[i].scheduler, 0);
     ck_assert_int_lt(v[i].scheduler, 2);
@@ -133,6 +135,71 @@ START_TEST(mailbox_len_and_messages) {
   agent_run(ag, fn_look, &after);
   ck_assert_uint_eq(after.messages - before.messages, 5);
   ck_assert_uint_eq(after.mailbox_len, 0);
+}
+END_TEST
+
+/* children: published by the supervisor as they start and end, read
+ * without a call; the schedulers' actors and messages: one counter each,
+ * so that a reader never walks the process table for them. */
+static act_child_spec_t kid_spec(agent_args_t *a) {
+  act_child_spec_t k;
+  memset(&k, 0, sizeof k);
+  k.behaviour = &agent_behaviour;
+  k.args = a;
+  k.restart = ACT_TEMPORARY;
+  k.shutdown_ms = 1000;
+  k.scheduler = ACT_SCHED_NEXT;
+  return k;
+}
+static uint64_t sched_messages(long *actors) {
+  uint64_t m = 0;
+  *actors = 0;
+  for (int i = 0; i < act_scheduler_count(); i++) {
+    act_sched_info_t si;
+    ck_assert_int_eq(act_scheduler_info(i, &si), ACT_OK);
+    m += si.messages;
+    *actors += si.actors;
+  }
+  return m;
+}
+START_TEST(children_and_scheduler_counters) {
+  act_sup_spec_t spec = {{ACT_ONE_FOR_ONE, 10, 5000}, NULL, 0};
+  act_pid_t sup = act_supervisor_start(&spec, NULL, NULL);
+  ck_assert(sup != ACT_NOPID);
+  act_info_t is;
+  ck_assert_int_eq(act_info_of(sup, &is), ACT_OK);
+  ck_assert_uint_eq(is.children, 0);
+  agent_args_t args[3] = {{.tag = 11}, {.tag = 12}, {.tag = 13}};
+  act_pid_t kids[3];
+  for (int i = 0; i < 3; i++) {
+    act_child_spec_t k = kid_spec(&args[i]);
+    ck_assert_int_eq(act_supervisor_start_child(sup, &k, &kids[i]), ACT_OK);
+    ck_assert_int_eq(act_info_of(sup, &is), ACT_OK);
+    ck_assert_uint_eq(is.children, (uint32_t)i + 1); /* published before the answer */
+  }
+  ck_assert_int_eq(act_supervisor_terminate_child(sup, kids[1], NULL), ACT_OK);
+  ck_assert_int_eq(act_info_of(sup, &is), ACT_OK);
+  ck_assert_uint_eq(is.children, 2);
+  /* every live process is counted on exactly one scheduler */
+  long actors;
+  uint64_t before = sched_messages(&actors);
+  ck_assert_int_eq(actors, (long)act_list(NULL, 0));
+  ck_assert_int_eq(actors, 3); /* the supervisor and two children */
+  /* handled messages reach the scheduler's counter, which it publishes
+   * before it sleeps (and every 256 turns): await that */
+  for (int i = 0; i < 5; i++) act_send(kids[0], AG_PING, NULL, 0);
+  ck_assert(log_wait(q_msg(kids[0], AG_PING), 5, TMO, NULL));
+  int64_t dl = now_ms() + TMO;
+  uint64_t after;
+  while ((after = sched_messages(&actors)) < before + 5 && now_ms() < dl) sleep_ms(1);
+  ck_assert_uint_ge(after, before + 5);
+  /* the dead leave the actors count but not the messages */
+  act_exit(sup, act_reason(ACT_SHUTDOWN));
+  await_exit(sup);
+  dl = now_ms() + TMO;
+  while ((sched_messages(&actors), actors) > 0 && now_ms() < dl) sleep_ms(1);
+  ck_assert_int_eq(actors, 0);
+  ck_assert_uint_ge(sched_messages(&actors), after);
 }
 END_TEST
 
@@ -223,6 +290,7 @@ static Suite *suite(void) {
   TCase *tc = rt_tcase("list", 2, 60);
   tcase_add_test(tc, list_shows_fields);
   tcase_add_test(tc, list_while_actors_churn);
+  tcase_add_test(tc, children_and_scheduler_counters);
   suite_add_tcase(s, tc);
   TCase *t1 = rt_tcase("one_scheduler", 1, 60);
   tcase_add_test(t1, mailbox_len_and_messages);
