@@ -41,18 +41,24 @@
  *
  * Controls answer `read_only` unless the socket may use them (dash_mode).
  *
- * Cost (the gathering must not stop the world): a snapshot is one act_list,
- * which pins each live slot in turn (an atomic increment, no global lock)
- * and takes the registry's lock only for the named actors, then one pass
- * over the list (sessions folded, top 5 kept by insertion) and a sort of
- * the ~20 actors left.  Measured with 20,000 idle actors on this 2-core
- * machine at load average 26 (best of 20): act_list 0.87 ms, the build and
- * its JSON 0.11 ms.  It runs on the viewer's scheduler between two turns
- * and is taken at most once per DASH_TICK_MS / 2 whatever the number of
- * viewers: they share the latest snapshot (taken by whichever viewer ticks
- * first; one that finds another building reuses the previous one rather
- * than wait), and each diffs it against what its own socket last received,
- * O(actors shown).  No dashboard open, no cost.
+ * Cost (the gathering must not stop the world, nor grow with sessions):
+ * a snapshot is taken at most once per DASH_TICK_MS / 2 whatever the
+ * number of viewers -- they share the latest one (taken by whichever
+ * viewer ticks first; one that finds another building reuses the previous
+ * one rather than wait), and each diffs it against what its own socket
+ * last received, O(actors drawn).  Most snapshots are refreshes, O(actors
+ * drawn, ~20): each drawn actor, the top sessions and the sessions
+ * supervisor read again (act_info_of: a pin each), the sessions counted by
+ * their supervisor's published `children`, the messages by the schedulers'
+ * counters.  A sweep -- act_list, which pins each live slot in turn (an
+ * atomic increment, no global lock), then one pass folding the sessions --
+ * runs at most every DASH_SWEEP_MS, or sooner when the counts show an actor
+ * born or dead outside the fold; it alone refreshes the sessions' mailbox
+ * total and which sessions are the top ones.  At 20,000 idle actors on
+ * this 2-core machine a sweep took 0.87 ms (act_list) + 0.11 ms (build,
+ * JSON); a viewer reading 10 snapshots a second thus costs the walk once a
+ * second instead of ten times.  It runs on the viewer's scheduler between
+ * two turns.  No dashboard open, no cost.
  *
  * Kind: an actor, one viewer per /dashboard/ws socket (dashboard.h), started
  * by the acceptor that upgraded it; it reads the runtime's introspection.
@@ -64,6 +70,7 @@
 #include "http.h"
 #include "vec.h"
 #include "session.h"
+#include "telemetry.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -210,6 +217,9 @@ static void top_insert(dash_snapshot_t *s, const act_info_t *in) {
   if (s->ntop < DASH_TOP_SESSIONS) s->ntop++;
 }
 
+static void sched_counters(dash_snapshot_t *s, const act_sched_info_t *sched);
+static void rates(dash_snapshot_t *s, const dash_snapshot_t *prev, bool have_sched);
+
 dash_snapshot_t *dash_snapshot_build(const act_info_t *infos, size_t n,
                                      const dash_snapshot_t *prev, uint64_t now_ms,
                                      int nsched, const act_sched_info_t *sched,
@@ -225,26 +235,19 @@ dash_snapshot_t *dash_snapshot_build(const act_info_t *infos, size_t n,
   s->at_ms = now_ms;
   s->chaos = chaos;
   s->nsched = nsched < 0 ? 0 : nsched > DASH_MAX_SCHEDULERS ? DASH_MAX_SCHEDULERS : nsched;
-  for (int i = 0; i < s->nsched; i++) {
-    s->sched[i] = (dash_sched_t){.id = i, .runq = -1, .turns_per_s = -1, .idle_pct = -1};
-    if (sched) {
-      s->sched[i].runq = sched[i].run_queue;
-      s->sched[i].turns = sched[i].turns;
-      s->sched[i].idle_ms = sched[i].idle_ms;
-    }
-  }
+  sched_counters(s, sched);
   for (size_t i = 0; i < n; i++) {
     const act_info_t *in = &infos[i];
     if (in->scheduler >= 0 && in->scheduler < s->nsched) {
       dash_sched_t *sc = &s->sched[in->scheduler];
       sc->actors++;
       sc->mailbox += in->mailbox_len;
-      sc->messages += in->messages;
+      if (!sched) sc->messages += in->messages;
     }
+    if (!sched) s->all_messages += in->messages;
     if (!strcmp(in->behaviour, DASH_FOLDED)) {
       s->sessions++;
       s->sessions_mailbox += in->mailbox_len;
-      s->sessions_messages += in->messages;
       s->folded_parent = in->parent;
       top_insert(s, in);
     } else if (s->nactors < cap) {
@@ -257,28 +260,96 @@ dash_snapshot_t *dash_snapshot_build(const act_info_t *infos, size_t n,
   /* No session yet: the fold still hangs under the sessions supervisor. */
   for (size_t i = 0; !s->sessions && i < s->nactors; i++)
     if (!strcmp(s->actors[i].name, APP_NAME_SESSIONS)) s->folded_parent = s->actors[i].pid;
-  if (!prev || now_ms <= prev->at_ms) return s;
-  uint64_t dt = now_ms - prev->at_ms;
+  rates(s, prev, sched != NULL);
+  return s;
+}
+
+dash_snapshot_t *dash_snapshot_update(const dash_snapshot_t *prev, const act_info_t *actors,
+                                      const act_info_t *top, size_t ntop,
+                                      uint32_t folded_children, uint64_t now_ms, int nsched,
+                                      const act_sched_info_t *sched, double chaos) {
+  if (!prev || !sched) return NULL;
+  dash_snapshot_t *s = calloc(1, sizeof *s);
+  if (!s || !(s->actors = malloc((prev->nactors ? prev->nactors : 1) * sizeof *s->actors))) {
+    free(s);
+    return NULL;
+  }
+  s->at_ms = now_ms;
+  s->chaos = chaos;
+  s->truncated = prev->truncated;
+  s->folded_parent = prev->folded_parent;
+  s->sessions_mailbox = prev->sessions_mailbox;
+  size_t under_fold = 0; /* drawn children of the sessions supervisor (viewers) */
+  for (size_t i = 0; i < prev->nactors; i++) {
+    actor_of(&actors[i], &s->actors[i]);
+    if (actors[i].pid != prev->actors[i].pid) goto stale; /* not the caller's promise */
+    under_fold += actors[i].parent == s->folded_parent;
+  }
+  s->nactors = prev->nactors;
+  s->sessions = folded_children > under_fold ? folded_children - under_fold : 0;
+  s->nsched = nsched < 0 ? 0 : nsched > DASH_MAX_SCHEDULERS ? DASH_MAX_SCHEDULERS : nsched;
+  sched_counters(s, sched);
+  size_t live = 0;
+  for (int i = 0; i < s->nsched; i++) {
+    live += sched[i].actors > 0 ? (size_t)sched[i].actors : 0;
+    s->sched[i].actors = sched[i].actors > 0 ? (uint32_t)sched[i].actors : 0;
+    if (i < prev->nsched) s->sched[i].mailbox = prev->sched[i].mailbox;
+  }
+  /* Every live actor is drawn, counted as truncated or a session: if not,
+   * one was born or died since the sweep (a spawn and the supervisor's
+   * count of it are two moments apart, so churn sweeps more often). */
+  if (live != s->nactors + s->truncated + s->sessions) goto stale;
+  for (size_t i = 0; i < ntop; i++) top_insert(s, &top[i]);
+  rates(s, prev, true);
+  return s;
+stale:
+  dash_snapshot_free(s);
+  return NULL;
+}
+
+/* Each scheduler's line from the runtime's counters, when it gave them:
+ * the rates' bases (monotonic, so the dead do not take theirs along). */
+static void sched_counters(dash_snapshot_t *s, const act_sched_info_t *sched) {
+  for (int i = 0; i < s->nsched; i++) {
+    s->sched[i] = (dash_sched_t){.id = i, .runq = -1, .turns_per_s = -1, .idle_pct = -1};
+    if (!sched) continue;
+    s->sched[i].runq = sched[i].run_queue;
+    s->sched[i].turns = sched[i].turns;
+    s->sched[i].idle_ms = sched[i].idle_ms;
+    s->sched[i].messages = sched[i].messages;
+    s->all_messages += sched[i].messages;
+  }
+}
+
+/* Rates over the interval since prev: each drawn actor's, the top
+ * sessions', the schedulers'; the sessions' as all messages less the
+ * drawn actors' (a drawn actor new since prev counts whole; an actor that
+ * died takes its count along when there are no scheduler counters: both
+ * only ever lower the figure, clamped at 0). */
+static void rates(dash_snapshot_t *s, const dash_snapshot_t *prev, bool have_sched) {
+  if (!prev || s->at_ms <= prev->at_ms) return;
+  uint64_t dt = s->at_ms - prev->at_ms, drawn = 0;
   for (size_t i = 0; i < s->nactors; i++) {
     const dash_actor_t *was = find_actor(prev, s->actors[i].pid);
     if (was) s->actors[i].rate = rate_of(s->actors[i].messages, was->messages, dt);
+    drawn += !was ? s->actors[i].messages
+             : s->actors[i].messages > was->messages ? s->actors[i].messages - was->messages : 0;
   }
   for (size_t i = 0; i < s->ntop; i++)
     for (size_t j = 0; j < prev->ntop; j++)
       if (prev->top[j].pid == s->top[i].pid)
         s->top[i].rate = rate_of(s->top[i].messages, prev->top[j].messages, dt);
-  /* Sessions that ended take their count with them: clamped at 0. */
-  s->sessions_rate = rate_of(s->sessions_messages, prev->sessions_messages, dt);
+  uint64_t all = s->all_messages > prev->all_messages ? s->all_messages - prev->all_messages : 0;
+  s->sessions_rate = rate_of(all, drawn, dt);
   for (int i = 0; i < s->nsched && i < prev->nsched; i++) {
     dash_sched_t *sc = &s->sched[i];
     const dash_sched_t *was = &prev->sched[i];
     sc->rate = rate_of(sc->messages, was->messages, dt);
-    if (!sched || was->runq < 0) continue; /* no counters before: no rate */
+    if (!have_sched || was->runq < 0) continue; /* no counters before: no rate */
     sc->turns_per_s = rate_of(sc->turns, was->turns, dt);
     uint64_t idle = sc->idle_ms > was->idle_ms ? sc->idle_ms - was->idle_ms : 0;
     sc->idle_pct = (int)(idle >= dt ? 100 : idle * 100 / dt);
   }
-  return s;
 }
 
 void dash_snapshot_free(dash_snapshot_t *s) {
@@ -712,26 +783,59 @@ static void store_process_info(const act_msg_t *m) {
   pthread_mutex_unlock(&g_pinfo_mu);
 }
 
+/* Between sweeps: the drawn actors, the top sessions and the sessions
+ * supervisor read again one by one (a pin each, and the registry's lock
+ * for the named), O(actors drawn); NULL when one of them is gone or the
+ * counts do not add up (dash_snapshot_update), and the caller sweeps. */
+static dash_snapshot_t *refresh(const dash_snapshot_t *prev, int nsched,
+                                const act_sched_info_t *si) {
+  act_info_t top[DASH_TOP_SESSIONS], fold;
+  size_t ntop = 0;
+  if (!prev->folded_parent || act_info_of(prev->folded_parent, &fold) != ACT_OK) return NULL;
+  if (!act_vec_reserve(&g_infos, prev->nactors + 1)) return NULL;
+  for (size_t i = 0; i < prev->nactors; i++)
+    if (act_info_of(prev->actors[i].pid, &g_infos.v[i]) != ACT_OK) return NULL;
+  for (size_t i = 0; i < prev->ntop; i++)
+    ntop += act_info_of(prev->top[i].pid, &top[ntop]) == ACT_OK;
+  return dash_snapshot_update(prev, g_infos.v, top, ntop, fold.children, now_ms(), nsched, si,
+                              chaos_now());
+}
+
+/* A sweep: every live actor (act_list pins each slot in turn). */
+static dash_snapshot_t *sweep(const dash_snapshot_t *prev, int nsched,
+                              const act_sched_info_t *si) {
+  size_t want = act_list(NULL, 0) + 64; /* room for actors born meanwhile */
+  (void)act_vec_reserve(&g_infos, want); /* out of memory: the actors that fit */
+  size_t n = act_list(g_infos.v, g_infos.cap);
+  if (n > g_infos.cap) n = g_infos.cap;
+  return dash_snapshot_build(g_infos.v, n, prev, now_ms(), nsched, si, chaos_now());
+}
+
+static uint64_t g_swept_ms; /* under g_build_mu */
+
 /* A snapshot at most DASH_TICK_MS / 2 old (retained), or the previous one
- * when another viewer is building, or NULL. */
+ * when another viewer is building, or NULL.  A sweep at most every
+ * DASH_SWEEP_MS while nothing is born or dies; between, a refresh. */
 static shared_snap_t *fresh_snapshot(void) {
   shared_snap_t *cur = latest();
   uint64_t now = now_ms();
   if (cur && now - cur->snap->at_ms < DASH_TICK_MS / 2) return cur;
   if (pthread_mutex_trylock(&g_build_mu) != 0) return cur;
-  size_t want = act_list(NULL, 0) + 64; /* room for actors born meanwhile */
-  (void)act_vec_reserve(&g_infos, want); /* out of memory: the actors that fit */
-  size_t n = act_list(g_infos.v, g_infos.cap);
-  if (n > g_infos.cap) n = g_infos.cap;
   int nsched = act_scheduler_count();
   if (nsched > DASH_MAX_SCHEDULERS) nsched = DASH_MAX_SCHEDULERS;
   static act_sched_info_t si[DASH_MAX_SCHEDULERS]; /* under g_build_mu */
   bool have_si = true;
   for (int i = 0; i < nsched; i++) have_si = have_si && act_scheduler_info(i, &si[i]) == ACT_OK;
   shared_snap_t *s = malloc(sizeof *s);
-  dash_snapshot_t *snap = s ? dash_snapshot_build(g_infos.v, n, cur ? cur->snap : NULL, now_ms(),
-                                                  nsched, have_si ? si : NULL, chaos_now())
-                            : NULL;
+  dash_snapshot_t *snap = NULL;
+  if (s && cur && have_si && now - g_swept_ms < DASH_SWEEP_MS) snap = refresh(cur->snap, nsched, si);
+  if (snap) {
+    tm_add(TM_DASH_REFRESHES, 1);
+  } else if (s) {
+    snap = sweep(cur ? cur->snap : NULL, nsched, have_si ? si : NULL);
+    if (snap) g_swept_ms = now;
+    if (snap) tm_add(TM_DASH_SWEEPS, 1);
+  }
   if (snap) merge_process_info(snap, now);
   pthread_mutex_unlock(&g_build_mu);
   if (!snap) {
@@ -755,6 +859,7 @@ static void drop_shared(void) {
   pthread_mutex_unlock(&g_pinfo_mu);
   pthread_mutex_lock(&g_build_mu);
   act_vec_free(&g_infos);
+  g_swept_ms = 0;
   pthread_mutex_unlock(&g_build_mu);
 }
 

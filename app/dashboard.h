@@ -38,6 +38,10 @@
 #define DASH_FOLDED "session"    /* the behaviour folded into a count */
 #define DASH_INFO_REFRESH_MS 2000 /* links, monitors, trap_exit, strategy:
                                      asked again of each actor this often */
+#define DASH_SWEEP_MS 1000       /* the whole process table is walked at most
+                                    this often (and when the counts say an
+                                    actor was born or died); between sweeps a
+                                    snapshot re-reads only the actors drawn */
 
 /* ------------------------------------------------------------ mode */
 
@@ -72,8 +76,10 @@ typedef struct dash_actor {
 typedef struct dash_sched {
   int id;
   uint32_t actors;
-  size_t mailbox;          /* messages queued in its actors' mailboxes */
-  uint64_t messages;       /* handled by its live actors so far */
+  size_t mailbox;          /* messages queued in its actors' mailboxes, as of
+                              the last sweep */
+  uint64_t messages;       /* handled on it so far (without the runtime's
+                              counters: by its live actors) */
   uint32_t rate;           /* messages per second, last interval */
   uint64_t turns, idle_ms; /* act_scheduler_info's counters: the bases of */
   long runq, turns_per_s;  /* these (-1 when not known) */
@@ -87,8 +93,12 @@ typedef struct dash_snapshot {
   size_t truncated;        /* non-session actors past DASH_MAX_ACTORS */
   dash_actor_t *actors;
   act_pid_t folded_parent; /* the supervisor of the folded sessions */
-  size_t sessions, sessions_mailbox;
-  uint64_t sessions_messages;
+  size_t sessions;
+  size_t sessions_mailbox; /* as of the last sweep */
+  uint64_t all_messages;   /* handled by every actor so far (the schedulers'
+                              counters; without them, the live actors' sum):
+                              the sessions' rate is its growth less the
+                              drawn actors' */
   uint32_t sessions_rate;
   size_t ntop;             /* top[]: by mailbox, then by pid */
   dash_actor_t top[DASH_TOP_SESSIONS];
@@ -96,13 +106,29 @@ typedef struct dash_snapshot {
   dash_sched_t sched[DASH_MAX_SCHEDULERS];
 } dash_snapshot_t;
 
-/* Build a snapshot of infos[0..n) taken at now_ms; prev (may be NULL) is
- * the one before, for the rates; sched (may be NULL) has nsched entries of
- * act_scheduler_info.  NULL when out of memory.  O(n log k). */
+/* A sweep: build a snapshot of infos[0..n) (act_list: every live actor)
+ * taken at now_ms; prev (may be NULL) is the one before, for the rates;
+ * sched (may be NULL) has nsched entries of act_scheduler_info.  NULL when
+ * out of memory.  O(n log k). */
 dash_snapshot_t *dash_snapshot_build(const act_info_t *infos, size_t n,
                                      const dash_snapshot_t *prev, uint64_t now_ms,
                                      int nsched, const act_sched_info_t *sched,
                                      double chaos);
+
+/* Between sweeps, O(actors drawn): actors[i] is prev->actors[i] read again
+ * (act_info_of, same order), top[0..ntop) prev's top sessions read again
+ * (the dead left out), folded_children the sessions supervisor's running
+ * children (its act_info_t.children), sched the runtime's counters
+ * (required: they give each scheduler's actors and messages).  The
+ * sessions' count is folded_children less the drawn actors under it; their
+ * mailbox total and the schedulers' mailboxes are carried from prev.  NULL
+ * when out of memory, or when the counts do not add up -- the schedulers'
+ * live actors are not the drawn ones plus the sessions, so an actor was
+ * born or died -- and the caller must sweep. */
+dash_snapshot_t *dash_snapshot_update(const dash_snapshot_t *prev, const act_info_t *actors,
+                                      const act_info_t *top, size_t ntop,
+                                      uint32_t folded_children, uint64_t now_ms, int nsched,
+                                      const act_sched_info_t *sched, double chaos);
 void dash_snapshot_free(dash_snapshot_t *s);
 
 /* "<scheduler.slot.generation>", as Erlang writes <0.84.0>; out >= 32. */

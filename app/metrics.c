@@ -69,6 +69,10 @@ char *metrics_render(size_t *len) {
       (double)us / 1e6, q);
   metric(&o, "chatter_db_up", "gauge", "1 when the repo's writer is connected.", repo_database_up());
   metric(&o, "chatter_shared_frames", "gauge", "Broadcast frames alive.", ws_shared_live());
+  metric(&o, "chatter_dashboard_sweeps_total", "counter",
+         "Dashboard snapshots that walked every actor.", tm_get(TM_DASH_SWEEPS));
+  metric(&o, "chatter_dashboard_refreshes_total", "counter",
+         "Dashboard snapshots that read only the actors drawn.", tm_get(TM_DASH_REFRESHES));
   actors(&o);
   return act_buf_take(&o, len); /* NULL if an append failed */
 }

@@ -24,6 +24,8 @@ enum {
   TM_DB_ERRORS,           /* counter: requests answered `unavailable` */
   TM_DB_QUERIES,          /* counter */
   TM_DB_RTT_US_SUM,       /* counter: microseconds spent in queries */
+  TM_DASH_SWEEPS,         /* counter: dashboard snapshots that walked every actor */
+  TM_DASH_REFRESHES,      /* counter: dashboard snapshots that read the drawn ones only */
   TM_COUNT
 };
 void tm_add(int metric, long delta);

@@ -152,12 +152,13 @@ END_TEST
 START_TEST(scheduler_counters_become_rates) {
   act_info_t in[8];
   size_t n = tree(in, 2, 0);
-  act_sched_info_t si[2] = {{0, 3, 1000, 100}, {1, 0, 50, 900}};
+  act_sched_info_t si[2] = {{.id = 0, .run_queue = 3, .turns = 1000, .idle_ms = 100},
+                            {.id = 1, .run_queue = 0, .turns = 50, .idle_ms = 900}};
   dash_snapshot_t *a = dash_snapshot_build(in, n, NULL, 1000, 2, si, 0);
   ck_assert_int_eq(a->sched[0].runq, 3);
   ck_assert_int_eq(a->sched[0].turns_per_s, -1); /* one sample: no rate yet */
-  si[0] = (act_sched_info_t){0, 1, 1500, 150}; /* 500 turns, idle 50 of 500 ms */
-  si[1] = (act_sched_info_t){1, 0, 50, 1400};  /* no turn, idle the whole time */
+  si[0] = (act_sched_info_t){.id = 0, .run_queue = 1, .turns = 1500, .idle_ms = 150}; /* 500 turns, idle 50 of 500 ms */
+  si[1] = (act_sched_info_t){.id = 1, .run_queue = 0, .turns = 50, .idle_ms = 1400};  /* no turn, idle the whole time */
   dash_snapshot_t *b = dash_snapshot_build(in, n, a, 1500, 2, si, 0);
   ck_assert_int_eq(b->sched[0].runq, 1);
   ck_assert_int_eq(b->sched[0].turns_per_s, 1000);
@@ -350,6 +351,104 @@ START_TEST(folded_restarts_are_counted) {
 }
 END_TEST
 
+/* ------------------------------------------------- between sweeps */
+
+/* prev's drawn actors as the runtime would tell them again (same order). */
+static void reread(const dash_snapshot_t *prev, const act_info_t *in, size_t n, act_info_t *out) {
+  for (size_t i = 0; i < prev->nactors; i++)
+    for (size_t j = 0; j < n; j++)
+      if (in[j].pid == prev->actors[i].pid) out[i] = in[j];
+}
+
+/* tree() with a viewer under the sessions supervisor: drawn, not folded. */
+static size_t tree_with_viewer(act_info_t *in, size_t nsessions) {
+  size_t n = tree(in, nsessions, 0);
+  in[n++] = info(PID(1, 90, 1), PID(0, SESSIONS, 1), "", "dashboard", 0, 0, 0);
+  return n;
+}
+
+static void counters(act_sched_info_t *si, long a0, long a1, uint64_t m0, uint64_t m1) {
+  si[0] = (act_sched_info_t){.id = 0, .turns = m0, .actors = a0, .messages = m0};
+  si[1] = (act_sched_info_t){.id = 1, .turns = m1, .actors = a1, .messages = m1};
+}
+
+START_TEST(between_sweeps_only_the_drawn_are_read) {
+  act_info_t in[64], again[8], top[DASH_TOP_SESSIONS];
+  size_t n = tree_with_viewer(in, 20);
+  act_sched_info_t si[2];
+  counters(si, 12, 12, 1000, 2000); /* root, sessions + 10 / pubsub, viewer + 10 */
+  dash_snapshot_t *a = dash_snapshot_build(in, n, NULL, 1000, 2, si, 0);
+  ck_assert_uint_eq(a->nactors, 4);
+  ck_assert_uint_eq(a->sessions, 20);
+  ck_assert_uint_eq(a->all_messages, 3000); /* the schedulers' counters, not the sum */
+  /* 500 ms later: pubsub handled 400 more; 1,000 messages in all, so the
+   * sessions handled 600; the deepest session's mailbox went down to 3. */
+  for (size_t i = 0; i < n; i++)
+    if (in[i].pid == PID(1, PUBSUB, 1)) in[i].messages += 400;
+  reread(a, in, n, again);
+  for (size_t i = 0; i < a->ntop; i++) {
+    top[i] = in[3 + 19 - i]; /* the sessions a->top holds, deepest first */
+    ck_assert_uint_eq(top[i].pid, a->top[i].pid);
+  }
+  top[0].mailbox_len = 3;
+  counters(si, 12, 12, 1300, 2700);
+  dash_snapshot_t *b = dash_snapshot_update(a, again, top, a->ntop, 21, 1500, 2, si, 0);
+  ck_assert_ptr_nonnull(b);
+  ck_assert_uint_eq(b->nactors, 4);
+  ck_assert_uint_eq(b->sessions, 20);         /* 21 children, one of them the viewer */
+  ck_assert_uint_eq(b->sessions_mailbox, 190); /* carried from the sweep */
+  ck_assert_uint_eq(b->sessions_rate, 1200);   /* (1,000 - 400) in 0.5 s */
+  ck_assert_uint_eq(b->sched[1].rate, 1400);
+  ck_assert_uint_eq(b->sched[0].actors, 12);
+  for (size_t i = 0; i < b->nactors; i++)
+    ck_assert_uint_eq(b->actors[i].rate, b->actors[i].pid == PID(1, PUBSUB, 1) ? 800 : 0);
+  /* the top re-sorted by what the mailboxes hold now */
+  ck_assert_uint_eq(b->ntop, DASH_TOP_SESSIONS);
+  ck_assert_uint_eq(b->top[0].mailbox, 18);
+  ck_assert_uint_eq(b->top[DASH_TOP_SESSIONS - 1].mailbox, 3);
+  /* a delta between a sweep and a refresh carries what changed only */
+  bool changed;
+  cJSON *o = parse(dash_encode_delta(a, b, 2, &changed));
+  ck_assert(changed);
+  ck_assert_int_eq(cJSON_GetArraySize(item(o, "upd")), 1); /* the pubsub's rate */
+  ck_assert_ptr_null(cJSON_GetObjectItem(o, "add"));
+  ck_assert_ptr_null(cJSON_GetObjectItem(o, "del"));
+  cJSON_Delete(o);
+  dash_snapshot_free(a);
+  dash_snapshot_free(b);
+}
+END_TEST
+
+START_TEST(a_birth_or_a_death_asks_for_a_sweep) {
+  act_info_t in[64], again[8];
+  size_t n = tree_with_viewer(in, 20);
+  act_sched_info_t si[2];
+  counters(si, 12, 12, 0, 0);
+  dash_snapshot_t *a = dash_snapshot_build(in, n, NULL, 1000, 2, si, 0);
+  reread(a, in, n, again);
+  /* consistent: a refresh */
+  dash_snapshot_t *b = dash_snapshot_update(a, again, NULL, 0, 21, 1200, 2, si, 0);
+  ck_assert_ptr_nonnull(b);
+  ck_assert_uint_eq(b->ntop, 0); /* the top sessions all gone */
+  dash_snapshot_free(b);
+  /* a session more, counted by its supervisor: still consistent */
+  counters(si, 13, 12, 0, 0);
+  b = dash_snapshot_update(a, again, NULL, 0, 22, 1200, 2, si, 0);
+  ck_assert_ptr_nonnull(b);
+  ck_assert_uint_eq(b->sessions, 21);
+  dash_snapshot_free(b);
+  /* an actor born outside the sessions supervisor: not drawn, so sweep */
+  ck_assert_ptr_null(dash_snapshot_update(a, again, NULL, 0, 21, 1200, 2, si, 0));
+  /* one drawn died (the caller read another pid there), or no counters */
+  counters(si, 12, 12, 0, 0);
+  again[1].pid = PID(1, PUBSUB, 2);
+  ck_assert_ptr_null(dash_snapshot_update(a, again, NULL, 0, 21, 1200, 2, si, 0));
+  reread(a, in, n, again);
+  ck_assert_ptr_null(dash_snapshot_update(a, again, NULL, 0, 21, 1200, 2, NULL, 0));
+  dash_snapshot_free(a);
+}
+END_TEST
+
 /* ----------------------------------------------------------- requests */
 
 static dash_req_t req(const char *json) {
@@ -455,6 +554,8 @@ int main(void) {
   tcase_add_test(t, rates_come_from_the_previous_snapshot);
   tcase_add_test(t, actors_past_the_bound_are_counted_not_drawn);
   tcase_add_test(t, scheduler_counters_become_rates);
+  tcase_add_test(t, between_sweeps_only_the_drawn_are_read);
+  tcase_add_test(t, a_birth_or_a_death_asks_for_a_sweep);
   suite_add_tcase(s, t);
   t = tcase_create("encoding");
   tcase_add_test(t, snapshot_frame);
