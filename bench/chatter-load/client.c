@@ -633,8 +633,19 @@ static int client_init(void *args, void **state) {
 }
 
 /* Sends follow an absolute schedule (origin + k/rate) so that a late tick
- * does not lower the rate; each stage starts at a random phase so that the
- * senders do not fire together. */
+ * does not lower the rate; each stage starts at a random phase in one
+ * interval (1/rate) so that the senders do not fire together -- a sender
+ * whose phase falls past the stage's end sends nothing in it, which is
+ * what keeps the expected count rate x senders x length.  A tick waits at
+ * most TICK_MAX_MS: at 0.02 msg/s the next send may be 50 s away, and the
+ * sender must see the next stage begin (and start its own schedule) at
+ * once, not sleep through it. */
+#define TICK_MAX_MS 100
+
+static uint64_t due_us(const client_t *c, double rate) {
+  return c->t_start + (uint64_t)((double)(c->next_k - c->stage_k0) * 1e6 / rate);
+}
+
 static void schedule_tick(client_t *c) {
   load_shared_t *sh = c->m->sh;
   if (atomic_load_explicit(&sh->phase, RELAXED) != PH_SEND) {
@@ -649,17 +660,18 @@ static void schedule_tick(client_t *c) {
     c->t_start = now + (uint64_t)(rnd() % (uint32_t)(1e6 / rate));
     c->stage_k0 = c->next_k;
   }
-  uint64_t due = c->t_start + (uint64_t)((double)(c->next_k - c->stage_k0) * 1e6 / rate);
+  uint64_t due = due_us(c, rate);
   uint64_t ms = due > now ? (due - now + 999) / 1000 : 0;
-  act_send_after(ms, c->pid, M_TICK, NULL, 0);
+  act_send_after(ms < TICK_MAX_MS ? ms : TICK_MAX_MS, c->pid, M_TICK, NULL, 0);
 }
 
 static void tick(client_t *c) {
   load_shared_t *sh = c->m->sh;
   int ph = atomic_load_explicit(&sh->phase, RELAXED);
   if (ph >= PH_DRAIN) return; /* the schedule ends */
-  if (ph == PH_SEND && atomic_load_explicit(&sh->stage, RELAXED) == c->tick_stage &&
-      c->next_k < sh->cfg.maxk && load_now_us() + 1000 >= c->t_start) {
+  int g = atomic_load_explicit(&sh->stage, RELAXED);
+  if (ph == PH_SEND && g == c->tick_stage && c->next_k < sh->cfg.maxk &&
+      load_now_us() + 1000 >= due_us(c, sh->cfg.stage_rate[g])) {
     uint32_t k = c->next_k++;
     if (c->state == S_JOINED && !c->reconnecting) {
       c->sent_us[k] = load_now_us();
