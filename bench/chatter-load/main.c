@@ -975,6 +975,10 @@ int main(int argc, char **argv) {
   uint64_t ts0 = load_now_us();
   int held = -1, ran = 0;
   double stage_p99[LOAD_MAX_STAGES] = {0}, stage_wall[LOAD_MAX_STAGES] = {0};
+  /* the server's CPU from a stage's start to the end of its drain: per
+   * stage, so that two servers are compared at the same rate (a server
+   * that held more stages ran higher rates, where batching is cheaper) */
+  double stage_cpu[LOAD_MAX_STAGES] = {0};
   double rss_peak = rss_joined;
   uint64_t send_us = 0;
   if (senders) {
@@ -982,6 +986,7 @@ int main(int argc, char **argv) {
       atomic_store(&M.sh->stage, g);
       atomic_store(&M.sh->phase, PH_SEND);
       uint64_t g0 = load_now_us();
+      double cpu0 = srv_pid ? proc_cpu_s(srv_pid) : 0;
       char what[32];
       snprintf(what, sizeof what, "send %g", cfg.stage_rate[g]);
       if (kill_sc && g == 0) {
@@ -1004,6 +1009,7 @@ int main(int argc, char **argv) {
       atomic_store(&M.sh->phase, PH_GAP);
       drain_stage = g;
       wait_for(1e9, "drain", stage_drained);
+      stage_cpu[g] = srv_pid ? proc_cpu_s(srv_pid) - cpu0 : 0;
       ran = g + 1;
       hsum_t h;
       sum_hist(M.sh, H_DELIVER, g, &h);
@@ -1110,15 +1116,21 @@ int main(int argc, char **argv) {
       all.sum += h.sum;
       if (h.max > all.max) all.max = h.max;
       if (cfg.nstages > 1) {
-        char k[64], v[160];
+        char k[64], v[200], cpu[48] = "";
+        double per100k = t.stage_deliveries[g] ? stage_cpu[g] / (double)t.stage_deliveries[g] * 1e5 : 0;
+        if (srv_pid) snprintf(cpu, sizeof cpu, ", server %.3f CPU-s/100k", per100k);
         snprintf(k, sizeof k, "stage %d: %g msg/s per sender", g, cfg.stage_rate[g]);
-        snprintf(v, sizeof v, "%.0f msg/s, %.0f deliveries/s, p50 %.2f p99 %.2f max %.2f ms, %s",
+        snprintf(v, sizeof v, "%.0f msg/s, %.0f deliveries/s, p50 %.2f p99 %.2f max %.2f ms, %s%s",
                  cfg.stage_rate[g] * cfg.senders, stage_wall[g] > 0 ? (double)t.stage_deliveries[g] / stage_wall[g] : 0,
                  hsum_pct(&h, 50) / 1e3, stage_p99[g] / 1e3, (double)h.max / 1e3,
-                 t.stage_deliveries[g] >= t.stage_acks[g] * eligible ? "complete" : "INCOMPLETE");
+                 t.stage_deliveries[g] >= t.stage_acks[g] * eligible ? "complete" : "INCOMPLETE", cpu);
         row(k, "%s", v);
         snprintf(k, sizeof k, "stage%d_p99_ms", g);
         jnum(k, stage_p99[g] / 1e3);
+        if (srv_pid) {
+          snprintf(k, sizeof k, "stage%d_server_cpu_per_100k", g);
+          jnum(k, per100k);
+        }
       }
     }
     hist_rows("delivery latency (send to push)", "deliver", &all);
