@@ -102,6 +102,10 @@ done
 node bench/chatter-load/table.mjs "$OUT" "$(div 10000)" "$(div 2000)" > "$OUT/table.md"
 cat "$OUT/table.md"
 if [ "$WRITE_RESULTS" = 1 ]; then
+  # The sections below the table (before/after figures, notes of earlier
+  # runs) are kept: only the table and its header are replaced.
+  kept=""
+  [ -f bench/RESULTS.md ] && kept="$(awk '/^## /{on=1} on' bench/RESULTS.md)"
   {
     echo "# chatter-load results"
     echo
@@ -113,6 +117,7 @@ if [ "$WRITE_RESULTS" = 1 ]; then
     [ "$SMALL" = 1 ] && echo "Small run: session counts divided by 10."
     echo
     cat "$OUT/table.md"
-  } > bench/RESULTS.md
+    if [ -n "$kept" ]; then echo; printf '%s\n' "$kept"; fi
+  } > bench/RESULTS.md.new && mv bench/RESULTS.md.new bench/RESULTS.md
   echo "bench-chat: wrote bench/RESULTS.md" >&2
 fi
