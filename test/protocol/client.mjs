@@ -178,11 +178,17 @@ export class Client {
   }
 
   // The directory's record of exactly this name, or undefined.
+  // A user is in exactly one of the two lists at any moment, but it may
+  // move from the one not yet asked to the one already asked between the
+  // two requests (a join or a leave that presence takes meanwhile): then
+  // both miss it, and the pair is asked again.
   async findUser(name) {
-    for (const online of [true, false]) {
-      const r = await this.users(online, { prefix: name, limit: 5 });
-      const u = r.users.find((x) => x.name === name);
-      if (u) return u;
+    for (let round = 0; round < 5; round++) {
+      for (const online of [true, false]) {
+        const r = await this.users(online, { prefix: name, limit: 5 });
+        const u = r.users.find((x) => x.name === name);
+        if (u) return u;
+      }
     }
     return undefined;
   }
