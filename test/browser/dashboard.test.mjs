@@ -225,40 +225,48 @@ test('phone width: one column, nothing wider than the screen', { timeout: 60000 
 // so a join or a leave shows at the next tick, while the walk (a "sweep")
 // runs at most once a second (DASH_SWEEP_MS) and the snapshots between are
 // "refreshes" of the ~20 actors drawn (/metrics counts both).
-async function dashCounters() {
-  const text = await (await fetch(env.server.base + '/metrics')).text();
+async function dashCounters(base) {
+  const text = await (await fetch(base + '/metrics')).text();
   const get = (name) => Number(text.match(new RegExp(`^${name} (\\d+)$`, 'm'))?.[1]);
   return { sweeps: get('chatter_dashboard_sweeps_total'), refreshes: get('chatter_dashboard_refreshes_total') };
 }
 
 test('/dashboard/ws: sessions counted as they come and go; refreshes between sweeps', { timeout: 60000 }, async () => {
-  const d = await Dash.open(env.server.base);
-  const base = d.snapshot().sessions.count;
-  const clients = [];
-  for (let i = 0; i < 5; i++) clients.push(await joined(env.server.wsUrl, uniqueName('fold')));
-  await d.next((m) => m.sessions?.count === base + 5, 'five sessions more in a delta');
-  const c0 = await dashCounters();
-  assert.ok(Number.isInteger(c0.sweeps) && Number.isInteger(c0.refreshes), JSON.stringify(c0));
-  let c1 = c0;
-  for (const dl = Date.now() + 20000; c1.refreshes - c0.refreshes < 10 && Date.now() < dl;) {
-    await new Promise((r) => setTimeout(r, 200)); // the viewer's tick: what is counted happens on it
-    c1 = await dashCounters();
+  // A server of its own: the other tests' sessions, still ending, would
+  // move the count under it.
+  const own = await startServer();
+  try {
+    const d = await Dash.open(own.base);
+    const base = d.snapshot().sessions.count;
+    assert.equal(base, 0);
+    const clients = [];
+    for (let i = 0; i < 5; i++) clients.push(await joined(own.wsUrl, uniqueName('fold')));
+    await d.next((m) => m.sessions?.count === base + 5, 'five sessions more in a delta');
+    const c0 = await dashCounters(own.base);
+    assert.ok(Number.isInteger(c0.sweeps) && Number.isInteger(c0.refreshes), JSON.stringify(c0));
+    let c1 = c0;
+    for (const dl = Date.now() + 20000; c1.refreshes - c0.refreshes < 10 && Date.now() < dl;) {
+      await new Promise((r) => setTimeout(r, 200)); // the viewer's tick: what is counted happens on it
+      c1 = await dashCounters(own.base);
+    }
+    const refreshes = c1.refreshes - c0.refreshes, sweeps = c1.sweeps - c0.sweeps;
+    assert.ok(refreshes >= 10, `refreshes ${refreshes}, sweeps ${sweeps}: every snapshot walked the table`);
+    assert.ok(sweeps * 2 < refreshes, `refreshes ${refreshes}, sweeps ${sweeps}`);
+    // A resync between sweeps tells the same count.
+    const from = d.frames.length;
+    d.ws.send(JSON.stringify({ type: 'resync' }));
+    const again = await d.next((m) => m.type === 'snapshot', 'a snapshot after resync', 10000, from);
+    assert.equal(again.sessions.count, base + 5);
+    // Two leave: the count follows.
+    const at = d.frames.length;
+    await clients[0].close();
+    await clients[1].close();
+    await d.next((m) => m.sessions?.count === base + 3, 'two sessions fewer in a delta', 10000, at);
+    for (const c of clients.slice(2)) await c.close();
+    await d.close();
+  } finally {
+    await own.stop();
   }
-  const refreshes = c1.refreshes - c0.refreshes, sweeps = c1.sweeps - c0.sweeps;
-  assert.ok(refreshes >= 10, `refreshes ${refreshes}, sweeps ${sweeps}: every snapshot walked the table`);
-  assert.ok(sweeps * 2 < refreshes, `refreshes ${refreshes}, sweeps ${sweeps}`);
-  // A resync between sweeps tells the same count.
-  const from = d.frames.length;
-  d.ws.send(JSON.stringify({ type: 'resync' }));
-  const again = await d.next((m) => m.type === 'snapshot', 'a snapshot after resync', 10000, from);
-  assert.equal(again.sessions.count, base + 5);
-  // Two leave: seen without a birth or a death outside the fold to force a sweep.
-  const at = d.frames.length;
-  await clients[0].close();
-  await clients[1].close();
-  await d.next((m) => m.sessions?.count === base + 3, 'two sessions fewer in a delta', 10000, at);
-  for (const c of clients.slice(2)) await c.close();
-  await d.close();
 });
 
 test('/dashboard/ws: snapshot then deltas, chaos set live, bad requests change nothing', { timeout: 60000 }, async () => {
