@@ -217,7 +217,7 @@ static void top_insert(dash_snapshot_t *s, const act_info_t *in) {
   if (s->ntop < DASH_TOP_SESSIONS) s->ntop++;
 }
 
-static void sched_counters(dash_snapshot_t *s, const act_sched_info_t *sched);
+static void sched_counters(dash_snapshot_t *s, int nsched, const act_sched_info_t *sched);
 static void rates(dash_snapshot_t *s, const dash_snapshot_t *prev, bool have_sched);
 
 dash_snapshot_t *dash_snapshot_build(const act_info_t *infos, size_t n,
@@ -234,8 +234,7 @@ dash_snapshot_t *dash_snapshot_build(const act_info_t *infos, size_t n,
   }
   s->at_ms = now_ms;
   s->chaos = chaos;
-  s->nsched = nsched < 0 ? 0 : nsched > DASH_MAX_SCHEDULERS ? DASH_MAX_SCHEDULERS : nsched;
-  sched_counters(s, sched);
+  sched_counters(s, nsched, sched);
   for (size_t i = 0; i < n; i++) {
     const act_info_t *in = &infos[i];
     if (in->scheduler >= 0 && in->scheduler < s->nsched) {
@@ -282,17 +281,16 @@ dash_snapshot_t *dash_snapshot_update(const dash_snapshot_t *prev, const act_inf
   size_t under_fold = 0; /* drawn children of the sessions supervisor (viewers) */
   for (size_t i = 0; i < prev->nactors; i++) {
     actor_of(&actors[i], &s->actors[i]);
-    if (actors[i].pid != prev->actors[i].pid) goto stale; /* not the caller's promise */
+    if (actors[i].pid != prev->actors[i].pid) goto stale; /* not prev's actors: sweep */
     under_fold += actors[i].parent == s->folded_parent;
   }
   s->nactors = prev->nactors;
   s->sessions = folded_children > under_fold ? folded_children - under_fold : 0;
-  s->nsched = nsched < 0 ? 0 : nsched > DASH_MAX_SCHEDULERS ? DASH_MAX_SCHEDULERS : nsched;
-  sched_counters(s, sched);
+  sched_counters(s, nsched, sched);
   size_t live = 0;
   for (int i = 0; i < s->nsched; i++) {
-    live += sched[i].actors > 0 ? (size_t)sched[i].actors : 0;
     s->sched[i].actors = sched[i].actors > 0 ? (uint32_t)sched[i].actors : 0;
+    live += s->sched[i].actors;
     if (i < prev->nsched) s->sched[i].mailbox = prev->sched[i].mailbox;
   }
   /* Every live actor is drawn, counted as truncated or a session: if not,
@@ -309,7 +307,8 @@ stale:
 
 /* Each scheduler's line from the runtime's counters, when it gave them:
  * the rates' bases (monotonic, so the dead do not take theirs along). */
-static void sched_counters(dash_snapshot_t *s, const act_sched_info_t *sched) {
+static void sched_counters(dash_snapshot_t *s, int nsched, const act_sched_info_t *sched) {
+  s->nsched = nsched < 0 ? 0 : nsched > DASH_MAX_SCHEDULERS ? DASH_MAX_SCHEDULERS : nsched;
   for (int i = 0; i < s->nsched; i++) {
     s->sched[i] = (dash_sched_t){.id = i, .runq = -1, .turns_per_s = -1, .idle_pct = -1};
     if (!sched) continue;
@@ -783,21 +782,23 @@ static void store_process_info(const act_msg_t *m) {
   pthread_mutex_unlock(&g_pinfo_mu);
 }
 
-/* Between sweeps: the drawn actors, the top sessions and the sessions
- * supervisor read again one by one (a pin each, and the registry's lock
- * for the named), O(actors drawn); NULL when one of them is gone or the
- * counts do not add up (dash_snapshot_update), and the caller sweeps. */
+/* Between sweeps: the drawn actors -- the sessions supervisor among
+ * them -- and the top sessions read again one by one (a pin each, and the
+ * registry's lock for the named), O(actors drawn); NULL when one of them
+ * is gone or the counts do not add up (dash_snapshot_update), and the
+ * caller sweeps. */
 static dash_snapshot_t *refresh(const dash_snapshot_t *prev, int nsched,
                                 const act_sched_info_t *si) {
-  act_info_t top[DASH_TOP_SESSIONS], fold;
+  act_info_t top[DASH_TOP_SESSIONS];
   size_t ntop = 0;
-  if (!prev->folded_parent || act_info_of(prev->folded_parent, &fold) != ACT_OK) return NULL;
-  if (!act_vec_reserve(&g_infos, prev->nactors + 1)) return NULL;
+  const dash_actor_t *fold = find_actor(prev, prev->folded_parent);
+  if (!fold || !act_vec_reserve(&g_infos, prev->nactors + 1)) return NULL;
   for (size_t i = 0; i < prev->nactors; i++)
     if (act_info_of(prev->actors[i].pid, &g_infos.v[i]) != ACT_OK) return NULL;
   for (size_t i = 0; i < prev->ntop; i++)
     ntop += act_info_of(prev->top[i].pid, &top[ntop]) == ACT_OK;
-  return dash_snapshot_update(prev, g_infos.v, top, ntop, fold.children, now_ms(), nsched, si,
+  uint32_t children = g_infos.v[fold - prev->actors].children;
+  return dash_snapshot_update(prev, g_infos.v, top, ntop, children, now_ms(), nsched, si,
                               chaos_now());
 }
 
@@ -833,8 +834,10 @@ static shared_snap_t *fresh_snapshot(void) {
     tm_add(TM_DASH_REFRESHES, 1);
   } else if (s) {
     snap = sweep(cur ? cur->snap : NULL, nsched, have_si ? si : NULL);
-    if (snap) g_swept_ms = now;
-    if (snap) tm_add(TM_DASH_SWEEPS, 1);
+    if (snap) {
+      g_swept_ms = now;
+      tm_add(TM_DASH_SWEEPS, 1);
+    }
   }
   if (snap) merge_process_info(snap, now);
   pthread_mutex_unlock(&g_build_mu);

@@ -80,8 +80,8 @@ typedef struct {
   char name[ACT_NAME_MAX]; /* registered name (looked up once, at init), for reports */
   kid_t *first, *last;
   size_t n;
-  uint32_t active;          /* kids with a pid: published as act_info_t.children */
-  _Atomic uint32_t *published; /* &our act_proc_t's children */
+  _Atomic uint32_t *active; /* kids with a pid: our act_proc_t's `children`,
+                               which act_info_t reads from outside */
   uint64_t serials;
   kid_t **index;   /* pid -> kid, chained; nbuckets a power of two */
   size_t nbuckets;
@@ -189,18 +189,18 @@ static void index_put(sup_t *s, kid_t *k) {
 static kid_t *find_pid(sup_t *s, act_pid_t pid);
 
 /* The running children's count, for readers outside (act_info_t.children,
- * the dashboard's folded sessions): a relaxed store per start and end, so
- * that nobody has to call count_children, O(children), to know it. */
-static void set_active(sup_t *s, uint32_t n) {
-  s->active = n;
-  if (s->published) atomic_store_explicit(s->published, n, memory_order_relaxed); /* a statistic */
+ * the dashboard's folded sessions): one relaxed add per start and end, by
+ * the supervisor alone, so that nobody has to call count_children,
+ * O(children), to know it. */
+static void count_active(sup_t *s, int delta) {
+  atomic_fetch_add_explicit(s->active, (uint32_t)delta, memory_order_relaxed); /* a statistic */
 }
 
 /* Every change of a kid's pid goes through here, to keep the index true. */
 static void set_pid(sup_t *s, kid_t *k, act_pid_t pid) {
   ACT_DEBUG_ASSERT(!pid || !k->pid); /* started only from stopped: never two pids */
   index_del(s, k);
-  if (!k->pid != !pid) set_active(s, s->active + (pid ? 1 : -1));
+  if (!k->pid != !pid) count_active(s, pid ? 1 : -1);
   k->pid = pid;
   if (pid) index_put(s, k);
   ACT_DEBUG_ASSERT(!pid || find_pid(s, pid) == k);
@@ -240,7 +240,7 @@ static kid_t *add_kid(sup_t *s) {
 static void remove_kid(sup_t *s, kid_t *k) {
   if (k->spec.free_args) k->spec.free_args(k->spec.args);
   index_del(s, k);
-  if (k->pid) set_active(s, s->active - 1);
+  if (k->pid) count_active(s, -1);
   if (k->prev) k->prev->next = k->next;
   else s->first = k->next;
   if (k->next) k->next->prev = k->prev;
@@ -869,7 +869,7 @@ static int sup_init(void *args, void **state) {
   s->parent = act__current()->parent;
   act__registry_name_of(act_self(), s->name, sizeof s->name); /* named at spawn, before init */
   act__current()->is_supervisor = true; /* for process_info */
-  s->published = &act__current()->children;
+  s->active = &act__current()->children;
   act__current()->sup_flags = spec->flags;
   act_parent_exit_as_message(true); /* on_exit_msg stops the children first */
   act_trap_exit(true);
