@@ -22,7 +22,9 @@
  * presence at least FLUSH_MS apart and a change waits at most FLUSH_MS; a
  * wave of N joins costs each socket one diff per window, not N.  Delivery
  * may bunch them again (a busy scheduler); the session spaces what it
- * writes to its socket.
+ * writes to its socket.  A welcome asked while a window is open waits for
+ * its flush (hold_welcome): the new socket starts after that diff instead
+ * of being sent changes made before it connected.
  *
  * Costs: a join or leave is O(1) (hash tables by conn id and by name,
  * intrusive lists of a user's metas); the move between indexes at the flush
@@ -227,6 +229,7 @@ typedef struct presence {
   bool flush_armed;
   bool rebuilding;           /* a restarted presence, sessions re-tracking */
   ACT_VEC(act_msg_t *) deferred; /* requests held meanwhile, in arrival order */
+  ACT_VEC(act_msg_t *) welcomes; /* held until the pending window's flush */
   ACT_VEC(act_ref_t) asked;  /* CONN_OWED_ASK requests not answered yet */
   htab_t owed;               /* owed_t by conn id: listed, not yet re-tracked or left */
   uint64_t rebuild_since_ms;
@@ -396,9 +399,14 @@ static proto_meta wire_change(const change_t *c) {
 
 /* The window closed: move every changed user to the index its metas say,
  * then publish the net change with the counts it leads to. */
+static void answer_welcomes(presence_t *p);
+
 static void flush(presence_t *p) {
   p->flush_armed = false;
-  if (!p->joins.n && !p->leaves.n && !p->dirty) return;
+  if (!p->joins.n && !p->leaves.n && !p->dirty) {
+    answer_welcomes(p);
+    return;
+  }
   if (p->rebuilding) { /* a diff now would carry the counts of a rebuild
                           half done: rebuild_tick() ends it, then flushes */
     arm_flush(p);
@@ -430,6 +438,7 @@ static void flush(presence_t *p) {
   free(l);
   p->joins.n = 0;
   p->leaves.n = 0;
+  answer_welcomes(p);
 }
 
 static void note_change(presence_t *p, change_vec_t *pending, const meta_t *m) {
@@ -472,6 +481,27 @@ static void reply_snapshot(presence_t *p, act_msg_t *req, const meta_t *m) {
     s.welcome = ws_shared_retain(p->welcome);
   }
   act_reply_ex(req, PRESENCE_SNAPSHOT, &s, sizeof s, presence_snapshot_release);
+}
+
+/* A welcome asked while a window is open waits for its flush (at most
+ * FLUSH_MS) and carries the counts after it: the socket then never gets
+ * the diff of changes made before it connected.  In a wave of reconnects
+ * that is most of the bytes: 5,000 sockets back at once were each sent the
+ * diff of the 5,000 leaves they caused (about 850 kB apiece, 4 GB in all,
+ * bench/RESULTS.md), and each the joins of those welcomed before them.
+ * Bounded by the sockets: one welcome in flight per socket. */
+static void hold_welcome(presence_t *p, act_msg_t *m) {
+  act_msg_t **slot = act_vec_push_or_crash(&p->welcomes, "presence");
+  *slot = act_msg_keep(m);
+  if (!*slot) act_crash("presence: out of memory");
+}
+
+static void answer_welcomes(presence_t *p) {
+  for (size_t i = 0; i < p->welcomes.n; i++) {
+    reply_snapshot(p, p->welcomes.v[i], NULL);
+    act_msg_free(p->welcomes.v[i]);
+  }
+  act_vec_free(&p->welcomes);
 }
 
 void presence_snapshot_release(void *data, size_t size) {
@@ -999,16 +1029,23 @@ static bool depends_on_rebuild(int type) {
          type == PRESENCE_USERS || type == PRESENCE_LEAVE || type == PRESENCE_RELEASE;
 }
 
-static void serve(presence_t *p, act_msg_t *m) {
+/* true: m was kept (a welcome held for the flush), not to be freed by a
+ * caller that owns it (rebuild_check's deferred requests). */
+static bool serve(presence_t *p, act_msg_t *m) {
   switch (m->type) {
   case PRESENCE_CLAIM: on_claim(p, m); break;
   case PRESENCE_JOIN: on_join(p, m); break;
   case PRESENCE_LEAVE:
   case PRESENCE_RELEASE: on_leave(p, m); break;
-  case PRESENCE_WELCOME: reply_snapshot(p, m, NULL); break;
+  case PRESENCE_WELCOME:
+    if (!p->flush_armed || !p->loaded) break;
+    hold_welcome(p, m);
+    return true;
   case PRESENCE_USERS: on_users_page(p, m); break;
   default: break;
   }
+  if (m->type == PRESENCE_WELCOME) reply_snapshot(p, m, NULL);
+  return false;
 }
 
 /* While a restarted presence is rebuilt, a claim for a name whose holder
@@ -1058,10 +1095,8 @@ static void rebuild_check(presence_t *p) {
           "not re-tracked, %zu acceptors silent", (unsigned long long)(now - p->rebuild_since_ms),
           p->metas.n, p->deferred.n, p->owed.n, p->asked.n);
   free_owed(p);
-  for (size_t i = 0; i < p->deferred.n; i++) {
-    serve(p, p->deferred.v[i]);
-    act_msg_free(p->deferred.v[i]);
-  }
+  for (size_t i = 0; i < p->deferred.n; i++)
+    if (!serve(p, p->deferred.v[i])) act_msg_free(p->deferred.v[i]);
   act_vec_free(&p->deferred);
   if (p->joins.n || p->leaves.n || p->dirty) arm_flush(p);
 }
@@ -1137,6 +1172,8 @@ static void pr_terminate(void *state, act_reason_t r) {
   act_vec_free(&p->watched);
   for (size_t i = 0; i < p->deferred.n; i++) act_msg_free(p->deferred.v[i]);
   act_vec_free(&p->deferred);
+  for (size_t i = 0; i < p->welcomes.n; i++) act_msg_free(p->welcomes.v[i]);
+  act_vec_free(&p->welcomes);
   act_vec_free(&p->asked);
   free_owed(p);
   act_vec_free(&p->joins);

@@ -952,13 +952,18 @@ ws_status_t ws_conn_send_text(ws_conn_t *c, const char *msg, size_t len)
 static ws_status_t queue_shared(ws_conn_t *c, ws_shared_t *s, size_t part, bool exempt)
 {
     size_t off = s->parts[part].off, len = s->frame_len - off;
-    /* A shared frame larger than the bound, on a queue holding nothing
-     * bounded, is taken outside the bound as a reply is: a presence_diff of
-     * 5,000 leaves (about 750 KB, one copy for every socket) must not close
-     * every socket that was keeping up (issue 6's storm closed all 200
-     * survivors so).  Behind anything else it overflows like any frame. */
-    if (!exempt && len > WS_OUTBOUND_MAX && !bounded_bytes(c))
-        exempt = true;
+    /* A shared frame larger than the bound (a presence_diff of thousands
+     * of leaves: 5,000 are about 850 kB, one copy for every socket) is
+     * taken outside the bound, as a reply is, while the socket's pushes
+     * are under it and the big frames it already holds stay within
+     * WS_OUTBOUND_BIG_MAX (or it holds none).  So a socket keeping up is
+     * never closed for one churn wave: issue 6's storm closed all 200
+     * survivors when such a diff had to be alone on an empty queue, then
+     * 257 whose queue held a few messages behind a slow reader. */
+    if (!exempt && len > WS_OUTBOUND_MAX && bounded_bytes(c) < WS_OUTBOUND_MAX) {
+        size_t held = c->pending.exempt_bytes + c->inflight.exempt_bytes;
+        exempt = !held || (held < WS_OUTBOUND_BIG_MAX && len <= WS_OUTBOUND_BIG_MAX - held);
+    }
     ws_status_t st = exempt ? WS_OK : admit(c, len);
     if (exempt && ws_conn_closing(c))
         return c->failed ? WS_NOMEM : WS_CLOSING;

@@ -62,6 +62,12 @@
  * uv_write. A frame that would go beyond it closes the connection with 1008:
  * a slow client costs at most this much memory, never more. */
 #define WS_OUTBOUND_MAX  (256u * 1024)
+/* Shared frames larger than WS_OUTBOUND_MAX (presence diffs of a mass join
+ * or leave) and replies a connection may hold besides: one such frame is
+ * always taken while the pushes are under WS_OUTBOUND_MAX, more only up to
+ * this.  They are shared by every socket, so what one slow socket pins is
+ * mostly what the others are sending too. */
+#define WS_OUTBOUND_BIG_MAX (4u * 1024 * 1024)
 
 /* Close codes of RFC 6455 section 7.4.1 that this server sends. */
 enum {
@@ -132,8 +138,9 @@ ws_status_t ws_conn_feed(ws_conn_t *c, const void *data, size_t len, uint64_t no
 ws_status_t ws_conn_send_text(ws_conn_t *c, const char *msg, size_t len);
 /* Queues s by reference (retained here, released once written or freed).
  * WS_OVERFLOW (and a close with 1008) when it would take the queue past
- * WS_OUTBOUND_MAX; a frame larger than the bound is taken only on a queue
- * holding nothing bounded, and then outside the bound, as a reply. */
+ * WS_OUTBOUND_MAX; a frame larger than the bound is taken outside it, as a
+ * reply, while the pushes queued are under it and within
+ * WS_OUTBOUND_BIG_MAX of such frames (one is always taken). */
 ws_status_t ws_conn_send_shared(ws_conn_t *c, ws_shared_t *s);
 /* The parts of s from `part` on (0: all of it), counted against the bound. */
 ws_status_t ws_conn_send_shared_from(ws_conn_t *c, ws_shared_t *s, size_t part);

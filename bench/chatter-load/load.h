@@ -113,6 +113,7 @@ typedef struct slot_stats {
   _Atomic uint64_t connected, joined, join_failed, conn_failed, closed_by_server;
   _Atomic uint64_t sends, acks, resends, deliveries, catchup_msgs, dups, order;
   _Atomic uint64_t bytes_in, frames_in, other_pushes, storm_back;
+  _Atomic uint64_t diff_bytes; /* of bytes_in: presence_diff payloads */
   _Atomic uint64_t closed_unjoined; /* closed by the server before its first join */
   _Atomic uint64_t errors[ERR_COUNT];
   _Atomic uint64_t closes[CLOSE_KINDS]; /* how the server ended sockets */

@@ -901,8 +901,9 @@ START_TEST(outbound_bound_shared)
 END_TEST
 
 /* A shared frame over the bound (a presence_diff of thousands of leaves)
- * is taken on a queue holding nothing bounded, outside the bound: pushes
- * and pings go on behind it.  Behind a push, the same frame overflows. */
+ * is taken outside the bound while the pushes queued are under it: pushes
+ * and pings go on behind it, and more such frames are taken up to
+ * WS_OUTBOUND_BIG_MAX; the next one overflows. */
 START_TEST(outbound_bound_big_frame_alone)
 {
     fixture_t fx = fx_new();
@@ -916,13 +917,40 @@ START_TEST(outbound_bound_big_frame_alone)
     ck_assert_int_eq(ws_conn_send_shared(fx.c, small), WS_OK);
     ck_assert_int_eq(ws_conn_ping(fx.c, 1), WS_OK);
     ck_assert_uint_eq(ws_conn_close_code(fx.c), 0);
-    ck_assert_int_eq(ws_conn_send_shared(fx.c, s), WS_OVERFLOW);
+    size_t taken = 1, frame = big_len + 10; /* the header of a 64-bit length */
+    while (ws_conn_send_shared(fx.c, s) == WS_OK)
+        taken++;
+    ck_assert_uint_eq(taken, WS_OUTBOUND_BIG_MAX / frame);
     ck_assert_uint_eq(ws_conn_close_code(fx.c), 1008);
     drain(fx.c, &fx.out);
     ck_assert(ws_conn_finished(fx.c));
     fx_free(&fx);
     ck_assert(ws_shared_release(s));
     ck_assert(ws_shared_release(small));
+    free(big);
+}
+END_TEST
+
+/* Behind pushes that fill the bound, a big frame overflows like any push. */
+START_TEST(outbound_bound_big_frame_behind_full_queue)
+{
+    fixture_t fx = fx_new();
+    /* two of mid fill the bound exactly (10 bytes of header each) */
+    size_t big_len = WS_OUTBOUND_MAX + 50000, mid_len = WS_OUTBOUND_MAX / 2 - 10;
+    char *big = malloc(big_len);
+    memset(big, 'x', big_len);
+    ws_shared_t *s = ws_shared_text(big, big_len), *mid = ws_shared_text(big, mid_len);
+    ck_assert_int_eq(ws_conn_send_shared(fx.c, mid), WS_OK);
+    ck_assert_int_eq(ws_conn_send_shared(fx.c, s), WS_OK); /* under the bound: taken */
+    ck_assert_int_eq(ws_conn_send_shared(fx.c, mid), WS_OK);
+    ck_assert_uint_eq(ws_conn_queued_bytes(fx.c) - (big_len + 10), WS_OUTBOUND_MAX);
+    ck_assert_int_eq(ws_conn_send_shared(fx.c, s), WS_OVERFLOW); /* the pushes fill it */
+    ck_assert_uint_eq(ws_conn_close_code(fx.c), 1008);
+    drain(fx.c, &fx.out);
+    ck_assert(ws_conn_finished(fx.c));
+    fx_free(&fx);
+    ck_assert(ws_shared_release(s));
+    ck_assert(ws_shared_release(mid));
     free(big);
 }
 END_TEST
@@ -1128,6 +1156,7 @@ static Suite *ws_suite(void)
     tcase_add_test(w, outbound_bound_1008);
     tcase_add_test(w, outbound_bound_shared);
     tcase_add_test(w, outbound_bound_big_frame_alone);
+    tcase_add_test(w, outbound_bound_big_frame_behind_full_queue);
     tcase_add_test(w, ping_flood_is_bounded);
     tcase_add_test(w, shared_refcount_zero_once);
     tcase_add_test(w, shared_release_across_threads);

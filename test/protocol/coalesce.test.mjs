@@ -100,4 +100,32 @@ test('a lone change is sent within the window', async () => {
   assert.ok(waited < 100 + 400, `the join's diff came after ${waited.toFixed(0)} ms`);
 });
 
+// A socket that connects while a window is open is welcomed at its flush,
+// with the counts after it, and is never sent that window's diff: in a wave
+// of reconnects most diff bytes were changes the new sockets had caused
+// themselves (issue 6's storm: 850 kB of leaves to each of 5,000 sockets).
+// Without the rule, a socket connected right after a join gets that join's
+// diff almost every time; five rounds make a pass by luck unlikely.
+test('a socket welcomed while a window is open: counted in its welcome, not sent again', async () => {
+  const obs = await connect(server.wsUrl);
+  for (let round = 0; round < 5; round++) {
+    const j = await connect(server.wsUrl);
+    const name = uniq('hw');
+    const since = obs.mark();
+    await j.joinOk(name);
+    const b = await connect(server.wsUrl); // within the join's window, most likely
+    const welcome = b.frames.find((f) => f.type === 'welcome');
+    const d = await obs.push('presence_diff', (x) => name in x.joins, { since });
+    // a later change: b must get its diff, and diffs come in order
+    const k = await connect(server.wsUrl);
+    const later = uniq('hl');
+    await k.joinOk(later);
+    await b.push('presence_diff', (x) => later in x.joins);
+    assert.ok(!b.pushes('presence_diff').some((x) => name in x.joins),
+      `round ${round}: the new socket was sent the diff of a join its welcome already counted`);
+    assert.equal(welcome.online_count, d.online_count, 'the welcome counts the window it waited for');
+    await Promise.all([j.close(), b.close(), k.close()]);
+  }
+});
+
 test('server still running', () => checkAlive(assert, server));
