@@ -286,16 +286,21 @@ bench-compare: deps-bench $(BENCHES)
 # ------------------------------------------------------------ load harness
 
 # chatter-load: the C load harness on the runtime (bench/chatter-load/).
-LOAD_SRC := $(wildcard bench/chatter-load/*.c)
+LOAD_SRC := bench/chatter-load/client.c bench/chatter-load/main.c
 $(B)/chatter-load: $(LOAD_SRC) bench/chatter-load/load.h runtime/act.h $(B)/libact.a
 	@mkdir -p $(dir $@)
 	$(CC) $(RT_CFLAGS) -Iruntime $(LOAD_SRC) $(B)/libact.a $(RT_LIBS) -lm -o $@
 
+# floor.c's measurement at a chosen cadence (bench/chatter-load/floor_gap.c).
+$(B)/floor-gap: bench/chatter-load/floor_gap.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -O2 $< -o $@
+
 .PHONY: chatter-load bench-chat test-harness test-kill
-chatter-load: $(B)/chatter-load
+chatter-load: $(B)/chatter-load $(B)/floor-gap
 
 # The harness's smoke test (about 10 s): self-test, bad options, 50 sessions.
-test-harness: $(B)/chatter-load $(B)/chatter
+test-harness: $(B)/chatter-load $(B)/floor-gap $(B)/chatter
 	@export DATABASE_URL="$${DATABASE_URL:-$$(bash sql/devdb.sh url)}"; \
 	 bash bench/chatter-load/smoke.sh $(B)/chatter-load $(B)/chatter
 
@@ -308,7 +313,7 @@ test-kill: $(B)/chatter-load $(B)/chatter
 # Every scenario against Chatter, the Node peer and the kernel floor, one
 # table, kept in bench/RESULTS.md.  BENCH_ARGS="--small" for a quick run.
 bench-chat: deps db-start
-	$(MAKE) --no-print-directory $(B)/chatter $(B)/chatter-load
+	$(MAKE) --no-print-directory $(B)/chatter $(B)/chatter-load $(B)/floor-gap
 	@command -v node >/dev/null && command -v npm >/dev/null || { \
 	  $(call apt_ensure_cmd,nodejs npm) }
 	BENCH_ARGS="$(BENCH_ARGS)" bash bench/chatter-load/bench-chat.sh $(BENCH_ARGS)

@@ -40,7 +40,15 @@ done
 mkdir -p "$OUT"
 LOAD="$B/chatter-load"
 FLOOR="$B/floor"
-[ -x "$LOAD" ] && [ -x "$B/chatter" ] || { echo "bench-chat: build first (make chatter-load build)" >&2; exit 2; }
+FLOOR_GAP="$B/floor-gap"
+# The scenarios' cadence, one message per socket every GAP ms: fanout's one
+# sender sends 2 a second; chat's first stage is 200 senders at 0.02 a
+# second, 4 a second in all.  floor-gap measures floor.c's rounds that far
+# apart (past 200 ms the receiver's kernel ACKs each at once, on the
+# sender's core: floor_gap.c).
+GAP_FANOUT=500
+GAP_CHAT=250
+[ -x "$LOAD" ] && [ -x "$B/chatter" ] && [ -x "$FLOOR_GAP" ] || { echo "bench-chat: build first (make chatter-load build)" >&2; exit 2; }
 if [ ! -x "$FLOOR" ] || [ ../shared/floor/floor.c -nt "$FLOOR" ]; then
   cc -O2 -o "$FLOOR" ../shared/floor/floor.c
 fi
@@ -97,9 +105,14 @@ done
   echo "== floor $n" >&2
   taskset -c $SCPU "$FLOOR" "$n" 100 > "$OUT/floor-$n.txt" 2>&1 || true
   cat "$OUT/floor-$n.txt" >&2
+  # 30 rounds at 500 ms: 15 s; 50 at 250 ms: 12.5 s
+  for gap in $GAP_FANOUT $( [ "$n" = "$(div 2000)" ] && echo $GAP_CHAT ); do
+    taskset -c $SCPU "$FLOOR_GAP" "$n" $(( 10000 / gap + 10 )) "$gap" > "$OUT/floor-gap-$n-$gap.txt" 2>&1 || true
+    cat "$OUT/floor-gap-$n-$gap.txt" >&2
+  done
 done
 
-node bench/chatter-load/table.mjs "$OUT" "$(div 10000)" "$(div 2000)" > "$OUT/table.md"
+node bench/chatter-load/table.mjs "$OUT" "$(div 10000)" "$(div 2000)" $GAP_FANOUT $GAP_CHAT > "$OUT/table.md"
 cat "$OUT/table.md"
 if [ "$WRITE_RESULTS" = 1 ]; then
   # The sections below the table (before/after figures, notes of earlier

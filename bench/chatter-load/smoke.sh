@@ -3,7 +3,8 @@
 # Quick and bounded (about 10 s): the harness's self-test (histogram and
 # scanners), its refusal of bad options, then 50 sessions, one sender, 3 s of
 # fan-out against a server it spawns, asserting from its JSON that every
-# acknowledged message reached all 50 sessions once and in order.
+# acknowledged message reached all 50 sessions once and in order; and
+# floor-gap, bench-chat's floor at a scenario's cadence.
 set -euo pipefail
 LOAD="${1:?usage: smoke.sh CHATTER_LOAD CHATTER}"
 CHATTER="${2:?usage: smoke.sh CHATTER_LOAD CHATTER}"
@@ -41,5 +42,15 @@ node -e '
   if (!(j.deliver_p50_ms > 0 && j.deliver_max_ms >= j.deliver_p99_ms)) bad.push("latencies");
   if (bad.length) { console.log(bad.join(", ")); process.exit(1); }' "$OUT/fanout.json" \
   && ok "every acked message reached all 50 sessions once, in order" || ko "deliveries (see $OUT/fanout.txt)"
+
+# floor-gap (bench-chat's floor at a scenario's cadence): 50 sockets, 3
+# rounds 20 ms apart, every figure present and the rounds' gap said.
+FLOOR_GAP="$(dirname "$LOAD")/floor-gap"
+line="$(timeout 30 "$FLOOR_GAP" 50 3 20 2>&1)" || true
+if printf '%s' "$line" | grep -Eq '^floor-gap n=50 rounds=3 gap_ms=20 deliveries=150 cpu_s_per_100k=[0-9.]+ round_ms_mean=[0-9.]+ round_ms_max=[0-9.]+ wall_s=([1-9][0-9]*\.[0-9]+|0\.(0[6-9]|[1-9][0-9]))'; then
+  ok "floor-gap measures 3 rounds 20 ms apart"
+else ko "floor-gap: $line"; fi
+set +e; msg="$("$FLOOR_GAP" 0 3 20 2>&1)"; rc=$?; set -e
+if [ $rc = 2 ] && [ -n "$msg" ]; then ok "floor-gap refuses 0 sockets"; else ko "floor-gap refuses 0 sockets (exit $rc)"; fi
 echo "$pass passed, $fail failed"
 [ $fail = 0 ]

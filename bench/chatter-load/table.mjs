@@ -1,19 +1,25 @@
 // bench/chatter-load/table.mjs: the one table of `make bench-chat`, from the
 // JSON files chatter-load wrote (DIR/{chatter,node}-SCENARIO.json) and the
 // floor's output lines (DIR/floor-N.txt).
-//   node bench/chatter-load/table.mjs DIR N_FANOUT N_SMALL
+// and floor-gap's (DIR/floor-gap-N-GAP.txt: floor.c's measurement at the
+// scenario's cadence, one message per socket every GAP ms).
+//   node bench/chatter-load/table.mjs DIR N_FANOUT N_SMALL GAP_FANOUT GAP_CHAT
 import fs from 'node:fs';
 import path from 'node:path';
 
-const [dir, nBig, nSmall] = process.argv.slice(2);
+const [dir, nBig, nSmall, gapFanout, gapChat] = process.argv.slice(2);
 const load = (f) => { try { return JSON.parse(fs.readFileSync(path.join(dir, f), 'utf8')); } catch { return null; } };
-const floorOf = (n) => {
+const floorOf = (n, gap) => {
   try {
-    const line = fs.readFileSync(path.join(dir, `floor-${n}.txt`), 'utf8');
+    const line = fs.readFileSync(path.join(dir, gap ? `floor-gap-${n}-${gap}.txt` : `floor-${n}.txt`), 'utf8');
     return Object.fromEntries([...line.matchAll(/(\w+)=([\d.]+)/g)].map((m) => [m[1], Number(m[2])]));
   } catch { return null; }
 };
 const fl = { fanout: floorOf(nBig), fanout2k: floorOf(nSmall), chat: floorOf(nSmall) };
+// The same floor with the scenario's time between two messages to a socket:
+// past the receiver's 200 ms retransmission timeout its kernel ACKs at once,
+// on the sender's core (floor_gap.c says what that costs).
+const flGap = { fanout: floorOf(nBig, gapFanout), fanout2k: floorOf(nSmall, gapFanout), chat: floorOf(nSmall, gapChat) };
 
 const fmt = (v, d = 1) => (v == null || Number.isNaN(v) ? '' : typeof v === 'string' ? v
   : Math.abs(v) >= 1000 ? Math.round(v).toLocaleString('en-US') : v.toFixed(d));
@@ -43,6 +49,9 @@ for (const sc of ['fanout', 'fanout2k']) {
   row(sc, 'delivery p99 (ms)', (j) => j.deliver_p99_ms, null);
   row(sc, 'burst spread p50 (ms; floor: one round)', (j) => j.spread_p50_ms, f && f.round_ms_mean);
   row(sc, 'server CPU-s per 100k deliveries', (j) => j.server_cpu_per_100k, f && f.cpu_s_per_100k, 3);
+  const g = flGap[sc];
+  row(sc, `burst spread p50 (ms; floor: one round ${gapFanout} ms apart)`, (j) => j.spread_p50_ms, g && g.round_ms_mean);
+  row(sc, `server CPU-s per 100k (floor: rounds ${gapFanout} ms apart)`, (j) => j.server_cpu_per_100k, g && g.cpu_s_per_100k, 3);
   row(sc, 'lost/dup/order', lostDup, null);
 }
 row('chat', 'highest rate held, p99<50ms (deliveries/s)', (j) => j.held_deliveries_per_s, null, 0);
@@ -51,6 +60,7 @@ row('chat', 'delivery p99, all stages run (ms)', (j) => j.deliver_p99_ms, null);
 row('chat', 'server CPU-s per 100k deliveries, all stages run', (j) => j.server_cpu_per_100k, fl.chat && fl.chat.cpu_s_per_100k, 3);
 // Both servers run the first stage (4 msg/s): the same load, compared alike.
 row('chat', 'server CPU-s per 100k deliveries, first stage', (j) => j.stage0_server_cpu_per_100k, fl.chat && fl.chat.cpu_s_per_100k, 3);
+row('chat', `the same, floor: rounds ${gapChat} ms apart (the stage's cadence)`, (j) => j.stage0_server_cpu_per_100k, flGap.chat && flGap.chat.cpu_s_per_100k, 3);
 row('chat', 'lost/dup/order', lostDup, null);
 row('chat2', 'plain chat at 2 msg/s per sender: delivery p99 (ms)', (j) => j.deliver_p99_ms, null);
 row('chat2', 'server CPU-s per 100k deliveries', (j) => j.server_cpu_per_100k, fl.chat && fl.chat.cpu_s_per_100k, 3);
@@ -74,4 +84,5 @@ console.log('|' + w.map((x, i) => (i < 2 ? '-'.repeat(x + 2) : '-'.repeat(x + 1)
 for (const r of rows) console.log(line(r));
 console.log('\n(h): the harness was runnable (running or waiting for a CPU) over 85% of the send window of that run: the figure is a floor for that server, not its ceiling.' +
   ' lost/dup/order: (receiver, message) pairs never delivered / delivered twice / out of seq order; * the drain hit its 30 s bound, so missing ones may be late rather than lost. Ratios: Chatter divided by the other;' +
-  ' for latency, RSS and CPU lower is better, for rates higher is better. The Node peer has no chaos switch, so crash is Chatter only.');
+  ' for latency, RSS and CPU lower is better, for rates higher is better. The Node peer has no chaos switch, so crash is Chatter only.' +
+  ' floor: ../shared/floor/floor.c (rounds 2 ms apart); "rounds N ms apart": the same measurement by bench/chatter-load/floor_gap.c at the scenario\'s cadence.');

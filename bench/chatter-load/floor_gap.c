@@ -1,0 +1,146 @@
+/*
+ * floor_gap.c -- the kernel's floor for one write() per delivery, at a given
+ * cadence: what ../shared/floor/floor.c measures, with the time between two
+ * rounds as a parameter instead of its fixed 2 ms.
+ *
+ * Why a cadence changes the floor: when a socket's data arrives after the
+ * receiver has been idle longer than its retransmission timeout (200 ms at
+ * least), the receiving kernel acknowledges it at once, from the softirq
+ * that delivers it -- on loopback, the sender's core -- and the ACK is
+ * processed there too (tcp_ack, the socket's backlog at release_sock).  At
+ * floor.c's 2 ms rounds the receiver is never idle that long; its ACKs go
+ * out when it reads, on its own core.  Measured on this machine (2,000
+ * sockets, perf on the writer): tcp_ack and __release_sock take 0.9% and
+ * 0.1% of the writer at 2 ms, 6.6% and 8% at 400 ms, and the CPU per write
+ * rises from about 0.55-0.66 to 1.0-1.14 CPU-s per 100,000.  A chat server
+ * delivering one message every 250 ms (the chat scenario's first stage) or
+ * 500 ms (fanout) to each socket pays the second figure, whatever its code.
+ *
+ *   floor-gap N ROUNDS GAP_MS      (writer on the calling CPU; bench-chat
+ *                                   pins it with taskset, the reader forks
+ *                                   onto CPU 1 when there are two)
+ *
+ * Prints one line of key=value, the same keys as floor.c, plus gap_ms.
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define FRAME_BYTES 230 /* a message push of the size floor.c writes */
+
+static double mono_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static double cpu_s(const struct rusage *r) {
+  return (double)(r->ru_utime.tv_sec + r->ru_stime.tv_sec) +
+         (double)(r->ru_utime.tv_usec + r->ru_stime.tv_usec) * 1e-6;
+}
+
+static void die(const char *what) {
+  perror(what);
+  exit(1);
+}
+
+/* The reader: n connections, drained until each reaches EOF. */
+static void reader(const struct sockaddr_in *to, int n) {
+  if (sysconf(_SC_NPROCESSORS_ONLN) > 1) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(1, &set);
+    sched_setaffinity(0, sizeof set, &set);
+  }
+  int ep = epoll_create1(0);
+  if (ep < 0) die("epoll_create1");
+  for (int i = 0; i < n; i++) {
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    if (s < 0 || connect(s, (const struct sockaddr *)to, sizeof *to)) die("connect");
+    struct epoll_event ev = {.events = EPOLLIN, .data.fd = s};
+    if (epoll_ctl(ep, EPOLL_CTL_ADD, s, &ev)) die("epoll_ctl");
+  }
+  static char sink[65536];
+  struct epoll_event ready[256];
+  for (int left = n; left > 0;) {
+    int k = epoll_wait(ep, ready, 256, -1);
+    for (int i = 0; i < k; i++)
+      if (read(ready[i].data.fd, sink, sizeof sink) <= 0) {
+        close(ready[i].data.fd);
+        left--;
+      }
+  }
+  _exit(0);
+}
+
+int main(int argc, char **argv) {
+  if (argc != 4) {
+    fprintf(stderr, "usage: floor-gap N ROUNDS GAP_MS\n");
+    return 2;
+  }
+  int n = atoi(argv[1]), rounds = atoi(argv[2]);
+  double gap_ms = atof(argv[3]);
+  if (n < 1 || rounds < 1 || gap_ms < 0) {
+    fprintf(stderr, "floor-gap: N and ROUNDS >= 1, GAP_MS >= 0\n");
+    return 2;
+  }
+  struct rlimit rl;
+  if (!getrlimit(RLIMIT_NOFILE, &rl)) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+  int one = 1, ls = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in addr = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  socklen_t alen = sizeof addr;
+  if (ls < 0 || setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) ||
+      bind(ls, (struct sockaddr *)&addr, sizeof addr) || listen(ls, 4096) ||
+      getsockname(ls, (struct sockaddr *)&addr, &alen))
+    die("listen");
+  pid_t child = fork();
+  if (child < 0) die("fork");
+  if (child == 0) reader(&addr, n);
+
+  int *fds = malloc((size_t)n * sizeof *fds);
+  if (!fds) die("malloc");
+  for (int i = 0; i < n; i++) {
+    if ((fds[i] = accept(ls, NULL, NULL)) < 0) die("accept");
+    setsockopt(fds[i], IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  }
+  char frame[FRAME_BYTES];
+  memset(frame, 'y', sizeof frame);
+  frame[0] = (char)0x81; /* FIN + text, as a server frame starts */
+  frame[1] = 126;
+  struct timespec gap = {(time_t)(gap_ms / 1000), (long)((gap_ms - 1000 * (time_t)(gap_ms / 1000)) * 1e6)};
+  struct rusage before, after;
+  getrusage(RUSAGE_SELF, &before);
+  double total = 0, worst = 0, t0 = mono_s();
+  for (int r = 0; r < rounds; r++) {
+    double start = mono_s();
+    for (int i = 0; i < n; i++)
+      if (write(fds[i], frame, sizeof frame) != (ssize_t)sizeof frame) die("write");
+    double took = mono_s() - start;
+    total += took;
+    if (took > worst) worst = took;
+    nanosleep(&gap, NULL);
+  }
+  double wall = mono_s() - t0;
+  getrusage(RUSAGE_SELF, &after);
+  double deliveries = (double)n * rounds, cpu = cpu_s(&after) - cpu_s(&before);
+  printf("floor-gap n=%d rounds=%d gap_ms=%g deliveries=%.0f cpu_s_per_100k=%.3f round_ms_mean=%.2f "
+         "round_ms_max=%.2f wall_s=%.2f\n",
+         n, rounds, gap_ms, deliveries, cpu / deliveries * 1e5, total / rounds * 1e3, worst * 1e3, wall);
+  for (int i = 0; i < n; i++) close(fds[i]);
+  waitpid(child, NULL, 0);
+  free(fds);
+  return 0;
+}
