@@ -397,10 +397,11 @@ static proto_meta wire_change(const change_t *c) {
   return w;
 }
 
-/* The window closed: move every changed user to the index its metas say,
- * then publish the net change with the counts it leads to. */
 static void answer_welcomes(presence_t *p);
 
+/* The window closed: move every changed user to the index its metas say,
+ * then publish the net change with the counts it leads to, and answer the
+ * welcomes that waited for it. */
 static void flush(presence_t *p) {
   p->flush_armed = false;
   if (!p->joins.n && !p->leaves.n && !p->dirty) {
@@ -1038,13 +1039,15 @@ static bool serve(presence_t *p, act_msg_t *m) {
   case PRESENCE_LEAVE:
   case PRESENCE_RELEASE: on_leave(p, m); break;
   case PRESENCE_WELCOME:
-    if (!p->flush_armed || !p->loaded) break;
-    hold_welcome(p, m);
-    return true;
+    if (p->flush_armed && p->loaded) {
+      hold_welcome(p, m);
+      return true;
+    }
+    reply_snapshot(p, m, NULL);
+    break;
   case PRESENCE_USERS: on_users_page(p, m); break;
   default: break;
   }
-  if (m->type == PRESENCE_WELCOME) reply_snapshot(p, m, NULL);
   return false;
 }
 

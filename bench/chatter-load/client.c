@@ -10,6 +10,7 @@
  *
  * It reads only what it must: a frame's `"type":"` and, for a message push,
  * its `"seq":` and the content's prefix, with memmem; no JSON tree is built.
+ * A presence_diff that spans reads is counted and skipped, not buffered.
  * The read buffer is one 64 KiB block per scheduler thread: a client keeps
  * bytes only for a frame that spans two reads (then in a buffer of its own,
  * freed once the frame is complete), so an idle client costs its struct
@@ -429,6 +430,13 @@ static void on_text(client_t *c, const char *p, size_t n) {
 
 static void client_close(client_t *c, bool reset);
 
+/* Does a text frame's payload (avail bytes of it at least) begin as a
+ * presence_diff?  The type is the first field of every server frame. */
+static bool is_diff(const char *pl, size_t avail) {
+  static const char diff[] = "{\"type\":\"presence_diff\"";
+  return avail >= sizeof diff - 1 && !memcmp(pl, diff, sizeof diff - 1);
+}
+
 /* Consume whole frames from p[0..n); returns the bytes used. */
 static size_t frames(client_t *c, const uint8_t *p, size_t n) {
   size_t used = 0;
@@ -456,9 +464,8 @@ static size_t frames(client_t *c, const uint8_t *p, size_t n) {
     if (avail - h < len) {
       /* A presence_diff split across reads (a storm's runs to 850 kB) is
        * not kept: nothing in it is checked, and buffering it would copy
-       * every byte once more.  Its type is the frame's first field. */
-      static const char diff[] = "{\"type\":\"presence_diff\"";
-      if (op == 1 && avail - h >= sizeof diff - 1 && !memcmp(pl, diff, sizeof diff - 1)) {
+       * every byte once more. */
+      if (op == 1 && is_diff(pl, avail - h)) {
         ctr_add(&c->st->frames_in, 1);
         ctr_add(&c->st->diff_bytes, len);
         c->skip = len - (avail - h);
@@ -468,7 +475,7 @@ static size_t frames(client_t *c, const uint8_t *p, size_t n) {
     }
     if (op == 1 || op == 0) {
       on_text(c, pl, (size_t)len);
-      if (len > 22 && pl[9] == 'p' && pl[10] == 'r') ctr_add(&c->st->diff_bytes, len); /* {"type":"presence_diff" */
+      if (is_diff(pl, (size_t)len)) ctr_add(&c->st->diff_bytes, len);
     } else if (op == 9) {
       ws_send(c, 10, pl, (size_t)len);
     } else if (op == 8) {
