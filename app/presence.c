@@ -486,10 +486,15 @@ static void reply_snapshot(presence_t *p, act_msg_t *req, const meta_t *m) {
 
 /* A welcome asked while a window is open waits for its flush (at most
  * FLUSH_MS) and carries the counts after it: the socket then never gets
- * the diff of changes made before it connected.  In a wave of reconnects
- * that is most of the bytes: 5,000 sockets back at once were each sent the
- * diff of the 5,000 leaves they caused (about 850 kB apiece, 4 GB in all,
- * bench/RESULTS.md), and each the joins of those welcomed before them.
+ * the diff of changes made before it connected.  What it buys is fewer
+ * diffs in a wave.  5,000 sockets reconnecting at once (issue 6's storm,
+ * bench/RESULTS.md): welcomed one by one, they were sent the leaves they
+ * had caused, and their joins, slowed by the diffs being written, spread
+ * over 140 windows, each a diff every returning socket is paced through
+ * 50 ms apart (its joined reply waits for them): 9 s to catch up.  Held,
+ * the welcomes are answered together after the leaves' flush, the joins
+ * land in one or two windows, and all are back within 4 s -- though each
+ * returning socket now gets all 5,000 joins in that diff.
  * Bounded by the sockets: one welcome in flight per socket. */
 static void hold_welcome(presence_t *p, act_msg_t *m) {
   act_msg_t **slot = act_vec_push_or_crash(&p->welcomes, "presence");
