@@ -22,7 +22,7 @@ test('presence killed while welcomes wait for its window: every socket welcomed,
   const at = (ms, f) => new Promise((r) => setTimeout(() => r(f()), ms));
   const joins = joiners.map((c, i) => at(2 * i, () => c.join(uniq('wj'))));
   const newcomers = Array.from({ length: 100 }, (_, i) => at(2 * i, () => connect(server.wsUrl)));
-  await sleep(100);
+  await sleep(100); // the kill's place in that schedule, not a synchronisation
   await kill(assert, server, 'presence');
   const welcomed = await Promise.all(newcomers);
   for (const c of welcomed) {
