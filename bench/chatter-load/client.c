@@ -422,6 +422,8 @@ static void on_text(client_t *c, const char *p, size_t n) {
     on_error(c, p, end);
   } else if (IS("welcome")) {
     if (!c->reconnecting) hist_add(&c->st->welcome, load_now_us() - c->t_connect);
+  } else if (IS("presence_diff")) {
+    ctr_add(&c->st->diff_bytes, n);
   }
 #undef IS
 }
@@ -475,7 +477,6 @@ static size_t frames(client_t *c, const uint8_t *p, size_t n) {
     }
     if (op == 1 || op == 0) {
       on_text(c, pl, (size_t)len);
-      if (is_diff(pl, (size_t)len)) ctr_add(&c->st->diff_bytes, len);
     } else if (op == 9) {
       ws_send(c, 10, pl, (size_t)len);
     } else if (op == 8) {

@@ -120,7 +120,8 @@ int main(int argc, char **argv) {
   memset(frame, 'y', sizeof frame);
   frame[0] = (char)0x81; /* FIN + text, as a server frame starts */
   frame[1] = 126;
-  struct timespec gap = {(time_t)(gap_ms / 1000), (long)((gap_ms - 1000 * (time_t)(gap_ms / 1000)) * 1e6)};
+  long long gap_ns = (long long)(gap_ms * 1e6);
+  struct timespec gap = {(time_t)(gap_ns / 1000000000), (long)(gap_ns % 1000000000)};
   struct rusage before, after;
   getrusage(RUSAGE_SELF, &before);
   double total = 0, worst = 0, t0 = mono_s();

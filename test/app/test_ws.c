@@ -882,21 +882,36 @@ START_TEST(outbound_bound_1008)
 }
 END_TEST
 
+/* A shared frame of len bytes of 'x' (ws_shared_text copies the payload). */
+static ws_shared_t *x_shared(size_t len)
+{
+    char *payload = malloc(len);
+    ck_assert_ptr_nonnull(payload);
+    memset(payload, 'x', len);
+    ws_shared_t *s = ws_shared_text(payload, len);
+    free(payload);
+    return s;
+}
+
+/* The connection overflowed: 1008 sent, nothing after it, then freed. */
+static void assert_overflowed(fixture_t *fx)
+{
+    ck_assert_uint_eq(ws_conn_close_code(fx->c), 1008);
+    drain(fx->c, &fx->out);
+    ck_assert(ws_conn_finished(fx->c));
+    fx_free(fx);
+}
+
 START_TEST(outbound_bound_shared)
 {
     fixture_t fx = fx_new();
-    char *big = malloc(100000);
-    memset(big, 'x', 100000);
-    ws_shared_t *s = ws_shared_text(big, 100000);
+    ws_shared_t *s = x_shared(100000);
     ck_assert_int_eq(ws_conn_send_shared(fx.c, s), WS_OK);
     ck_assert_int_eq(ws_conn_send_shared(fx.c, s), WS_OK);
     ck_assert_int_eq(ws_conn_send_shared(fx.c, s), WS_OVERFLOW);
     ck_assert_uint_eq(ws_conn_close_code(fx.c), 1008);
     ck_assert(ws_shared_release(s)); /* the dropped frames let go: ours was the last */
-    drain(fx.c, &fx.out);
-    ck_assert(ws_conn_finished(fx.c));
-    fx_free(&fx);
-    free(big);
+    assert_overflowed(&fx);
 }
 END_TEST
 
@@ -908,10 +923,7 @@ START_TEST(outbound_bound_big_frame_alone)
 {
     fixture_t fx = fx_new();
     size_t big_len = WS_OUTBOUND_MAX + 50000;
-    char *big = malloc(big_len);
-    memset(big, 'x', big_len);
-    ws_shared_t *s = ws_shared_text(big, big_len);
-    ws_shared_t *small = ws_shared_text("{}", 2);
+    ws_shared_t *s = x_shared(big_len), *small = ws_shared_text("{}", 2);
     ck_assert_int_eq(ws_conn_send_shared(fx.c, s), WS_OK);
     ck_assert_uint_gt(ws_conn_queued_bytes(fx.c), WS_OUTBOUND_MAX);
     ck_assert_int_eq(ws_conn_send_shared(fx.c, small), WS_OK);
@@ -921,13 +933,9 @@ START_TEST(outbound_bound_big_frame_alone)
     while (ws_conn_send_shared(fx.c, s) == WS_OK)
         taken++;
     ck_assert_uint_eq(taken, WS_OUTBOUND_BIG_MAX / frame);
-    ck_assert_uint_eq(ws_conn_close_code(fx.c), 1008);
-    drain(fx.c, &fx.out);
-    ck_assert(ws_conn_finished(fx.c));
-    fx_free(&fx);
+    assert_overflowed(&fx);
     ck_assert(ws_shared_release(s));
     ck_assert(ws_shared_release(small));
-    free(big);
 }
 END_TEST
 
@@ -937,21 +945,15 @@ START_TEST(outbound_bound_big_frame_behind_full_queue)
     fixture_t fx = fx_new();
     /* two of mid fill the bound exactly (10 bytes of header each) */
     size_t big_len = WS_OUTBOUND_MAX + 50000, mid_len = WS_OUTBOUND_MAX / 2 - 10;
-    char *big = malloc(big_len);
-    memset(big, 'x', big_len);
-    ws_shared_t *s = ws_shared_text(big, big_len), *mid = ws_shared_text(big, mid_len);
+    ws_shared_t *s = x_shared(big_len), *mid = x_shared(mid_len);
     ck_assert_int_eq(ws_conn_send_shared(fx.c, mid), WS_OK);
     ck_assert_int_eq(ws_conn_send_shared(fx.c, s), WS_OK); /* under the bound: taken */
     ck_assert_int_eq(ws_conn_send_shared(fx.c, mid), WS_OK);
     ck_assert_uint_eq(ws_conn_queued_bytes(fx.c) - (big_len + 10), WS_OUTBOUND_MAX);
     ck_assert_int_eq(ws_conn_send_shared(fx.c, s), WS_OVERFLOW); /* the pushes fill it */
-    ck_assert_uint_eq(ws_conn_close_code(fx.c), 1008);
-    drain(fx.c, &fx.out);
-    ck_assert(ws_conn_finished(fx.c));
-    fx_free(&fx);
+    assert_overflowed(&fx);
     ck_assert(ws_shared_release(s));
     ck_assert(ws_shared_release(mid));
-    free(big);
 }
 END_TEST
 
