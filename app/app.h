@@ -64,6 +64,8 @@ typedef struct app_config {
   int header_timeout_ms;    /* CHATTER_HEADER_TIMEOUT_MS, default 10 s */
   int keepalive_timeout_ms; /* CHATTER_KEEPALIVE_TIMEOUT_MS, default 60 s */
   int send_timeout_ms;      /* CHATTER_SEND_TIMEOUT_MS, default 30 s */
+  int ws_sndbuf;            /* CHATTER_WS_SNDBUF, default 256 KiB; 0 = the
+                               kernel's autotuning (conn.c, upgrade) */
   char allowed_origins[2048]; /* CHATTER_ALLOWED_ORIGINS: comma list, "*" = any */
   char allowed_hosts[2048];   /* CHATTER_ALLOWED_HOSTS: comma list, "*" = any */
   int shutdown_ms;          /* CHATTER_SHUTDOWN_MS, default 10 s: the SIGTERM

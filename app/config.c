@@ -118,6 +118,7 @@ void app_config_load(const char *argv0) {
   g_cfg.header_timeout_ms = env_int("CHATTER_HEADER_TIMEOUT_MS", 10000, 100, 3600000);
   g_cfg.keepalive_timeout_ms = env_int("CHATTER_KEEPALIVE_TIMEOUT_MS", 60000, 100, 3600000);
   g_cfg.send_timeout_ms = env_int("CHATTER_SEND_TIMEOUT_MS", 30000, 100, 3600000);
+  g_cfg.ws_sndbuf = env_int("CHATTER_WS_SNDBUF", 256 * 1024, 0, 64 * 1024 * 1024);
   /* 10 s: systemd's TimeoutStopSec is 90 s, Kubernetes' grace period 30 s */
   g_cfg.shutdown_ms = env_int("CHATTER_SHUTDOWN_MS", 10000, 100, 3600000);
   const char *origins = getenv("CHATTER_ALLOWED_ORIGINS");

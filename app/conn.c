@@ -22,6 +22,16 @@
  *   CONN_MAX_QUEUED_FRAMES/BYTES        WebSocket requests waiting for the
  *                                       session (endpoint.h): 1008
  *   WS_OUTBOUND_MAX (ws.h)              pushes queued: 1008
+ *   CHATTER_WS_SNDBUF (256 KiB)         the kernel's send buffer of a
+ *                                       WebSocket (SO_SNDBUF; the kernel
+ *                                       doubles it for its bookkeeping).
+ *                                       Autotuned, a socket that never reads
+ *                                       holds 3.9 MB of 230-byte pushes in
+ *                                       the kernel before one is queued here:
+ *                                       kernel memory per slow reader, and
+ *                                       at 92 KB/s 40 s before WS_OUTBOUND_MAX
+ *                                       can close it.  256 KiB is two
+ *                                       `joined` replies of 500 messages.
  *
  * Timers.  A WebSocket's ping is due PING_INTERVAL_MS after its last one,
  * always the same interval, so the acceptor keeps its WebSockets on one list
@@ -875,6 +885,10 @@ static void upgrade(conn_t *c, const char *rest, size_t rest_len) {
     conn_shutdown(c);
     return;
   }
+  int sndbuf = app_config()->ws_sndbuf;
+  uv_os_fd_t fd;
+  if (sndbuf > 0 && !uv_fileno((uv_handle_t *)&c->tcp, &fd))
+    (void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf); /* a hint: best effort */
   tm_add(TM_WS_CONNECTIONS, 1);
   tm_add(TM_WS_OPEN, 1);
   c->ping_due_ms = now_ms(c) + PING_INTERVAL_MS;

@@ -12,7 +12,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import net from 'node:net';
 import { startServer } from '../lib/server.mjs';
-import { joined, closeAll, checkAlive } from './client.mjs';
+import { joined, closeAll, checkAlive, sleep } from './client.mjs';
 
 const SEND_TIMEOUT_MS = 2000;
 // Bytes; one connection's output is bounded by 256 KiB plus one response.
@@ -75,6 +75,47 @@ test('a joined socket that asks for replies and never reads is closed with 1008'
   for (let i = 0; i < 480; i++) a.sendReq({ type: 'history', before: 2 ** 53 - 1, limit: 500 });
   const max = await maxRssUntilLog(/bytes unread for \d+ ms, closing with 1008/, from);
   assert.ok(max - base < RSS_GROWTH_MAX, `server RSS grew by ${((max - base) / 1048576).toFixed(1)} MiB`);
+  a.ws._socket.resume();
+  const info = await a.waitClose(WAIT_MS);
+  assert.ok(info.code === 1008 || info.code === 1006, `closed with ${info.code}`);
+});
+
+// CHATTER_WS_SNDBUF (256 KiB, conn.c): the kernel's send buffer of a
+// WebSocket is bounded, so a reader that stops pins at most about 512 KiB
+// there (the kernel doubles SO_SNDBUF) and the pushes then queue in the
+// server, where WS_OUTBOUND_MAX (256 KiB) closes it with 1008.  Autotuned,
+// the kernel alone took 3.9 MB of pushes on this loopback before one was
+// queued: the reader was not closed before PUSH_BYTES_MAX.
+const SENDERS = 40;
+const PUSH_BYTES_MAX = 2.5 * 1024 * 1024;
+test('a joined socket that stops reading pushes is closed with 1008 within the kernel and push bounds', async () => {
+  const a = await joined(server.wsUrl);
+  const senders = await Promise.all(Array.from({ length: SENDERS }, () => joined(server.wsUrl)));
+  // What was pushed to `a` is what was pushed to any other joined socket:
+  // count the message pushes one sender receives, in frame payload bytes.
+  let pushed = 0;
+  senders[0].ws.on('message', (d) => { if (d.includes('"type":"message"')) pushed += d.length + 4; });
+  const base = rss(server.proc.pid);
+  const from = server.logs().length;
+  a.ws._socket.pause(); // never read again
+  const closedRe = /client cannot keep up, closing with 1008/;
+  let max = base, round = 0;
+  // Rounds of one 2,000-character send per sender: ten at once (the rate
+  // limiter's burst), then one round per 200 ms (its 5 a second).
+  while (!closedRe.test(server.logs().slice(from))) {
+    assert.ok(pushed < PUSH_BYTES_MAX,
+      `${pushed} bytes pushed to a socket that reads nothing, and it is not closed`);
+    if (round >= 10) await sleep(200);
+    const replies = await Promise.all(senders.map((s, i) =>
+      s.request({ type: 'send', content: `${round} ${i} `.padEnd(2000, 'o') })));
+    for (const r of replies) assert.ok(r.type === 'sent' || (r.type === 'error' && r.code === 'rate_limited'), JSON.stringify(r).slice(0, 200));
+    max = Math.max(max, rss(server.proc.pid));
+    round++;
+  }
+  assert.ok(pushed > 256 * 1024, `closed after only ${pushed} bytes of pushes`);
+  assert.ok(max - base < RSS_GROWTH_MAX, `server RSS grew by ${((max - base) / 1048576).toFixed(1)} MiB`);
+  // the senders were not held back: each still answers at once
+  for (const s of senders.slice(0, 3)) assert.equal((await s.request({ type: 'ping' })).type, 'pong');
   a.ws._socket.resume();
   const info = await a.waitClose(WAIT_MS);
   assert.ok(info.code === 1008 || info.code === 1006, `closed with ${info.code}`);
