@@ -41,11 +41,14 @@
 
 /* Messages from the worker's main thread (M_CONNECT, M_START_SENDING, M_DROP)
  * and from the actor to itself (ticks, delayed retries). */
-enum { M_CONNECT = 1, M_START_SENDING, M_TICK, M_DROP, M_RETRY_JOIN, M_JOIN_NOW, M_RESEND, M_RESEND_NOW };
+enum { M_CONNECT = 1, M_START_SENDING, M_TICK, M_DROP, M_RETRY_JOIN, M_JOIN_NOW, M_RESEND, M_RESEND_NOW,
+       M_SLOW_RESUME };
 enum { S_CONNECTING, S_HANDSHAKE, S_OPEN, S_JOINED, S_CLOSED };
 
 #define REF_JOIN 4000000000u   /* refs of sends are k, below any of these */
 #define REF_CATCHUP 4000000001u
+#define REF_SLOW_PING 4000000002u /* a slow session's ping once it reads again */
+#define SLOW_RCVBUF 4096 /* a slow session's SO_RCVBUF (the kernel doubles it) */
 #define READ_BLOCK 65536
 #define RETRY_MS 200           /* a join or send answered `unavailable` is retried after this */
 
@@ -165,14 +168,20 @@ static void send_join(client_t *c) {
   ws_text(c, b, (size_t)n);
 }
 
+/* --pad bytes of filler, " xxx...", after the fields, so that a message
+ * weighs what a long chat line does (the slow scenario fills a socket sooner). */
 static void send_msg(client_t *c, uint32_t k, int stage, uint64_t t_us) {
-  char b[256];
-  uint32_t run = cfg_of(c)->run_id;
-  int n = snprintf(b, sizeof b,
-                   "{\"type\":\"send\",\"ref\":%u,\"content\":\"L%08x %d %u %d %" PRIu64
-                   "\",\"client_id\":\"c%08x_%d_%u\"}",
-                   k, run, c->sender, k, stage, t_us, run, c->sender, k);
-  ws_text(c, b, (size_t)n);
+  char b[256 + LOAD_MAX_PAD];
+  uint32_t run = cfg_of(c)->run_id, pad = cfg_of(c)->pad;
+  size_t n = (size_t)snprintf(b, sizeof b, "{\"type\":\"send\",\"ref\":%u,\"content\":\"L%08x %d %u %d %" PRIu64,
+                              k, run, c->sender, k, stage, t_us);
+  if (pad) {
+    b[n++] = ' ';
+    memset(b + n, 'x', pad);
+    n += pad;
+  }
+  n += (size_t)snprintf(b + n, sizeof b - n, "\",\"client_id\":\"c%08x_%d_%u\"}", run, c->sender, k);
+  ws_text(c, b, n);
 }
 
 /* From `after`: after a drop, the highest seq held; then each page's last.
@@ -216,7 +225,7 @@ static const char *find(const char *p, const char *end, const char *lit, size_t 
 }
 #define FIND(p, end, lit) find((p), (end), lit, sizeof lit - 1)
 
-/* Parse our content "L<run> s k g t" at p (just after the opening quote):
+/* Parse our content "L<run> s k g t[ pad]" at p (just after the opening quote):
  * sender, message number, stage, send time.  Returns false when it is not
  * this run's, or malformed, or out of the run's range. */
 bool load_parse_content(uint32_t run, uint32_t senders, uint32_t maxk, const char *p, const char *end,
@@ -233,7 +242,7 @@ bool load_parse_content(uint32_t run, uint32_t senders, uint32_t maxk, const cha
     if (i < 3) {
       if (p >= end || *p != ' ') return false;
       p++;
-    } else if (p >= end || *p != '"') {
+    } else if (p >= end || (*p != '"' && *p != ' ')) { /* ' ': --pad's filler follows */
       return false;
     }
   }
@@ -424,6 +433,8 @@ static void on_text(client_t *c, const char *p, size_t n) {
     if (!c->reconnecting) hist_add(&c->st->welcome, load_now_us() - c->t_connect);
   } else if (IS("presence_diff")) {
     ctr_add(&c->st->diff_bytes, n);
+  } else if (IS("pong")) {
+    if (c->slow && ref_of(p, end) == REF_SLOW_PING) ctr_add(&c->st->slow_pong, 1);
   }
 #undef IS
 }
@@ -483,9 +494,14 @@ static size_t frames(client_t *c, const uint8_t *p, size_t n) {
       int code = len >= 2 ? (pl[0] & 0xff) << 8 | (pl[1] & 0xff) : 0;
       int kind = code == 1000 ? CL_1000 : code == 1001 ? CL_1001 : code == 1008 ? CL_1008
                : code == 1009 ? CL_1009 : code == 1011 ? CL_1011 : CL_OTHER_CODE;
-      ctr_add(&c->st->closes[kind], 1);
-      ctr_add(&c->st->closed_by_server, 1);
-      if (c->state != S_JOINED && !c->reconnecting) ctr_add(&c->st->closed_unjoined, 1);
+      if (c->slow) {
+        ctr_add(&c->st->slow_closed, 1);
+        if (code == 1008) ctr_add(&c->st->slow_closed_1008, 1);
+      } else {
+        ctr_add(&c->st->closes[kind], 1);
+        ctr_add(&c->st->closed_by_server, 1);
+        if (c->state != S_JOINED && !c->reconnecting) ctr_add(&c->st->closed_unjoined, 1);
+      }
       client_close(c, false);
       return n;
     }
@@ -549,7 +565,9 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b) {
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b) {
   client_t *c = s->data;
   if (nread < 0) {
-    if (!c->closing) {
+    if (!c->closing && c->slow) {
+      ctr_add(&c->st->slow_closed, 1);
+    } else if (!c->closing) {
       ctr_add(&c->st->closed_by_server, 1);
       ctr_add(&c->st->closes[CL_NO_FRAME], 1);
       if (c->state != S_JOINED && !c->reconnecting) ctr_add(&c->st->closed_unjoined, 1);
@@ -619,7 +637,14 @@ static void start_connect(client_t *c, uv_loop_t *loop) {
   const load_cfg_t *cf = cfg_of(c);
   struct sockaddr_in a;
   uv_ip4_addr(cf->host, cf->port, &a);
-  uv_tcp_init(loop, &c->tcp);
+  uv_tcp_init_ex(loop, &c->tcp, AF_INET);
+  /* A slow session is a reader that stops with a small window, as a phone
+   * on a bad network does: set before the handshake, so the window the
+   * server sees is small and its own buffers (not ours) fill. */
+  uv_os_fd_t fd;
+  int rcvbuf = SLOW_RCVBUF;
+  if (c->slow && !uv_fileno((uv_handle_t *)&c->tcp, &fd))
+    (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
   c->tcp.data = c;
   c->conn.data = c;
   c->state = S_CONNECTING;
@@ -745,6 +770,17 @@ static void client_handle(void *state, act_msg_t *msg) {
   case M_RESEND:
     act_send_after(RETRY_MS, c->pid, M_RESEND_NOW, msg->data, msg->size);
     break;
+  case M_SLOW_RESUME:
+    /* The drain: read again, to see whether the server closed this session
+     * (a close frame, or the end of the stream, after what was queued) or
+     * kept it (a pong to this ping, after everything queued before it). */
+    if (c->state == S_JOINED && !c->closing) {
+      uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+      char b[64];
+      int n = snprintf(b, sizeof b, "{\"type\":\"ping\",\"ref\":%u}", REF_SLOW_PING);
+      ws_text(c, b, (size_t)n);
+    }
+    break;
   case M_RESEND_NOW:
     memcpy(&k, msg->data, sizeof k);
     if (c->state == S_JOINED && !(c->m->ack[(size_t)c->sender * c->m->words + (k >> 6)] & (1ull << (k & 63)))) {
@@ -800,6 +836,9 @@ int worker_main(load_maps_t *m, int worker, uint32_t first, uint32_t count) {
       if (ph == PH_SEND && seen_phase == PH_CONNECT)
         for (uint32_t i = 0; i < count; i++)
           if (cs[i].sender >= 0) act_send(cs[i].pid, M_START_SENDING, NULL, 0);
+      if (ph == PH_DRAIN && seen_phase < PH_DRAIN)
+        for (uint32_t i = 0; i < count; i++)
+          if (cs[i].slow) act_send(cs[i].pid, M_SLOW_RESUME, NULL, 0);
       seen_phase = ph;
       if (ph == PH_DONE) break;
     }

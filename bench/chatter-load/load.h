@@ -24,6 +24,7 @@
  * it stops. */
 #define LOAD_MAX_WORKERS 8          /* worker processes */
 #define LOAD_MAX_THREADS 8          /* scheduler threads per worker */
+#define LOAD_MAX_PAD 1900 /* --pad: the content stays under PROTOCOL.md's 2,000 characters */
 #define LOAD_MAX_STAGES 12          /* rates tried by the chat scenario */
 #define LOAD_WORKER_SESSIONS 10000  /* sessions per worker by default: half the
                                        20,000-descriptor limit of a process */
@@ -115,6 +116,9 @@ typedef struct slot_stats {
   _Atomic uint64_t bytes_in, frames_in, other_pushes, storm_back;
   _Atomic uint64_t diff_bytes; /* of bytes_in: presence_diff payloads */
   _Atomic uint64_t closed_unjoined; /* closed by the server before its first join */
+  /* slow sessions (not in closed_by_server: their closing is what the
+   * scenario is about), seen when they read again at the drain */
+  _Atomic uint64_t slow_closed, slow_closed_1008, slow_pong;
   _Atomic uint64_t errors[ERR_COUNT];
   _Atomic uint64_t closes[CLOSE_KINDS]; /* how the server ended sockets */
   _Atomic uint64_t stage_acks[LOAD_MAX_STAGES], stage_deliveries[LOAD_MAX_STAGES];
@@ -140,6 +144,7 @@ typedef struct load_cfg {
   int workers, threads;
   uint32_t run_id;        /* names and contents carry it, so that runs never mix */
   bool spread;            /* track first/last arrival per message (few senders) */
+  uint32_t pad;           /* bytes of filler after each message's fields (--pad) */
   int nstages;
   double stage_rate[LOAD_MAX_STAGES];
 } load_cfg_t;

@@ -115,6 +115,11 @@ static int self_test(void) {
   const char *cut = "L0badcafe 3 17 2 12\"";
   CHECK(load_parse_content(0x0badcafe, 4, 100, cut, cut + strlen(cut), &s, &k, &g, &t) && t == 12, "short content");
   CHECK(!load_parse_content(0x0badcafe, 4, 100, cut, cut + strlen(cut) - 1, &s, &k, &g, &t), "unterminated content taken");
+  const char *padded = "L0badcafe 3 17 2 12 xxxx\"";
+  CHECK(load_parse_content(0x0badcafe, 4, 100, padded, padded + strlen(padded), &s, &k, &g, &t) && t == 12,
+        "--pad's content not read back");
+  const char *glued = "L0badcafe 3 17 2 12x\"";
+  CHECK(!load_parse_content(0x0badcafe, 4, 100, glued, glued + strlen(glued), &s, &k, &g, &t), "a glued time taken");
   const char *user = "L0badcafe 3 17 hello\"";
   CHECK(!load_parse_content(0x0badcafe, 4, 100, user, user + strlen(user), &s, &k, &g, &t), "free text taken");
 #undef CHECK
@@ -129,7 +134,7 @@ typedef struct opts {
   const char *server_env[16];
   int nserver_env;
   int server_threads, port, workers, threads, server_pid;
-  long sessions, senders, slow, storm;
+  long sessions, senders, slow, storm, pad;
   double rate, duration, ramp, drop_after;
   const char *rates;
   bool quiet;
@@ -140,7 +145,7 @@ static void usage(FILE *f) {
         "  [--url ws://127.0.0.1:PORT/ws | --spawn 'CMD' [--port P] [--server-cpus LIST]\n"
         "   [--server-threads N] [--server-env K=V]... [--server-log FILE]]\n"
         "  [--server-pid PID] [--sessions N] [--senders K] [--rate R | --rates R1,R2,...]\n"
-        "  [--duration S] [--ramp S] [--slow N] [--storm N] [--drop-after S]\n"
+        "  [--duration S] [--ramp S] [--slow N] [--storm N] [--drop-after S] [--pad BYTES]\n"
         "  [--workers W] [--threads T] [--cpus LIST] [--json FILE] [--quiet]\n", f);
 }
 
@@ -414,6 +419,7 @@ typedef struct totals {
   uint64_t connected, joined, join_failed, conn_failed, closed_by_server;
   uint64_t sends, acks, resends, deliveries, catchup_msgs, dups, order, bytes_in, frames_in, diff_bytes;
   uint64_t other_pushes, storm_back, closed_unjoined, errors[ERR_COUNT], closes[CLOSE_KINDS];
+  uint64_t slow_closed, slow_closed_1008, slow_pong;
   uint64_t stage_acks[LOAD_MAX_STAGES], stage_deliveries[LOAD_MAX_STAGES];
 } totals_t;
 
@@ -426,6 +432,7 @@ static void sum_totals(load_shared_t *sh, totals_t *t) {
       A(connected); A(joined); A(join_failed); A(conn_failed); A(closed_by_server);
       A(sends); A(acks); A(resends); A(deliveries); A(catchup_msgs); A(dups); A(order);
       A(bytes_in); A(frames_in); A(diff_bytes); A(other_pushes); A(storm_back); A(closed_unjoined);
+      A(slow_closed); A(slow_closed_1008); A(slow_pong);
 #undef A
       for (int i = 0; i < ERR_COUNT; i++) t->errors[i] += ctr_get(&x->errors[i]);
       for (int i = 0; i < CLOSE_KINDS; i++) t->closes[i] += ctr_get(&x->closes[i]);
@@ -588,6 +595,13 @@ static bool stage_drained(void) {
   return now - last_change > stall;
 }
 
+#define SLOW_WAIT_S 20 /* for the slow sessions to read to their close or pong */
+static bool slow_seen(void) {
+  totals_t t;
+  sum_totals(M.sh, &t);
+  return t.slow_closed + t.slow_pong >= M.sh->cfg.slow;
+}
+
 static double cpu_count_of_harness(void) {
   cpu_set_t cs;
   if (sched_getaffinity(0, sizeof cs, &cs)) return 1;
@@ -725,12 +739,12 @@ int main(int argc, char **argv) {
   opts_t *o = &O;
   memset(o, 0, sizeof *o);
   o->scenario = "fanout";
-  o->sessions = o->senders = o->slow = o->storm = -1;
+  o->sessions = o->senders = o->slow = o->storm = o->pad = -1;
   o->rate = o->duration = o->ramp = o->drop_after = -1;
   o->server_threads = 1;
   enum { O_URL = 256, O_SPAWN, O_PORT, O_SERVER_CPUS, O_SERVER_THREADS, O_SERVER_ENV, O_SERVER_LOG,
          O_SERVER_PID, O_SESSIONS, O_SENDERS, O_RATE, O_RATES, O_DURATION, O_RAMP, O_SLOW, O_STORM,
-         O_DROP_AFTER, O_WORKERS, O_THREADS, O_CPUS, O_JSON, O_QUIET, O_SCENARIO, O_HELP, O_SELF_TEST };
+         O_DROP_AFTER, O_PAD, O_WORKERS, O_THREADS, O_CPUS, O_JSON, O_QUIET, O_SCENARIO, O_HELP, O_SELF_TEST };
   static const struct option lo[] = {
       {"url", 1, 0, O_URL}, {"spawn", 1, 0, O_SPAWN}, {"port", 1, 0, O_PORT},
       {"server-cpus", 1, 0, O_SERVER_CPUS}, {"server-threads", 1, 0, O_SERVER_THREADS},
@@ -738,7 +752,7 @@ int main(int argc, char **argv) {
       {"server-pid", 1, 0, O_SERVER_PID}, {"sessions", 1, 0, O_SESSIONS}, {"senders", 1, 0, O_SENDERS},
       {"rate", 1, 0, O_RATE}, {"rates", 1, 0, O_RATES}, {"duration", 1, 0, O_DURATION},
       {"ramp", 1, 0, O_RAMP}, {"slow", 1, 0, O_SLOW}, {"storm", 1, 0, O_STORM},
-      {"drop-after", 1, 0, O_DROP_AFTER}, {"workers", 1, 0, O_WORKERS}, {"threads", 1, 0, O_THREADS},
+      {"drop-after", 1, 0, O_DROP_AFTER}, {"pad", 1, 0, O_PAD}, {"workers", 1, 0, O_WORKERS}, {"threads", 1, 0, O_THREADS},
       {"cpus", 1, 0, O_CPUS}, {"json", 1, 0, O_JSON}, {"quiet", 0, 0, O_QUIET},
       {"scenario", 1, 0, O_SCENARIO}, {"help", 0, 0, O_HELP}, {"self-test", 0, 0, O_SELF_TEST}, {0, 0, 0, 0}};
   int ch;
@@ -764,6 +778,7 @@ int main(int argc, char **argv) {
     case O_SLOW: o->slow = atol(optarg); break;
     case O_STORM: o->storm = atol(optarg); break;
     case O_DROP_AFTER: o->drop_after = atof(optarg); break;
+    case O_PAD: o->pad = atol(optarg); break;
     case O_WORKERS: o->workers = atoi(optarg); break;
     case O_THREADS: o->threads = atoi(optarg); break;
     case O_CPUS: o->cpus = optarg; break;
@@ -781,7 +796,7 @@ int main(int argc, char **argv) {
   load_cfg_t cfg;
   memset(&cfg, 0, sizeof cfg);
   const char *sc = o->scenario;
-  long sessions, senders, slow = 0, storm = 0;
+  long sessions, senders, slow = 0, storm = 0, pad = 0;
   double duration, ramp, rate = 2, drop_after = 3;
   bool rising = false;
   bool kill_sc = !strcmp(sc, "kill");
@@ -790,7 +805,12 @@ int main(int argc, char **argv) {
   else if (!strcmp(sc, "fanout")) { sessions = 10000; senders = 1; duration = 10; ramp = 20; cfg.spread = true; }
   else if (!strcmp(sc, "chat")) { sessions = 2000; senders = 200; duration = 8; ramp = 10; rising = true; }
   else if (!strcmp(sc, "storm")) { sessions = 5200; senders = 200; duration = 12; ramp = 15; rate = 1; storm = 5000; }
-  else if (!strcmp(sc, "slow")) { sessions = 2000; senders = 200; duration = 10; ramp = 10; slow = 100; }
+  /* slow: 20 msg/s of long lines (about 2.1 kB a frame, 43 kB/s to each
+   * socket), so that a reader that stops fills the server's bounds (the
+   * kernel's send buffer, CHATTER_WS_SNDBUF, then WS_OUTBOUND_MAX: about
+   * 800 kB) in about 20 s; the readers' server then runs at about 40% of a
+   * core, the harness well under its own */
+  else if (!strcmp(sc, "slow")) { sessions = 2000; senders = 200; duration = 25; ramp = 10; slow = 100; rate = 0.1; pad = 1900; }
   else if (!strcmp(sc, "crash")) { sessions = 2000; senders = 200; duration = 10; ramp = 10; }
   /* as many as one server process holds under its 20,000 descriptors */
   else if (!strcmp(sc, "kill")) { sessions = 19500; senders = 1; duration = 10; ramp = 60; cfg.spread = true; }
@@ -799,6 +819,7 @@ int main(int argc, char **argv) {
   if (o->senders >= 0) senders = o->senders;
   if (o->slow >= 0) slow = o->slow;
   if (o->storm >= 0) storm = o->storm;
+  if (o->pad >= 0) pad = o->pad;
   if (o->duration > 0) duration = o->duration;
   if ((!strcmp(sc, "idle") || !strcmp(sc, "fanout")) && o->ramp < 0) {
     /* presence diffs: n^2/2 metas whatever the ramp (load.h) */
@@ -809,9 +830,9 @@ int main(int argc, char **argv) {
   if (o->rate > 0) rate = o->rate;
   if (o->drop_after >= 0) drop_after = o->drop_after;
   if (sessions < 1 || senders < 0 || senders > sessions || storm > sessions || slow < 0 ||
-      sessions + slow > (long)LOAD_MAX_WORKERS * 19000) {
+      sessions + slow > (long)LOAD_MAX_WORKERS * 19000 || pad > LOAD_MAX_PAD) {
     fprintf(stderr, "chatter-load: need 1 <= sessions, 0 <= senders <= sessions, storm <= sessions, "
-                    "sessions + slow <= %d\n", LOAD_MAX_WORKERS * 19000);
+                    "sessions + slow <= %d, pad <= %d\n", LOAD_MAX_WORKERS * 19000, LOAD_MAX_PAD);
     return 2;
   }
   if (!strcmp(sc, "storm") && !storm) storm = sessions;
@@ -819,6 +840,7 @@ int main(int argc, char **argv) {
   cfg.senders = (uint32_t)senders;
   cfg.slow = (uint32_t)slow;
   cfg.storm = (uint32_t)storm;
+  cfg.pad = (uint32_t)pad;
   cfg.sender_stride = senders ? (uint32_t)(sessions / senders) : 1;
   cfg.ramp_s = ramp;
   /* 200 senders x 0.1/s is already 20 msg/s, 40,000 deliveries/s at 2,000
@@ -1026,6 +1048,9 @@ int main(int argc, char **argv) {
   double scpu1 = srv_pid ? proc_cpu_s(srv_pid) : 0, hcpu1 = harness_cpu_s();
   double swait = srv_pid ? proc_wait_s(srv_pid) - swait0 : 0, hwait = harness_wait_s() - hwait0;
   double rss_end = srv_pid ? proc_rss_kb(srv_pid) : 0;
+  /* The slow sessions read again from PH_DRAIN (after the figures above):
+   * each sees its close or its ping's pong. */
+  if (cfg.slow) wait_for(SLOW_WAIT_S, "slow", slow_seen);
   progress("done");
   if (!o->quiet && isatty(2)) fputc('\n', stderr);
   atomic_store(&M.sh->phase, PH_DONE);
@@ -1067,6 +1092,7 @@ int main(int argc, char **argv) {
   jnum("sessions", cfg.sessions);
   jnum("senders", cfg.senders);
   jnum("slow", cfg.slow);
+  jnum("pad", cfg.pad);
   row("sessions joined / failed", "%" PRIu64 " / %" PRIu64 " (connect failed %" PRIu64 ", closed by server %" PRIu64 ")",
       t.joined, t.join_failed, t.conn_failed, t.closed_by_server);
   jnum("joined", (double)t.joined);
@@ -1196,6 +1222,17 @@ int main(int argc, char **argv) {
     snprintf(ebuf + n, sizeof ebuf - n, "%s %s: %" PRIu64, n ? "," : "", load_close_names[i], t.closes[i]);
   }
   row("closed by the server", "%" PRIu64 "%s%s", t.closed_by_server, t.closed_by_server ? ":" : "", ebuf);
+  if (cfg.slow) {
+    /* A reader that never reads cannot take the close frame either: when
+     * it reads again after the close grace (5 s), the stream just ends. */
+    row("slow sessions (never read)", "%" PRIu64 " of %u closed by the server (%" PRIu64 " with a 1008 frame, the rest "
+        "a stream that ends), %" PRIu64 " kept (read to a pong once they read again), %" PRIu64 " not seen",
+        t.slow_closed, cfg.slow, t.slow_closed_1008, t.slow_pong,
+        cfg.slow > t.slow_closed + t.slow_pong ? cfg.slow - t.slow_closed - t.slow_pong : 0);
+    jnum("slow_closed", (double)t.slow_closed);
+    jnum("slow_closed_1008", (double)t.slow_closed_1008);
+    jnum("slow_kept", (double)t.slow_pong);
+  }
   row("lost / duplicated / out of order", "%" PRIu64 " / %" PRIu64 " / %" PRIu64 " (of %" PRIu64 " acked x %" PRIu64 " receivers)",
       lost, t.dups, t.order, acked_bits, eligible);
   if (lost)

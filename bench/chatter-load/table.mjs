@@ -30,7 +30,7 @@ function row(sc, figure, get, floorVal, d) {
   const c = load(`chatter-${sc}.json`), n = load(`node-${sc}.json`);
   // a latency figure of a run where nothing arrived is no figure
   const has = (j) => j && !(/delivery|spread/.test(figure) && !(j.deliver_n > 0));
-  const cv = has(c) ? get(c) : null, nv = has(n) ? get(n) : null;
+  const cv = has(c) ? get(c, 'chatter') : null, nv = has(n) ? get(n, 'node') : null;
   const mark = (j, v) => (j && j.harness_bound && v != null ? ' (h)' : '');
   rows.push([sc, figure, fmt(cv, d) + mark(c, cv), fmt(nv, d) + mark(n, nv), fmt(floorVal, d), ratio(cv, nv), ratio(cv, floorVal)]);
 }
@@ -62,8 +62,11 @@ row('chat', 'server CPU-s per 100k deliveries, all stages run', (j) => j.server_
 row('chat', 'server CPU-s per 100k deliveries, first stage', (j) => j.stage0_server_cpu_per_100k, fl.chat && fl.chat.cpu_s_per_100k, 3);
 row('chat', `the same, floor: rounds ${gapChat} ms apart (the stage's cadence)`, (j) => j.stage0_server_cpu_per_100k, flGap.chat && flGap.chat.cpu_s_per_100k, 3);
 row('chat', 'lost/dup/order', lostDup, null);
-row('chat2', 'plain chat at 2 msg/s per sender: delivery p99 (ms)', (j) => j.deliver_p99_ms, null);
-row('chat2', 'server CPU-s per 100k deliveries', (j) => j.server_cpu_per_100k, fl.chat && fl.chat.cpu_s_per_100k, 3);
+// chat2, slow and crash run one load (bench-chat.sh SLOW_LOAD)
+row('chat2', "plain chat at slow's load: delivery p99 (ms)", (j) => j.deliver_p99_ms, null);
+// (2 kB frames: the floor's 230-byte ones are no floor for them)
+row('chat2', 'server CPU-s per 100k deliveries', (j) => j.server_cpu_per_100k, null, 3);
+row('chat2', 'server RSS peak while sending (MB)', (j) => j.server_rss_peak_kb / 1024, null);
 row('chat2', 'lost/dup/order', lostDup, null);
 for (const sc of ['fanout', 'fanout2k', 'chat', 'chat2', 'storm', 'slow'])
   row(sc, 'server waited for a CPU (% of the window)', (j) => (j.window_s ? 100 * j.server_runq_wait_s / j.window_s : null), null, 0);
@@ -71,6 +74,12 @@ row('storm', 'sessions back and caught up', (j) => j.storm_back, null, 0);
 row('storm', 'drop to caught up, max (ms)', (j) => j.recovery_max_ms, null, 0);
 row('storm', 'lost/dup/order', lostDup, null);
 row('slow', 'delivery p99 of the readers (ms)', (j) => j.deliver_p99_ms, null);
+// issue 6's target: within 10% of the plain run (chat2) of the same server
+row('slow', "the readers' p99 over chat2's (x)", (j, who) => {
+  const b = load(`${who}-chat2.json`);
+  return b && b.deliver_p99_ms > 0 && j.deliver_p99_ms != null ? j.deliver_p99_ms / b.deliver_p99_ms : null;
+}, null, 2);
+row('slow', 'slow sessions closed by the server', (j) => (j.slow_closed == null ? null : `${j.slow_closed} of ${j.slow}`), null);
 row('slow', 'server RSS peak while sending (MB)', (j) => j.server_rss_peak_kb / 1024, null);
 row('slow', 'lost/dup/order', lostDup, null);
 row('crash', 'delivery p99 (ms)', (j) => j.deliver_p99_ms, null);
