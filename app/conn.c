@@ -388,10 +388,11 @@ static void on_ws_written(uv_write_t *req, int status) {
 
 /* One non-blocking sendmsg(2) of the queued frames, as uv_try_write would
  * do it but with the socket call rather than write(2)/writev(2): that skips
- * the VFS layer (vfs_write, fdget_pos), 4 to 9% of the kernel's CPU per
- * delivery at chat's cadence (floor_gap.c with send() instead of write(),
- * 2,000 sockets, rounds 250 ms apart: 1.002 to 1.036 CPU-s per 100k against
- * 1.106 to 1.135).  Returns bytes taken, 0 when the kernel took none, or a
+ * the VFS layer (vfs_write, fdget_pos, 7% of the samples in a chat
+ * profile).  floor_gap.c with send() instead of write(), 2,000 sockets,
+ * rounds 250 ms apart (chat's cadence), nine runs of each, alternating:
+ * median 1.012 CPU-s per 100k deliveries against 1.106 (ranges 0.957 to
+ * 1.122 and 0.982 to 1.139).  Returns bytes taken, 0 when the kernel took none, or a
  * negative libuv error.  Only while libuv holds no write of its own for this
  * stream, so bytes leave in order; else 0, and the caller queues behind it. */
 static int try_send(conn_t *c, struct iovec *iov, size_t n) {
