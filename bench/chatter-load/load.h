@@ -115,6 +115,7 @@ typedef struct slot_stats {
   _Atomic uint64_t sends, acks, resends, deliveries, catchup_msgs, dups, order;
   _Atomic uint64_t bytes_in, frames_in, other_pushes, storm_back;
   _Atomic uint64_t diff_bytes; /* of bytes_in: presence_diff payloads */
+  _Atomic uint64_t diff_dropped; /* of diff_bytes: discarded in the kernel, never copied */
   _Atomic uint64_t closed_unjoined; /* closed by the server before its first join */
   /* slow sessions (not in closed_by_server: their closing is what the
    * scenario is about), seen when they read again at the drain */

@@ -417,7 +417,7 @@ void load_maps_set(load_maps_t *m, void *base) {
 
 typedef struct totals {
   uint64_t connected, joined, join_failed, conn_failed, closed_by_server;
-  uint64_t sends, acks, resends, deliveries, catchup_msgs, dups, order, bytes_in, frames_in, diff_bytes;
+  uint64_t sends, acks, resends, deliveries, catchup_msgs, dups, order, bytes_in, frames_in, diff_bytes, diff_dropped;
   uint64_t other_pushes, storm_back, closed_unjoined, errors[ERR_COUNT], closes[CLOSE_KINDS];
   uint64_t slow_closed, slow_closed_1008, slow_pong;
   uint64_t stage_acks[LOAD_MAX_STAGES], stage_deliveries[LOAD_MAX_STAGES];
@@ -431,7 +431,7 @@ static void sum_totals(load_shared_t *sh, totals_t *t) {
 #define A(f) t->f += ctr_get(&x->f)
       A(connected); A(joined); A(join_failed); A(conn_failed); A(closed_by_server);
       A(sends); A(acks); A(resends); A(deliveries); A(catchup_msgs); A(dups); A(order);
-      A(bytes_in); A(frames_in); A(diff_bytes); A(other_pushes); A(storm_back); A(closed_unjoined);
+      A(bytes_in); A(frames_in); A(diff_bytes); A(diff_dropped); A(other_pushes); A(storm_back); A(closed_unjoined);
       A(slow_closed); A(slow_closed_1008); A(slow_pong);
 #undef A
       for (int i = 0; i < ERR_COUNT; i++) t->errors[i] += ctr_get(&x->errors[i]);
@@ -1105,9 +1105,11 @@ int main(int argc, char **argv) {
   jnum("join_phase_s", join_s);
   jnum("join_server_cpu_s", scpu_join);
   jnum("join_harness_cpu_s", hcpu_join);
-  row("received", "%.1f MB in %" PRIu64 " frames, %.1f MB of them presence diffs (%" PRIu64
-      " pushes not from this run)", (double)t.bytes_in / 1e6, t.frames_in, (double)t.diff_bytes / 1e6, t.other_pushes);
+  row("received", "%.1f MB in %" PRIu64 " frames, %.1f MB of them presence diffs (%.1f MB of those dropped "
+      "unread in the kernel) (%" PRIu64 " pushes not from this run)", (double)t.bytes_in / 1e6, t.frames_in,
+      (double)t.diff_bytes / 1e6, (double)t.diff_dropped / 1e6, t.other_pushes);
   jnum("diff_bytes", (double)t.diff_bytes);
+  jnum("diff_dropped_bytes", (double)t.diff_dropped);
   hsum_t h;
   sum_hist(M.sh, H_WELCOME, 0, &h);
   hist_rows("connect to welcome", "welcome", &h);
