@@ -392,9 +392,10 @@ static void on_ws_written(uv_write_t *req, int status) {
  * profile).  floor_gap.c with send() instead of write(), 2,000 sockets,
  * rounds 250 ms apart (chat's cadence), nine runs of each, alternating:
  * median 1.012 CPU-s per 100k deliveries against 1.106 (ranges 0.957 to
- * 1.122 and 0.982 to 1.139).  Returns bytes taken, 0 when the kernel took none, or a
- * negative libuv error.  Only while libuv holds no write of its own for this
- * stream, so bytes leave in order; else 0, and the caller queues behind it. */
+ * 1.122 and 0.982 to 1.139).  Returns bytes taken, 0 when the kernel took
+ * none, or a negative libuv error.  Only while libuv holds no write of its
+ * own for this stream, so bytes leave in order; else 0, and the caller
+ * queues behind it. */
 static int try_send(conn_t *c, struct iovec *iov, size_t n) {
   uv_os_fd_t fd;
   if (c->tcp.write_queue_size || uv_fileno((uv_handle_t *)&c->tcp, &fd)) return 0;
