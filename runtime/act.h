@@ -15,6 +15,7 @@
  *
  * Where this runtime differs from the BEAM, it says so here:
  *
+ *  - Priorities are two, normal and high, set at spawn (act_spawn_opts_t).
  *  - Actors are pinned to the scheduler that they were spawned on and never
  *    migrate.  That is what lets an actor own libuv handles on its scheduler's
  *    loop (act_loop()).  Placement is decided at spawn (act_spawn_opts_t).
@@ -195,6 +196,17 @@ typedef struct act_behaviour {
 #define ACT_SCHED_NEXT (-1)   /* round-robin over all schedulers */
 #define ACT_SCHED_ON(i) ((i) + 1) /* scheduler number i, modulo the count */
 
+/* spawn_opt's {priority, high} (OTP's process_flag(priority, high), here
+ * fixed at spawn, with no `low` and no `max`: two levels are what a server
+ * needs).  An actor made runnable by its own scheduler's thread runs before
+ * every normal one waiting there; one made runnable from another thread
+ * waits in the shared queue, which each scheduler looks at every 8 picks,
+ * as for every actor.  For the few actors that many wait on -- a
+ * broadcaster, a database pool -- so that their next message is not stuck
+ * behind the turns their last one caused.  As in OTP, a high actor that is
+ * always runnable starves the normal ones: keep them few and brief. */
+typedef enum { ACT_PRIORITY_NORMAL = 0, ACT_PRIORITY_HIGH = 1 } act_priority_t;
+
 typedef struct act_spawn_opts {
   bool link;               /* link to the spawner (spawn_link) */
   bool monitor;            /* monitor it; the reference goes to *monitor_ref */
@@ -206,6 +218,7 @@ typedef struct act_spawn_opts {
    * the message is dropped.  0 = unbounded. */
   size_t max_mailbox;
   int budget;              /* messages per turn; 0 = ACT_DEFAULT_BUDGET */
+  act_priority_t priority; /* ACT_PRIORITY_NORMAL (default) or ACT_PRIORITY_HIGH */
   /* proc_lib:start without blocking (inside actors): once the child's init
    * answered, the spawner gets an ACT_MSG_INIT_ACK whose ref is *ack_ref
    * (set here at spawn).  Ordered before the child's EXIT or DOWN. */
@@ -403,6 +416,7 @@ typedef struct act_child_spec {
   act_child_type_t type;
   int scheduler;                    /* as act_spawn_opts_t.scheduler */
   size_t max_mailbox;               /* as act_spawn_opts_t.max_mailbox */
+  act_priority_t priority;          /* as act_spawn_opts_t.priority */
 } act_child_spec_t;
 
 typedef struct act_sup_flags {

@@ -140,6 +140,7 @@ typedef struct act_proc {
   _Atomic bool overflow;       /* max_mailbox exceeded: dying */
   size_t max_mailbox;
   int budget;
+  bool high;                   /* ACT_PRIORITY_HIGH: sched.c's local_high */
 
   bool trap_exit;
   bool started;                /* init has been run (or tried) */
@@ -233,6 +234,7 @@ typedef struct act_sched {
   act_mpsc_t runq;             /* made runnable by other threads */
   _Atomic long runq_len;
   act_queue_t local;           /* act_proc_t made runnable by this thread (local_node): no atomics */
+  act_queue_t local_high;      /* the same, ACT_PRIORITY_HIGH ones: run first */
   unsigned picks;
   _Atomic int sleeping;
   sigjmp_buf *crash_jb;           /* where act_crash lands during a turn */

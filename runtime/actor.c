@@ -325,6 +325,7 @@ act_pid_t act__spawn(const act_behaviour_t *b, void *args,
   p->sched = sched;
   p->parent = caller ? caller->pid : ACT_NOPID;
   p->max_mailbox = opts ? opts->max_mailbox : 0;
+  p->high = opts && opts->priority == ACT_PRIORITY_HIGH;
   p->budget = opts && opts->budget > 0 ? opts->budget : ACT_DEFAULT_BUDGET;
   atomic_store_explicit(&p->restarts, restarts, memory_order_relaxed); /* published with the slot */
   act__mpsc_init(&p->inbox);

@@ -68,7 +68,7 @@ void act__schedule(act_proc_t *p) {
   }
   act_sched_t *s = p->sched;
   if (s == tls_sched) { /* the common case: a send between neighbours */
-    act_queue_push(&s->local, &p->local_node);
+    act_queue_push(p->high ? &s->local_high : &s->local, &p->local_node);
     s->local_len++;
     return;
   }
@@ -79,8 +79,12 @@ void act__schedule(act_proc_t *p) {
   if (atomic_load(&s->sleeping)) uv_async_send(&s->wakeup);
 }
 
+static bool local_empty(const act_sched_t *s) {
+  return act_queue_empty(&s->local) && act_queue_empty(&s->local_high);
+}
+
 static act_proc_t *pop_local(act_sched_t *s) {
-  act_qnode_t *n = act_queue_pop(&s->local);
+  act_qnode_t *n = act_queue_pop(act_queue_empty(&s->local_high) ? &s->local : &s->local_high);
   if (!n) return NULL;
   s->local_len--;
   return ACT_QUEUE_DATA(n, act_proc_t, local_node);
@@ -93,7 +97,7 @@ static act_proc_t *pop_remote(act_sched_t *s);
 /* Local work first (no atomics), but never so long that actors woken by
  * other threads wait behind a busy neighbourhood. */
 static act_proc_t *next_runnable(act_sched_t *s) {
-  if (!act_queue_empty(&s->local) && (++s->picks % REMOTE_EVERY != 0 ||
+  if (!local_empty(s) && (++s->picks % REMOTE_EVERY != 0 ||
                         atomic_load_explicit(&s->runq_len, memory_order_relaxed) == 0)) /* a hint */
     return pop_local(s);
   act_proc_t *p = pop_remote(s);
@@ -113,7 +117,7 @@ static act_proc_t *pop_remote(act_sched_t *s) {
 }
 
 static bool idle_spin(act_sched_t *s) {
-  if (!act_queue_empty(&s->local)) return true; /* a libuv callback made someone runnable */
+  if (!local_empty(s)) return true; /* a libuv callback made someone runnable */
   for (int i = 0; i < IDLE_SPINS; i++) {
     if (atomic_load_explicit(&s->runq_len, memory_order_relaxed) > 0) return true; /* a hint */
     cpu_relax();
@@ -156,7 +160,7 @@ static void *sched_main(void *arg) {
     if (idle_spin(s)) continue;
     /* seq_cst: Dekker with act__schedule (see there) */
     atomic_store(&s->sleeping, 1);
-    if (!act_queue_empty(&s->local) || atomic_load(&s->runq_len) > 0 || atomic_load(&g_stopping)) {
+    if (!local_empty(s) || atomic_load(&s->runq_len) > 0 || atomic_load(&g_stopping)) {
       atomic_store_explicit(&s->sleeping, 0, memory_order_relaxed); /* a spurious wake-up is harmless */
       continue;
     }

@@ -258,6 +258,7 @@ static int start_kid(sup_t *s, kid_t *k, act_ref_t *ack_ref) {
       .scheduler = k->spec.scheduler,
       .name = k->name[0] ? k->name : NULL,
       .max_mailbox = k->spec.max_mailbox,
+      .priority = k->spec.priority,
       .ack = ack_ref != NULL,
       .ack_ref = ack_ref,
   };

@@ -5,7 +5,8 @@
  * a wake-up drains the whole mailbox (bursts from outside threads, with the
  * receiver idle between bursts, are all handled; several receivers on one
  * scheduler, several sending threads); per-turn budgets from opts.budget;
- * idle schedulers sleep (CPU time of an idle system stays near zero).
+ * idle schedulers sleep (CPU time of an idle system stays near zero); a
+ * high-priority actor runs before the normal ones already waiting.
  */
 #include "rt_test.h"
 
@@ -254,6 +255,57 @@ START_TEST(budget_one_alternates) {
 END_TEST
 
 
+/* ------------------------------------------------ priority */
+
+/* process_flag(priority, high): on one scheduler, a driver makes 50 normal
+ * actors runnable, then one more; each takes a ticket when it runs.  The
+ * last one made runnable runs first when it is high, last when it is not:
+ * the contrast shows the test can fail. */
+enum { P_GO = 1, P_TICK };
+#define P_NORMALS 50
+static atomic_int g_ticket;
+static act_pid_t g_pr[P_NORMALS + 1];
+
+static void ticket_handle(void *s, act_msg_t *m) {
+  (void)s;
+  int t = atomic_fetch_add(&g_ticket, 1);
+  if (m->type == P_TICK && payload_val(m) == 1) log_user(3, t); /* the last one made runnable */
+  log_user(4, t);
+}
+static const act_behaviour_t ticket_b = {"ticket", nil_init, ticket_handle, NULL};
+
+static void driver_handle(void *s, act_msg_t *m) {
+  (void)s;
+  (void)m;
+  for (int i = 0; i <= P_NORMALS; i++) {
+    int64_t last = i == P_NORMALS;
+    act_send(g_pr[i], P_TICK, &last, sizeof last);
+  }
+}
+static const act_behaviour_t driver_b = {"driver", nil_init, driver_handle, NULL};
+
+static int64_t ticket_of_last(act_priority_t prio, int round) {
+  atomic_store(&g_ticket, 0);
+  act_spawn_opts_t o = {.scheduler = ACT_SCHED_ON(0)};
+  for (int i = 0; i < P_NORMALS; i++) g_pr[i] = act_spawn(&ticket_b, NULL, &o, NULL);
+  act_spawn_opts_t ho = {.scheduler = ACT_SCHED_ON(0), .priority = prio};
+  g_pr[P_NORMALS] = act_spawn(&ticket_b, NULL, &ho, NULL);
+  act_pid_t d = act_spawn(&driver_b, NULL, &o, NULL);
+  act_send(d, P_GO, NULL, 0);
+  ev_t e = {0};
+  ck_assert(log_wait(q_user(3), round, TMO, &e));
+  ck_assert(log_wait(q_user(4), round * (P_NORMALS + 1), TMO, NULL)); /* all ran */
+  for (int i = 0; i <= P_NORMALS; i++) act_exit(g_pr[i], act_reason(ACT_KILL));
+  act_exit(d, act_reason(ACT_KILL));
+  return e.val;
+}
+
+START_TEST(high_priority_runs_before_queued_normals) {
+  ck_assert_int_eq(ticket_of_last(ACT_PRIORITY_NORMAL, 1), P_NORMALS); /* FIFO: last */
+  ck_assert_int_eq(ticket_of_last(ACT_PRIORITY_HIGH, 2), 0);           /* first */
+}
+END_TEST
+
 /* Idle schedulers sleep: no busy spinning when nothing happens. */
 static int64_t cpu_us(void) {
   struct rusage ru;
@@ -283,6 +335,7 @@ static Suite *suite(void) {
   tcase_add_test(t1, two_floods_two_victims);
   tcase_add_test(t1, bursts_to_many_receivers_on_one_scheduler);
   tcase_add_test(t1, budget_one_alternates);
+  tcase_add_test(t1, high_priority_runs_before_queued_normals);
   suite_add_tcase(s, t1);
   TCase *t2 = rt_tcase("two_schedulers", 2, 60);
   tcase_add_test(t2, burst_from_outside_all_handled);
