@@ -81,6 +81,7 @@ static void build_tree(void) {
     snprintf(repo_names[i], sizeof repo_names[i], "repo.%d", i & 0xff);
     g_repo_children[i] = worker(repo_names[i], repo_conn_behaviour(), (void *)(intptr_t)i);
     g_repo_children[i].name = repo_names[i];
+    g_repo_children[i].priority = ACT_PRIORITY_HIGH; /* see pubsub's below */
   }
   /* A connection actor that crashes is restarted alone; the pool gives up
    * (and escalates) only on a storm. */
@@ -104,6 +105,12 @@ static void build_tree(void) {
 
   act_child_spec_t pubsub = worker(APP_NAME_PUBSUB, pubsub_behaviour(), NULL);
   pubsub.name = APP_NAME_PUBSUB;
+  /* High priority (act.h), with the repo's connections: a message's fan-out
+   * is a turn of every session, and a second message that the repo commits
+   * meanwhile must not wait behind all of them at the repo and at pubsub.
+   * Run first, it reaches the sessions still waiting for the first one, and
+   * each of those writes both in one sendmsg. */
+  pubsub.priority = ACT_PRIORITY_HIGH;
   act_child_spec_t presence = worker(APP_NAME_PRESENCE, presence_behaviour(), NULL);
   presence.name = APP_NAME_PRESENCE;
   /* No telemetry actor: the counters are atomics (telemetry.c) that need no
