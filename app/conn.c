@@ -47,7 +47,7 @@
  * once; the conn goes on its acceptor's dirty list, and one uv_prepare_t,
  * run by every uv_run of the scheduler (after a batch of actor turns, before
  * polling), writes each dirty conn's queue with one sendmsg: the frames
- * of a batch leave in one writev, straight from their (shared) buffers.  A
+ * of a batch leave together, straight from their (shared) buffers.  A
  * write the kernel takes whole costs no uv_write_t, no callback and no
  * epoll_ctl; only the rest goes to a uv_write.  Measured with bench/load.mjs
  * (300 sessions, 10 senders x 20 messages = 60,000 deliveries, 1 thread,
@@ -66,7 +66,6 @@
 #include "telemetry.h"
 
 #include <errno.h>
-#include <limits.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -403,7 +402,7 @@ static int try_send(conn_t *c, struct iovec *iov, size_t n) {
   ssize_t w;
   do w = sendmsg(fd, &m, MSG_DONTWAIT | MSG_NOSIGNAL);
   while (w < 0 && errno == EINTR);
-  if (w >= 0) return w > INT_MAX ? INT_MAX : (int)w;
+  if (w >= 0) return (int)w; /* CONN_WS_IOV frames of a few MiB at most: far below INT_MAX */
   return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : uv_translate_sys_error(errno);
 }
 
@@ -888,9 +887,7 @@ static void upgrade(conn_t *c, const char *rest, size_t rest_len) {
     return;
   }
   int sndbuf = app_config()->ws_sndbuf;
-  uv_os_fd_t fd;
-  if (sndbuf > 0 && !uv_fileno((uv_handle_t *)&c->tcp, &fd))
-    (void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf); /* a hint: best effort */
+  if (sndbuf > 0) (void)uv_send_buffer_size((uv_handle_t *)&c->tcp, &sndbuf); /* best effort */
   tm_add(TM_WS_CONNECTIONS, 1);
   tm_add(TM_WS_OPEN, 1);
   c->ping_due_ms = now_ms(c) + PING_INTERVAL_MS;

@@ -447,6 +447,20 @@ static void on_text(client_t *c, const char *p, size_t n) {
 
 static void client_close(client_t *c, bool reset);
 
+/* The server ended this socket (kind: a close code's CL_*, or CL_NO_FRAME
+ * for a stream that just ended).  A slow session's closing is what the
+ * slow scenario is about: counted apart, not as a failure. */
+static void server_closed(client_t *c, int kind) {
+  if (c->slow) {
+    ctr_add(&c->st->slow_closed, 1);
+    if (kind == CL_1008) ctr_add(&c->st->slow_closed_1008, 1);
+    return;
+  }
+  ctr_add(&c->st->closes[kind], 1);
+  ctr_add(&c->st->closed_by_server, 1);
+  if (c->state != S_JOINED && !c->reconnecting) ctr_add(&c->st->closed_unjoined, 1);
+}
+
 /* Does a text frame's payload (avail bytes of it at least) begin as a
  * presence_diff?  The type is the first field of every server frame. */
 static bool is_diff(const char *pl, size_t avail) {
@@ -498,14 +512,7 @@ static size_t frames(client_t *c, const uint8_t *p, size_t n) {
       int code = len >= 2 ? (pl[0] & 0xff) << 8 | (pl[1] & 0xff) : 0;
       int kind = code == 1000 ? CL_1000 : code == 1001 ? CL_1001 : code == 1008 ? CL_1008
                : code == 1009 ? CL_1009 : code == 1011 ? CL_1011 : CL_OTHER_CODE;
-      if (c->slow) {
-        ctr_add(&c->st->slow_closed, 1);
-        if (code == 1008) ctr_add(&c->st->slow_closed_1008, 1);
-      } else {
-        ctr_add(&c->st->closes[kind], 1);
-        ctr_add(&c->st->closed_by_server, 1);
-        if (c->state != S_JOINED && !c->reconnecting) ctr_add(&c->st->closed_unjoined, 1);
-      }
+      server_closed(c, kind);
       client_close(c, false);
       return n;
     }
@@ -564,8 +571,9 @@ static void handshake_done(client_t *c) {
  * with MSG_TRUNC on a TCP socket drops the bytes without copying them out.
  * A storm's returning sockets get 850 kB diffs, 6 to 8 GB in a run, which
  * the harness's one core otherwise spent copying.  Called before each of
- * libuv's reads (on_alloc) and after each frame scan, so what the diff
- * still owes never reaches the read buffer. */
+ * libuv's reads (on_alloc): what the diff still owes and the kernel holds
+ * never reaches the read buffer (epoll is level-triggered, so bytes left
+ * after a read bring the next on_alloc). */
 static void skip_in_kernel(client_t *c) {
   uv_os_fd_t fd;
   if (!c->skip || c->closing || uv_fileno((uv_handle_t *)&c->tcp, &fd)) return;
@@ -588,13 +596,7 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b) {
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b) {
   client_t *c = s->data;
   if (nread < 0) {
-    if (!c->closing && c->slow) {
-      ctr_add(&c->st->slow_closed, 1);
-    } else if (!c->closing) {
-      ctr_add(&c->st->closed_by_server, 1);
-      ctr_add(&c->st->closes[CL_NO_FRAME], 1);
-      if (c->state != S_JOINED && !c->reconnecting) ctr_add(&c->st->closed_unjoined, 1);
-    }
+    if (!c->closing) server_closed(c, CL_NO_FRAME);
     client_close(c, false);
     return;
   }
@@ -606,10 +608,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b) {
     c->skip -= k;
     base += k;
     nread -= (ssize_t)k;
-    if (!nread) {
-      skip_in_kernel(c);
-      return;
-    }
+    if (!nread) return;
   }
   if (c->state == S_HANDSHAKE) {
     if (!part_append(c, base, (size_t)nread)) return;
@@ -624,13 +623,11 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b) {
     memmove(c->part, c->part + used, c->part_len - used);
     c->part_len -= used;
     if (!c->part_len) part_free(c);
-    skip_in_kernel(c);
     return;
   }
   size_t used = frames(c, (const uint8_t *)base, (size_t)nread);
   if (c->state == S_CLOSED || c->closing) return;
   if (used < (size_t)nread) part_append(c, base + used, (size_t)nread - used);
-  skip_in_kernel(c);
 }
 
 static void on_connect(uv_connect_t *req, int status) {
@@ -669,10 +666,8 @@ static void start_connect(client_t *c, uv_loop_t *loop) {
   /* A slow session is a reader that stops with a small window, as a phone
    * on a bad network does: set before the handshake, so the window the
    * server sees is small and its own buffers (not ours) fill. */
-  uv_os_fd_t fd;
   int rcvbuf = SLOW_RCVBUF;
-  if (c->slow && !uv_fileno((uv_handle_t *)&c->tcp, &fd))
-    (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+  if (c->slow) (void)uv_recv_buffer_size((uv_handle_t *)&c->tcp, &rcvbuf);
   c->tcp.data = c;
   c->conn.data = c;
   c->state = S_CONNECTING;
