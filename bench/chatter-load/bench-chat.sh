@@ -25,7 +25,7 @@ OUT="_build/bench-chat"
 SMALL=0
 TABLE_ONLY=0
 WRITE_RESULTS=1
-SCENARIOS="idle fanout fanout2k chat chat2 storm slow crash"
+SCENARIOS="idle fanout fanout2k chat ladder chat2 storm slow crash"
 CMDLINE="make bench-chat${BENCH_ARGS:+ BENCH_ARGS=\"$BENCH_ARGS\"}"
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -79,6 +79,8 @@ args_of() {
     fanout)   echo "--scenario fanout --sessions $(div 10000) --duration 8" ;;
     fanout2k) echo "--scenario fanout --sessions $(div 2000) --duration 8" ;;
     chat)     echo "--scenario chat --sessions $(div 2000) --senders $(div 200) --ramp $([ $SMALL = 1 ] && echo 1 || echo 5)" ;;
+    # chat's first five stages, all run by both servers: CPU at equal rates
+    ladder)   echo "--scenario chat --rates 0.02,0.05,0.1,0.2,0.5 --every-stage --sessions $(div 2000) --senders $(div 200) --ramp $([ $SMALL = 1 ] && echo 1 || echo 5)" ;;
     chat2)    echo "--scenario chat $SLOW_LOAD --sessions $(div 2000) --senders $(div 200) --ramp $([ $SMALL = 1 ] && echo 1 || echo 5)" ;;
     storm)    echo "--scenario storm --sessions $(div 5200) --senders $(div 200) --storm $(div 5000) --ramp $([ $SMALL = 1 ] && echo 2 || echo 12) --duration 10" ;;
     slow)     echo "--scenario slow $SLOW_LOAD --sessions $(div 2000) --senders $(div 200) --slow $(div 100) --ramp $([ $SMALL = 1 ] && echo 1 || echo 5)" ;;

@@ -137,6 +137,7 @@ typedef struct opts {
   long sessions, senders, slow, storm, pad;
   double rate, duration, ramp, drop_after;
   const char *rates;
+  bool every_stage; /* chat: run every stage of --rates, even past p99 */
   bool quiet;
 } opts_t;
 
@@ -144,7 +145,7 @@ static void usage(FILE *f) {
   fputs("usage: chatter-load [--scenario idle|fanout|chat|storm|slow|crash|kill]\n"
         "  [--url ws://127.0.0.1:PORT/ws | --spawn 'CMD' [--port P] [--server-cpus LIST]\n"
         "   [--server-threads N] [--server-env K=V]... [--server-log FILE]]\n"
-        "  [--server-pid PID] [--sessions N] [--senders K] [--rate R | --rates R1,R2,...]\n"
+        "  [--server-pid PID] [--sessions N] [--senders K] [--rate R | --rates R1,R2,... [--every-stage]]\n"
         "  [--duration S] [--ramp S] [--slow N] [--storm N] [--drop-after S] [--pad BYTES]\n"
         "  [--workers W] [--threads T] [--cpus LIST] [--json FILE] [--quiet]\n", f);
 }
@@ -744,7 +745,7 @@ int main(int argc, char **argv) {
   o->server_threads = 1;
   enum { O_URL = 256, O_SPAWN, O_PORT, O_SERVER_CPUS, O_SERVER_THREADS, O_SERVER_ENV, O_SERVER_LOG,
          O_SERVER_PID, O_SESSIONS, O_SENDERS, O_RATE, O_RATES, O_DURATION, O_RAMP, O_SLOW, O_STORM,
-         O_DROP_AFTER, O_PAD, O_WORKERS, O_THREADS, O_CPUS, O_JSON, O_QUIET, O_SCENARIO, O_HELP, O_SELF_TEST };
+         O_DROP_AFTER, O_PAD, O_EVERY_STAGE, O_WORKERS, O_THREADS, O_CPUS, O_JSON, O_QUIET, O_SCENARIO, O_HELP, O_SELF_TEST };
   static const struct option lo[] = {
       {"url", 1, 0, O_URL}, {"spawn", 1, 0, O_SPAWN}, {"port", 1, 0, O_PORT},
       {"server-cpus", 1, 0, O_SERVER_CPUS}, {"server-threads", 1, 0, O_SERVER_THREADS},
@@ -752,7 +753,7 @@ int main(int argc, char **argv) {
       {"server-pid", 1, 0, O_SERVER_PID}, {"sessions", 1, 0, O_SESSIONS}, {"senders", 1, 0, O_SENDERS},
       {"rate", 1, 0, O_RATE}, {"rates", 1, 0, O_RATES}, {"duration", 1, 0, O_DURATION},
       {"ramp", 1, 0, O_RAMP}, {"slow", 1, 0, O_SLOW}, {"storm", 1, 0, O_STORM},
-      {"drop-after", 1, 0, O_DROP_AFTER}, {"pad", 1, 0, O_PAD}, {"workers", 1, 0, O_WORKERS}, {"threads", 1, 0, O_THREADS},
+      {"drop-after", 1, 0, O_DROP_AFTER}, {"pad", 1, 0, O_PAD}, {"every-stage", 0, 0, O_EVERY_STAGE}, {"workers", 1, 0, O_WORKERS}, {"threads", 1, 0, O_THREADS},
       {"cpus", 1, 0, O_CPUS}, {"json", 1, 0, O_JSON}, {"quiet", 0, 0, O_QUIET},
       {"scenario", 1, 0, O_SCENARIO}, {"help", 0, 0, O_HELP}, {"self-test", 0, 0, O_SELF_TEST}, {0, 0, 0, 0}};
   int ch;
@@ -779,6 +780,7 @@ int main(int argc, char **argv) {
     case O_STORM: o->storm = atol(optarg); break;
     case O_DROP_AFTER: o->drop_after = atof(optarg); break;
     case O_PAD: o->pad = atol(optarg); break;
+    case O_EVERY_STAGE: o->every_stage = true; break;
     case O_WORKERS: o->workers = atoi(optarg); break;
     case O_THREADS: o->threads = atoi(optarg); break;
     case O_CPUS: o->cpus = optarg; break;
@@ -1038,8 +1040,12 @@ int main(int argc, char **argv) {
       stage_p99[g] = hsum_pct(&h, 99);
       sum_totals(M.sh, &t);
       bool complete = t.stage_deliveries[g] >= t.stage_acks[g] * eligible;
-      if (stage_p99[g] <= P99_TARGET_US && complete) held = g;
-      else if (rising) break;
+      /* held: the last of the stages that held from the first on; with
+       * --every-stage the rest still run (each server's CPU at every rate
+       * of the ladder, the Node peer's too), until one is incomplete */
+      if (stage_p99[g] <= P99_TARGET_US && complete) {
+        if (held == g - 1) held = g;
+      } else if (rising && (!o->every_stage || !complete)) break;
     }
   }
   if (kill_sc) kill_counts(&cfg, &kf);
@@ -1154,6 +1160,8 @@ int main(int argc, char **argv) {
                  hsum_pct(&h, 50) / 1e3, stage_p99[g] / 1e3, (double)h.max / 1e3,
                  t.stage_deliveries[g] >= t.stage_acks[g] * eligible ? "complete" : "INCOMPLETE", cpu);
         row(k, "%s", v);
+        snprintf(k, sizeof k, "stage%d_msgs_per_s", g);
+        jnum(k, cfg.stage_rate[g] * cfg.senders);
         snprintf(k, sizeof k, "stage%d_p99_ms", g);
         jnum(k, stage_p99[g] / 1e3);
         if (srv_pid) {

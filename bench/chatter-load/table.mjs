@@ -62,6 +62,21 @@ row('chat', 'server CPU-s per 100k deliveries, all stages run', (j) => j.server_
 row('chat', 'server CPU-s per 100k deliveries, first stage', (j) => j.stage0_server_cpu_per_100k, fl.chat && fl.chat.cpu_s_per_100k, 3);
 row('chat', `the same, floor: rounds ${gapChat} ms apart (the stage's cadence)`, (j) => j.stage0_server_cpu_per_100k, flGap.chat && flGap.chat.cpu_s_per_100k, 3);
 row('chat', 'lost/dup/order', lostDup, null);
+// ladder: chat's stages, every one run by both servers whatever its p99
+// (chatter-load --every-stage), so that CPU is compared at equal rates;
+// past about 4 msg/s per socket a server that writes several messages in
+// one sendmsg pays less than one write per delivery
+{
+  const c = load('chatter-ladder.json'), n = load('node-ladder.json');
+  for (let g = 0; g < 16; g++) {
+    const rate = (c && c[`stage${g}_msgs_per_s`]) ?? (n && n[`stage${g}_msgs_per_s`]);
+    if (rate == null) break;
+    row('ladder', `${rate} msg/s: delivery p99 (ms)`, (j) => j[`stage${g}_p99_ms`], null);
+    row('ladder', `${rate} msg/s: server CPU-s per 100k deliveries`, (j) => j[`stage${g}_server_cpu_per_100k`],
+      g === 0 ? flGap.chat && flGap.chat.cpu_s_per_100k : fl.chat && fl.chat.cpu_s_per_100k, 3);
+  }
+  row('ladder', 'lost/dup/order', lostDup, null);
+}
 // chat2, slow and crash run one load (bench-chat.sh SLOW_LOAD)
 row('chat2', "plain chat at slow's load: delivery p99 (ms)", (j) => j.deliver_p99_ms, null);
 // (2 kB frames: the floor's 230-byte ones are no floor for them)
@@ -94,4 +109,5 @@ for (const r of rows) console.log(line(r));
 console.log('\n(h): the harness was runnable (running or waiting for a CPU) over 85% of the send window of that run: the figure is a floor for that server, not its ceiling.' +
   ' lost/dup/order: (receiver, message) pairs never delivered / delivered twice / out of seq order; * the drain hit its 30 s bound, so missing ones may be late rather than lost. Ratios: Chatter divided by the other;' +
   ' for latency, RSS and CPU lower is better, for rates higher is better. The Node peer has no chaos switch, so crash is Chatter only.' +
-  ' floor: ../shared/floor/floor.c (rounds 2 ms apart); "rounds N ms apart": the same measurement by bench/chatter-load/floor_gap.c at the scenario\'s cadence.');
+  ' floor: ../shared/floor/floor.c (rounds 2 ms apart); "rounds N ms apart": the same measurement by bench/chatter-load/floor_gap.c at the scenario\'s cadence;' +
+  ` ladder: its first stage against floor_gap.c at ${gapChat} ms (its cadence), the others against floor.c.`);
