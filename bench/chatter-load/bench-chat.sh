@@ -82,7 +82,11 @@ args_of() {
     # chat's first five stages, all run by both servers: CPU at equal rates
     ladder)   echo "--scenario chat --rates 0.02,0.05,0.1,0.2,0.5 --every-stage --sessions $(div 2000) --senders $(div 200) --ramp $([ $SMALL = 1 ] && echo 1 || echo 5)" ;;
     chat2)    echo "--scenario chat $SLOW_LOAD --sessions $(div 2000) --senders $(div 200) --ramp $([ $SMALL = 1 ] && echo 1 || echo 5)" ;;
-    storm)    echo "--scenario storm --sessions $(div 5200) --senders $(div 200) --storm $(div 5000) --ramp $([ $SMALL = 1 ] && echo 2 || echo 12) --duration 10" ;;
+    # storm at 20 msg/s (0.1 per sender): at the scenario's default 1/s,
+    # 200 msg/s to 5,200 sockets is a million deliveries a second, which the
+    # harness's one core cannot parse (runnable 91 to 95%, stop 15), and the
+    # recovery time measured was the harness's; at 20 msg/s it is at 60%
+    storm)    echo "--scenario storm --rate 0.1 --sessions $(div 5200) --senders $(div 200) --storm $(div 5000) --ramp $([ $SMALL = 1 ] && echo 2 || echo 12) --duration 10" ;;
     slow)     echo "--scenario slow $SLOW_LOAD --sessions $(div 2000) --senders $(div 200) --slow $(div 100) --ramp $([ $SMALL = 1 ] && echo 1 || echo 5)" ;;
     crash)    echo "--scenario crash $SLOW_LOAD --sessions $(div 2000) --senders $(div 200) --ramp $([ $SMALL = 1 ] && echo 1 || echo 5)" ;;
   esac
