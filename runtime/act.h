@@ -231,7 +231,9 @@ typedef struct act_spawn_opts {
  * outside one, opts->link and opts->monitor are refused (ACT_EINVAL).
  * Returns the pid, or 0 with *err (if not NULL) set.  From a thread outside
  * the runtime it returns only after init answered: a failed init gives 0
- * and init's error (or ACT_EEXITED), and the actor is gone (its name too).
+ * and init's error (or ACT_EEXITED), and the actor is gone (its name too);
+ * it waits as a proxy, which holds a second slot of max_actors meanwhile,
+ * as every blocking call from outside does (act_call, act_await_exit).
  * Inside actors (and libuv callbacks on scheduler threads) it returns at
  * once, init still to run. */
 act_pid_t act_spawn(const act_behaviour_t *b, void *args,

@@ -304,19 +304,25 @@ act_pid_t act__spawn(const act_behaviour_t *b, void *args,
   if (caller && caller->is_proxy) caller = NULL;
   bool link = opts && opts->link, monitor = opts && opts->monitor;
   if (!caller && (link || monitor)) return *err = ACT_EINVAL, ACT_NOPID;
-  /* Blocking is for threads outside the runtime only: a scheduler thread
-   * (an actor, or a libuv callback) waiting for an init that its own loop
-   * must run would wait for ever. */
-  act_proc_t *waiter = NULL;
-  if (!caller && !act__sched_self() && !(waiter = act__proxy_new()))
-    return *err = ACT_ENOMEM, ACT_NOPID;
-
   act_proc_t *p = calloc(1, sizeof *p);
   act_sched_t *sched = act__sched_for(opts ? opts->scheduler : ACT_SCHED_CALLER, caller);
   act_pid_t pid = p ? act__slot_alloc((unsigned)sched->id) : ACT_NOPID;
+  /* Blocking is for threads outside the runtime only: a scheduler thread
+   * (an actor, or a libuv callback) waiting for an init that its own loop
+   * must run would wait for ever.  The waiter is a proxy, which holds a
+   * slot of its own while it waits; it is taken after the process's slot,
+   * so that the process gets the slot freed last (the free list is LIFO)
+   * and the proxy, gone again before we return, the one before it.  The
+   * other order handed the most recently freed slot to every proxy in
+   * turn: a loop of spawns from outside never reused it, and filled the
+   * table around it. */
+  act_proc_t *waiter = NULL;
+  if (pid && !caller && !act__sched_self() && !(waiter = act__proxy_new())) {
+    act__slot_release((uint32_t)pid);
+    pid = ACT_NOPID;
+  }
   if (!pid) {
     free(p);
-    if (waiter) act__proxy_free(waiter);
     return *err = ACT_ENOMEM, ACT_NOPID;
   }
   p->pid = pid;
