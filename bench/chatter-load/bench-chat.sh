@@ -48,6 +48,9 @@ FLOOR_GAP="$B/floor-gap"
 # sender's core: floor_gap.c).
 GAP_FANOUT=500
 GAP_CHAT=250
+# the ladder's stages above the first (10, 20, 40 and 100 msg/s): every
+# socket gets every message, so one every 100, 50, 25 and 10 ms
+GAPS_LADDER="100 50 25 10"
 [ -x "$LOAD" ] && [ -x "$B/chatter" ] && [ -x "$FLOOR_GAP" ] || { echo "bench-chat: build first (make chatter-load build)" >&2; exit 2; }
 if [ ! -x "$FLOOR" ] || [ ../shared/floor/floor.c -nt "$FLOOR" ]; then
   cc -O2 -o "$FLOOR" ../shared/floor/floor.c
@@ -119,7 +122,7 @@ done
   taskset -c $SCPU "$FLOOR" "$n" 100 > "$OUT/floor-$n.txt" 2>&1 || true
   cat "$OUT/floor-$n.txt" >&2
   # 30 rounds at 500 ms: 15 s; 50 at 250 ms: 12.5 s
-  for gap in $GAP_FANOUT $( [ "$n" = "$(div 2000)" ] && echo $GAP_CHAT ); do
+  for gap in $GAP_FANOUT $( [ "$n" = "$(div 2000)" ] && echo $GAP_CHAT $GAPS_LADDER ); do
     taskset -c $SCPU "$FLOOR_GAP" "$n" $(( 10000 / gap + 10 )) "$gap" > "$OUT/floor-gap-$n-$gap.txt" 2>&1 || true
     cat "$OUT/floor-gap-$n-$gap.txt" >&2
   done

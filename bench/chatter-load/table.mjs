@@ -74,6 +74,12 @@ row('chat', 'lost/dup/order', lostDup, null);
     row('ladder', `${rate} msg/s: delivery p99 (ms)`, (j) => j[`stage${g}_p99_ms`], null);
     row('ladder', `${rate} msg/s: server CPU-s per 100k deliveries`, (j) => j[`stage${g}_server_cpu_per_100k`],
       g === 0 ? flGap.chat && flGap.chat.cpu_s_per_100k : fl.chat && fl.chat.cpu_s_per_100k, 3);
+    // and against floor-gap at the stage's cadence (a message to every
+    // socket every 1000/rate ms), when bench-chat measured it
+    const cad = floorOf(nSmall, Math.round(1000 / rate));
+    if (g > 0 && cad)
+      row('ladder', `the same, floor: rounds ${Math.round(1000 / rate)} ms apart (the stage's cadence)`,
+        (j) => j[`stage${g}_server_cpu_per_100k`], cad.cpu_s_per_100k, 3);
   }
   row('ladder', 'lost/dup/order', lostDup, null);
 }
@@ -110,4 +116,4 @@ console.log('\n(h): the harness was runnable (running or waiting for a CPU) over
   ' lost/dup/order: (receiver, message) pairs never delivered / delivered twice / out of seq order; * the drain hit its 30 s bound, so missing ones may be late rather than lost. Ratios: Chatter divided by the other;' +
   ' for latency, RSS and CPU lower is better, for rates higher is better. The Node peer has no chaos switch, so crash is Chatter only.' +
   ' floor: ../shared/floor/floor.c (rounds 2 ms apart); "rounds N ms apart": the same measurement by bench/chatter-load/floor_gap.c at the scenario\'s cadence;' +
-  ` ladder: its first stage against floor_gap.c at ${gapChat} ms (its cadence), the others against floor.c.`);
+  ` ladder: its first stage against floor_gap.c at ${gapChat} ms (its cadence), the others against floor.c and then floor_gap.c at their own cadence.`);
