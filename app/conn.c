@@ -119,6 +119,7 @@ struct conn {
   bool dirty;                  /* on the acceptor's dirty list */
   bool close_after_write;      /* HTTP: Connection: close, then close */
   bool in_flight;              /* WebSocket: the head frame was handed to the session */
+  bool diff_queued;            /* a presence_diff waits for the flush: stamp st.diff_at_ms */
   uint32_t nrequests;          /* HTTP requests answered */
   conn_link_t dirty_link;      /* the acceptor's dirty list */
   http_conn_t *http;           /* until the upgrade */
@@ -411,6 +412,10 @@ static int try_send(conn_t *c, struct iovec *iov, size_t n) {
  * uv_write for whatever it did not take. */
 static void flush_ws(conn_t *c) {
   if (uv_is_closing((uv_handle_t *)&c->tcp)) return;
+  if (c->diff_queued) { /* it leaves now, maybe some ms after the session handed it over */
+    c->diff_queued = false;
+    c->st.diff_at_ms = (uint32_t)conn_mono_ms();
+  }
   while (!c->tcp_closed && !c->writing) {
     struct iovec iov[CONN_WS_IOV];
     size_t n = ws_conn_output(c->ws, iov, CONN_WS_IOV);
@@ -560,6 +565,14 @@ bool conn_send_str(conn_t *c, proto_str s) {
 bool conn_send_shared(conn_t *c, ws_shared_t *frame, size_t from_part) {
   if (!c->ws || c->closing) return false;
   return after_send(c, ws_conn_send_shared_from(c->ws, frame, from_part));
+}
+
+uint64_t conn_mono_ms(void) { return uv_hrtime() / 1000000; } /* CLOCK_MONOTONIC */
+
+bool conn_send_diff(conn_t *c, ws_shared_t *frame) {
+  c->st.diff_at_ms = (uint32_t)conn_mono_ms();
+  c->diff_queued = true;
+  return conn_send_shared(c, frame, 0);
 }
 
 /* ------------------------------------------------------------- close */

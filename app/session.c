@@ -71,7 +71,8 @@
                                     join ramp a socket gets one every ~50 ms: a
                                     malloc and free each, per socket, before) */
 #define DIFF_GAP_MS 50           /* PROTOCOL.md: two diffs to one socket are at
-                                    least 50 ms apart */
+                                    least 50 ms apart: from when the last one
+                                    was written (conn_state's diff_at_ms) */
 
 typedef enum {
   PH_WAITING,         /* pubsub or presence is being restarted */
@@ -118,7 +119,6 @@ typedef struct session {
   size_t ndiffq, capdiffq;
   app_event_t diffq_inline[DIFFQ_INLINE];
   int64_t diffq_last;     /* version of the last diff queued */
-  uint64_t diff_at_ms;    /* when the last diff was written (monotonic) */
   bool pacer_armed;
   int64_t sub_epoch;      /* pubsub_epoch() when the lobby subscription was acked */
   int64_t join_version;   /* presence's version when this socket joined (0:
@@ -225,12 +225,6 @@ static void buffer_event(session_t *s, const app_event_t *ev) {
       (app_event_t){ev->topic, ev->seq, ws_shared_retain(ev->frame)};
 }
 
-static uint64_t mono_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 static void try_sync(session_t *s, conn_t *c);
 
 /* Write the oldest paced diff; the socket has seen its version from now on. */
@@ -246,15 +240,18 @@ static void pace_out(session_t *s, conn_t *c) {
     s->capdiffq = 0;
   }
   if (conn_state(c)->presence_version < ev.seq) conn_state(c)->presence_version = ev.seq;
-  s->diff_at_ms = mono_ms();
-  conn_send_shared(c, ev.frame, 0);
+  conn_send_diff(c, ev.frame);
   ws_shared_release(ev.frame);
 }
 
-static void arm_pacer(session_t *s) {
+/* ms since the socket's last diff left (mod 2^32: a difference of two
+ * stamps of conn_mono_ms, which is what diff_at_ms keeps) */
+static uint32_t since_diff(conn_t *c) { return (uint32_t)conn_mono_ms() - conn_state(c)->diff_at_ms; }
+
+static void arm_pacer(session_t *s, conn_t *c) {
   if (s->pacer_armed || !s->ndiffq) return;
-  uint64_t now = mono_ms(), due = s->diff_at_ms + DIFF_GAP_MS;
-  act_send_after(due > now ? due - now : 0, act_self(), SESSION_DIFF, NULL, 0);
+  uint32_t since = since_diff(c);
+  act_send_after(since < DIFF_GAP_MS ? DIFF_GAP_MS - since : 0, act_self(), SESSION_DIFF, NULL, 0);
   s->pacer_armed = true;
 }
 
@@ -263,9 +260,9 @@ static void on_pacer(session_t *s) {
   s->pacer_armed = false;
   conn_t *c = my_conn(s);
   if (!c || !s->ndiffq) return;
-  if (mono_ms() < s->diff_at_ms + DIFF_GAP_MS) return arm_pacer(s);
+  if (since_diff(c) < DIFF_GAP_MS) return arm_pacer(s, c);
   pace_out(s, c);
-  arm_pacer(s);
+  arm_pacer(s, c);
   if (s->step == RQ_SYNC && s->phase == PH_LIVE) try_sync(s, c);
 }
 
@@ -276,7 +273,7 @@ static void deliver(session_t *s, conn_t *c, const app_event_t *ev) {
   conn_state_t *st = conn_state(c);
   if (ev->topic == TOPIC_PRESENCE) {
     if (ev->seq <= st->presence_version || (s->ndiffq && ev->seq <= s->diffq_last)) return;
-    if (s->ndiffq || mono_ms() < s->diff_at_ms + DIFF_GAP_MS) {
+    if (s->ndiffq || since_diff(c) < DIFF_GAP_MS) {
       if (s->ndiffq == MAX_BUFFERED) act_crash("session: diff queue full"); /* restart catches up */
       size_t cap = s->diffq ? s->capdiffq : DIFFQ_INLINE;
       if (s->ndiffq == cap) {
@@ -289,12 +286,11 @@ static void deliver(session_t *s, conn_t *c, const app_event_t *ev) {
       }
       diffq(s)[s->ndiffq++] = (app_event_t){ev->topic, ev->seq, ws_shared_retain(ev->frame)};
       s->diffq_last = ev->seq;
-      arm_pacer(s);
+      arm_pacer(s, c);
       return;
     }
     st->presence_version = ev->seq;
-    s->diff_at_ms = mono_ms();
-    conn_send_shared(c, ev->frame, 0);
+    conn_send_diff(c, ev->frame);
     return;
   }
   /* A lobby event is a committed batch: its frame's parts are messages
@@ -671,7 +667,7 @@ static bool take_token(conn_state_t *st, uint64_t now, bool consume) {
   if (tokens > RATE_BURST) tokens = RATE_BURST;
   if (tokens < 1.0) return false;
   if (consume) {
-    st->rl_tokens = tokens - 1.0;
+    st->rl_tokens = (float)(tokens - 1.0);
     st->rl_at_ms = now;
   }
   return true;
