@@ -407,6 +407,12 @@ static int try_send(conn_t *c, struct iovec *iov, size_t n) {
   return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : uv_translate_sys_error(errno);
 }
 
+/* diff_at_ms's clock: monotonic ms, kept mod 2^32 (differences of two
+ * stamps are exact for 49 days) */
+static uint32_t diff_clock_ms(void) { return (uint32_t)(uv_hrtime() / 1000000); }
+
+uint32_t conn_ms_since_diff(conn_t *c) { return diff_clock_ms() - c->st.diff_at_ms; }
+
 /* Writes what ws.c has queued: try_send first (the kernel usually takes a
  * push whole: no request, no callback, no change to the poll set), then one
  * uv_write for whatever it did not take. */
@@ -414,7 +420,7 @@ static void flush_ws(conn_t *c) {
   if (uv_is_closing((uv_handle_t *)&c->tcp)) return;
   if (c->diff_queued) { /* it leaves now, maybe some ms after the session handed it over */
     c->diff_queued = false;
-    c->st.diff_at_ms = (uint32_t)conn_mono_ms();
+    c->st.diff_at_ms = diff_clock_ms();
   }
   while (!c->tcp_closed && !c->writing) {
     struct iovec iov[CONN_WS_IOV];
@@ -567,10 +573,8 @@ bool conn_send_shared(conn_t *c, ws_shared_t *frame, size_t from_part) {
   return after_send(c, ws_conn_send_shared_from(c->ws, frame, from_part));
 }
 
-uint64_t conn_mono_ms(void) { return uv_hrtime() / 1000000; } /* CLOCK_MONOTONIC */
-
 bool conn_send_diff(conn_t *c, ws_shared_t *frame) {
-  c->st.diff_at_ms = (uint32_t)conn_mono_ms();
+  c->st.diff_at_ms = diff_clock_ms();
   c->diff_queued = true;
   return conn_send_shared(c, frame, 0);
 }

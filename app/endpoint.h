@@ -47,8 +47,8 @@ typedef struct conn_state {
   float rl_tokens;             /* rate limiter: burst 10, 5 per second (a
                                   float: 0 to 10 need no more, and its 4
                                   bytes pay for diff_at_ms) */
-  /* when its last presence_diff left: conn_mono_ms() mod 2^32 (compare by
-   * difference), stamped when handed over (conn_send_diff) and again when
+  /* when its last presence_diff left: monotonic ms mod 2^32 (read it with
+   * conn_ms_since_diff, a difference), stamped when handed over (conn_send_diff) and again when
    * written, so that PROTOCOL.md's 50 ms between two diffs holds on the
    * wire, not only at the hand-off (a write waits for the end of the
    * scheduler's batch of turns), and across a session restart (this state
@@ -94,8 +94,8 @@ bool conn_send_shared(conn_t *c, ws_shared_t *frame, size_t from_part);
 /* A presence_diff: conn_send_shared, and diff_at_ms stamped now and when
  * the frame is written. */
 bool conn_send_diff(conn_t *c, ws_shared_t *frame);
-/* The monotonic clock of diff_at_ms, in ms (mod 2^32 there). */
-uint64_t conn_mono_ms(void);
+/* Milliseconds since the socket's last presence_diff left (diff_at_ms). */
+uint32_t conn_ms_since_diff(conn_t *c);
 /* The client has not read what it was sent: hold further catch-up pages. */
 bool conn_backlogged(conn_t *c);
 void conn_close(conn_t *c, uint16_t code, const char *why);

@@ -244,13 +244,9 @@ static void pace_out(session_t *s, conn_t *c) {
   ws_shared_release(ev.frame);
 }
 
-/* ms since the socket's last diff left (mod 2^32: a difference of two
- * stamps of conn_mono_ms, which is what diff_at_ms keeps) */
-static uint32_t since_diff(conn_t *c) { return (uint32_t)conn_mono_ms() - conn_state(c)->diff_at_ms; }
-
 static void arm_pacer(session_t *s, conn_t *c) {
   if (s->pacer_armed || !s->ndiffq) return;
-  uint32_t since = since_diff(c);
+  uint32_t since = conn_ms_since_diff(c);
   act_send_after(since < DIFF_GAP_MS ? DIFF_GAP_MS - since : 0, act_self(), SESSION_DIFF, NULL, 0);
   s->pacer_armed = true;
 }
@@ -260,7 +256,7 @@ static void on_pacer(session_t *s) {
   s->pacer_armed = false;
   conn_t *c = my_conn(s);
   if (!c || !s->ndiffq) return;
-  if (since_diff(c) < DIFF_GAP_MS) return arm_pacer(s, c);
+  if (conn_ms_since_diff(c) < DIFF_GAP_MS) return arm_pacer(s, c);
   pace_out(s, c);
   arm_pacer(s, c);
   if (s->step == RQ_SYNC && s->phase == PH_LIVE) try_sync(s, c);
@@ -273,7 +269,7 @@ static void deliver(session_t *s, conn_t *c, const app_event_t *ev) {
   conn_state_t *st = conn_state(c);
   if (ev->topic == TOPIC_PRESENCE) {
     if (ev->seq <= st->presence_version || (s->ndiffq && ev->seq <= s->diffq_last)) return;
-    if (s->ndiffq || since_diff(c) < DIFF_GAP_MS) {
+    if (s->ndiffq || conn_ms_since_diff(c) < DIFF_GAP_MS) {
       if (s->ndiffq == MAX_BUFFERED) act_crash("session: diff queue full"); /* restart catches up */
       size_t cap = s->diffq ? s->capdiffq : DIFFQ_INLINE;
       if (s->ndiffq == cap) {

@@ -48,9 +48,12 @@ FLOOR_GAP="$B/floor-gap"
 # sender's core: floor_gap.c).
 GAP_FANOUT=500
 GAP_CHAT=250
-# the ladder's stages above the first (10, 20, 40 and 100 msg/s): every
-# socket gets every message, so one every 100, 50, 25 and 10 ms
-GAPS_LADDER="100 50 25 10"
+# The ladder: chat's first five stages (msg/s per sender), all run by both
+# servers.  Every socket gets every message, so a stage of R per sender
+# from 200 senders is one every 1000 / (200 R) ms: the stages above the
+# first (its 250 ms is GAP_CHAT) at 100, 50, 25 and 10 ms.
+LADDER_RATES="0.02,0.05,0.1,0.2,0.5"
+GAPS_LADDER="$(echo "$LADDER_RATES" | tr , '\n' | tail -n +2 | awk '{ printf "%d ", 1000 / (200 * $1) + 0.5 }')"
 [ -x "$LOAD" ] && [ -x "$B/chatter" ] && [ -x "$FLOOR_GAP" ] || { echo "bench-chat: build first (make chatter-load build)" >&2; exit 2; }
 if [ ! -x "$FLOOR" ] || [ ../shared/floor/floor.c -nt "$FLOOR" ]; then
   cc -O2 -o "$FLOOR" ../shared/floor/floor.c
@@ -82,8 +85,7 @@ args_of() {
     fanout)   echo "--scenario fanout --sessions $(div 10000) --duration 8" ;;
     fanout2k) echo "--scenario fanout --sessions $(div 2000) --duration 8" ;;
     chat)     echo "--scenario chat --sessions $(div 2000) --senders $(div 200) --ramp $([ $SMALL = 1 ] && echo 1 || echo 5)" ;;
-    # chat's first five stages, all run by both servers: CPU at equal rates
-    ladder)   echo "--scenario chat --rates 0.02,0.05,0.1,0.2,0.5 --every-stage --sessions $(div 2000) --senders $(div 200) --ramp $([ $SMALL = 1 ] && echo 1 || echo 5)" ;;
+    ladder)   echo "--scenario chat --rates $LADDER_RATES --every-stage --sessions $(div 2000) --senders $(div 200) --ramp $([ $SMALL = 1 ] && echo 1 || echo 5)" ;;
     chat2)    echo "--scenario chat $SLOW_LOAD --sessions $(div 2000) --senders $(div 200) --ramp $([ $SMALL = 1 ] && echo 1 || echo 5)" ;;
     # storm at 20 msg/s (0.1 per sender): at the scenario's default 1/s,
     # 200 msg/s to 5,200 sockets is a million deliveries a second, which the

@@ -68,9 +68,9 @@ row('chat', 'lost/dup/order', lostDup, null);
 // one sendmsg pays less than one write per delivery
 {
   const c = load('chatter-ladder.json'), n = load('node-ladder.json');
-  for (let g = 0; g < 16; g++) {
+  for (let g = 0; ; g++) {
     const rate = (c && c[`stage${g}_msgs_per_s`]) ?? (n && n[`stage${g}_msgs_per_s`]);
-    if (rate == null) break;
+    if (rate == null) break; /* past the last stage either server ran */
     row('ladder', `${rate} msg/s: delivery p99 (ms)`, (j) => j[`stage${g}_p99_ms`], null);
     row('ladder', `${rate} msg/s: server CPU-s per 100k deliveries`, (j) => j[`stage${g}_server_cpu_per_100k`],
       g === 0 ? flGap.chat && flGap.chat.cpu_s_per_100k : fl.chat && fl.chat.cpu_s_per_100k, 3);
