@@ -239,7 +239,8 @@ static void pace_out(session_t *s, conn_t *c) {
     s->diffq = NULL;
     s->capdiffq = 0;
   }
-  if (conn_state(c)->presence_version < ev.seq) conn_state(c)->presence_version = ev.seq;
+  int64_t seen = s->ndiffq ? ev.seq : s->diffq_last; /* the last: all the catch-up it ends */
+  if (conn_state(c)->presence_version < seen) conn_state(c)->presence_version = seen;
   conn_send_diff(c, ev.frame);
   ws_shared_release(ev.frame);
 }
@@ -464,10 +465,16 @@ static void on_start_reply(session_t *s, conn_t *c, act_msg_t *m) {
       bool announced = s->join_version && st->presence_version > s->join_version;
       for (uint32_t i = 0; i < evs->n; i++) deliver(s, c, &evs->events[i]);
       /* every event up to evs->version was in the reply; later ones come
-         from pubsub, to which we are subscribed (a restart is rare: what
-         the pacer holds goes out now, so that the version can move on) */
-      while (s->ndiffq) pace_out(s, c);
-      if (st->presence_version < evs->version) st->presence_version = evs->version;
+         from pubsub, to which we are subscribed.  What the pacer took
+         leaves DIFF_GAP_MS apart like any diff, and the socket's version
+         reaches evs->version when the last of them is written (pace_out):
+         until then diffq_last keeps pubsub's copies out, and a held reply
+         waits for them (try_sync) */
+      if (s->ndiffq) {
+        if (s->diffq_last < evs->version) s->diffq_last = evs->version;
+      } else if (st->presence_version < evs->version) {
+        st->presence_version = evs->version;
+      }
       if (restarted && st->joined) return retrack(s, c, !announced);
     }
     start_lobby_or_live(s, c);

@@ -1,60 +1,21 @@
 // Presence diffs are coalesced (PROTOCOL.md): two diffs to one socket are at
 // least 50 ms apart, no change waits more than 100 ms, and a wave of N joins
 // costs each socket a few diffs, not N.  Arrival times are taken by an
-// observer in its own worker thread (the main thread is busy driving the
-// wave, and a busy reader sees frames bunched however they were sent).  The
-// observer also ticks every 5 ms and records when its thread was held up
-// (on a shared 2-core machine it can be descheduled for 100 ms): two diffs
-// that arrive closer than 40 ms are excused only when such a stall explains
-// it, that is, when they came out of one stall together, or (once) when the
-// earlier one came late and the gap before it is long by as much.
+// observer in a worker thread of its own (diffgaps.mjs says how, and which
+// short gaps a stall of the observer excuses).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { performance } from 'node:perf_hooks';
-import { Worker } from 'node:worker_threads';
 import { startServer } from '../lib/server.mjs';
 import { connect, closeAll, uniq, checkAlive, MANY_USERS } from './client.mjs';
+import { startObserver, shortGaps } from './diffgaps.mjs';
 
 let server;
 before(async () => { server = await startServer({ env: MANY_USERS }); });
 after(async () => { await closeAll(); await server?.stop(); });
 
-// The observer: connects, reports when welcomed, records the arrival time of
-// every presence_diff (with the names it carries) until told to stop.
-const OBSERVER = `
-const { parentPort, workerData } = require('node:worker_threads');
-const { performance } = require('node:perf_hooks');
-const WebSocket = require(workerData.ws);
-const ws = new WebSocket(workerData.url, { perMessageDeflate: false });
-const diffs = [];
-const stalls = [];
-let last = performance.now();
-setInterval(() => {
-  const now = performance.now();
-  if (now - last > 15) stalls.push([last, now]);
-  last = now;
-}, 5);
-ws.on('message', (data) => {
-  const at = performance.now();
-  const f = JSON.parse(data.toString());
-  if (f.type === 'welcome') parentPort.postMessage({ welcomed: true });
-  if (f.type === 'presence_diff') diffs.push({ at, joins: Object.keys(f.joins), leaves: Object.keys(f.leaves) });
-});
-parentPort.on('message', () => { ws.terminate(); parentPort.postMessage({ diffs, stalls }); });
-`;
-
 test('a wave of joins and leaves: diffs >= 50 ms apart, far fewer than changes, none lost', async () => {
-  const { createRequire } = await import('node:module');
-  const wsPath = createRequire(import.meta.url).resolve('ws');
-  const worker = new Worker(OBSERVER, { eval: true, workerData: { url: server.wsUrl, ws: wsPath } });
-  let failed;
-  worker.once('error', (e) => { failed = e; });
-  const fromWorker = () => new Promise((resolve, reject) => {
-    const t = setTimeout(() => reject(failed || new Error('observer worker: no answer in 10 s')), 10000);
-    worker.once('message', (m) => { clearTimeout(t); resolve(m); });
-    worker.once('error', (e) => { clearTimeout(t); reject(e); });
-  });
-  await fromWorker(); // welcomed
+  const observer = await startObserver(server.wsUrl);
   // a second observer on this thread says when every leave has gone out
   const obs = await connect(server.wsUrl);
   const N = 40;
@@ -66,28 +27,10 @@ test('a wave of joins and leaves: diffs >= 50 ms apart, far fewer than changes, 
   for (const n of names) await obs.push('presence_diff', (d) => n in d.leaves, { timeout: 10000 });
   await obs.settle(300);
   const elapsed = performance.now() - t0;
-  worker.postMessage('stop');
-  const { diffs, stalls } = await fromWorker();
-  await worker.terminate();
+  const seen = await observer.stop();
+  const { diffs } = seen;
   const times = diffs.map((d) => d.at);
-  // A short gap is the observer's doing when a stall of its thread (or the
-  // event loop) long enough to have swallowed the missing time ended just
-  // before the earlier of the two diffs was read.
-  const stalled = (a, b) => stalls.some(([s, e]) => Math.abs(e - a) <= 10 && e - s >= 40 - (b - a));
-  // A short gap is also the transport's doing when the earlier diff came
-  // late and the gap before it is long by as much: on a loaded machine a
-  // loopback segment can wait in ksoftirqd after the server's write.  Then
-  // the two gaps around the late diff still add up to two windows; a
-  // server that paced at 45 ms, or not at all, fails that.  Once per run.
-  const late = (i) => i >= 2 && times[i] - times[i - 2] >= 95;
-  const short = [];
-  let lateExcused = 0;
-  for (let i = 1; i < times.length; i++) {
-    const g = times[i] - times[i - 1];
-    if (g >= 40 || stalled(times[i - 1], times[i])) continue;
-    if (lateExcused === 0 && late(i)) { lateExcused++; continue; }
-    short.push(g.toFixed(1));
-  }
+  const short = shortGaps(seen);
   assert.deepEqual(short, [], `diffs closer than 50 ms with no stall of the observer to explain it`);
   assert.ok(times.length <= elapsed / 40 + 1, `${times.length} diffs in ${elapsed.toFixed(0)} ms`);
   assert.ok(times.length < 2 * N, `${times.length} diffs for ${2 * N} changes`);
