@@ -294,7 +294,7 @@ $(B)/chatter-load: $(LOAD_SRC) bench/chatter-load/load.h runtime/act.h $(B)/liba
 # floor.c's measurement at a chosen cadence (bench/chatter-load/floor_gap.c).
 $(B)/floor-gap: bench/chatter-load/floor_gap.c
 	@mkdir -p $(dir $@)
-	$(CC) -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -O2 $< -o $@
+	$(CC) -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -O2 $< -lm -o $@
 
 .PHONY: chatter-load bench-chat test-harness test-kill
 chatter-load: $(B)/chatter-load $(B)/floor-gap

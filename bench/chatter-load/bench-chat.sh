@@ -128,6 +128,14 @@ done
     taskset -c $SCPU "$FLOOR_GAP" "$n" $(( 10000 / gap + 10 )) "$gap" > "$OUT/floor-gap-$n-$gap.txt" 2>&1 || true
     cat "$OUT/floor-gap-$n-$gap.txt" >&2
   done
+  # and at chat's own arrivals: its senders' timers, each at a random
+  # phase, reach a socket at random times (floor_gap.c "poisson")
+  if [ "$n" = "$(div 2000)" ]; then
+    for gap in $GAP_CHAT $GAPS_LADDER; do
+      taskset -c $SCPU "$FLOOR_GAP" "$n" $(( 10000 / gap + 10 )) "$gap" poisson > "$OUT/floor-gap-$n-$gap-poisson.txt" 2>&1 || true
+      cat "$OUT/floor-gap-$n-$gap-poisson.txt" >&2
+    done
+  fi
 done
 
 node bench/chatter-load/table.mjs "$OUT" "$(div 10000)" "$(div 2000)" $GAP_FANOUT $GAP_CHAT > "$OUT/table.md"

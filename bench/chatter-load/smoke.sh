@@ -5,7 +5,7 @@
 # fan-out against a server it spawns, asserting from its JSON that every
 # acknowledged message reached all 50 sessions once and in order; the slow
 # scenario's stopped readers, closed at the server's bound; and floor-gap,
-# bench-chat's floor at a scenario's cadence.
+# bench-chat's floor at a scenario's cadence, fixed or at random times.
 set -euo pipefail
 LOAD="${1:?usage: smoke.sh CHATTER_LOAD CHATTER}"
 CHATTER="${2:?usage: smoke.sh CHATTER_LOAD CHATTER}"
@@ -72,10 +72,18 @@ node -e '
 # rounds 20 ms apart, every figure present and the rounds' gap said.
 FLOOR_GAP="$(dirname "$LOAD")/floor-gap"
 line="$(timeout 30 "$FLOOR_GAP" 50 3 20 2>&1)" || true
-if printf '%s' "$line" | grep -Eq '^floor-gap n=50 rounds=3 gap_ms=20 deliveries=150 cpu_s_per_100k=[0-9.]+ round_ms_mean=[0-9.]+ round_ms_max=[0-9.]+ wall_s=([1-9][0-9]*\.[0-9]+|0\.(0[6-9]|[1-9][0-9]))'; then
+if printf '%s' "$line" | grep -Eq '^floor-gap n=50 rounds=3 gap_ms=20 arrivals=fixed deliveries=150 cpu_s_per_100k=[0-9.]+ round_ms_mean=[0-9.]+ round_ms_max=[0-9.]+ wall_s=([1-9][0-9]*\.[0-9]+|0\.(0[6-9]|[1-9][0-9]))'; then
   ok "floor-gap measures 3 rounds 20 ms apart"
 else ko "floor-gap: $line"; fi
 set +e; msg="$("$FLOOR_GAP" 0 3 20 2>&1)"; rc=$?; set -e
 if [ $rc = 2 ] && [ -n "$msg" ]; then ok "floor-gap refuses 0 sockets"; else ko "floor-gap refuses 0 sockets (exit $rc)"; fi
+# at random times (chat's arrivals): 20 rounds 20 ms apart on average, so
+# the run takes about 0.4 s, never the 0.0 s of no waiting at all
+line="$(timeout 30 "$FLOOR_GAP" 50 20 20 poisson 2>&1)" || true
+if printf '%s' "$line" | grep -Eq '^floor-gap n=50 rounds=20 gap_ms=20 arrivals=poisson deliveries=1000 .* wall_s=(0\.[1-9][0-9]|[1-2]\.[0-9]+)$'; then
+  ok "floor-gap measures 20 rounds at random, 20 ms apart on average"
+else ko "floor-gap poisson: $line"; fi
+set +e; msg="$("$FLOOR_GAP" 50 3 20 sometimes 2>&1)"; rc=$?; set -e
+if [ $rc = 2 ] && [ -n "$msg" ]; then ok "floor-gap refuses an unknown arrival law"; else ko "floor-gap refuses an unknown arrival law (exit $rc)"; fi
 echo "$pass passed, $fail failed"
 [ $fail = 0 ]

@@ -2,16 +2,19 @@
 // JSON files chatter-load wrote (DIR/{chatter,node}-SCENARIO.json) and the
 // floor's output lines (DIR/floor-N.txt).
 // and floor-gap's (DIR/floor-gap-N-GAP.txt: floor.c's measurement at the
-// scenario's cadence, one message per socket every GAP ms).
+// scenario's cadence, one message per socket every GAP ms; and
+// DIR/floor-gap-N-GAP-poisson.txt: at random times, GAP ms apart on average,
+// as chat's messages reach a socket).
 //   node bench/chatter-load/table.mjs DIR N_FANOUT N_SMALL GAP_FANOUT GAP_CHAT
 import fs from 'node:fs';
 import path from 'node:path';
 
 const [dir, nBig, nSmall, gapFanout, gapChat] = process.argv.slice(2);
 const load = (f) => { try { return JSON.parse(fs.readFileSync(path.join(dir, f), 'utf8')); } catch { return null; } };
-const floorOf = (n, gap) => {
+const floorOf = (n, gap, arrivals = '') => {
   try {
-    const line = fs.readFileSync(path.join(dir, gap ? `floor-gap-${n}-${gap}.txt` : `floor-${n}.txt`), 'utf8');
+    const f = gap ? `floor-gap-${n}-${gap}${arrivals ? `-${arrivals}` : ''}.txt` : `floor-${n}.txt`;
+    const line = fs.readFileSync(path.join(dir, f), 'utf8');
     return Object.fromEntries([...line.matchAll(/(\w+)=([\d.]+)/g)].map((m) => [m[1], Number(m[2])]));
   } catch { return null; }
 };
@@ -61,6 +64,9 @@ row('chat', 'server CPU-s per 100k deliveries, all stages run', (j) => j.server_
 // Both servers run the first stage (4 msg/s): the same load, compared alike.
 row('chat', 'server CPU-s per 100k deliveries, first stage', (j) => j.stage0_server_cpu_per_100k, fl.chat && fl.chat.cpu_s_per_100k, 3);
 row('chat', `the same, floor: rounds ${gapChat} ms apart (the stage's cadence)`, (j) => j.stage0_server_cpu_per_100k, flGap.chat && flGap.chat.cpu_s_per_100k, 3);
+const flArr = floorOf(nSmall, gapChat, 'poisson');
+row('chat', `the same, floor: rounds at random, ${gapChat} ms apart on average (the stage's arrivals)`,
+  (j) => j.stage0_server_cpu_per_100k, flArr && flArr.cpu_s_per_100k, 3);
 row('chat', 'lost/dup/order', lostDup, null);
 // ladder: chat's stages, every one run by both servers whatever its p99
 // (chatter-load --every-stage), so that CPU is compared at equal rates;
@@ -80,6 +86,11 @@ row('chat', 'lost/dup/order', lostDup, null);
     if (g > 0 && cad)
       row('ladder', `the same, floor: rounds ${Math.round(1000 / rate)} ms apart (the stage's cadence)`,
         (j) => j[`stage${g}_server_cpu_per_100k`], cad.cpu_s_per_100k, 3);
+    // and at random times as often (chat's arrivals: floor_gap.c poisson)
+    const arr = floorOf(nSmall, Math.round(1000 / rate), 'poisson');
+    if (arr)
+      row('ladder', `the same, floor: rounds at random, ${Math.round(1000 / rate)} ms apart on average (the stage's arrivals)`,
+        (j) => j[`stage${g}_server_cpu_per_100k`], arr.cpu_s_per_100k, 3);
   }
   row('ladder', 'lost/dup/order', lostDup, null);
 }
@@ -116,4 +127,5 @@ console.log('\n(h): the harness was runnable (running or waiting for a CPU) over
   ' lost/dup/order: (receiver, message) pairs never delivered / delivered twice / out of seq order; * the drain hit its 30 s bound, so missing ones may be late rather than lost. Ratios: Chatter divided by the other;' +
   ' for latency, RSS and CPU lower is better, for rates higher is better. The Node peer has no chaos switch, so crash is Chatter only.' +
   ' floor: ../shared/floor/floor.c (rounds 2 ms apart); "rounds N ms apart": the same measurement by bench/chatter-load/floor_gap.c at the scenario\'s cadence;' +
-  ` ladder: its first stage against floor_gap.c at ${gapChat} ms (its cadence), the others against floor.c and then floor_gap.c at their own cadence.`);
+  ` ladder: its first stage against floor_gap.c at ${gapChat} ms (its cadence), the others against floor.c and then floor_gap.c at their own cadence;` +
+  ' "rounds at random": floor_gap.c poisson, rounds at random times as often, as 200 senders at random phases reach a socket.');
