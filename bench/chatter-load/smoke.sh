@@ -68,22 +68,31 @@ node -e '
   && grep -q "client cannot keep up, closing with 1008" "$OUT/slow-server.log" \
   && ok "slow: 3 stopped readers closed at the push bound, the readers lose nothing" || { ko "slow (see $OUT/slow.txt)"; cat "$OUT/slow.txt"; }
 
-# floor-gap (bench-chat's floor at a scenario's cadence): 50 sockets, 3
-# rounds 20 ms apart, every figure present and the rounds' gap said.
+# floor-gap (bench-chat's floor at a scenario's cadence): every figure
+# present and the rounds' gap said, and bad arguments refused.
 FLOOR_GAP="$(dirname "$LOAD")/floor-gap"
-line="$(timeout 30 "$FLOOR_GAP" 50 3 20 2>&1)" || true
-if printf '%s' "$line" | grep -Eq '^floor-gap n=50 rounds=3 gap_ms=20 arrivals=fixed deliveries=150 cpu_s_per_100k=[0-9.]+ round_ms_mean=[0-9.]+ round_ms_max=[0-9.]+ wall_s=([1-9][0-9]*\.[0-9]+|0\.(0[6-9]|[1-9][0-9]))'; then
-  ok "floor-gap measures 3 rounds 20 ms apart"
-else ko "floor-gap: $line"; fi
-set +e; msg="$("$FLOOR_GAP" 0 3 20 2>&1)"; rc=$?; set -e
-if [ $rc = 2 ] && [ -n "$msg" ]; then ok "floor-gap refuses 0 sockets"; else ko "floor-gap refuses 0 sockets (exit $rc)"; fi
+floor_gap_says() { # WHAT REGEX ARGS...: its one line matches REGEX
+  local what="$1" re="$2" line
+  shift 2
+  line="$(timeout 30 "$FLOOR_GAP" "$@" 2>&1)" || true
+  if printf '%s' "$line" | grep -Eq "$re"; then ok "$what"; else ko "$what: $line"; fi
+}
+floor_gap_refuses() { # WHAT ARGS...: exit 2 with a message
+  local what="$1" msg rc
+  shift
+  set +e; msg="$("$FLOOR_GAP" "$@" 2>&1)"; rc=$?; set -e
+  if [ $rc = 2 ] && [ -n "$msg" ]; then ok "$what"; else ko "$what (exit $rc)"; fi
+}
+# 50 sockets, 3 rounds 20 ms apart
+floor_gap_says "floor-gap measures 3 rounds 20 ms apart" \
+  '^floor-gap n=50 rounds=3 gap_ms=20 arrivals=fixed deliveries=150 cpu_s_per_100k=[0-9.]+ round_ms_mean=[0-9.]+ round_ms_max=[0-9.]+ wall_s=([1-9][0-9]*\.[0-9]+|0\.(0[6-9]|[1-9][0-9]))' \
+  50 3 20
+floor_gap_refuses "floor-gap refuses 0 sockets" 0 3 20
 # at random times (chat's arrivals): 20 rounds 20 ms apart on average, so
 # the run takes about 0.4 s, never the 0.0 s of no waiting at all
-line="$(timeout 30 "$FLOOR_GAP" 50 20 20 poisson 2>&1)" || true
-if printf '%s' "$line" | grep -Eq '^floor-gap n=50 rounds=20 gap_ms=20 arrivals=poisson deliveries=1000 .* wall_s=(0\.[1-9][0-9]|[1-2]\.[0-9]+)$'; then
-  ok "floor-gap measures 20 rounds at random, 20 ms apart on average"
-else ko "floor-gap poisson: $line"; fi
-set +e; msg="$("$FLOOR_GAP" 50 3 20 sometimes 2>&1)"; rc=$?; set -e
-if [ $rc = 2 ] && [ -n "$msg" ]; then ok "floor-gap refuses an unknown arrival law"; else ko "floor-gap refuses an unknown arrival law (exit $rc)"; fi
+floor_gap_says "floor-gap measures 20 rounds at random, 20 ms apart on average" \
+  '^floor-gap n=50 rounds=20 gap_ms=20 arrivals=poisson deliveries=1000 .* wall_s=(0\.[1-9][0-9]|[1-2]\.[0-9]+)$' \
+  50 20 20 poisson
+floor_gap_refuses "floor-gap refuses an unknown arrival law" 50 3 20 sometimes
 echo "$pass passed, $fail failed"
 [ $fail = 0 ]
