@@ -47,6 +47,10 @@ typedef struct app_config {
   int db_pool;              /* CHATTER_DB_POOL, default 4 (1 writer + readers) */
   int log_level;            /* LOG_LEVEL: debug=0 info=1 warn=2 error=3 */
   double chaos;             /* CHATTER_CHAOS: session crash probability */
+  int chaos_restart_ms;     /* CHATTER_CHAOS_RESTART_MS (0, at most 10 s): a
+                               session restarted after a crash waits this long
+                               before it catches up, so that a test can make a
+                               restart span several diff windows */
   int new_users_per_minute; /* CHATTER_NEW_USERS_PER_MINUTE (20): new names one
                                source address may create per sliding 60 s;
                                0 = no limit (PROTOCOL.md join rate_limited) */

@@ -3,7 +3,8 @@
  * one-line-per-event log.
  *
  *   PORT (4000)  DATABASE_URL  CHATTER_THREADS (cores)  CHATTER_DB_POOL (4)
- *   LOG_LEVEL (info)  CHATTER_CHAOS (0)  HOST (127.0.0.1; 0.0.0.0 for all)
+ *   LOG_LEVEL (info)  CHATTER_CHAOS (0)  CHATTER_CHAOS_RESTART_MS (0)
+ *   HOST (127.0.0.1; 0.0.0.0 for all)
  *   CHATTER_NEW_USERS_PER_MINUTE (20; 0 = no limit)
  *   CHATTER_WEB_ROOT, CHATTER_SQL_DIR (found beside the binary otherwise)
  *   LOG_FORMAT (text on a terminal, logfmt otherwise)  LOG_FILE (stderr)
@@ -106,6 +107,7 @@ void app_config_load(const char *argv0) {
   g_cfg.chaos = chaos ? atof(chaos) : 0.0;
   if (g_cfg.chaos < 0) g_cfg.chaos = 0;
   if (g_cfg.chaos > 1) g_cfg.chaos = 1;
+  g_cfg.chaos_restart_ms = env_int("CHATTER_CHAOS_RESTART_MS", 0, 0, 10000);
   const char *url = getenv("DATABASE_URL");
   snprintf(g_cfg.database_url, sizeof g_cfg.database_url, "%s", url ? url : "");
   const char *host = getenv("HOST");

@@ -960,6 +960,11 @@ static int se_init(void *args, void **state) {
             conn_state(c)->joined ? conn_state(c)->name : "home");
   }
   s->buffering = true;
+  if (conn_state(c)->session_starts > 0 && app_config()->chaos_restart_ms > 0) {
+    s->phase = PH_WAITING; /* SESSION_START begins */
+    act_send_after(app_config()->chaos_restart_ms, act_self(), SESSION_START, NULL, 0);
+    return ACT_OK;
+  }
   begin(s);
   return ACT_OK;
 }
