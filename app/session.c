@@ -75,7 +75,8 @@
                                     was written (conn_state's diff_at_ms) */
 
 typedef enum {
-  PH_WAITING,         /* pubsub or presence is being restarted */
+  PH_WAITING,         /* a timer's SESSION_START begins: pubsub or presence
+                         is being restarted, or CHATTER_CHAOS_RESTART_MS */
   PH_START_PRESENCE,  /* subscribing to presence events */
   PH_START_SNAPSHOT,  /* waiting for the welcome or the events since */
   PH_START_TRACK,     /* re-tracking our meta in a restarted presence */
@@ -919,13 +920,15 @@ static void on_taken_over(session_t *s) {
  * presence: if either dies, its subscriptions or its entry died with it,
  * and the session starts over in place.  While one of them is being
  * restarted by its supervisor, wait a little. */
+/* PH_WAITING: begin in ms milliseconds. */
+static void begin_after(session_t *s, unsigned ms) {
+  s->phase = PH_WAITING;
+  act_send_after(ms, act_self(), SESSION_START, NULL, 0);
+}
+
 static void begin(session_t *s) {
   act_pid_t ps = act_whereis(APP_NAME_PUBSUB), pr = act_whereis(APP_NAME_PRESENCE);
-  if (!ps || !pr) {
-    s->phase = PH_WAITING;
-    act_send_after(SERVICE_WAIT_MS, act_self(), SESSION_START, NULL, 0);
-    return;
-  }
+  if (!ps || !pr) return begin_after(s, SERVICE_WAIT_MS);
   s->mon_pubsub = act_monitor(ps);
   s->mon_presence = act_monitor(pr);
   s->phase = PH_START_PRESENCE;
@@ -960,12 +963,10 @@ static int se_init(void *args, void **state) {
             conn_state(c)->joined ? conn_state(c)->name : "home");
   }
   s->buffering = true;
-  if (conn_state(c)->session_starts > 0 && app_config()->chaos_restart_ms > 0) {
-    s->phase = PH_WAITING; /* SESSION_START begins */
-    act_send_after(app_config()->chaos_restart_ms, act_self(), SESSION_START, NULL, 0);
-    return ACT_OK;
-  }
-  begin(s);
+  if (conn_state(c)->session_starts > 0 && app_config()->chaos_restart_ms > 0)
+    begin_after(s, (unsigned)app_config()->chaos_restart_ms);
+  else
+    begin(s);
   return ACT_OK;
 }
 

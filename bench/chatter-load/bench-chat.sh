@@ -118,23 +118,26 @@ for sc in $SCENARIOS; do
   [ "$sc" = crash ] || run_one node "$sc"   # the peer has no chaos switch
 done
 
+# floor_gap N GAP [poisson]: floor_gap.c into OUT/floor-gap-N-GAP[-poisson].txt,
+# about 10 s of rounds (30 rounds at 500 ms: 15 s; 50 at 250 ms: 12.5 s)
+floor_gap() {
+  local f="$OUT/floor-gap-$1-$2${3:+-$3}.txt"
+  taskset -c $SCPU "$FLOOR_GAP" "$1" $(( 10000 / $2 + 10 )) "$2" ${3:-} > "$f" 2>&1 || true
+  cat "$f" >&2
+}
+
 # The floor at the socket counts the scenarios used.
 [ "$TABLE_ONLY" = 1 ] || for n in $(div 10000) $(div 2000); do
   echo "== floor $n" >&2
   taskset -c $SCPU "$FLOOR" "$n" 100 > "$OUT/floor-$n.txt" 2>&1 || true
   cat "$OUT/floor-$n.txt" >&2
-  # 30 rounds at 500 ms: 15 s; 50 at 250 ms: 12.5 s
   for gap in $GAP_FANOUT $( [ "$n" = "$(div 2000)" ] && echo $GAP_CHAT $GAPS_LADDER ); do
-    taskset -c $SCPU "$FLOOR_GAP" "$n" $(( 10000 / gap + 10 )) "$gap" > "$OUT/floor-gap-$n-$gap.txt" 2>&1 || true
-    cat "$OUT/floor-gap-$n-$gap.txt" >&2
+    floor_gap "$n" "$gap"
   done
   # and at chat's own arrivals: its senders' timers, each at a random
   # phase, reach a socket at random times (floor_gap.c "poisson")
   if [ "$n" = "$(div 2000)" ]; then
-    for gap in $GAP_CHAT $GAPS_LADDER; do
-      taskset -c $SCPU "$FLOOR_GAP" "$n" $(( 10000 / gap + 10 )) "$gap" poisson > "$OUT/floor-gap-$n-$gap-poisson.txt" 2>&1 || true
-      cat "$OUT/floor-gap-$n-$gap-poisson.txt" >&2
-    done
+    for gap in $GAP_CHAT $GAPS_LADDER; do floor_gap "$n" "$gap" poisson; done
   fi
 done
 

@@ -63,10 +63,17 @@ row('chat', 'delivery p99, all stages run (ms)', (j) => j.deliver_p99_ms, null);
 row('chat', 'server CPU-s per 100k deliveries, all stages run', (j) => j.server_cpu_per_100k, fl.chat && fl.chat.cpu_s_per_100k, 3);
 // Both servers run the first stage (4 msg/s): the same load, compared alike.
 row('chat', 'server CPU-s per 100k deliveries, first stage', (j) => j.stage0_server_cpu_per_100k, fl.chat && fl.chat.cpu_s_per_100k, 3);
-row('chat', `the same, floor: rounds ${gapChat} ms apart (the stage's cadence)`, (j) => j.stage0_server_cpu_per_100k, flGap.chat && flGap.chat.cpu_s_per_100k, 3);
-const flArr = floorOf(nSmall, gapChat, 'poisson');
-row('chat', `the same, floor: rounds at random, ${gapChat} ms apart on average (the stage's arrivals)`,
-  (j) => j.stage0_server_cpu_per_100k, flArr && flArr.cpu_s_per_100k, 3);
+// A chat stage's CPU against floor_gap.c at its cadence, one message to
+// every socket every GAP ms: rounds that far apart (unless the stage's own
+// row is already against them), then rounds at random times as often (the
+// stage's arrivals: 200 senders' timers at random phases).
+function stageFloorRows(sc, get, gap, evenToo = true) {
+  const even = floorOf(nSmall, gap), random = floorOf(nSmall, gap, 'poisson');
+  if (evenToo && even) row(sc, `the same, floor: rounds ${gap} ms apart (the stage's cadence)`, get, even.cpu_s_per_100k, 3);
+  if (random)
+    row(sc, `the same, floor: rounds at random, ${gap} ms apart on average (the stage's arrivals)`, get, random.cpu_s_per_100k, 3);
+}
+stageFloorRows('chat', (j) => j.stage0_server_cpu_per_100k, gapChat);
 row('chat', 'lost/dup/order', lostDup, null);
 // ladder: chat's stages, every one run by both servers whatever its p99
 // (chatter-load --every-stage), so that CPU is compared at equal rates;
@@ -80,17 +87,8 @@ row('chat', 'lost/dup/order', lostDup, null);
     row('ladder', `${rate} msg/s: delivery p99 (ms)`, (j) => j[`stage${g}_p99_ms`], null);
     row('ladder', `${rate} msg/s: server CPU-s per 100k deliveries`, (j) => j[`stage${g}_server_cpu_per_100k`],
       g === 0 ? flGap.chat && flGap.chat.cpu_s_per_100k : fl.chat && fl.chat.cpu_s_per_100k, 3);
-    // and against floor-gap at the stage's cadence (a message to every
-    // socket every 1000/rate ms), when bench-chat measured it
-    const cad = floorOf(nSmall, Math.round(1000 / rate));
-    if (g > 0 && cad)
-      row('ladder', `the same, floor: rounds ${Math.round(1000 / rate)} ms apart (the stage's cadence)`,
-        (j) => j[`stage${g}_server_cpu_per_100k`], cad.cpu_s_per_100k, 3);
-    // and at random times as often (chat's arrivals: floor_gap.c poisson)
-    const arr = floorOf(nSmall, Math.round(1000 / rate), 'poisson');
-    if (arr)
-      row('ladder', `the same, floor: rounds at random, ${Math.round(1000 / rate)} ms apart on average (the stage's arrivals)`,
-        (j) => j[`stage${g}_server_cpu_per_100k`], arr.cpu_s_per_100k, 3);
+    // the first stage's row is against its cadence already
+    stageFloorRows('ladder', (j) => j[`stage${g}_server_cpu_per_100k`], Math.round(1000 / rate), g > 0);
   }
   row('ladder', 'lost/dup/order', lostDup, null);
 }
