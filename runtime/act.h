@@ -15,7 +15,8 @@
  *
  * Where this runtime differs from the BEAM, it says so here:
  *
- *  - Priorities are two, normal and high, set at spawn (act_spawn_opts_t).
+ *  - Priorities are two, normal and high, set at spawn (act_spawn_opts_t)
+ *    and changed by the actor itself (act_set_priority).
  *  - Actors are pinned to the scheduler that they were spawned on and never
  *    migrate.  That is what lets an actor own libuv handles on its scheduler's
  *    loop (act_loop()).  Placement is decided at spawn (act_spawn_opts_t).
@@ -196,9 +197,9 @@ typedef struct act_behaviour {
 #define ACT_SCHED_NEXT (-1)   /* round-robin over all schedulers */
 #define ACT_SCHED_ON(i) ((i) + 1) /* scheduler number i, modulo the count */
 
-/* spawn_opt's {priority, high} (OTP's process_flag(priority, high), here
- * fixed at spawn, with no `low` and no `max`: two levels are what a server
- * needs).  An actor made runnable by its own scheduler's thread runs before
+/* spawn_opt's {priority, high} (OTP's process_flag(priority, high),
+ * act_set_priority below, with no `low` and no `max`: two levels are what a
+ * server needs).  An actor made runnable by its own scheduler's thread runs before
  * every normal one waiting there; one made runnable from another thread
  * waits in the shared queue, which each scheduler looks at every 8 picks,
  * as for every actor.  For the few actors that many wait on -- a
@@ -272,6 +273,12 @@ int act_unlink(act_pid_t pid);
 
 /* process_flag(trap_exit, on); returns the previous value. */
 bool act_trap_exit(bool on);
+/* process_flag(priority, level) (inside actors): the caller's priority from
+ * its next scheduling on; returns the previous one.  For an actor that is
+ * waited on only at times -- one answering a client through round trips to
+ * other actors -- so that its replies do not queue behind the turns of
+ * work nobody waits for; it should go back to normal when done. */
+act_priority_t act_set_priority(act_priority_t level);
 /* The parent-EXIT rule (gen_server's): an actor that traps exits and gets
  * an exit signal from its parent (the spawner: for a supervised child, its
  * supervisor) does not receive it as a message but exits at once with that

@@ -445,6 +445,15 @@ bool act_trap_exit(bool on) {
   return old;
 }
 
+/* p->high is read only by p's own scheduler thread (act__schedule's local
+ * case), and p runs on no other: a plain store suffices. */
+act_priority_t act_set_priority(act_priority_t level) {
+  act_proc_t *p = act__require_current("act_set_priority");
+  act_priority_t old = p->high ? ACT_PRIORITY_HIGH : ACT_PRIORITY_NORMAL;
+  p->high = level == ACT_PRIORITY_HIGH;
+  return old;
+}
+
 bool act_parent_exit_as_message(bool on) {
   act_proc_t *p = act__require_current("act_parent_exit_as_message");
   bool old = p->parent_exit_as_msg;

@@ -261,13 +261,17 @@ END_TEST
  * actors runnable, then one more; each takes a ticket when it runs.  The
  * last one made runnable runs first when it is high, last when it is not:
  * the contrast shows the test can fail. */
-enum { P_GO = 1, P_TICK };
+enum { P_GO = 1, P_TICK, P_SET };
 #define P_NORMALS 50
 static atomic_int g_ticket;
 static act_pid_t g_pr[P_NORMALS + 1];
 
 static void ticket_handle(void *s, act_msg_t *m) {
   (void)s;
+  if (m->type == P_SET) { /* process_flag(priority, L) from inside: the old level */
+    log_user(5, act_set_priority((act_priority_t)payload_val(m)));
+    return;
+  }
   int t = atomic_fetch_add(&g_ticket, 1);
   if (m->type == P_TICK && payload_val(m) == 1) log_user(3, t); /* the last one made runnable */
   log_user(4, t);
@@ -284,25 +288,59 @@ static void driver_handle(void *s, act_msg_t *m) {
 }
 static const act_behaviour_t driver_b = {"driver", nil_init, driver_handle, NULL};
 
-static int64_t ticket_of_last(act_priority_t prio, int round) {
-  atomic_store(&g_ticket, 0);
+/* 50 normal actors and the one that is made runnable last, spawned at prio */
+static void spawn_ticketers(act_priority_t prio) {
   act_spawn_opts_t o = {.scheduler = ACT_SCHED_ON(0)};
   for (int i = 0; i < P_NORMALS; i++) g_pr[i] = act_spawn(&ticket_b, NULL, &o, NULL);
   act_spawn_opts_t ho = {.scheduler = ACT_SCHED_ON(0), .priority = prio};
   g_pr[P_NORMALS] = act_spawn(&ticket_b, NULL, &ho, NULL);
+}
+
+static void kill_ticketers(void) {
+  for (int i = 0; i <= P_NORMALS; i++) act_exit(g_pr[i], act_reason(ACT_KILL));
+}
+
+/* Round number `round` of the test: the ticket the last one drew. */
+static int64_t ticket_of_last(int round) {
+  atomic_store(&g_ticket, 0);
+  act_spawn_opts_t o = {.scheduler = ACT_SCHED_ON(0)};
   act_pid_t d = act_spawn(&driver_b, NULL, &o, NULL);
   act_send(d, P_GO, NULL, 0);
   ev_t e = {0};
   ck_assert(log_wait(q_user(3), round, TMO, &e));
   ck_assert(log_wait(q_user(4), round * (P_NORMALS + 1), TMO, NULL)); /* all ran */
-  for (int i = 0; i <= P_NORMALS; i++) act_exit(g_pr[i], act_reason(ACT_KILL));
   act_exit(d, act_reason(ACT_KILL));
   return e.val;
 }
 
 START_TEST(high_priority_runs_before_queued_normals) {
-  ck_assert_int_eq(ticket_of_last(ACT_PRIORITY_NORMAL, 1), P_NORMALS); /* FIFO: last */
-  ck_assert_int_eq(ticket_of_last(ACT_PRIORITY_HIGH, 2), 0);           /* first */
+  spawn_ticketers(ACT_PRIORITY_NORMAL);
+  ck_assert_int_eq(ticket_of_last(1), P_NORMALS); /* FIFO: last */
+  kill_ticketers();
+  spawn_ticketers(ACT_PRIORITY_HIGH);
+  ck_assert_int_eq(ticket_of_last(2), 0); /* first */
+  kill_ticketers();
+}
+END_TEST
+
+/* The same actor, normal at spawn, raises itself (act_set_priority) and
+ * runs first; lowers itself and runs last again. */
+static int64_t set_priority_of_last(act_priority_t level, int k) {
+  int64_t v = level;
+  act_send(g_pr[P_NORMALS], P_SET, &v, sizeof v);
+  ev_t e = {0};
+  ck_assert(log_wait(q_user(5), k, TMO, &e));
+  return e.val;
+}
+
+START_TEST(priority_changed_by_the_actor_itself) {
+  spawn_ticketers(ACT_PRIORITY_NORMAL);
+  ck_assert_int_eq(ticket_of_last(1), P_NORMALS);
+  ck_assert_int_eq(set_priority_of_last(ACT_PRIORITY_HIGH, 1), ACT_PRIORITY_NORMAL);
+  ck_assert_int_eq(ticket_of_last(2), 0);
+  ck_assert_int_eq(set_priority_of_last(ACT_PRIORITY_NORMAL, 2), ACT_PRIORITY_HIGH);
+  ck_assert_int_eq(ticket_of_last(3), P_NORMALS);
+  kill_ticketers();
 }
 END_TEST
 
@@ -336,6 +374,7 @@ static Suite *suite(void) {
   tcase_add_test(t1, bursts_to_many_receivers_on_one_scheduler);
   tcase_add_test(t1, budget_one_alternates);
   tcase_add_test(t1, high_priority_runs_before_queued_normals);
+  tcase_add_test(t1, priority_changed_by_the_actor_itself);
   suite_add_tcase(s, t1);
   TCase *t2 = rt_tcase("two_schedulers", 2, 60);
   tcase_add_test(t2, burst_from_outside_all_handled);
