@@ -113,6 +113,7 @@ static void build_tree(void) {
   pubsub.priority = ACT_PRIORITY_HIGH;
   act_child_spec_t presence = worker(APP_NAME_PRESENCE, presence_behaviour(), NULL);
   presence.name = APP_NAME_PRESENCE;
+  presence.priority = ACT_PRIORITY_HIGH; /* every welcome, claim and join waits on it */
   /* No telemetry actor: the counters are atomics (telemetry.c) that need no
    * process; the do-nothing one kept here hid a race in a restarted presence
    * by its placement, fixed since (presence.c, rebuild.test.mjs). */
@@ -120,6 +121,7 @@ static void build_tree(void) {
   g_root_children[1] = pubsub;
   g_root_children[2] = presence;
   g_root_children[3] = supervisor(APP_NAME_SESSIONS, &g_sessions_spec);
+  g_root_children[3].priority = ACT_PRIORITY_HIGH; /* every new socket waits on it */
   g_root_children[4] = supervisor(APP_NAME_ENDPOINT, &g_endpoint_spec);
   g_root_spec = (act_sup_spec_t){{ACT_ONE_FOR_ONE, 3, 5000}, g_root_children, 5};
 }

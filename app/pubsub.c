@@ -47,8 +47,13 @@ typedef struct pubsub {
 
 static _Atomic int64_t g_latest_seq;
 static _Atomic int64_t g_epoch;
+static _Atomic int64_t g_presence_in_flight;
 int64_t pubsub_latest_seq(void) { return atomic_load(&g_latest_seq); }
 int64_t pubsub_epoch(void) { return atomic_load(&g_epoch); }
+/* relaxed: a gauge for pacing, nothing is published through it */
+int64_t pubsub_presence_in_flight(void) {
+  return atomic_load_explicit(&g_presence_in_flight, memory_order_relaxed);
+}
 
 void app_event_release(void *data, size_t size) {
   (void)size;
@@ -61,6 +66,13 @@ int app_event_send(act_pid_t to, int type, int topic, int64_t seq, ws_shared_t *
   int rc = act_send_ex(to, type, &ev, sizeof ev, app_event_release);
   if (rc != ACT_OK) ws_shared_release(frame);
   return rc;
+}
+
+/* free_fn of a presence event pushed to a subscriber: handled or dropped,
+ * it is no longer on its way. */
+static void presence_push_release(void *data, size_t size) {
+  atomic_fetch_sub_explicit(&g_presence_in_flight, 1, memory_order_relaxed);
+  app_event_release(data, size);
 }
 
 static size_t bucket(const pubsub_t *ps, act_pid_t pid) {
@@ -164,8 +176,18 @@ static void publish(pubsub_t *ps, act_msg_t *m) {
   if (ev->topic == TOPIC_LOBBY && ev->seq > atomic_load(&g_latest_seq))
     atomic_store(&g_latest_seq, ev->seq); /* before any subscriber hears of it */
   const topic_t *t = &ps->topics[ev->topic];
-  for (size_t i = 0; i < t->n; i++)
-    app_event_send(t->v[i].pid, APP_EVENT, ev->topic, ev->seq, ev->frame);
+  if (ev->topic == TOPIC_LOBBY) {
+    for (size_t i = 0; i < t->n; i++)
+      app_event_send(t->v[i].pid, APP_EVENT, ev->topic, ev->seq, ev->frame);
+    return;
+  }
+  atomic_fetch_add_explicit(&g_presence_in_flight, (int64_t)t->n, memory_order_relaxed);
+  for (size_t i = 0; i < t->n; i++) {
+    app_event_t push = {ev->topic, ev->seq, ws_shared_retain(ev->frame)};
+    if (act_send_ex(t->v[i].pid, APP_EVENT, &push, sizeof push, presence_push_release) !=
+        ACT_OK)
+      presence_push_release(&push, sizeof push);
+  }
 }
 
 static void on_down(pubsub_t *ps, act_msg_t *m) {

@@ -29,6 +29,12 @@ int64_t pubsub_latest_seq(void);
  * that died was pushed to nobody, so a cache filled under an earlier one is
  * not trusted. */
 int64_t pubsub_epoch(void);
+/* Presence events pushed to subscribers and not yet handled (or dropped
+ * with a dead subscriber's mailbox): while it is above 0, the last diff is
+ * still being fanned out, and presence holds the next one (presence.c).
+ * Only this topic is counted: an atomic per delivery of every message
+ * would be paid for nothing. */
+int64_t pubsub_presence_in_flight(void);
 
 /* Pubsub topics and events.  A presence event's seq is presence's version;
  * a lobby event's seq is the message's seq. */
