@@ -58,6 +58,9 @@ char *metrics_render(size_t *len) {
   metric(&o, "chatter_ws_open", "gauge", "Open WebSockets.", tm_get(TM_WS_OPEN));
   metric(&o, "chatter_session_restarts_total", "counter", "Session actors restarted on a live socket.", tm_get(TM_SESSION_RESTARTS));
   metric(&o, "chatter_messages_total", "counter", "Messages committed.", tm_get(TM_MESSAGES));
+  metric(&o, "chatter_presence_diffs_total", "counter", "Presence diffs published.", tm_get(TM_PRESENCE_DIFFS));
+  metric(&o, "chatter_presence_catchups_merged_total", "counter",
+         "Restarted sessions' catch-ups of several diffs sent as one.", tm_get(TM_CATCHUPS_MERGED));
   metric(&o, "chatter_slow_client_closes_total", "counter", "Sockets closed with 1008.", tm_get(TM_SLOW_CLIENTS));
   metric(&o, "chatter_rate_limited_total", "counter", "Sends refused by the rate limit.", tm_get(TM_RATE_LIMITED));
   metric(&o, "chatter_db_unavailable_total", "counter", "Requests answered unavailable.", tm_get(TM_DB_ERRORS));

@@ -75,6 +75,7 @@
 #include "presence.h"
 #include "pubsub.h"
 #include "repo.h"
+#include "telemetry.h"
 
 #include <stdatomic.h>
 #include <stddef.h>
@@ -98,6 +99,9 @@
 #define DRAIN_POLL_MS 2     /* the last diff still being fanned out: look
                               again this soon (a fan-out to 19,000 sessions
                               takes 50 to 100 ms of one core) */
+#define MERGE_MAX (256 * 1024) /* a catch-up's diffs are merged into one up
+                              to this many bytes (a parse and an encoding,
+                              some 10 ms per MB); past it they go as they are */
 #define LOG_SIZE 1024      /* events kept for restarted sessions */
 #define RELOAD_MS 1000     /* retry loading users while the database is away */
 #define SKIP_LEVELS 16     /* p = 1/4: enough for 4^16 users */
@@ -250,6 +254,7 @@ typedef struct presence {
   struct { int64_t version; ws_shared_t *frame; } log[LOG_SIZE];
   ws_shared_t *welcome;      /* rebuilt when the published counts change */
   size_t welcome_total, welcome_online;
+  struct { int64_t from, to; ws_shared_t *frame; } merged; /* the last catch-up merged */
 } presence_t;
 
 static _Atomic bool g_loaded;          /* for /healthz: the users are known */
@@ -388,6 +393,7 @@ static void publish(presence_t *p, proto_str json) {
   free(json.ptr);
   if (!frame) act_crash("presence: out of memory");
   p->version++;
+  tm_add(TM_PRESENCE_DIFFS, 1);
   size_t slot = (size_t)(p->version % LOG_SIZE);
   if (p->log[slot].frame) ws_shared_release(p->log[slot].frame);
   p->log[slot].version = p->version;
@@ -953,6 +959,38 @@ static void on_leave(presence_t *p, act_msg_t *m) {
   if (mt) meta_remove(p, mt, true);
 }
 
+/* The diffs after `from` as one (proto_merge_presence_diffs), NULL past
+ * MERGE_MAX or out of memory.  Kept for the next session that restarted at
+ * the same version (a chaos wave, a pubsub restart: all at once). */
+static ws_shared_t *merged_since(presence_t *p, int64_t from) {
+  if (p->merged.frame && p->merged.from == from && p->merged.to == p->version)
+    return ws_shared_retain(p->merged.frame);
+  size_t n = (size_t)(p->version - from), bytes = 0;
+  proto_str *diffs = calloc(n, sizeof *diffs);
+  if (!diffs) return NULL;
+  for (size_t i = 0; i < n && bytes <= MERGE_MAX; i++) {
+    ws_shared_t *f = p->log[(size_t)(from + 1 + (int64_t)i) % LOG_SIZE].frame;
+    if (!f) bytes = MERGE_MAX + 1; /* not in the log: send what there is as it is */
+    else diffs[i].ptr = (char *)ws_shared_payload(f, &diffs[i].len);
+    bytes += diffs[i].len;
+  }
+  proto_str one = bytes <= MERGE_MAX ? proto_merge_presence_diffs(diffs, n) : (proto_str){NULL, 0};
+  free(diffs);
+  ws_shared_t *frame = one.ptr ? ws_shared_text(one.ptr, one.len) : NULL;
+  free(one.ptr);
+  if (!frame) return NULL;
+  if (p->merged.frame) ws_shared_release(p->merged.frame);
+  p->merged.from = from;
+  p->merged.to = p->version;
+  p->merged.frame = frame;
+  return ws_shared_retain(frame);
+}
+
+/* A restarted session's catch-up: the diffs its socket missed, as one diff
+ * when there are several.  Sent one by one, 50 ms apart (its pacer), they
+ * kept a socket k x 50 ms behind; under CHATTER_CHAOS a session restarted
+ * again before it had written them, and fell further behind with every
+ * restart. */
 static void on_since(presence_t *p, act_msg_t *m) {
   const presence_since_t *rq = m->data;
   int64_t from = rq->version;
@@ -967,7 +1005,13 @@ static void on_since(presence_t *p, act_msg_t *m) {
   e->ok = ok;
   e->version = p->version;
   e->n = n;
-  for (uint32_t i = 0; i < n; i++) {
+  ws_shared_t *one = n > 1 ? merged_since(p, from) : NULL;
+  if (one) {
+    tm_add(TM_CATCHUPS_MERGED, 1);
+    e->n = 1;
+    e->events[0] = (app_event_t){TOPIC_PRESENCE, p->version, one};
+  }
+  for (uint32_t i = 0; i < e->n && !one; i++) {
     int64_t v = from + 1 + i;
     size_t slot = (size_t)(v % LOG_SIZE);
     e->events[i] = (app_event_t){TOPIC_PRESENCE, v, ws_shared_retain(p->log[slot].frame)};
@@ -1206,6 +1250,7 @@ static void pr_terminate(void *state, act_reason_t r) {
   for (size_t i = 0; i < LOG_SIZE; i++)
     if (p->log[i].frame) ws_shared_release(p->log[i].frame);
   if (p->welcome) ws_shared_release(p->welcome);
+  if (p->merged.frame) ws_shared_release(p->merged.frame);
   free(p);
 }
 

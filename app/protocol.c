@@ -934,6 +934,91 @@ proto_str proto_enc_presence_diff(const proto_meta *joins, size_t n_joins,
     return jb_finish(&b);
 }
 
+/* The union of field ("joins" or "leaves") over d[0..n), names in byte
+ * order as the encoder wrote them: take the smallest name at the n
+ * cursors; a name equal to the last one taken gives its metas to it. */
+static cJSON *merge_meta_maps(cJSON **d, size_t n, const char *field)
+{
+    cJSON *out = cJSON_CreateObject(), *last = NULL;
+    cJSON **maps = calloc(n, sizeof *maps);
+    if (!out || !maps)
+        goto fail;
+    for (size_t i = 0; i < n; i++) {
+        maps[i] = cJSON_GetObjectItemCaseSensitive(d[i], field);
+        if (!cJSON_IsObject(maps[i]))
+            goto fail;
+    }
+    for (;;) {
+        size_t best = n;
+        for (size_t i = 0; i < n; i++)
+            if (maps[i]->child && (best == n ||
+                                   strcmp(maps[i]->child->string, maps[best]->child->string) < 0))
+                best = i;
+        if (best == n)
+            break;
+        cJSON *item = cJSON_DetachItemViaPointer(maps[best], maps[best]->child);
+        cJSON *metas = cJSON_GetObjectItemCaseSensitive(item, "metas");
+        if (!item->string || !cJSON_IsArray(metas)) {
+            cJSON_Delete(item);
+            goto fail;
+        }
+        if (last && !strcmp(last->string, item->string)) {
+            cJSON *to = cJSON_GetObjectItemCaseSensitive(last, "metas");
+            while (metas->child)
+                cJSON_AddItemToArray(to, cJSON_DetachItemViaPointer(metas, metas->child));
+            cJSON_Delete(item);
+            continue;
+        }
+        if (!cJSON_AddItemToObject(out, item->string, item)) {
+            cJSON_Delete(item);
+            goto fail;
+        }
+        last = item;
+    }
+    free(maps);
+    return out;
+fail:
+    free(maps);
+    cJSON_Delete(out);
+    return NULL;
+}
+
+proto_str proto_merge_presence_diffs(const proto_str *diffs, size_t n)
+{
+    proto_str res = {NULL, 0};
+    cJSON **d = n ? calloc(n, sizeof *d) : NULL;
+    cJSON *m = cJSON_CreateObject();
+    if (!d || !m)
+        goto done;
+    for (size_t i = 0; i < n; i++)
+        if (!(d[i] = cJSON_ParseWithLength(diffs[i].ptr, diffs[i].len)))
+            goto done;
+    const cJSON *total = cJSON_GetObjectItemCaseSensitive(d[n - 1], "total_users");
+    const cJSON *online = cJSON_GetObjectItemCaseSensitive(d[n - 1], "online_count");
+    if (!cJSON_IsNumber(total) || !cJSON_IsNumber(online) ||
+        !cJSON_AddStringToObject(m, "type", "presence_diff"))
+        goto done;
+    const char *fields[] = {"joins", "leaves"};
+    for (size_t f = 0; f < 2; f++) {
+        cJSON *map = merge_meta_maps(d, n, fields[f]);
+        if (!map || !cJSON_AddItemToObject(m, fields[f], map)) {
+            cJSON_Delete(map);
+            goto done;
+        }
+    }
+    if (!cJSON_AddNumberToObject(m, "total_users", total->valuedouble) ||
+        !cJSON_AddNumberToObject(m, "online_count", online->valuedouble))
+        goto done;
+    res.ptr = cJSON_PrintUnformatted(m); /* cJSON's default hooks: malloc */
+    res.len = res.ptr ? strlen(res.ptr) : 0;
+done:
+    for (size_t i = 0; d && i < n; i++)
+        cJSON_Delete(d[i]);
+    free(d);
+    cJSON_Delete(m);
+    return res;
+}
+
 /* ------------------------------------------------------------------ time */
 
 void proto_format_time(int64_t unix_us, char out[PROTO_TIME_LEN + 1])

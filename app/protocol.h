@@ -214,6 +214,14 @@ proto_str proto_enc_message(const proto_str *message);
 proto_str proto_enc_presence_diff(const proto_meta *joins, size_t n_joins,
                                   const proto_meta *leaves, size_t n_leaves,
                                   size_t total_users, size_t online_count);
+/* Several presence diffs of proto_enc_presence_diff, oldest first, as one
+ * diff: the union of their joins, the union of their leaves, the last
+ * one's counts.  A client applying it (joins, then leaves) ends where
+ * applying them in turn would have, because a meta (phx_ref) joins once
+ * and leaves once: none left in one diff joins in a later one.  Names stay
+ * in byte order, so the union is a k-way merge, O(total metas x n).
+ * {NULL, 0}: out of memory, or a diff that is not one of ours. */
+proto_str proto_merge_presence_diffs(const proto_str *diffs, size_t n);
 
 /* ---- time */
 

@@ -465,7 +465,8 @@ static void on_start_reply(session_t *s, conn_t *c, act_msg_t *m) {
          it (a flush publishes every pending change at once) */
       bool announced = s->join_version && st->presence_version > s->join_version;
       for (uint32_t i = 0; i < evs->n; i++) deliver(s, c, &evs->events[i]);
-      /* every event up to evs->version was in the reply; later ones come
+      /* every event up to evs->version was in the reply (several missed
+         diffs merged into one by presence: on_since); later ones come
          from pubsub, to which we are subscribed.  What the pacer took
          leaves DIFF_GAP_MS apart like any diff, and the socket's version
          reaches evs->version when the last of them is written (pace_out):

@@ -26,6 +26,8 @@ enum {
   TM_DB_RTT_US_SUM,       /* counter: microseconds spent in queries */
   TM_DASH_SWEEPS,         /* counter: dashboard snapshots that walked every actor */
   TM_DASH_REFRESHES,      /* counter: dashboard snapshots that read the drawn ones only */
+  TM_PRESENCE_DIFFS,      /* counter: presence diffs published */
+  TM_CATCHUPS_MERGED,     /* counter: restarted sessions' catch-ups sent as one merged diff */
   TM_COUNT
 };
 void tm_add(int metric, long delta);

@@ -1163,6 +1163,53 @@ START_TEST(encode_presence_diff)
 }
 END_TEST
 
+/* Diffs merged into one equal the one diff of their union (what presence
+ * sends a restarted session that missed several), names still in byte
+ * order; something that is not a diff is refused. */
+START_TEST(merge_presence_diffs)
+{
+    proto_meta j1[2] = {meta("alice", "r1"), meta("bob", "r2")}, l1[1] = {meta("carol", "r0")};
+    proto_meta j2[3] = {meta("alice", "r3"), meta("dave", "r5"), meta(AWKWARD, "r6")};
+    proto_meta l2[1] = {meta("bob", "r2")}, l3[1] = {meta("alice", "r1")};
+    proto_str d[3] = {proto_enc_presence_diff(j1, 2, l1, 1, 10, 3),
+                      proto_enc_presence_diff(j2, 3, l2, 1, 11, 4),
+                      proto_enc_presence_diff(NULL, 0, l3, 1, 11, 3)};
+    proto_str m = proto_merge_presence_diffs(d, 3);
+    cJSON *got = parse_frame(m, "presence_diff");
+    proto_meta uj[5] = {j1[0], j1[1], j2[0], j2[1], j2[2]}, ul[3] = {l1[0], l2[0], l3[0]};
+    proto_str e = proto_enc_presence_diff(uj, 5, ul, 3, 11, 3);
+    cJSON *want = parse_frame(e, "presence_diff");
+    ck_assert_msg(cJSON_Compare(got, want, 1), "merged %s\nwant %s", m.ptr, e.ptr);
+    ck_assert_int_eq(cJSON_GetArraySize(get(get(get(got, "joins"), "alice"), "metas")), 2);
+    ck_assert_str_eq(sget(cJSON_GetArrayItem(get(get(get(got, "joins"), "alice"), "metas"), 1),
+                          "phx_ref"),
+                     "r3"); /* a name's metas keep the diffs' order */
+    for (const char *f = "joins"; f; f = strcmp(f, "joins") ? NULL : "leaves")
+        for (cJSON *k = get(got, f)->child; k && k->next; k = k->next)
+            ck_assert_msg(strcmp(k->string, k->next->string) < 0, "%s: %s before %s", f,
+                          k->string, k->next->string);
+    cJSON_Delete(got);
+    cJSON_Delete(want);
+    free(m.ptr);
+    free(e.ptr);
+
+    proto_str one = proto_merge_presence_diffs(d, 1); /* one diff: itself */
+    got = parse_frame(one, "presence_diff");
+    want = parse_frame(d[0], "presence_diff");
+    ck_assert(cJSON_Compare(got, want, 1));
+    cJSON_Delete(got);
+    cJSON_Delete(want);
+    free(one.ptr);
+
+    proto_str bad[2] = {d[0], {"{\"type\":\"pong\"}", 15}};
+    ck_assert_ptr_null(proto_merge_presence_diffs(bad, 2).ptr);
+    proto_str junk[2] = {d[0], {"{\"joins\":", 9}};
+    ck_assert_ptr_null(proto_merge_presence_diffs(junk, 2).ptr);
+    for (int i = 0; i < 3; i++)
+        free(d[i].ptr);
+}
+END_TEST
+
 START_TEST(format_time)
 {
     char t[PROTO_TIME_LEN + 1];
@@ -1227,6 +1274,7 @@ static Suite *protocol_suite(void)
     tcase_add_test(enc, encode_errors);
     tcase_add_test(enc, encode_ref_round_trip);
     tcase_add_test(enc, encode_presence_diff);
+    tcase_add_test(enc, merge_presence_diffs);
     tcase_add_test(enc, encode_users);
     tcase_add_test(enc, format_time);
     suite_add_tcase(s, enc);
