@@ -507,8 +507,9 @@ static void reply_snapshot(presence_t *p, act_msg_t *req, const meta_t *m) {
   act_reply_ex(req, PRESENCE_SNAPSHOT, &s, sizeof s, presence_snapshot_release);
 }
 
-/* A welcome asked while a window is open waits for its flush (at most
- * FLUSH_MS) and carries the counts after it: the socket then never gets
+/* A welcome asked while a window is open waits for its flush (FLUSH_MS, or
+ * longer while the last diff is still being fanned out) and carries the
+ * counts after it: the socket then never gets
  * the diff of changes made before it connected.  What it buys is fewer
  * diffs in a wave.  5,000 sockets reconnecting at once (issue 6's storm,
  * bench/RESULTS.md): welcomed one by one, they were sent the leaves they
