@@ -59,7 +59,7 @@ void endpoint_start_session(conn_t *c) {
   spec.shutdown_ms = 1000;
   spec.scheduler = ACT_SCHED_ON((int)(conn_id(c) & 0xff));
   spec.max_mailbox = 10000; /* pushes a slow session may hold; past it, restart */
-  spec.priority = ACT_PRIORITY_HIGH; /* until its welcome (session.c set_priority) */
+  spec.priority = ACT_PRIORITY_HIGH; /* until it has joined (session.c set_priority) */
   act_pid_t sup = act_whereis(APP_NAME_SESSIONS);
   acceptor_t *a = endpoint_local_acceptor();
   if (a && sup && sup != a->sessions_pid) { /* watch the one our sessions live under */

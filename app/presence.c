@@ -347,11 +347,13 @@ static void mark_dirty(presence_t *p, user_t *u) {
   p->dirty = u;
 }
 
-static void arm_flush(presence_t *p) {
+static void arm_flush_after(presence_t *p, unsigned ms) {
   if (p->flush_armed) return;
-  act_send_after(FLUSH_MS, act_self(), PRESENCE_FLUSH, NULL, 0);
+  act_send_after(ms, act_self(), PRESENCE_FLUSH, NULL, 0);
   p->flush_armed = true;
 }
+
+static void arm_flush(presence_t *p) { arm_flush_after(p, FLUSH_MS); }
 
 /* A user presence did not know: listed at the next flush (or at once when
  * it comes from the database load, which clients count from the start). */
@@ -431,11 +433,8 @@ static void flush(presence_t *p) {
     arm_flush(p);
     return;
   }
-  if (pubsub_presence_in_flight() > 0) { /* see "Flow" above */
-    act_send_after(DRAIN_POLL_MS, act_self(), PRESENCE_FLUSH, NULL, 0);
-    p->flush_armed = true;
-    return;
-  }
+  if (pubsub_presence_in_flight() > 0) /* see "Flow" above */
+    return arm_flush_after(p, DRAIN_POLL_MS);
   for (user_t *u = p->dirty, *next; u; u = next) {
     next = u->next_dirty;
     u->dirty = false;
@@ -969,13 +968,16 @@ static ws_shared_t *merged_since(presence_t *p, int64_t from) {
   size_t n = (size_t)(p->version - from), bytes = 0;
   proto_str *diffs = calloc(n, sizeof *diffs);
   if (!diffs) return NULL;
-  for (size_t i = 0; i < n && bytes <= MERGE_MAX; i++) {
+  for (size_t i = 0; i < n; i++) {
     ws_shared_t *f = p->log[(size_t)(from + 1 + (int64_t)i) % LOG_SIZE].frame;
-    if (!f) bytes = MERGE_MAX + 1; /* not in the log: send what there is as it is */
-    else diffs[i].ptr = (char *)ws_shared_payload(f, &diffs[i].len);
+    if (f) diffs[i].ptr = (char *)ws_shared_payload(f, &diffs[i].len);
     bytes += diffs[i].len;
+    if (!f || bytes > MERGE_MAX) { /* the diffs go as they are */
+      free(diffs);
+      return NULL;
+    }
   }
-  proto_str one = bytes <= MERGE_MAX ? proto_merge_presence_diffs(diffs, n) : (proto_str){NULL, 0};
+  proto_str one = proto_merge_presence_diffs(diffs, n);
   free(diffs);
   ws_shared_t *frame = one.ptr ? ws_shared_text(one.ptr, one.len) : NULL;
   free(one.ptr);
@@ -1011,11 +1013,12 @@ static void on_since(presence_t *p, act_msg_t *m) {
     tm_add(TM_CATCHUPS_MERGED, 1);
     e->n = 1;
     e->events[0] = (app_event_t){TOPIC_PRESENCE, p->version, one};
-  }
-  for (uint32_t i = 0; i < e->n && !one; i++) {
-    int64_t v = from + 1 + i;
-    size_t slot = (size_t)(v % LOG_SIZE);
-    e->events[i] = (app_event_t){TOPIC_PRESENCE, v, ws_shared_retain(p->log[slot].frame)};
+  } else {
+    for (uint32_t i = 0; i < n; i++) {
+      int64_t v = from + 1 + i;
+      e->events[i] = (app_event_t){TOPIC_PRESENCE, v,
+                                   ws_shared_retain(p->log[(size_t)(v % LOG_SIZE)].frame)};
+    }
   }
   act_reply_ex(m, PRESENCE_EVENTS, e, size, presence_events_release);
   free(e);

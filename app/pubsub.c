@@ -61,18 +61,25 @@ void app_event_release(void *data, size_t size) {
   if (ev->frame) ws_shared_release(ev->frame);
 }
 
-int app_event_send(act_pid_t to, int type, int topic, int64_t seq, ws_shared_t *frame) {
-  app_event_t ev = {topic, seq, ws_shared_retain(frame)};
-  int rc = act_send_ex(to, type, &ev, sizeof ev, app_event_release);
-  if (rc != ACT_OK) ws_shared_release(frame);
-  return rc;
-}
-
 /* free_fn of a presence event pushed to a subscriber: handled or dropped,
  * it is no longer on its way. */
 static void presence_push_release(void *data, size_t size) {
   atomic_fetch_sub_explicit(&g_presence_in_flight, 1, memory_order_relaxed);
   app_event_release(data, size);
+}
+
+/* An event with its own reference to the frame; fn runs when the message
+ * is freed, or here if it could not be made. */
+static int event_send(act_pid_t to, int type, int topic, int64_t seq, ws_shared_t *frame,
+                      act_payload_free_fn fn) {
+  app_event_t ev = {topic, seq, ws_shared_retain(frame)};
+  int rc = act_send_ex(to, type, &ev, sizeof ev, fn);
+  if (rc != ACT_OK) fn(&ev, sizeof ev);
+  return rc;
+}
+
+int app_event_send(act_pid_t to, int type, int topic, int64_t seq, ws_shared_t *frame) {
+  return event_send(to, type, topic, seq, frame, app_event_release);
 }
 
 static size_t bucket(const pubsub_t *ps, act_pid_t pid) {
@@ -176,18 +183,13 @@ static void publish(pubsub_t *ps, act_msg_t *m) {
   if (ev->topic == TOPIC_LOBBY && ev->seq > atomic_load(&g_latest_seq))
     atomic_store(&g_latest_seq, ev->seq); /* before any subscriber hears of it */
   const topic_t *t = &ps->topics[ev->topic];
-  if (ev->topic == TOPIC_LOBBY) {
-    for (size_t i = 0; i < t->n; i++)
-      app_event_send(t->v[i].pid, APP_EVENT, ev->topic, ev->seq, ev->frame);
-    return;
+  act_payload_free_fn fn = app_event_release;
+  if (ev->topic == TOPIC_PRESENCE) {
+    atomic_fetch_add_explicit(&g_presence_in_flight, (int64_t)t->n, memory_order_relaxed);
+    fn = presence_push_release;
   }
-  atomic_fetch_add_explicit(&g_presence_in_flight, (int64_t)t->n, memory_order_relaxed);
-  for (size_t i = 0; i < t->n; i++) {
-    app_event_t push = {ev->topic, ev->seq, ws_shared_retain(ev->frame)};
-    if (act_send_ex(t->v[i].pid, APP_EVENT, &push, sizeof push, presence_push_release) !=
-        ACT_OK)
-      presence_push_release(&push, sizeof push);
-  }
+  for (size_t i = 0; i < t->n; i++)
+    event_send(t->v[i].pid, APP_EVENT, ev->topic, ev->seq, ev->frame, fn);
 }
 
 static void on_down(pubsub_t *ps, act_msg_t *m) {

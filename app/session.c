@@ -917,16 +917,16 @@ static void on_taken_over(session_t *s) {
 
 /* ---------------------------------------------------------- behaviour */
 
-/* Start (or wait for) the services.  A session watches pubsub and
- * presence: if either dies, its subscriptions or its entry died with it,
- * and the session starts over in place.  While one of them is being
- * restarted by its supervisor, wait a little. */
 /* PH_WAITING: begin in ms milliseconds. */
 static void begin_after(session_t *s, unsigned ms) {
   s->phase = PH_WAITING;
   act_send_after(ms, act_self(), SESSION_START, NULL, 0);
 }
 
+/* Start (or wait for) the services.  A session watches pubsub and
+ * presence: if either dies, its subscriptions or its entry died with it,
+ * and the session starts over in place.  While one of them is being
+ * restarted by its supervisor, wait a little. */
 static void begin(session_t *s) {
   act_pid_t ps = act_whereis(APP_NAME_PUBSUB), pr = act_whereis(APP_NAME_PRESENCE);
   if (!ps || !pr) return begin_after(s, SERVICE_WAIT_MS);

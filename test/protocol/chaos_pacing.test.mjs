@@ -8,7 +8,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startServer } from '../lib/server.mjs';
-import { connect, closeAll, uniq, checkAlive, httpGet } from './client.mjs';
+import { connect, closeAll, uniq, checkAlive, metric, at } from './client.mjs';
 import { startObserver, shortGaps } from './diffgaps.mjs';
 
 let server;
@@ -19,11 +19,7 @@ before(async () => {
 });
 after(async () => { await closeAll(); await server?.stop(); });
 
-const counter = async (name) => {
-  const m = new RegExp(`^${name} (\\d+)$`, 'm').exec((await httpGet(server.port, '/metrics')).text);
-  assert.ok(m, `${name} in /metrics`);
-  return Number(m[1]);
-};
+const counter = (name) => metric(assert, server, name);
 const restarts = () => counter('chatter_session_restarts_total');
 
 test('chaos: diffs caught up after a restart go out as one, 50 ms after the last, none lost', async () => {
@@ -39,7 +35,6 @@ test('chaos: diffs caught up after a restart go out as one, 50 ms after the last
   // wait out their restarts.  Again until a catch-up was merged (at most 5
   // times: a server that never merges fails below).
   const names = [];
-  const at = (ms, f) => new Promise((r) => setTimeout(() => r(f()), ms));
   for (let round = 0; round < 5; round++) {
     const socks = await Promise.all(Array.from({ length: 60 }, () => connect(server.wsUrl)));
     const ns = socks.map(() => uniq('cg'));

@@ -9,6 +9,8 @@ import crypto from 'node:crypto';
 export const TIMEOUT = Number(process.env.PROTO_TIMEOUT_MS || 5000);
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+// f() run ms from now: a load's schedule (welcome_kill, chaos_pacing), not a wait for an event.
+export const at = (ms, f) => new Promise((r) => setTimeout(() => r(f()), ms));
 
 // A unique name per run (the database persists): prefix + 8 hex digits.
 export function uniq(prefix = 'u') {
@@ -269,13 +271,16 @@ export async function kill(assert, server, name) {
   assert.equal(r.status, 200, `kill ${name}`);
 }
 
-// The server's database round-trip counter, from /metrics.
-export async function dbQueries(assert, server) {
+// A counter of the server's /metrics, by name.
+export async function metric(assert, server, name) {
   const res = await httpGet(server.port, '/metrics');
-  const m = /^chatter_db_queries_total (\d+)$/m.exec(res.text);
-  assert.ok(m, 'chatter_db_queries_total in /metrics');
+  const m = new RegExp(`^${name} (\\d+)$`, 'm').exec(res.text);
+  assert.ok(m, `${name} in /metrics`);
   return Number(m[1]);
 }
+
+// The server's database round-trip counter.
+export const dbQueries = (assert, server) => metric(assert, server, 'chatter_db_queries_total');
 
 // Shape checks shared by the test files.
 // UTF-8 byte order, the directory's (PROTOCOL.md): negative when a < b.

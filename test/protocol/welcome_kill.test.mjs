@@ -7,7 +7,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startServer } from '../lib/server.mjs';
-import { connect, joined, closeAll, uniq, kill, sleep, checkAlive } from './client.mjs';
+import { connect, joined, closeAll, uniq, kill, sleep, at, checkAlive } from './client.mjs';
 
 let server;
 before(async () => { server = await startServer({ env: { CHATTER_NEW_USERS_PER_MINUTE: '0', CHATTER_DEBUG: '1' } }); });
@@ -19,7 +19,6 @@ test('presence killed while welcomes wait for its window: every socket welcomed,
   // open all along, so each new socket's welcome waits up to 50 ms for its
   // flush, and presence is killed in the middle, with some of them held.
   const joiners = await Promise.all(Array.from({ length: 100 }, () => connect(server.wsUrl)));
-  const at = (ms, f) => new Promise((r) => setTimeout(() => r(f()), ms));
   const joins = joiners.map((c, i) => at(2 * i, () => c.join(uniq('wj'))));
   const newcomers = Array.from({ length: 100 }, (_, i) => at(2 * i, () => connect(server.wsUrl)));
   await sleep(100); // the kill's place in that schedule, not a synchronisation
