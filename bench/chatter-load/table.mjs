@@ -11,12 +11,28 @@ import path from 'node:path';
 
 const [dir, nBig, nSmall, gapFanout, gapChat] = process.argv.slice(2);
 const load = (f) => { try { return JSON.parse(fs.readFileSync(path.join(dir, f), 'utf8')); } catch { return null; } };
-const floorOf = (n, gap, arrivals = '') => {
+const median = (v) => {
+  const s = [...v].sort((a, b) => a - b);
+  return s.length ? (s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2) : null;
+};
+const keysOf = (f) => {
   try {
-    const f = gap ? `floor-gap-${n}-${gap}${arrivals ? `-${arrivals}` : ''}.txt` : `floor-${n}.txt`;
     const line = fs.readFileSync(path.join(dir, f), 'utf8');
     return Object.fromEntries([...line.matchAll(/(\w+)=([\d.]+)/g)].map((m) => [m[1], Number(m[2])]));
   } catch { return null; }
+};
+// floor.c's runs at N sockets (DIR/floor-N-K.txt, bench-chat.sh FLOOR_RUNS):
+// each figure is the median of the runs'; floor-gap's are one run each.
+const floorRuns = {};
+const floorOf = (n, gap, arrivals = '') => {
+  if (gap) return keysOf(`floor-gap-${n}-${gap}${arrivals ? `-${arrivals}` : ''}.txt`);
+  const runs = fs.readdirSync(dir).filter((f) => new RegExp(`^floor-${n}-\\d+\\.txt$`).test(f))
+    .sort((a, b) => Number(a.match(/-(\d+)\.txt$/)[1]) - Number(b.match(/-(\d+)\.txt$/)[1]))
+    .map(keysOf).filter((k) => k && k.round_ms_mean != null);
+  if (!runs.length) return keysOf(`floor-${n}.txt`);
+  floorRuns[n] = runs;
+  const keys = Object.keys(runs[0]);
+  return Object.fromEntries(keys.map((k) => [k, median(runs.map((r) => r[k]))]));
 };
 const fl = { fanout: floorOf(nBig), fanout2k: floorOf(nSmall), chat: floorOf(nSmall) };
 // The same floor with the scenario's time between two messages to a socket:
@@ -105,10 +121,20 @@ row('storm', 'drop to caught up, max (ms)', (j) => j.recovery_max_ms, null, 0);
 row('storm', 'lost/dup/order', lostDup, null);
 row('slow', 'delivery p99 of the readers (ms)', (j) => j.deliver_p99_ms, null);
 // issue 6's target: within 10% of the plain run (chat2) of the same server
-row('slow', "the readers' p99 over chat2's (x)", (j, who) => {
-  const b = load(`${who}-chat2.json`);
-  return b && b.deliver_p99_ms > 0 && j.deliver_p99_ms != null ? j.deliver_p99_ms / b.deliver_p99_ms : null;
-}, null, 2);
+// (pairs: bench-chat.sh SLOW_PAIRS; the first is chat2 and slow above)
+const pairRatios = (who) => {
+  const out = [];
+  for (let k = 1; ; k++) {
+    const sfx = k === 1 ? '' : `-${k}`;
+    const a = load(`${who}-slow${sfx}.json`), b = load(`${who}-chat2${sfx}.json`);
+    if (!a || !b) break;
+    if (b.deliver_p99_ms > 0 && a.deliver_p99_ms != null) out.push(a.deliver_p99_ms / b.deliver_p99_ms);
+  }
+  return out;
+};
+row('slow', "the readers' p99 over chat2's (x), median of the pairs", (j, who) => median(pairRatios(who)), null, 2);
+row('slow', "the same, each pair (chat2's run and then slow's)", (j, who) =>
+  pairRatios(who).map((r) => r.toFixed(2)).join(', ') || null, null);
 row('slow', 'slow sessions closed by the server', (j) => (j.slow_closed == null ? null : `${j.slow_closed} of ${j.slow}`), null);
 row('slow', 'server RSS peak while sending (MB)', (j) => j.server_rss_peak_kb / 1024, null);
 row('slow', 'lost/dup/order', lostDup, null);
@@ -124,6 +150,9 @@ for (const r of rows) console.log(line(r));
 console.log('\n(h): the harness was runnable (running or waiting for a CPU) over 85% of the send window of that run: the figure is a floor for that server, not its ceiling.' +
   ' lost/dup/order: (receiver, message) pairs never delivered / delivered twice / out of seq order; * the drain hit its 30 s bound, so missing ones may be late rather than lost. Ratios: Chatter divided by the other;' +
   ' for latency, RSS and CPU lower is better, for rates higher is better. The Node peer has no chaos switch, so crash is Chatter only.' +
-  ' floor: ../shared/floor/floor.c (rounds 2 ms apart); "rounds N ms apart": the same measurement by bench/chatter-load/floor_gap.c at the scenario\'s cadence;' +
+  ' floor: ../shared/floor/floor.c (rounds 2 ms apart), the median of its runs (below); "rounds N ms apart": the same measurement by bench/chatter-load/floor_gap.c at the scenario\'s cadence;' +
   ` ladder: its first stage against floor_gap.c at ${gapChat} ms (its cadence), the others against floor.c and then floor_gap.c at their own cadence;` +
   ' "rounds at random": floor_gap.c poisson, rounds at random times as often, as 200 senders at random phases reach a socket.');
+const runsLine = Object.entries(floorRuns).map(([n, runs]) => `${Number(n).toLocaleString('en-US')} sockets, round ${
+  runs.map((r) => r.round_ms_mean.toFixed(1)).join(', ')} ms, CPU-s per 100k ${runs.map((r) => r.cpu_s_per_100k.toFixed(3)).join(', ')}`);
+if (runsLine.length) console.log(`\nfloor.c's runs (one before the scenarios, the others after): ${runsLine.join('; ')}.`);
