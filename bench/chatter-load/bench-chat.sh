@@ -129,6 +129,9 @@ if [ "$TABLE_ONLY" = 0 ]; then
   for n in $(div 10000) $(div 2000); do floor_run "$n" 1; done
 fi
 
+# a new chat2 or slow makes the last run's extra pairs stale
+case " $SCENARIOS " in *" chat2 "*|*" slow "*) rm -f "$OUT"/*-chat2-[0-9]*.* "$OUT"/*-slow-[0-9]*.* ;; esac
+
 for sc in $SCENARIOS; do
   run_one chatter "$sc"
   [ "$sc" = crash ] || run_one node "$sc"   # the peer has no chaos switch
