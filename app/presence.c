@@ -1002,16 +1002,15 @@ static void on_since(presence_t *p, act_msg_t *m) {
   int64_t oldest = p->version - LOG_SIZE + 1;
   bool ok = from >= oldest - 1 && from <= p->version;
   uint32_t n = ok ? (uint32_t)(p->version - from) : 0;
-  size_t size = sizeof(presence_events_t) + n * sizeof(app_event_t);
+  ws_shared_t *one = n > 1 ? merged_since(p, from) : NULL;
+  size_t size = sizeof(presence_events_t) + (one ? 1 : n) * sizeof(app_event_t);
   presence_events_t *e = calloc(1, size);
   if (!e) act_crash("presence: out of memory");
   e->ok = ok;
   e->version = p->version;
-  e->n = n;
-  ws_shared_t *one = n > 1 ? merged_since(p, from) : NULL;
+  e->n = one ? 1 : n;
   if (one) {
     tm_add(TM_CATCHUPS_MERGED, 1);
-    e->n = 1;
     e->events[0] = (app_event_t){TOPIC_PRESENCE, p->version, one};
   } else {
     for (uint32_t i = 0; i < n; i++) {

@@ -129,8 +129,10 @@ if [ "$TABLE_ONLY" = 0 ]; then
   for n in $(div 10000) $(div 2000); do floor_run "$n" 1; done
 fi
 
+runs() { case " $SCENARIOS " in *" $1 "*) return 0 ;; esac; return 1; } # runs SCENARIO: in this run?
+
 # a new chat2 or slow makes the last run's extra pairs stale
-case " $SCENARIOS " in *" chat2 "*|*" slow "*) rm -f "$OUT"/*-chat2-[0-9]*.* "$OUT"/*-slow-[0-9]*.* ;; esac
+if runs chat2 || runs slow; then rm -f "$OUT"/*-chat2-[0-9]*.* "$OUT"/*-slow-[0-9]*.*; fi
 
 for sc in $SCENARIOS; do
   run_one chatter "$sc"
@@ -144,10 +146,11 @@ done
 # scenarios' own, with the peer's chat2 between them); the table gives the
 # median of the pairs' ratios.
 SLOW_PAIRS=3
-case " $SCENARIOS " in *" chat2 "*) case " $SCENARIOS " in *" slow "*)
+if runs chat2 && runs slow; then
   for k in $(seq 2 $SLOW_PAIRS); do
     for srv in chatter node; do run_one $srv chat2 "chat2-$k"; run_one $srv slow "slow-$k"; done
-  done ;; esac ;; esac
+  done
+fi
 
 # floor_gap N GAP [poisson]: floor_gap.c into OUT/floor-gap-N-GAP[-poisson].txt,
 # about 10 s of rounds (30 rounds at 500 ms: 15 s; 50 at 250 ms: 12.5 s)

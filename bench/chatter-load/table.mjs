@@ -34,7 +34,8 @@ const floorOf = (n, gap, arrivals = '') => {
   const keys = Object.keys(runs[0]);
   return Object.fromEntries(keys.map((k) => [k, median(runs.map((r) => r[k]))]));
 };
-const fl = { fanout: floorOf(nBig), fanout2k: floorOf(nSmall), chat: floorOf(nSmall) };
+const flSmall = floorOf(nSmall);
+const fl = { fanout: floorOf(nBig), fanout2k: flSmall, chat: flSmall };
 // The same floor with the scenario's time between two messages to a socket:
 // past the receiver's 200 ms retransmission timeout its kernel ACKs at once,
 // on the sender's core (floor_gap.c says what that costs).
@@ -132,9 +133,10 @@ const pairRatios = (who) => {
   }
   return out;
 };
-row('slow', "the readers' p99 over chat2's (x), median of the pairs", (j, who) => median(pairRatios(who)), null, 2);
+const pairs = { chatter: pairRatios('chatter'), node: pairRatios('node') };
+row('slow', "the readers' p99 over chat2's (x), median of the pairs", (j, who) => median(pairs[who]), null, 2);
 row('slow', "the same, each pair (chat2's run and then slow's)", (j, who) =>
-  pairRatios(who).map((r) => r.toFixed(2)).join(', ') || null, null);
+  pairs[who].map((r) => r.toFixed(2)).join(', ') || null, null);
 row('slow', 'slow sessions closed by the server', (j) => (j.slow_closed == null ? null : `${j.slow_closed} of ${j.slow}`), null);
 row('slow', 'server RSS peak while sending (MB)', (j) => j.server_rss_peak_kb / 1024, null);
 row('slow', 'lost/dup/order', lostDup, null);
