@@ -68,6 +68,9 @@ typedef struct app_config {
   int header_timeout_ms;    /* CHATTER_HEADER_TIMEOUT_MS, default 10 s */
   int keepalive_timeout_ms; /* CHATTER_KEEPALIVE_TIMEOUT_MS, default 60 s */
   int send_timeout_ms;      /* CHATTER_SEND_TIMEOUT_MS, default 30 s */
+  bool io_uring;            /* CHATTER_IO_URING, default 1: pushes leave many
+                               per system call (sendbatch.c); 0 = one send(2)
+                               each, as where io_uring is refused */
   int ws_sndbuf;            /* CHATTER_WS_SNDBUF, default 256 KiB; 0 = the
                                kernel's autotuning (conn.c, upgrade) */
   char allowed_origins[2048]; /* CHATTER_ALLOWED_ORIGINS: comma list, "*" = any */

@@ -23,6 +23,7 @@
  *   CHATTER_SEND_TIMEOUT_MS (30000), CHATTER_ALLOWED_ORIGINS,
  *   CHATTER_ALLOWED_HOSTS (README "Bounds" and "Origins and hosts")
  *   CHATTER_SHUTDOWN_MS (10000): how long the SIGTERM drain may take (main.c)
+ *   CHATTER_IO_URING (1): pushes many per system call; 0: one send(2) each
  */
 #include "app.h"
 #include "db.h"
@@ -120,6 +121,7 @@ void app_config_load(const char *argv0) {
   g_cfg.header_timeout_ms = env_int("CHATTER_HEADER_TIMEOUT_MS", 10000, 100, 3600000);
   g_cfg.keepalive_timeout_ms = env_int("CHATTER_KEEPALIVE_TIMEOUT_MS", 60000, 100, 3600000);
   g_cfg.send_timeout_ms = env_int("CHATTER_SEND_TIMEOUT_MS", 30000, 100, 3600000);
+  g_cfg.io_uring = env_int("CHATTER_IO_URING", 1, 0, 1) == 1;
   g_cfg.ws_sndbuf = env_int("CHATTER_WS_SNDBUF", 256 * 1024, 0, 64 * 1024 * 1024);
   /* 10 s: systemd's TimeoutStopSec is 90 s, Kubernetes' grace period 30 s */
   g_cfg.shutdown_ms = env_int("CHATTER_SHUTDOWN_MS", 10000, 100, 3600000);

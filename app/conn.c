@@ -46,10 +46,11 @@
  * The write path (issue 6): a frame sent to a WebSocket is not written at
  * once; the conn goes on its acceptor's dirty list, and one uv_prepare_t,
  * run by every uv_run of the scheduler (after a batch of actor turns, before
- * polling), writes each dirty conn's queue with one sendmsg: the frames
- * of a batch leave together, straight from their (shared) buffers.  A
- * write the kernel takes whole costs no uv_write_t, no callback and no
- * epoll_ctl; only the rest goes to a uv_write.  Measured with bench/load.mjs
+ * polling), writes each dirty conn's queue with one send: the frames of a
+ * batch leave together, straight from their (shared) buffers, and the
+ * sends of up to SENDBATCH_MAX conns leave in one system call (sendbatch.c,
+ * io_uring).  A write the kernel takes whole costs no uv_write_t, no
+ * callback and no epoll_ctl; only the rest goes to a uv_write.  Measured with bench/load.mjs
  * (300 sessions, 10 senders x 20 messages = 60,000 deliveries, 1 thread,
  * strace -c): see the commit that brought it.
  *
@@ -62,6 +63,7 @@
 #include "dashboard.h"
 #include "queue.h"
 #include "presence.h"
+#include "sendbatch.h"
 #include "session.h"
 #include "telemetry.h"
 
@@ -81,7 +83,7 @@
 #define CONN_HTTP_MAX_UNSENT (256u * 1024)
 #define CONN_READ_SLAB (64u * 1024) /* one read, per thread, shared by its conns */
 #define CONN_HTTP_MAX_STASH CONN_READ_SLAB
-#define CONN_WS_IOV 16 /* buffers per write */
+#define CONN_WS_IOV SENDBATCH_IOV /* buffers per write */
 
 typedef struct frame {
   act_qnode_t node;       /* in conn_t.frames (runtime/queue.h) */
@@ -120,6 +122,7 @@ struct conn {
   bool close_after_write;      /* HTTP: Connection: close, then close */
   bool in_flight;              /* WebSocket: the head frame was handed to the session */
   bool diff_queued;            /* a presence_diff waits for the flush: stamp st.diff_at_ms */
+  bool sending;                /* in the acceptor's send batch (flush_dirty) */
   uint32_t nrequests;          /* HTTP requests answered */
   conn_link_t dirty_link;      /* the acceptor's dirty list */
   http_conn_t *http;           /* until the upgrade */
@@ -418,59 +421,76 @@ static uint32_t diff_clock_ms(void) { return (uint32_t)(uv_hrtime() / 1000000); 
 
 uint32_t conn_ms_since_diff(conn_t *c) { return diff_clock_ms() - c->st.diff_at_ms; }
 
-/* Writes what ws.c has queued: try_send first (the kernel usually takes a
- * push whole: no request, no callback, no change to the poll set), then one
- * uv_write for whatever it did not take. */
-static void flush_ws(conn_t *c) {
-  if (uv_is_closing((uv_handle_t *)&c->tcp)) return;
-  if (c->diff_queued) { /* it leaves now, maybe some ms after the session handed it over */
-    c->diff_queued = false;
-    c->st.diff_at_ms = diff_clock_ms();
+/* What a send of iov[0..n) that took w bytes (w < 0: a libuv error) leaves
+ * to do: true when the kernel took it all and the conn may send on; false
+ * when the conn is shut down or a uv_write now holds the rest. */
+static bool after_try(conn_t *c, struct iovec *iov, size_t n, int w) {
+  if (w < 0) {
+    ws_conn_output_done(c->ws);
+    conn_shutdown(c);
+    return false;
   }
-  while (!c->tcp_closed && !c->writing) {
-    struct iovec iov[CONN_WS_IOV];
-    size_t n = ws_conn_output(c->ws, iov, CONN_WS_IOV);
-    if (n == 0) break;
-    int w = try_send(c, iov, n);
-    if (w < 0) {
-      ws_conn_output_done(c->ws);
-      conn_shutdown(c);
-      return;
-    }
-    size_t done = (size_t)w, i = 0;
-    if (done > 0) c->progress_ms = now_ms(c);
-    while (i < n && done >= iov[i].iov_len) done -= iov[i++].iov_len;
-    if (i == n) {
-      ws_conn_output_done(c->ws);
-      continue;
-    }
-    iov[i].iov_base = (char *)iov[i].iov_base + done;
-    iov[i].iov_len -= done;
-    uv_write_t *req = malloc(sizeof *req);
-    if (!req) {
-      ws_conn_output_done(c->ws);
-      conn_shutdown(c);
-      return;
-    }
-    c->writing = true;
-    c->progress_ms = now_ms(c); /* the send timeout counts from here */
-    req->data = c;
-    if (uv_write(req, (uv_stream_t *)&c->tcp, (uv_buf_t *)&iov[i], (unsigned)(n - i),
-                 on_ws_written) < 0) {
-      free(req);
-      c->writing = false;
-      ws_conn_output_done(c->ws);
-      conn_shutdown(c);
-      return;
-    }
-    ws_rearm(c); /* the send deadline now counts */
-    return;
+  size_t done = (size_t)w, i = 0;
+  if (done > 0) c->progress_ms = now_ms(c);
+  while (i < n && done >= iov[i].iov_len) done -= iov[i++].iov_len;
+  if (i == n) {
+    ws_conn_output_done(c->ws);
+    return true;
   }
+  iov[i].iov_base = (char *)iov[i].iov_base + done;
+  iov[i].iov_len -= done;
+  uv_write_t *req = malloc(sizeof *req);
+  if (!req) {
+    ws_conn_output_done(c->ws);
+    conn_shutdown(c);
+    return false;
+  }
+  c->writing = true;
+  c->progress_ms = now_ms(c); /* the send timeout counts from here */
+  req->data = c;
+  if (uv_write(req, (uv_stream_t *)&c->tcp, (uv_buf_t *)&iov[i], (unsigned)(n - i),
+               on_ws_written) < 0) {
+    free(req);
+    c->writing = false;
+    ws_conn_output_done(c->ws);
+    conn_shutdown(c);
+    return false;
+  }
+  ws_rearm(c); /* the send deadline now counts */
+  return false;
+}
+
+/* A presence_diff leaves now, maybe some ms after the session handed it
+ * over: its window counts from here. */
+static void stamp_diff(conn_t *c) {
+  if (!c->diff_queued) return;
+  c->diff_queued = false;
+  c->st.diff_at_ms = diff_clock_ms();
+}
+
+/* After the last send: a conn whose close frame has left is shut down; a
+ * request may have been waiting for the queue to drain. */
+static void flush_end(conn_t *c) {
   if (!c->tcp_closed && !c->writing && ws_conn_finished(c->ws)) {
     conn_shutdown(c);
     return;
   }
-  pump(c); /* a request may have been waiting for the queue to drain */
+  pump(c);
+}
+
+/* Writes what ws.c has queued: try_send first (the kernel usually takes a
+ * push whole: no request, no callback, no change to the poll set), then one
+ * uv_write for whatever it did not take. */
+static void flush_ws(conn_t *c) {
+  if (uv_is_closing((uv_handle_t *)&c->tcp) || c->sending) return;
+  stamp_diff(c);
+  while (!c->tcp_closed && !c->writing) {
+    struct iovec iov[CONN_WS_IOV];
+    size_t n = ws_conn_output(c->ws, iov, CONN_WS_IOV);
+    if (n == 0) break;
+    if (!after_try(c, iov, n, try_send(c, iov, n))) return;
+  }
+  flush_end(c);
 }
 
 static void dirty_del(conn_t *c) {
@@ -489,18 +509,59 @@ static void mark_dirty(conn_t *c) {
     flush_ws(c);
     return;
   }
-  if (c->dirty || c->writing) return; /* a write in flight flushes on completion */
+  if (c->dirty || c->writing || c->sending) return; /* a write in flight flushes on completion */
   if (!a->dirty.head) uv_prepare_start(a->flusher, on_flush);
   clist_push(&a->dirty, c, offsetof(conn_t, dirty_link));
   c->dirty = true;
 }
 
+/* One send of a batch has its result: on as flush_ws would go on. */
+static void on_batch_sent(void *tag, struct iovec *iov, size_t n, ssize_t res, void *arg) {
+  (void)arg;
+  conn_t *c = tag;
+  c->sending = false;
+  if (uv_is_closing((uv_handle_t *)&c->tcp)) { /* cannot be: nothing ran since the add */
+    ws_conn_output_done(c->ws);
+    return;
+  }
+  int w = res >= 0 ? (int)res : uv_translate_sys_error((int)-res);
+  if (after_try(c, iov, n, w)) flush_ws(c); /* more than CONN_WS_IOV frames, or a close */
+}
+
+/* Every dirty conn's first CONN_WS_IOV frames go in batches of
+ * SENDBATCH_MAX sends per system call (sendbatch.c: a third less CPU per
+ * push at chat's rates); what a conn has beyond them, and a conn that
+ * cannot be batched now, goes by flush_ws. */
 static void flush_dirty(void *arg) {
   acceptor_t *a = arg;
+  unsigned long long calls0, sends0, calls, sends;
+  sendbatch_counts(a->batch, &calls0, &sends0);
   while (a->dirty.head) {
-    conn_t *c = a->dirty.head;
-    dirty_del(c);
-    flush_ws(c);
+    while (a->dirty.head && !sendbatch_full(a->batch)) {
+      conn_t *c = a->dirty.head;
+      dirty_del(c);
+      uv_os_fd_t fd;
+      if (uv_is_closing((uv_handle_t *)&c->tcp) || c->tcp_closed || c->writing ||
+          c->tcp.write_queue_size || uv_fileno((uv_handle_t *)&c->tcp, &fd)) {
+        flush_ws(c);
+        continue;
+      }
+      stamp_diff(c);
+      struct iovec iov[CONN_WS_IOV];
+      size_t n = ws_conn_output(c->ws, iov, CONN_WS_IOV);
+      if (n == 0) {
+        flush_end(c);
+        continue;
+      }
+      c->sending = true;
+      sendbatch_add(a->batch, fd, iov, n, c);
+    }
+    sendbatch_run(a->batch, on_batch_sent, a);
+  }
+  sendbatch_counts(a->batch, &calls, &sends);
+  if (sends != sends0) {
+    tm_add(TM_PUSH_SENDS, (long)(sends - sends0));
+    tm_add(TM_PUSH_SYSCALLS, (long)(calls - calls0));
   }
   uv_prepare_stop(a->flusher);
 }
@@ -514,6 +575,14 @@ static void on_flush(uv_prepare_t *h) {
 static void free_handle(uv_handle_t *h) { free(h); }
 
 int conn_flusher_open(acceptor_t *a) {
+  a->batch = sendbatch_new(app_config()->io_uring);
+  if (!a->batch) return ACT_ENOMEM;
+  const char *why_not;
+  if (sendbatch_uring(a->batch, &why_not))
+    app_log(LOG_DEBUG, "pushes leave by io_uring, up to %d sends per system call", SENDBATCH_MAX);
+  else
+    app_log(*why_not ? LOG_INFO : LOG_DEBUG, "pushes leave by one send(2) each%s%s",
+            *why_not ? ": " : " (CHATTER_IO_URING=0)", why_not);
   a->flusher = malloc(sizeof *a->flusher);
   if (!a->flusher) return ACT_ENOMEM;
   uv_prepare_init(act_loop(), a->flusher);
@@ -527,6 +596,8 @@ int conn_flusher_open(acceptor_t *a) {
 }
 
 void conn_flusher_close(acceptor_t *a) {
+  sendbatch_free(a->batch);
+  a->batch = NULL;
   if (!a->flusher) return;
   a->flusher->data = NULL;
   uv_close((uv_handle_t *)a->flusher, free_handle);

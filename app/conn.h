@@ -54,6 +54,7 @@ typedef struct acceptor {
   conn_list_t idle;         /* HTTP conns with no request under way */
   conn_list_t dirty;        /* WebSockets with frames queued since the last flush */
   uv_prepare_t *flusher;    /* flushes them once per loop turn (own allocation) */
+  struct sendbatch *batch;  /* their sends, many per system call (sendbatch.h) */
   /* open WebSockets by ping due, oldest first, and the one timer that
    * pings them (own allocation; conn.c "Timers") */
   conn_list_t ping;

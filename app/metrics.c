@@ -61,6 +61,12 @@ char *metrics_render(size_t *len) {
   metric(&o, "chatter_presence_diffs_total", "counter", "Presence diffs published.", tm_get(TM_PRESENCE_DIFFS));
   metric(&o, "chatter_presence_catchups_merged_total", "counter",
          "Restarted sessions' catch-ups of several diffs sent as one.", tm_get(TM_CATCHUPS_MERGED));
+  metric(&o, "chatter_push_sends_total", "counter",
+         "Sends of sockets' queued frames by the end-of-turn flush (one per socket per turn).",
+         tm_get(TM_PUSH_SENDS));
+  metric(&o, "chatter_push_syscalls_total", "counter",
+         "System calls those sends took: one per batch of up to 128 with io_uring.",
+         tm_get(TM_PUSH_SYSCALLS));
   metric(&o, "chatter_slow_client_closes_total", "counter", "Sockets closed with 1008.", tm_get(TM_SLOW_CLIENTS));
   metric(&o, "chatter_rate_limited_total", "counter", "Sends refused by the rate limit.", tm_get(TM_RATE_LIMITED));
   metric(&o, "chatter_db_unavailable_total", "counter", "Requests answered unavailable.", tm_get(TM_DB_ERRORS));

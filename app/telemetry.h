@@ -28,6 +28,8 @@ enum {
   TM_DASH_REFRESHES,      /* counter: dashboard snapshots that read the drawn ones only */
   TM_PRESENCE_DIFFS,      /* counter: presence diffs published */
   TM_CATCHUPS_MERGED,     /* counter: restarted sessions' catch-ups sent as one merged diff */
+  TM_PUSH_SENDS,          /* counter: sends of sockets' queued frames by the flush's batches */
+  TM_PUSH_SYSCALLS,       /* counter: system calls those took (sendbatch.c) */
   TM_COUNT
 };
 void tm_add(int metric, long delta);

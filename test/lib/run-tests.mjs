@@ -4,7 +4,7 @@
 // runner orders, globs or parallelises files.  Order matters: files named z_*
 // stop PostgreSQL on purpose and must run last.
 //
-//   node test/lib/run-tests.mjs test/protocol [test/browser ...]
+//   node test/lib/run-tests.mjs test/protocol [test/browser ...] [a/file.test.mjs ...]
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -17,13 +17,14 @@ if (!dirs.length) {
 const failed = [];
 let ran = 0;
 for (const dir of dirs) {
-  const files = fs.readdirSync(dir).filter((f) => f.endsWith('.test.mjs')).sort();
+  const one = dir.endsWith('.test.mjs'); // a file of its own
+  const files = one ? [dir] : fs.readdirSync(dir).filter((f) => f.endsWith('.test.mjs')).sort();
   if (!files.length) {
     console.error(`run-tests: no *.test.mjs in ${dir}`);
     process.exit(2);
   }
   for (const f of files) {
-    const file = path.join(dir, f);
+    const file = one ? f : path.join(dir, f);
     console.log(`== ${file}`);
     const r = spawnSync(process.execPath, ['--test', file], { stdio: 'inherit' });
     ran++;

@@ -1,9 +1,10 @@
 // 50 joined sockets, 10 of them sending at once: every socket receives every
 // message exactly once, in strictly increasing seq order.
+import fs from 'node:fs';
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startServer } from '../lib/server.mjs';
-import { joined, closeAll, uniq, checkAlive, checkMessage, sleep } from './client.mjs';
+import { joined, closeAll, uniq, checkAlive, checkMessage, sleep, metric } from './client.mjs';
 
 const SOCKETS = 50;
 const SENDERS = 10;
@@ -86,3 +87,29 @@ test('sockets joining while messages flow: joined.messages + pushes leave no gap
 });
 
 test('server still running', () => checkAlive(assert, server));
+
+// app/sendbatch.c: each scheduler's pushes leave through an io_uring of its
+// own, unless CHATTER_IO_URING=0 (make test-protocol runs this file that way
+// too) or the kernel refuses one, which the log then says.
+test('pushes leave through one io_uring per scheduler, many per system call, or the log says why not', async (t) => {
+  const dir = `/proc/${server.proc.pid}/fd`;
+  const rings = fs.readdirSync(dir).filter((f) => {
+    try { return fs.readlinkSync(`${dir}/${f}`) === 'anon_inode:[io_uring]'; } catch { return false; }
+  }).length;
+  const scheds = Number(/\((\d+) schedulers?/.exec(server.logs())?.[1]);
+  assert.ok(scheds >= 1, 'the start line names the schedulers');
+  // the fan-outs above went through the flush's batches
+  const sends = await metric(assert, server, 'chatter_push_sends_total');
+  const calls = await metric(assert, server, 'chatter_push_syscalls_total');
+  assert.ok(sends >= SOCKETS * SENDERS * EACH / 16, `${sends} batched sends`);
+  const refused = /pushes leave by one send\(2\) each: ([^"\n]*)/.exec(server.logs());
+  if (process.env.CHATTER_IO_URING === '0' || refused) {
+    if (refused) t.diagnostic(`io_uring refused here: ${refused[1]}`);
+    assert.equal(rings, 0);
+    assert.equal(calls, sends, 'one send(2) per send');
+    return;
+  }
+  assert.equal(rings, scheds, `${rings} io_uring descriptors for ${scheds} schedulers`);
+  assert.ok(calls * 2 <= sends, `${calls} system calls for ${sends} sends: batched`);
+  t.diagnostic(`${sends} sends in ${calls} system calls`);
+});
