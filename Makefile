@@ -296,10 +296,11 @@ $(B)/chatter-load: $(LOAD_SRC) bench/chatter-load/load.h runtime/act.h $(B)/liba
 	@mkdir -p $(dir $@)
 	$(CC) $(RT_CFLAGS) -Iruntime $(LOAD_SRC) $(B)/libact.a $(RT_LIBS) -lm -o $@
 
-# floor.c's measurement at a chosen cadence (bench/chatter-load/floor_gap.c).
-$(B)/floor-gap: bench/chatter-load/floor_gap.c
+# floor.c's measurement at a chosen cadence (bench/chatter-load/floor_gap.c),
+# and with the server's own batches of sends (app/sendbatch.c).
+$(B)/floor-gap: bench/chatter-load/floor_gap.c app/sendbatch.c app/sendbatch.h
 	@mkdir -p $(dir $@)
-	$(CC) -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -O2 $< -lm -o $@
+	$(CC) -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -O2 -Iapp $< app/sendbatch.c -lm -o $@
 
 .PHONY: chatter-load bench-chat test-harness test-kill
 chatter-load: $(B)/chatter-load $(B)/floor-gap

@@ -152,11 +152,17 @@ if runs chat2 && runs slow; then
   done
 fi
 
-# floor_gap N GAP [poisson]: floor_gap.c into OUT/floor-gap-N-GAP[-poisson].txt,
-# about 10 s of rounds (30 rounds at 500 ms: 15 s; 50 at 250 ms: 12.5 s)
+# floor_gap N GAP [poisson] [batched]: floor_gap.c into
+# OUT/floor-gap-N-GAP[-poisson][-batched].txt, about 10 s of rounds (30
+# rounds at 500 ms: 15 s; 50 at 250 ms: 12.5 s), or floor.c's 100 rounds
+# when GAP is floor.c's own 2 ms
 floor_gap() {
-  local f="$OUT/floor-gap-$1-$2${3:+-$3}.txt"
-  taskset -c $SCPU "$FLOOR_GAP" "$1" $(( 10000 / $2 + 10 )) "$2" ${3:-} > "$f" 2>&1 || true
+  local n="$1" gap="$2" words f rounds
+  shift 2
+  words="$*"
+  f="$OUT/floor-gap-$n-$gap${words:+-${words// /-}}.txt"
+  rounds=$(( gap < 10 ? 100 : 10000 / gap + 10 ))
+  taskset -c $SCPU "$FLOOR_GAP" "$n" $rounds "$gap" "$@" > "$f" 2>&1 || true
   cat "$f" >&2
 }
 
@@ -172,6 +178,11 @@ floor_gap() {
   if [ "$n" = "$(div 2000)" ]; then
     for gap in $GAP_CHAT $GAPS_LADDER; do floor_gap "$n" "$gap" poisson; done
   fi
+  # and with the server's batches of sends (floor_gap.c "batched"): floor.c's
+  # 2 ms rounds, fanout's cadence, chat's first stage's arrivals
+  floor_gap "$n" 2 batched
+  floor_gap "$n" $GAP_FANOUT batched
+  [ "$n" = "$(div 2000)" ] && floor_gap "$n" $GAP_CHAT poisson batched
 done
 
 node bench/chatter-load/table.mjs "$OUT" "$(div 10000)" "$(div 2000)" $GAP_FANOUT $GAP_CHAT > "$OUT/table.md"

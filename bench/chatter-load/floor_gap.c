@@ -16,7 +16,7 @@
  * delivering one message every 250 ms (the chat scenario's first stage) or
  * 500 ms (fanout) to each socket pays the second figure, whatever its code.
  *
- *   floor-gap N ROUNDS GAP_MS [poisson]
+ *   floor-gap N ROUNDS GAP_MS [poisson] [batched]
  *                                  (writer on the calling CPU; bench-chat
  *                                   pins it with taskset, the reader forks
  *                                   onto CPU 1 when there are two)
@@ -32,9 +32,19 @@
  * for fixed rounds the same distance apart.  The random gaps come from a
  * fixed seed, so two runs draw the same ones.
  *
- * Prints one line of key=value, the same keys as floor.c, plus gap_ms and
- * arrivals (fixed or poisson).
+ * With "batched" the writes of a round leave as the server's do since
+ * issue 6's stop 20: SENDBATCH_MAX at a time in one system call, through
+ * app/sendbatch.c itself (io_uring; one send(2) each where it is refused).
+ * Still one send per delivery, and the same kernel work for each: what goes
+ * is the crossing into the kernel and back, one per send without it.  A
+ * server that batches is measured against this as well as against floor.c.
+ *
+ * Prints one line of key=value, the same keys as floor.c, plus gap_ms,
+ * arrivals (fixed or poisson) and batch (sends per system call asked for: 1
+ * or SENDBATCH_MAX; uring=0 when io_uring was refused).
  */
+#include "sendbatch.h"
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -110,10 +120,23 @@ static void reader(const struct sockaddr_in *to, int n) {
   _exit(0);
 }
 
+static void on_sent(void *tag, struct iovec *iov, size_t n, ssize_t res, void *arg) {
+  (void)tag, (void)iov, (void)n, (void)arg;
+  if (res != FRAME_BYTES) {
+    fprintf(stderr, "floor-gap: a batched send took %zd of %d bytes\n", res, FRAME_BYTES);
+    exit(1);
+  }
+}
+
 int main(int argc, char **argv) {
-  bool poisson = argc == 5 && strcmp(argv[4], "poisson") == 0;
-  if (argc != 4 && !poisson) {
-    fprintf(stderr, "usage: floor-gap N ROUNDS GAP_MS [poisson]\n");
+  bool poisson = false, batched = false, usage = argc < 4;
+  for (int i = 4; i < argc; i++) {
+    if (strcmp(argv[i], "poisson") == 0) poisson = true;
+    else if (strcmp(argv[i], "batched") == 0) batched = true;
+    else usage = true;
+  }
+  if (usage) {
+    fprintf(stderr, "usage: floor-gap N ROUNDS GAP_MS [poisson] [batched]\n");
     return 2;
   }
   int n = atoi(argv[1]), rounds = atoi(argv[2]);
@@ -144,6 +167,8 @@ int main(int argc, char **argv) {
     if ((fds[i] = accept(ls, NULL, NULL)) < 0) die("accept");
     setsockopt(fds[i], IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   }
+  sendbatch_t *batch = batched ? sendbatch_new(true) : NULL;
+  if (batched && !batch) die("sendbatch_new");
   char frame[FRAME_BYTES];
   memset(frame, 'y', sizeof frame);
   frame[0] = (char)0x81; /* FIN + text, as a server frame starts */
@@ -155,8 +180,17 @@ int main(int argc, char **argv) {
   double total = 0, worst = 0, t0 = mono_s();
   for (int r = 0; r < rounds; r++) {
     double start = mono_s();
-    for (int i = 0; i < n; i++)
-      if (write(fds[i], frame, sizeof frame) != (ssize_t)sizeof frame) die("write");
+    if (batched) {
+      struct iovec one = {frame, sizeof frame};
+      for (int i = 0; i < n; i++) {
+        if (sendbatch_full(batch)) sendbatch_run(batch, on_sent, NULL);
+        sendbatch_add(batch, fds[i], &one, 1, NULL);
+      }
+      sendbatch_run(batch, on_sent, NULL);
+    } else {
+      for (int i = 0; i < n; i++)
+        if (write(fds[i], frame, sizeof frame) != (ssize_t)sizeof frame) die("write");
+    }
     double took = mono_s() - start;
     total += took;
     if (took > worst) worst = took;
@@ -173,9 +207,12 @@ int main(int argc, char **argv) {
   double wall = mono_s() - t0;
   getrusage(RUSAGE_SELF, &after);
   double deliveries = (double)n * rounds, cpu = cpu_s(&after) - cpu_s(&before);
-  printf("floor-gap n=%d rounds=%d gap_ms=%g arrivals=%s deliveries=%.0f cpu_s_per_100k=%.3f round_ms_mean=%.2f "
-         "round_ms_max=%.2f wall_s=%.2f\n",
-         n, rounds, gap_ms, poisson ? "poisson" : "fixed", deliveries, cpu / deliveries * 1e5, total / rounds * 1e3, worst * 1e3, wall);
+  printf("floor-gap n=%d rounds=%d gap_ms=%g arrivals=%s batch=%d uring=%d deliveries=%.0f cpu_s_per_100k=%.3f "
+         "round_ms_mean=%.2f round_ms_max=%.2f wall_s=%.2f\n",
+         n, rounds, gap_ms, poisson ? "poisson" : "fixed", batched ? SENDBATCH_MAX : 1,
+         batched && sendbatch_uring(batch, NULL), deliveries, cpu / deliveries * 1e5, total / rounds * 1e3,
+         worst * 1e3, wall);
+  sendbatch_free(batch);
   for (int i = 0; i < n; i++) close(fds[i]);
   waitpid(child, NULL, 0);
   free(fds);

@@ -85,7 +85,7 @@ floor_gap_refuses() { # WHAT ARGS...: exit 2 with a message
 }
 # 50 sockets, 3 rounds 20 ms apart
 floor_gap_says "floor-gap measures 3 rounds 20 ms apart" \
-  '^floor-gap n=50 rounds=3 gap_ms=20 arrivals=fixed deliveries=150 cpu_s_per_100k=[0-9.]+ round_ms_mean=[0-9.]+ round_ms_max=[0-9.]+ wall_s=([1-9][0-9]*\.[0-9]+|0\.(0[6-9]|[1-9][0-9]))' \
+  '^floor-gap n=50 rounds=3 gap_ms=20 arrivals=fixed batch=1 uring=0 deliveries=150 cpu_s_per_100k=[0-9.]+ round_ms_mean=[0-9.]+ round_ms_max=[0-9.]+ wall_s=([1-9][0-9]*\.[0-9]+|0\.(0[6-9]|[1-9][0-9]))' \
   50 3 20
 floor_gap_refuses "floor-gap refuses 0 sockets" 0 3 20
 # at random times (chat's arrivals): 20 rounds 20 ms apart on average, so
@@ -94,5 +94,11 @@ floor_gap_says "floor-gap measures 20 rounds at random, 20 ms apart on average" 
   '^floor-gap n=50 rounds=20 gap_ms=20 arrivals=poisson deliveries=1000 .* wall_s=(0\.[1-9][0-9]|[1-2]\.[0-9]+)$' \
   50 20 20 poisson
 floor_gap_refuses "floor-gap refuses an unknown arrival law" 50 3 20 sometimes
+# the server's batches (app/sendbatch.c): every send of 200 rounds to 300
+# sockets checked whole (a short one exits 1), 128 asked per system call,
+# and io_uring in use, or on a kernel that refuses it, one send(2) each
+floor_gap_says "floor-gap batched: 60,000 sends, 128 per system call" \
+  '^floor-gap n=300 rounds=200 gap_ms=0 arrivals=fixed batch=128 uring=[01] deliveries=60000 cpu_s_per_100k=[0-9.]+ ' \
+  300 200 0 batched
 echo "$pass passed, $fail failed"
 [ $fail = 0 ]

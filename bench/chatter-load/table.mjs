@@ -25,7 +25,7 @@ const keysOf = (f) => {
 // each figure is the median of the runs'; floor-gap's are one run each.
 const floorRuns = {};
 const floorOf = (n, gap, arrivals = '') => {
-  if (gap) return keysOf(`floor-gap-${n}-${gap}${arrivals ? `-${arrivals}` : ''}.txt`);
+  if (gap) return keysOf(`floor-gap-${n}-${gap}${arrivals ? `-${arrivals}` : ''}.txt`);  // arrivals: poisson, batched, poisson-batched
   const runs = fs.readdirSync(dir).filter((f) => new RegExp(`^floor-${n}-\\d+\\.txt$`).test(f))
     .sort((a, b) => Number(a.match(/-(\d+)\.txt$/)[1]) - Number(b.match(/-(\d+)\.txt$/)[1]))
     .map(keysOf).filter((k) => k && k.round_ms_mean != null);
@@ -72,6 +72,11 @@ for (const sc of ['fanout', 'fanout2k']) {
   const g = flGap[sc];
   row(sc, `burst spread p50 (ms; floor: one round ${gapFanout} ms apart)`, (j) => j.spread_p50_ms, g && g.round_ms_mean);
   row(sc, `server CPU-s per 100k (floor: rounds ${gapFanout} ms apart)`, (j) => j.server_cpu_per_100k, g && g.cpu_s_per_100k, 3);
+  // the floor with the server's own batches of sends (floor_gap.c "batched")
+  const n = sc === 'fanout' ? nBig : nSmall, b = floorOf(n, 2, 'batched'), bg = floorOf(n, gapFanout, 'batched');
+  if (b) row(sc, 'burst spread p50 (ms; floor: one round, sends batched)', (j) => j.spread_p50_ms, b.round_ms_mean);
+  if (b) row(sc, 'server CPU-s per 100k (floor: the same, batched)', (j) => j.server_cpu_per_100k, b.cpu_s_per_100k, 3);
+  if (bg) row(sc, `server CPU-s per 100k (floor: rounds ${gapFanout} ms apart, batched)`, (j) => j.server_cpu_per_100k, bg.cpu_s_per_100k, 3);
   row(sc, 'lost/dup/order', lostDup, null);
 }
 row('chat', 'highest rate held, p99<50ms (deliveries/s)', (j) => j.held_deliveries_per_s, null, 0);
@@ -91,6 +96,11 @@ function stageFloorRows(sc, get, gap, evenToo = true) {
     row(sc, `the same, floor: rounds at random, ${gap} ms apart on average (the stage's arrivals)`, get, random.cpu_s_per_100k, 3);
 }
 stageFloorRows('chat', (j) => j.stage0_server_cpu_per_100k, gapChat);
+{
+  const b = floorOf(nSmall, 2, 'batched'), bp = floorOf(nSmall, gapChat, 'poisson-batched');
+  if (b) row('chat', 'the same, floor: floor.c\'s rounds, sends batched', (j) => j.stage0_server_cpu_per_100k, b.cpu_s_per_100k, 3);
+  if (bp) row('chat', `the same, floor: the stage's arrivals, sends batched`, (j) => j.stage0_server_cpu_per_100k, bp.cpu_s_per_100k, 3);
+}
 row('chat', 'lost/dup/order', lostDup, null);
 // ladder: chat's stages, every one run by both servers whatever its p99
 // (chatter-load --every-stage), so that CPU is compared at equal rates;
@@ -154,7 +164,8 @@ console.log('\n(h): the harness was runnable (running or waiting for a CPU) over
   ' for latency, RSS and CPU lower is better, for rates higher is better. The Node peer has no chaos switch, so crash is Chatter only.' +
   ' floor: ../shared/floor/floor.c (rounds 2 ms apart), the median of its runs (below); "rounds N ms apart": the same measurement by bench/chatter-load/floor_gap.c at the scenario\'s cadence;' +
   ` ladder: its first stage against floor_gap.c at ${gapChat} ms (its cadence), the others against floor.c and then floor_gap.c at their own cadence;` +
-  ' "rounds at random": floor_gap.c poisson, rounds at random times as often, as 200 senders at random phases reach a socket.');
+  ' "rounds at random": floor_gap.c poisson, rounds at random times as often, as 200 senders at random phases reach a socket;' +
+  ' "sends batched": floor_gap.c batched, the same sends 128 per system call through the server\'s own app/sendbatch.c (io_uring), one run each.');
 const runsLine = Object.entries(floorRuns).map(([n, runs]) => `${Number(n).toLocaleString('en-US')} sockets, round ${
   runs.map((r) => r.round_ms_mean.toFixed(1)).join(', ')} ms, CPU-s per 100k ${runs.map((r) => r.cpu_s_per_100k.toFixed(3)).join(', ')}`);
 if (runsLine.length) console.log(`\nfloor.c's runs (one before the scenarios, the others after): ${runsLine.join('; ')}.`);
