@@ -262,10 +262,10 @@ START_TEST(many_runs_keep_order)
     pairs_open();
     sendbatch_t *b = batch_for(_i);
     enum { RUNS = 40 };
-    static char msg[RUNS][PAIRS][16];
+    static char msg[RUNS][PAIRS][32];
     for (int k = 0; k < RUNS; k++) {
         for (int i = 0; i < PAIRS; i++) {
-            snprintf(msg[k][i], sizeof msg[k][i], "%02d:%03d;", k, i);
+            snprintf(msg[k][i], sizeof msg[k][i], "%02u:%03u;", (unsigned)k % 100, (unsigned)i % 1000);
             struct iovec v = {msg[k][i], 7};
             sendbatch_add(b, wr[i], &v, 1, NULL);
         }
