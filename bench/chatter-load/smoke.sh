@@ -91,7 +91,7 @@ floor_gap_refuses "floor-gap refuses 0 sockets" 0 3 20
 # at random times (chat's arrivals): 20 rounds 20 ms apart on average, so
 # the run takes about 0.4 s, never the 0.0 s of no waiting at all
 floor_gap_says "floor-gap measures 20 rounds at random, 20 ms apart on average" \
-  '^floor-gap n=50 rounds=20 gap_ms=20 arrivals=poisson deliveries=1000 .* wall_s=(0\.[1-9][0-9]|[1-2]\.[0-9]+)$' \
+  '^floor-gap n=50 rounds=20 gap_ms=20 arrivals=poisson batch=1 uring=0 deliveries=1000 .* wall_s=(0\.[1-9][0-9]|[1-2]\.[0-9]+)$' \
   50 20 20 poisson
 floor_gap_refuses "floor-gap refuses an unknown arrival law" 50 3 20 sometimes
 # the server's batches (app/sendbatch.c): every send of 200 rounds to 300
