@@ -67,12 +67,10 @@
 #include "session.h"
 #include "telemetry.h"
 
-#include <errno.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #ifndef PING_INTERVAL_MS /* -D only to see the pinger at work quickly */
@@ -389,30 +387,23 @@ static void on_ws_written(uv_write_t *req, int status) {
   pump(c); /* a request may have been waiting for the queue to drain */
 }
 
-/* One non-blocking sendmsg(2) of the queued frames, as uv_try_write would
- * do it but with the socket call rather than write(2)/writev(2): that skips
- * the VFS layer (vfs_write, fdget_pos, 7% of the samples in a chat
- * profile).  floor_gap.c with send() instead of write(), 2,000 sockets,
- * rounds 250 ms apart (chat's cadence), nine runs of each, alternating:
- * median 1.012 CPU-s per 100k deliveries against 1.106 (ranges 0.957 to
- * 1.122 and 0.982 to 1.139).  A single buffer, the usual case at chat's
- * rates (one push per socket per fan-out), goes by send(2), which does not
- * copy and check a msghdr and an iovec array: floor_gap.c at 2 ms rounds,
- * twelve alternating pairs, send() lower in ten, medians 0.781 against
- * 0.795 CPU-s per 100k for sendmsg().  Returns bytes taken, 0 when the kernel took
- * none, or a negative libuv error.  Only while libuv holds no write of its
- * own for this stream, so bytes leave in order; else 0, and the caller
- * queues behind it. */
+/* The conn's descriptor, if bytes may go to it straight from here: only
+ * while libuv holds no write of its own for this stream, so that bytes
+ * leave in order (else the caller queues behind that write). */
+static bool send_fd(conn_t *c, uv_os_fd_t *fd) {
+  return !c->tcp.write_queue_size && !uv_fileno((uv_handle_t *)&c->tcp, fd);
+}
+
+/* One non-blocking send of the queued frames (sendbatch_send_now), as
+ * uv_try_write would do it with the socket call.  Returns bytes taken, 0
+ * when the kernel took none or send_fd says wait, or a negative libuv
+ * error. */
 static int try_send(conn_t *c, struct iovec *iov, size_t n) {
   uv_os_fd_t fd;
-  if (c->tcp.write_queue_size || uv_fileno((uv_handle_t *)&c->tcp, &fd)) return 0;
-  struct msghdr m = {.msg_iov = iov, .msg_iovlen = n};
-  ssize_t w;
-  do w = n == 1 ? send(fd, iov[0].iov_base, iov[0].iov_len, MSG_DONTWAIT | MSG_NOSIGNAL)
-                : sendmsg(fd, &m, MSG_DONTWAIT | MSG_NOSIGNAL);
-  while (w < 0 && errno == EINTR);
-  if (w >= 0) return (int)w; /* CONN_WS_IOV frames of a few MiB at most: far below INT_MAX */
-  return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : uv_translate_sys_error(errno);
+  if (!send_fd(c, &fd)) return 0;
+  ssize_t w = sendbatch_send_now(fd, iov, n);
+  /* CONN_WS_IOV frames of a few MiB at most: far below INT_MAX */
+  return w >= 0 ? (int)w : uv_translate_sys_error((int)-w);
 }
 
 /* diff_at_ms's clock: monotonic ms, kept mod 2^32 (differences of two
@@ -520,10 +511,9 @@ static void on_batch_sent(void *tag, struct iovec *iov, size_t n, ssize_t res, v
   (void)arg;
   conn_t *c = tag;
   c->sending = false;
-  if (uv_is_closing((uv_handle_t *)&c->tcp)) { /* cannot be: nothing ran since the add */
-    ws_conn_output_done(c->ws);
-    return;
-  }
+  /* nothing that closes a conn runs between its add and its result: an
+   * earlier entry's result shuts down only its own conn */
+  ACT_DEBUG_ASSERT(!uv_is_closing((uv_handle_t *)&c->tcp));
   int w = res >= 0 ? (int)res : uv_translate_sys_error((int)-res);
   if (after_try(c, iov, n, w)) flush_ws(c); /* more than CONN_WS_IOV frames, or a close */
 }
@@ -541,8 +531,7 @@ static void flush_dirty(void *arg) {
       conn_t *c = a->dirty.head;
       dirty_del(c);
       uv_os_fd_t fd;
-      if (uv_is_closing((uv_handle_t *)&c->tcp) || c->tcp_closed || c->writing ||
-          c->tcp.write_queue_size || uv_fileno((uv_handle_t *)&c->tcp, &fd)) {
+      if (uv_is_closing((uv_handle_t *)&c->tcp) || c->tcp_closed || c->writing || !send_fd(c, &fd)) {
         flush_ws(c);
         continue;
       }

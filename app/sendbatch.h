@@ -43,6 +43,11 @@ void sendbatch_add(sendbatch_t *b, int fd, const struct iovec *iov, size_t n, vo
 /* Tries every send added, then calls done for each, in order; the batch is
  * empty again when it returns.  done must not add to the batch. */
 void sendbatch_run(sendbatch_t *b, sendbatch_cb *done, void *arg);
+/* One non-blocking send of iov[0..n) on fd, now, by itself: send(2) for
+ * one buffer, sendmsg(2) for more; the answer as a run's (bytes taken, 0
+ * when the socket is full, -errno).  What a run without io_uring makes
+ * per entry, and what a caller with a single send uses directly. */
+ssize_t sendbatch_send_now(int fd, const struct iovec *iov, size_t n);
 /* System calls made and sends run since the batch was made. */
 void sendbatch_counts(const sendbatch_t *b, unsigned long long *calls, unsigned long long *sends);
 

@@ -24,8 +24,9 @@ const keysOf = (f) => {
 // floor.c's runs at N sockets (DIR/floor-N-K.txt, bench-chat.sh FLOOR_RUNS):
 // each figure is the median of the runs'; floor-gap's are one run each.
 const floorRuns = {};
-const floorOf = (n, gap, arrivals = '') => {
-  if (gap) return keysOf(`floor-gap-${n}-${gap}${arrivals ? `-${arrivals}` : ''}.txt`);  // arrivals: poisson, batched, poisson-batched
+// variant: '', 'poisson', 'batched' or 'poisson-batched' (bench-chat.sh floor_gap)
+const floorOf = (n, gap, variant = '') => {
+  if (gap) return keysOf(`floor-gap-${n}-${gap}${variant ? `-${variant}` : ''}.txt`);
   const runs = fs.readdirSync(dir).filter((f) => new RegExp(`^floor-${n}-\\d+\\.txt$`).test(f))
     .sort((a, b) => Number(a.match(/-(\d+)\.txt$/)[1]) - Number(b.match(/-(\d+)\.txt$/)[1]))
     .map(keysOf).filter((k) => k && k.round_ms_mean != null);
@@ -40,6 +41,10 @@ const fl = { fanout: floorOf(nBig), fanout2k: flSmall, chat: flSmall };
 // past the receiver's 200 ms retransmission timeout its kernel ACKs at once,
 // on the sender's core (floor_gap.c says what that costs).
 const flGap = { fanout: floorOf(nBig, gapFanout), fanout2k: floorOf(nSmall, gapFanout), chat: floorOf(nSmall, gapChat) };
+// The same sends through the server's own batches (floor_gap.c "batched"):
+// floor.c's 2 ms rounds, and fanout's cadence.
+const flBatched = { fanout: floorOf(nBig, 2, 'batched'), fanout2k: floorOf(nSmall, 2, 'batched') };
+const flBatchedGap = { fanout: floorOf(nBig, gapFanout, 'batched'), fanout2k: floorOf(nSmall, gapFanout, 'batched') };
 
 const fmt = (v, d = 1) => (v == null || Number.isNaN(v) ? '' : typeof v === 'string' ? v
   : Math.abs(v) >= 1000 ? Math.round(v).toLocaleString('en-US') : v.toFixed(d));
@@ -72,8 +77,7 @@ for (const sc of ['fanout', 'fanout2k']) {
   const g = flGap[sc];
   row(sc, `burst spread p50 (ms; floor: one round ${gapFanout} ms apart)`, (j) => j.spread_p50_ms, g && g.round_ms_mean);
   row(sc, `server CPU-s per 100k (floor: rounds ${gapFanout} ms apart)`, (j) => j.server_cpu_per_100k, g && g.cpu_s_per_100k, 3);
-  // the floor with the server's own batches of sends (floor_gap.c "batched")
-  const n = sc === 'fanout' ? nBig : nSmall, b = floorOf(n, 2, 'batched'), bg = floorOf(n, gapFanout, 'batched');
+  const b = flBatched[sc], bg = flBatchedGap[sc];
   if (b) row(sc, 'burst spread p50 (ms; floor: one round, sends batched)', (j) => j.spread_p50_ms, b.round_ms_mean);
   if (b) row(sc, 'server CPU-s per 100k (floor: the same, batched)', (j) => j.server_cpu_per_100k, b.cpu_s_per_100k, 3);
   if (bg) row(sc, `server CPU-s per 100k (floor: rounds ${gapFanout} ms apart, batched)`, (j) => j.server_cpu_per_100k, bg.cpu_s_per_100k, 3);
@@ -97,7 +101,7 @@ function stageFloorRows(sc, get, gap, evenToo = true) {
 }
 stageFloorRows('chat', (j) => j.stage0_server_cpu_per_100k, gapChat);
 {
-  const b = floorOf(nSmall, 2, 'batched'), bp = floorOf(nSmall, gapChat, 'poisson-batched');
+  const b = flBatched.fanout2k, bp = floorOf(nSmall, gapChat, 'poisson-batched');
   if (b) row('chat', 'the same, floor: floor.c\'s rounds, sends batched', (j) => j.stage0_server_cpu_per_100k, b.cpu_s_per_100k, 3);
   if (bp) row('chat', `the same, floor: the stage's arrivals, sends batched`, (j) => j.stage0_server_cpu_per_100k, bp.cpu_s_per_100k, 3);
 }

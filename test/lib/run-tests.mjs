@@ -17,14 +17,13 @@ if (!dirs.length) {
 const failed = [];
 let ran = 0;
 for (const dir of dirs) {
-  const one = dir.endsWith('.test.mjs'); // a file of its own
-  const files = one ? [dir] : fs.readdirSync(dir).filter((f) => f.endsWith('.test.mjs')).sort();
+  const files = dir.endsWith('.test.mjs') ? [dir] // a file of its own
+    : fs.readdirSync(dir).filter((f) => f.endsWith('.test.mjs')).sort().map((f) => path.join(dir, f));
   if (!files.length) {
     console.error(`run-tests: no *.test.mjs in ${dir}`);
     process.exit(2);
   }
-  for (const f of files) {
-    const file = one ? f : path.join(dir, f);
+  for (const file of files) {
     console.log(`== ${file}`);
     const r = spawnSync(process.execPath, ['--test', file], { stdio: 'inherit' });
     ran++;
